@@ -1,0 +1,150 @@
+//! `Limiter::check` against governor's keyed limiter, in one criterion group (`check`).
+//!
+//! Run: `cargo bench -p ratethrottle --bench check`, then `python3 scripts/bench_ratios.py`
+//! for the ratios. Both sides use their real default clocks and admit every request (a quota
+//! too large to run out), so both do a full update per check. Ours has every feature on: six
+//! rules looked up by name, non-empty whitelist and blacklist, a block duration, metrics.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ratethrottle::{Limiter, Rule, Strategy};
+
+const MANY_KEYS: usize = 1_000_000;
+/// Large enough that nothing is ever denied during a run.
+const LIMIT: u32 = 1_000_000_000;
+
+/// Polls a memory-store future, which is always ready at once.
+fn ready_now<F: Future>(future: F) -> F::Output {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut context) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => unreachable!("memory-store futures are ready at once"),
+    }
+}
+
+fn loaded_limiter() -> Limiter {
+    let limiter = Limiter::in_memory();
+    for strategy in Strategy::ALL {
+        // The exact log keeps one entry per admission: give it the largest limit it allows.
+        let limit = if strategy == Strategy::SlidingWindow {
+            ratethrottle::MAX_SLIDING_WINDOW_LIMIT
+        } else {
+            u64::from(LIMIT)
+        };
+        let rule = Rule::new(strategy.as_str(), limit, Duration::from_secs(1))
+            .strategy(strategy)
+            .block_duration(Duration::from_secs(300));
+        limiter.add_rule(rule).expect("valid rule");
+    }
+    ready_now(limiter.whitelist_add("10.255.255.1")).expect("memory store");
+    ready_now(limiter.blacklist_add("10.255.255.2", None)).expect("memory store");
+    limiter
+}
+
+fn governor() -> DefaultKeyedRateLimiter<String> {
+    let rate = NonZeroU32::new(LIMIT).expect("non-zero");
+    RateLimiter::keyed(Quota::per_second(rate).allow_burst(rate))
+}
+
+fn keys() -> Vec<String> {
+    (0..MANY_KEYS)
+        .map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 0xff, i & 0xff))
+        .collect()
+}
+
+/// Runs `iters` checks split over two threads; returns the wall time.
+fn two_threads(iters: u64, check: impl Fn(usize) + Sync) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for thread in 0..2 {
+            let check = &check;
+            scope.spawn(move || {
+                for i in 0..iters / 2 {
+                    check(thread * 7_919 + i as usize);
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn bench_check(c: &mut Criterion) {
+    let keys = Arc::new(keys());
+    let mut group = c.benchmark_group("check");
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    group.sample_size(30);
+
+    for strategy in Strategy::ALL {
+        let name = strategy.as_str();
+        let limiter = loaded_limiter();
+        group.bench_function(format!("{name}_1"), |b| {
+            b.iter(|| ready_now(limiter.check(black_box("203.0.113.7"), name)).unwrap())
+        });
+        let limiter = loaded_limiter();
+        let mut i = 0;
+        group.bench_function(format!("{name}_1m"), |b| {
+            b.iter(|| {
+                i = (i + 1) % MANY_KEYS;
+                ready_now(limiter.check(black_box(&keys[i]), name)).unwrap()
+            })
+        });
+    }
+
+    let single = "203.0.113.7".to_owned();
+    let peer = governor();
+    group.bench_function("governor_keyed_1", |b| {
+        b.iter(|| peer.check_key(black_box(&single)))
+    });
+    let peer = governor();
+    let mut i = 0;
+    group.bench_function("governor_keyed_1m", |b| {
+        b.iter(|| {
+            i = (i + 1) % MANY_KEYS;
+            peer.check_key(black_box(&keys[i]))
+        })
+    });
+
+    // Two threads at once, on one key (contended) and on 1M keys (spread).
+    for strategy in [Strategy::Gcra, Strategy::SlidingCounter] {
+        let name = strategy.as_str();
+        let limiter = loaded_limiter();
+        group.bench_function(format!("{name}_2t_1"), |b| {
+            b.iter_custom(|iters| {
+                two_threads(iters, |_| {
+                    ready_now(limiter.check(black_box("203.0.113.7"), name)).unwrap();
+                })
+            })
+        });
+        let limiter = loaded_limiter();
+        group.bench_function(format!("{name}_2t_1m"), |b| {
+            b.iter_custom(|iters| {
+                two_threads(iters, |i| {
+                    ready_now(limiter.check(black_box(&keys[i % MANY_KEYS]), name)).unwrap();
+                })
+            })
+        });
+    }
+    let peer = governor();
+    group.bench_function("governor_keyed_2t_1", |b| {
+        b.iter_custom(|iters| two_threads(iters, |_| drop(peer.check_key(black_box(&single)))))
+    });
+    let peer = governor();
+    group.bench_function("governor_keyed_2t_1m", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, |i| {
+                drop(peer.check_key(black_box(&keys[i % MANY_KEYS])))
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_check);
+criterion_main!(benches);

@@ -1,0 +1,182 @@
+//! Time sources: the [`Clock`] trait, the real [`SystemClock`] and the test [`ManualClock`].
+//!
+//! Every time-dependent part of ratethrottle reads time through a [`Clock`], once per decision,
+//! as [`Nanos`] since the Unix epoch. Tests use a [`ManualClock`] and never sleep.
+//!
+//! ```
+//! use ratethrottle::clock::{Clock, ManualClock};
+//! use std::time::Duration;
+//!
+//! let clock = ManualClock::new();
+//! let start = clock.now();
+//! let shared = clock.clone(); // clones share one time
+//! shared.advance(Duration::from_secs(2));
+//! assert_eq!(clock.now().saturating_sub(start), Duration::from_secs(2));
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A point in time as whole nanoseconds since the Unix epoch (1970-01-01T00:00:00Z).
+///
+/// Arithmetic saturates instead of overflowing: `u64` nanoseconds reach the year 2554.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Nanos(u64);
+
+impl Nanos {
+    /// The Unix epoch.
+    pub const ZERO: Nanos = Nanos(0);
+
+    /// A time `nanos` nanoseconds after the Unix epoch.
+    pub const fn from_nanos(nanos: u64) -> Self {
+        Nanos(nanos)
+    }
+
+    /// A time `secs` seconds after the Unix epoch (saturating).
+    pub const fn from_secs(secs: u64) -> Self {
+        Nanos(secs.saturating_mul(1_000_000_000))
+    }
+
+    /// Nanoseconds since the Unix epoch.
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+
+    /// Whole seconds since the Unix epoch, rounded up.
+    pub const fn as_secs_ceil(self) -> u64 {
+        self.0.div_ceil(1_000_000_000)
+    }
+
+    /// This time plus `duration`, saturating at the largest representable time.
+    pub fn saturating_add(self, duration: Duration) -> Self {
+        Nanos(self.0.saturating_add(duration_to_nanos(duration)))
+    }
+
+    /// The duration from `earlier` to `self`, or zero if `earlier` is later.
+    pub fn saturating_sub(self, earlier: Nanos) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+
+    /// This time as a [`SystemTime`].
+    pub fn to_system_time(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.0)
+    }
+
+    /// A [`SystemTime`] as `Nanos`; times before the epoch become the epoch, times after 2554
+    /// saturate.
+    pub fn from_system_time(time: SystemTime) -> Self {
+        time.duration_since(UNIX_EPOCH)
+            .map_or(Nanos::ZERO, |d| Nanos(duration_to_nanos(d)))
+    }
+}
+
+impl fmt::Display for Nanos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{:09}s",
+            self.0 / 1_000_000_000,
+            self.0 % 1_000_000_000
+        )
+    }
+}
+
+/// A duration as whole nanoseconds, saturating at `u64::MAX` (about 584 years).
+pub(crate) fn duration_to_nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A source of the current time.
+///
+/// Implement it to drive a limiter from your own time source; the limiter reads it once per
+/// decision.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// The current time.
+    fn now(&self) -> Nanos;
+}
+
+/// The operating system's wall clock ([`SystemTime::now`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[inline]
+    fn now(&self) -> Nanos {
+        Nanos::from_system_time(SystemTime::now())
+    }
+}
+
+/// A clock that only moves when told to. Clones share the same time.
+///
+/// Starts at 2026-01-01T00:00:00Z, a multiple of every common window, so windowed strategies
+/// start at the beginning of a window.
+#[derive(Clone, Debug)]
+pub struct ManualClock(Arc<AtomicU64>);
+
+impl ManualClock {
+    /// 2026-01-01T00:00:00Z, where [`ManualClock::new`] starts.
+    pub const START: Nanos = Nanos::from_secs(1_767_225_600);
+
+    /// A clock at [`ManualClock::START`].
+    pub fn new() -> Self {
+        Self::at(Self::START)
+    }
+
+    /// A clock at `time`.
+    pub fn at(time: Nanos) -> Self {
+        ManualClock(Arc::new(AtomicU64::new(time.as_nanos())))
+    }
+
+    /// Moves the time forward by `duration` (saturating).
+    pub fn advance(&self, duration: Duration) {
+        let step = duration_to_nanos(duration);
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_add(step))
+            });
+    }
+
+    /// Sets the time; it may move backwards, which the strategies tolerate.
+    pub fn set(&self, time: Nanos) {
+        self.0.store(time.as_nanos(), Ordering::SeqCst);
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for ManualClock {
+    #[inline]
+    fn now(&self) -> Nanos {
+        Nanos(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_saturates_instead_of_overflowing() {
+        let clock = ManualClock::at(Nanos::from_nanos(u64::MAX - 5));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(clock.now().as_nanos(), u64::MAX);
+    }
+
+    #[test]
+    fn system_clock_is_after_2020() {
+        assert!(SystemClock.now() > Nanos::from_secs(1_577_836_800));
+    }
+
+    #[test]
+    fn display_shows_seconds_and_nanos() {
+        assert_eq!(Nanos::from_nanos(1_500_000_001).to_string(), "1.500000001s");
+        assert_eq!(Nanos::from_nanos(1_000_000_001).as_secs_ceil(), 2);
+    }
+}

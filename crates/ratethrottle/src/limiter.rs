@@ -1,0 +1,619 @@
+//! The [`Limiter`]: rules by name, lists, blocks, violations, callbacks and metrics over a
+//! [`Store`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::clock::{Clock, Nanos, SystemClock};
+use crate::error::{Error, Result};
+use crate::identifier::normalize_identifier;
+use crate::metrics::{Count, Metrics, RuleMetrics, StripedCounters, Violation, ViolationLog};
+use crate::rule::Rule;
+use crate::status::{Status, Verdict};
+use crate::store::{ListEntry, ListKind, MemoryStore, Outcome, Query, RuleSpec, Store};
+
+/// How many violations a limiter remembers by default.
+pub const DEFAULT_VIOLATION_HISTORY: usize = 1_000;
+
+/// How many violations [`Metrics::recent_violations`] shows, as in the original library.
+const RECENT_VIOLATIONS: usize = 10;
+
+type Callback = Arc<dyn Fn(&Violation) + Send + Sync>;
+type RuleTable = HashMap<Box<str>, Arc<RuleEntry>, foldhash::fast::RandomState>;
+
+/// A rule as the limiter holds it.
+#[derive(Debug)]
+struct RuleEntry {
+    rule: Rule,
+    spec: Arc<RuleSpec>,
+    /// Shared with the entries that replace this one, so counts survive a rule change.
+    counters: Arc<StripedCounters>,
+}
+
+/// Enforces named [`Rule`]s for identifiers, over a [`Store`].
+///
+/// Cheap to clone; clones share everything (rules, lists, counters, callbacks).
+///
+/// ```
+/// use ratethrottle::{Limiter, Rule};
+/// use ratethrottle::clock::ManualClock;
+/// use ratethrottle::store::MemoryStore;
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let clock = ManualClock::new();
+/// let limiter = Limiter::builder().store(MemoryStore::new()).clock(clock.clone()).build();
+/// limiter.add_rule(Rule::new("login", 2, Duration::from_secs(60)).block_duration(Duration::ZERO))?;
+///
+/// assert!(limiter.check("10.0.0.1", "login").await?.allowed);
+/// assert!(limiter.check("10.0.0.1", "login").await?.allowed);
+/// let denied = limiter.check("10.0.0.1", "login").await?;
+/// assert!(!denied.allowed);
+/// clock.advance(denied.retry_after.unwrap());
+/// assert!(limiter.check("10.0.0.1", "login").await?.allowed);
+/// # Ok::<(), ratethrottle::Error>(())
+/// # }).unwrap();
+/// ```
+pub struct Limiter<S: Store = MemoryStore> {
+    shared: Arc<Shared<S>>,
+}
+
+struct Shared<S> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    rules: ArcSwap<RuleTable>,
+    /// Serializes rule changes (readers never wait: they load the table).
+    rule_writes: Mutex<()>,
+    /// Counts of checks no rule owns: list decisions for unknown rules, and removed rules.
+    unowned: StripedCounters,
+    violations: ViolationLog,
+    callbacks: RwLock<Vec<Callback>>,
+    callback_panics: AtomicU64,
+}
+
+impl<S: Store> Clone for Limiter<S> {
+    fn clone(&self) -> Self {
+        Limiter {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: Store> fmt::Debug for Limiter<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limiter")
+            .field("store", &self.shared.store.kind())
+            .field("clock", &self.shared.clock)
+            .field("rules", &self.rules().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Limiter`]: `Limiter::builder().store(..).clock(..).build()`.
+#[derive(Debug)]
+#[must_use]
+pub struct LimiterBuilder<S: Store> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    violation_history: usize,
+}
+
+impl<S: Store> LimiterBuilder<S> {
+    /// Uses `store` for state (default: a new [`MemoryStore`]).
+    pub fn store<T: Store>(self, store: T) -> LimiterBuilder<T> {
+        LimiterBuilder {
+            store,
+            clock: self.clock,
+            violation_history: self.violation_history,
+        }
+    }
+
+    /// Uses `clock` for time (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Remembers the last `capacity` violations (default [`DEFAULT_VIOLATION_HISTORY`]).
+    pub fn violation_history(mut self, capacity: usize) -> Self {
+        self.violation_history = capacity;
+        self
+    }
+
+    /// The limiter, with no rules yet.
+    pub fn build(self) -> Limiter<S> {
+        Limiter {
+            shared: Arc::new(Shared {
+                store: self.store,
+                clock: self.clock,
+                rules: ArcSwap::from_pointee(RuleTable::default()),
+                rule_writes: Mutex::new(()),
+                unowned: StripedCounters::default(),
+                violations: ViolationLog::new(self.violation_history),
+                callbacks: RwLock::new(Vec::new()),
+                callback_panics: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl Limiter<MemoryStore> {
+    /// A builder with the defaults: a new [`MemoryStore`] and the [`SystemClock`].
+    pub fn builder() -> LimiterBuilder<MemoryStore> {
+        LimiterBuilder {
+            store: MemoryStore::new(),
+            clock: Arc::new(SystemClock),
+            violation_history: DEFAULT_VIOLATION_HISTORY,
+        }
+    }
+
+    /// A limiter over a new [`MemoryStore`] and the [`SystemClock`].
+    pub fn in_memory() -> Self {
+        Self::builder().build()
+    }
+}
+
+/// # Rules
+impl<S: Store> Limiter<S> {
+    /// Adds `rule`, replacing any rule of the same name. An identical replacement keeps the
+    /// existing counters and state; a changed one starts the rule's keys fresh.
+    pub fn add_rule(&self, rule: Rule) -> Result<()> {
+        rule.validate()?;
+        self.update_rules(|table| {
+            let entry = entry_for(table.get(rule.name.as_str()), rule);
+            table.insert(entry.rule.name.as_str().into(), entry);
+        });
+        Ok(())
+    }
+
+    /// Replaces the whole rule set at once (all rules are validated first; on error nothing
+    /// changes). Unchanged rules keep their state and counters. Used for configuration reloads.
+    pub fn set_rules(&self, rules: impl IntoIterator<Item = Rule>) -> Result<()> {
+        let rules: Vec<Rule> = rules.into_iter().collect();
+        for rule in &rules {
+            rule.validate()?;
+        }
+        self.update_rules(|table| {
+            let mut next = RuleTable::default();
+            for rule in rules {
+                let entry = entry_for(table.get(rule.name.as_str()), rule);
+                next.insert(entry.rule.name.as_str().into(), entry);
+            }
+            for (name, old) in table.iter() {
+                if !next.contains_key(name) {
+                    self.shared.unowned.absorb(&old.counters);
+                }
+            }
+            *table = next;
+        });
+        Ok(())
+    }
+
+    /// Removes the rule named `name`; `true` if it existed. Its counts stay in the totals.
+    pub fn remove_rule(&self, name: &str) -> bool {
+        let mut removed = false;
+        self.update_rules(|table| {
+            if let Some(old) = table.remove(name) {
+                self.shared.unowned.absorb(&old.counters);
+                removed = true;
+            }
+        });
+        removed
+    }
+
+    /// The rule named `name`.
+    pub fn rule(&self, name: &str) -> Option<Rule> {
+        self.shared.rules.load().get(name).map(|e| e.rule.clone())
+    }
+
+    /// All rules, sorted by name.
+    pub fn rules(&self) -> Vec<Rule> {
+        let mut rules: Vec<Rule> = self
+            .shared
+            .rules
+            .load()
+            .values()
+            .map(|e| e.rule.clone())
+            .collect();
+        rules.sort_by(|a, b| a.name.cmp(&b.name));
+        rules
+    }
+
+    fn update_rules(&self, change: impl FnOnce(&mut RuleTable)) {
+        let _writer = self
+            .shared
+            .rule_writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut table = RuleTable::clone(&self.shared.rules.load());
+        change(&mut table);
+        self.shared.rules.store(Arc::new(table));
+    }
+}
+
+/// The entry for `rule`, reusing `old`'s state if the rule is unchanged and its counters if the
+/// name is the same.
+fn entry_for(old: Option<&Arc<RuleEntry>>, rule: Rule) -> Arc<RuleEntry> {
+    match old {
+        Some(old) if old.rule == rule => Arc::clone(old),
+        Some(old) => Arc::new(RuleEntry {
+            spec: Arc::new(RuleSpec::new(&rule)),
+            counters: Arc::clone(&old.counters),
+            rule,
+        }),
+        None => Arc::new(RuleEntry {
+            spec: Arc::new(RuleSpec::new(&rule)),
+            counters: Arc::default(),
+            rule,
+        }),
+    }
+}
+
+/// # Checks
+impl<S: Store> Limiter<S> {
+    /// Checks one request of `identifier` against the rule named `rule`, and counts it if
+    /// admitted.
+    ///
+    /// Order: whitelisted → allowed; blacklisted → denied (`blocked`); unknown rule → error;
+    /// blocked after a violation → denied; else the rule's strategy decides. A denial by the
+    /// strategy records a [`Violation`], runs the callbacks and starts the rule's block.
+    pub async fn check(&self, identifier: &str, rule: &str) -> Result<Status> {
+        self.decide(identifier, rule, 1, true).await
+    }
+
+    /// [`Limiter::check`] for a request that costs `cost` units (`1..=` the rule's capacity).
+    pub async fn check_n(&self, identifier: &str, rule: &str, cost: u64) -> Result<Status> {
+        self.decide(identifier, rule, cost, true).await
+    }
+
+    /// What [`Limiter::check`] would answer now, without counting anything: `remaining` is the
+    /// allowance before the request. Records no violation and starts no block.
+    pub async fn peek(&self, identifier: &str, rule: &str) -> Result<Status> {
+        self.decide(identifier, rule, 1, false).await
+    }
+
+    /// Forgets `identifier`'s state and block under `rule`.
+    pub async fn reset(&self, identifier: &str, rule: &str) -> Result<()> {
+        let rules = self.shared.rules.load();
+        let entry = rules.get(rule).ok_or_else(|| unknown_rule(&rules, rule))?;
+        let id = normalize_identifier(identifier);
+        Ok(self.shared.store.reset(&entry.spec, &id).await?)
+    }
+
+    async fn decide(
+        &self,
+        identifier: &str,
+        rule: &str,
+        cost: u64,
+        consume: bool,
+    ) -> Result<Status> {
+        let shared = &*self.shared;
+        let now = shared.clock.now();
+        let id = normalize_identifier(identifier);
+        let rules = shared.rules.load();
+        let Some(entry) = rules.get(rule) else {
+            return self
+                .decide_without_rule(&id, rule, now, consume, &rules)
+                .await;
+        };
+        let capacity = entry.spec.params.capacity;
+        if cost == 0 || cost > capacity {
+            return Err(Error::InvalidCost {
+                rule: rule.to_owned(),
+                cost,
+                capacity,
+            });
+        }
+        let query = Query {
+            consume,
+            ..Query::new(&entry.spec, &id, cost, now)
+        };
+        let outcome = shared.store.check(query).await?;
+        let status = status_of(&entry.rule, entry.spec.name, outcome, now);
+        if consume {
+            let counters = &entry.counters;
+            counters.add(if status.allowed {
+                Count::Allowed
+            } else {
+                Count::Denied
+            });
+            if status.verdict == Verdict::Limited {
+                counters.add(Count::Violations);
+                self.violated(&entry.rule, entry.spec.name, &id, cost, &status, outcome);
+            }
+        }
+        Ok(status)
+    }
+
+    /// A check naming a rule that does not exist: the lists still apply first.
+    async fn decide_without_rule(
+        &self,
+        id: &str,
+        rule: &str,
+        now: Nanos,
+        consume: bool,
+        rules: &RuleTable,
+    ) -> Result<Status> {
+        let store = &self.shared.store;
+        let outcome = if store.list_contains(ListKind::Whitelist, id, now).await? {
+            Outcome::Whitelisted
+        } else if store.list_contains(ListKind::Blacklist, id, now).await? {
+            Outcome::Blacklisted { until: None }
+        } else {
+            return Err(unknown_rule(rules, rule));
+        };
+        let status = status_of(&Rule::new("", 0, Duration::ZERO), "", outcome, now);
+        if consume {
+            self.shared.unowned.add(if status.allowed {
+                Count::Allowed
+            } else {
+                Count::Denied
+            });
+        }
+        Ok(status)
+    }
+
+    /// Records a violation and runs the callbacks, each isolated from the others' panics.
+    #[cold]
+    fn violated(
+        &self,
+        rule: &Rule,
+        name: &'static str,
+        id: &str,
+        cost: u64,
+        status: &Status,
+        outcome: Outcome,
+    ) {
+        let blocked_until = match outcome {
+            Outcome::Decided {
+                blocked_until: Some(until),
+                ..
+            } => Some(until.to_system_time()),
+            _ => None,
+        };
+        let violation = Violation {
+            identifier: id.to_owned(),
+            rule: name,
+            scope: rule.scope,
+            limit: rule.limit,
+            window: rule.window,
+            cost,
+            at: status.checked_at.to_system_time(),
+            retry_after: status.retry_after.unwrap_or_default(),
+            blocked_until,
+        };
+        tracing::debug!(identifier = id, rule = name, "rate limit exceeded");
+        let callbacks = self
+            .shared
+            .callbacks
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        for callback in callbacks {
+            if catch_unwind(AssertUnwindSafe(|| callback(&violation))).is_err() {
+                self.shared.callback_panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    rule = name,
+                    "a violation callback panicked; the panic was caught"
+                );
+            }
+        }
+        self.shared.violations.push(violation);
+    }
+
+    /// Runs `callback` for every violation, after the check that caused it has decided. A
+    /// panicking callback is caught and counted in [`Metrics::callback_panics`]; it affects
+    /// neither the check nor the other callbacks.
+    pub fn on_violation<F>(&self, callback: F)
+    where
+        F: Fn(&Violation) + Send + Sync + 'static,
+    {
+        self.shared
+            .callbacks
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(Arc::new(callback));
+    }
+}
+
+/// The [`Status`] for `outcome` under `rule`.
+fn status_of(rule: &Rule, name: &'static str, outcome: Outcome, now: Nanos) -> Status {
+    let until = |at: Nanos| at.saturating_sub(now);
+    let mut status = Status {
+        allowed: false,
+        remaining: 0,
+        limit: rule.limit,
+        window: rule.window,
+        reset_after: Duration::ZERO,
+        retry_after: None,
+        rule: name,
+        blocked: false,
+        verdict: Verdict::Limited,
+        checked_at: now,
+    };
+    match outcome {
+        Outcome::Whitelisted => {
+            status.allowed = true;
+            status.remaining = rule.limit;
+            status.rule = "whitelist";
+            status.verdict = Verdict::Whitelisted;
+        }
+        Outcome::Blacklisted { until: expiry } => {
+            status.rule = "blacklist";
+            status.blocked = true;
+            status.verdict = Verdict::Blacklisted;
+            status.retry_after = expiry.map(until);
+            status.reset_after = status.retry_after.unwrap_or_default();
+        }
+        Outcome::Blocked { until: end } => {
+            status.blocked = true;
+            status.verdict = Verdict::Blocked;
+            status.retry_after = Some(until(end));
+            status.reset_after = until(end);
+        }
+        Outcome::Decided {
+            decision,
+            blocked_until,
+        } => {
+            status.allowed = decision.allowed;
+            status.remaining = decision.remaining;
+            status.reset_after = Duration::from_nanos(decision.reset_after);
+            status.verdict = if decision.allowed {
+                Verdict::Allowed
+            } else {
+                Verdict::Limited
+            };
+            let block = blocked_until.map(until).unwrap_or_default();
+            status.retry_after = decision
+                .retry_after
+                .map(|retry| Duration::from_nanos(retry).max(block));
+        }
+    }
+    status
+}
+
+fn unknown_rule(rules: &RuleTable, rule: &str) -> Error {
+    let mut known: Vec<String> = rules.keys().map(|name| name.to_string()).collect();
+    known.sort();
+    Error::UnknownRule {
+        rule: rule.to_owned(),
+        known,
+    }
+}
+
+/// # Whitelist and blacklist
+impl<S: Store> Limiter<S> {
+    /// Whitelists `identifier`: it bypasses every rule.
+    pub async fn whitelist_add(&self, identifier: &str) -> Result<()> {
+        let id = normalize_identifier(identifier);
+        Ok(self
+            .shared
+            .store
+            .list_add(ListKind::Whitelist, &id, None)
+            .await?)
+    }
+
+    /// Removes `identifier` from the whitelist; `true` if it was there.
+    pub async fn whitelist_remove(&self, identifier: &str) -> Result<bool> {
+        self.list_remove(ListKind::Whitelist, identifier).await
+    }
+
+    /// Whether `identifier` is whitelisted.
+    pub async fn is_whitelisted(&self, identifier: &str) -> Result<bool> {
+        self.list_contains(ListKind::Whitelist, identifier).await
+    }
+
+    /// Blacklists `identifier`, for `duration` or (with `None`) until removed. Its checks are
+    /// denied with `blocked` set (HTTP 403).
+    pub async fn blacklist_add(&self, identifier: &str, duration: Option<Duration>) -> Result<()> {
+        let id = normalize_identifier(identifier);
+        let expires = duration.map(|d| self.shared.clock.now().saturating_add(d));
+        Ok(self
+            .shared
+            .store
+            .list_add(ListKind::Blacklist, &id, expires)
+            .await?)
+    }
+
+    /// Removes `identifier` from the blacklist; `true` if it was there.
+    pub async fn blacklist_remove(&self, identifier: &str) -> Result<bool> {
+        self.list_remove(ListKind::Blacklist, identifier).await
+    }
+
+    /// Whether `identifier` is blacklisted now.
+    pub async fn is_blacklisted(&self, identifier: &str) -> Result<bool> {
+        self.list_contains(ListKind::Blacklist, identifier).await
+    }
+
+    /// The entries of `list` that have not expired, sorted by identifier.
+    pub async fn list_entries(&self, list: ListKind) -> Result<Vec<ListEntry>> {
+        let now = self.shared.clock.now();
+        Ok(self.shared.store.list_entries(list, now).await?)
+    }
+
+    async fn list_remove(&self, list: ListKind, identifier: &str) -> Result<bool> {
+        let id = normalize_identifier(identifier);
+        Ok(self.shared.store.list_remove(list, &id).await?)
+    }
+
+    async fn list_contains(&self, list: ListKind, identifier: &str) -> Result<bool> {
+        let id = normalize_identifier(identifier);
+        let now = self.shared.clock.now();
+        Ok(self.shared.store.list_contains(list, &id, now).await?)
+    }
+}
+
+/// # Metrics
+impl<S: Store> Limiter<S> {
+    /// A snapshot of the counters (see [`Metrics`]).
+    pub fn metrics(&self) -> Metrics {
+        let shared = &*self.shared;
+        let rules = shared.rules.load();
+        let mut per_rule: Vec<RuleMetrics> = rules
+            .values()
+            .map(|entry| RuleMetrics {
+                rule: entry.spec.name,
+                allowed: entry.counters.get(Count::Allowed),
+                denied: entry.counters.get(Count::Denied),
+                violations: entry.counters.get(Count::Violations),
+            })
+            .collect();
+        per_rule.sort_by_key(|m| m.rule);
+        let sum = |count: Count, of_rule: fn(&RuleMetrics) -> u64| {
+            shared.unowned.get(count) + per_rule.iter().map(of_rule).sum::<u64>()
+        };
+        let allowed = sum(Count::Allowed, |m| m.allowed);
+        let denied = sum(Count::Denied, |m| m.denied);
+        let total = allowed + denied;
+        let now = shared.clock.now();
+        Metrics {
+            total_requests: total,
+            allowed_requests: allowed,
+            blocked_requests: denied,
+            block_rate: if total == 0 {
+                0.0
+            } else {
+                denied as f64 * 100.0 / total as f64
+            },
+            violations: sum(Count::Violations, |m| m.violations),
+            callback_panics: shared.callback_panics.load(Ordering::Relaxed),
+            active_rules: rules.len(),
+            whitelisted: shared.store.list_len_hint(ListKind::Whitelist, now),
+            blacklisted: shared.store.list_len_hint(ListKind::Blacklist, now),
+            recent_violations: shared.violations.latest(RECENT_VIOLATIONS),
+            rules: per_rule,
+        }
+    }
+
+    /// Sets every counter to zero and forgets the violation history.
+    pub fn reset_metrics(&self) {
+        let shared = &*self.shared;
+        shared.unowned.reset();
+        for entry in shared.rules.load().values() {
+            entry.counters.reset();
+        }
+        shared.callback_panics.store(0, Ordering::Relaxed);
+        shared.violations.clear();
+    }
+
+    /// The remembered violations (the last 1,000 by default), oldest first.
+    pub fn violations(&self) -> Vec<Violation> {
+        self.shared.violations.latest(usize::MAX)
+    }
+
+    /// The store behind this limiter.
+    pub fn store(&self) -> &S {
+        &self.shared.store
+    }
+
+    /// The current time on this limiter's clock.
+    pub fn now(&self) -> Nanos {
+        self.shared.clock.now()
+    }
+}

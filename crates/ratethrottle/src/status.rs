@@ -1,0 +1,221 @@
+//! The answer to a check ([`Status`]) and its HTTP headers.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::clock::Nanos;
+
+/// Why a check was allowed or denied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// The strategy admitted the request.
+    Allowed,
+    /// The identifier is whitelisted; nothing was counted.
+    Whitelisted,
+    /// The strategy denied the request: the limit is exceeded (HTTP 429).
+    Limited,
+    /// The identifier is serving a block after an earlier violation (HTTP 429).
+    Blocked,
+    /// The identifier is blacklisted (HTTP 403).
+    Blacklisted,
+}
+
+impl Verdict {
+    /// `"allowed"`, `"whitelisted"`, `"limited"`, `"blocked"` or `"blacklisted"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Whitelisted => "whitelisted",
+            Verdict::Limited => "limited",
+            Verdict::Blocked => "blocked",
+            Verdict::Blacklisted => "blacklisted",
+        }
+    }
+}
+
+/// The result of a check: whether the request may proceed, and the numbers for the client.
+///
+/// ```
+/// use ratethrottle::{Limiter, Rule};
+/// use std::time::Duration;
+///
+/// # tokio_test_block_on(async {
+/// let limiter = Limiter::in_memory();
+/// limiter.add_rule(Rule::new("api", 2, Duration::from_secs(60)))?;
+/// let status = limiter.check("10.0.0.1", "api").await?;
+/// assert!(status.allowed);
+/// assert_eq!((status.limit, status.remaining), (2, 1));
+/// let headers = status.headers();
+/// assert!(headers.contains(&("RateLimit-Policy", "\"api\";q=2;w=60".to_owned())));
+/// # Ok::<(), ratethrottle::Error>(())
+/// # }).unwrap();
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Status {
+    /// Whether the request may proceed.
+    pub allowed: bool,
+    /// Unit requests that could still be admitted now (for a peek: before the request).
+    pub remaining: u64,
+    /// The rule's limit per window.
+    pub limit: u64,
+    /// The rule's window.
+    pub window: Duration,
+    /// Time until the allowance is full again.
+    pub reset_after: Duration,
+    /// For a denial, the exact wait until the same request would be admitted (including any
+    /// block); `None` when allowed or when it never will be (a permanent blacklist entry).
+    pub retry_after: Option<Duration>,
+    /// The rule applied, or `"whitelist"` / `"blacklist"` when a list decided.
+    pub rule: &'static str,
+    /// Whether the client is blocked (temporarily after a violation, or blacklisted).
+    pub blocked: bool,
+    /// Why the request was allowed or denied.
+    pub verdict: Verdict,
+    /// When the check was made.
+    pub checked_at: Nanos,
+}
+
+impl Status {
+    /// When the allowance is full again.
+    pub fn reset_at(&self) -> Nanos {
+        self.checked_at.saturating_add(self.reset_after)
+    }
+
+    /// The HTTP headers describing this status:
+    ///
+    /// - `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (Unix seconds, as
+    ///   the original library);
+    /// - `Retry-After` in whole seconds rounded up, when denied;
+    /// - the IETF `RateLimit-Policy` (`"api";q=100;w=60`) and `RateLimit` (`"api";r=42;t=17`)
+    ///   fields of draft-ietf-httpapi-ratelimit-headers, where `t` is the seconds until the
+    ///   request could succeed (the retry wait when denied, else until the full reset).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = Vec::with_capacity(6);
+        headers.push(("X-RateLimit-Limit", self.limit.to_string()));
+        headers.push(("X-RateLimit-Remaining", self.remaining.to_string()));
+        headers.push((
+            "X-RateLimit-Reset",
+            self.reset_at().as_secs_ceil().to_string(),
+        ));
+        if !self.allowed {
+            if let Some(retry) = self.retry_after {
+                headers.push(("Retry-After", secs_ceil(retry).to_string()));
+            }
+        }
+        let name = sf_string(self.rule);
+        headers.push((
+            "RateLimit-Policy",
+            format!("{name};q={};w={}", self.limit, secs_ceil(self.window)),
+        ));
+        let until = match (self.allowed, self.retry_after) {
+            (false, Some(retry)) => retry,
+            _ => self.reset_after,
+        };
+        headers.push((
+            "RateLimit",
+            format!("{name};r={};t={}", self.remaining, secs_ceil(until)),
+        ));
+        headers
+    }
+}
+
+/// Whole seconds, rounded up.
+pub(crate) fn secs_ceil(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// `text` as a structured-field string (RFC 8941 §3.3.3): printable ASCII, with `"` and `\`
+/// escaped and anything else replaced by `_`.
+fn sf_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => out.push('_'),
+        }
+    }
+    out.push('"');
+    out
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut line = format!(
+            "{} rule={} remaining={}/{} reset_after={:.3}s",
+            self.verdict.as_str(),
+            self.rule,
+            self.remaining,
+            self.limit,
+            self.reset_after.as_secs_f64()
+        );
+        if let Some(retry) = self.retry_after {
+            let _ = write!(line, " retry_after={:.3}s", retry.as_secs_f64());
+        }
+        f.write_str(&line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn denied() -> Status {
+        Status {
+            allowed: false,
+            remaining: 0,
+            limit: 100,
+            window: Duration::from_secs(60),
+            reset_after: Duration::from_millis(59_001),
+            retry_after: Some(Duration::from_millis(16_200)),
+            rule: "api",
+            blocked: false,
+            verdict: Verdict::Limited,
+            checked_at: Nanos::from_secs(1_700_000_000),
+        }
+    }
+
+    #[test]
+    fn denied_headers_round_up_and_include_retry_after() {
+        assert_eq!(
+            denied().headers(),
+            vec![
+                ("X-RateLimit-Limit", "100".to_owned()),
+                ("X-RateLimit-Remaining", "0".to_owned()),
+                ("X-RateLimit-Reset", "1700000060".to_owned()),
+                ("Retry-After", "17".to_owned()),
+                ("RateLimit-Policy", "\"api\";q=100;w=60".to_owned()),
+                ("RateLimit", "\"api\";r=0;t=17".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn allowed_headers_have_no_retry_after() {
+        let status = Status {
+            allowed: true,
+            remaining: 42,
+            retry_after: None,
+            reset_after: Duration::from_secs(17),
+            verdict: Verdict::Allowed,
+            ..denied()
+        };
+        let headers = status.headers();
+        assert!(headers.iter().all(|(name, _)| *name != "Retry-After"));
+        assert!(headers.contains(&("RateLimit", "\"api\";r=42;t=17".to_owned())));
+    }
+
+    #[test]
+    fn rule_names_are_escaped_as_structured_field_strings() {
+        assert_eq!(sf_string(r#"a"b\c é"#), r#""a\"b\\c _""#);
+    }
+}

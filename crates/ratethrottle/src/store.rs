@@ -1,0 +1,360 @@
+//! Where limiter state lives: the [`Store`] trait and the in-process [`MemoryStore`].
+//!
+//! A store's whole job is to apply one decision atomically per key: screen the identifier
+//! against the whitelist and blacklist, honour a temporary block, run the strategy and, on a
+//! violation, start the block — all as one step, so concurrent checks never over-admit. The
+//! [`Limiter`](crate::Limiter) does everything else (rules by name, metrics, violations).
+//!
+//! `RedisStore` (crate `ratethrottle-redis`) implements the same trait with the same math in Lua.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::clock::{Nanos, duration_to_nanos};
+use crate::rule::{Rule, Strategy};
+use crate::strategy::{self, Compact, Decision, Params};
+
+mod memory;
+
+pub use memory::{MemoryStore, MemoryStoreConfig};
+
+/// A validated rule in the form stores use. The [`Limiter`](crate::Limiter) builds one per rule.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RuleSpec {
+    /// The rule's name (interned: it lives as long as the process).
+    pub name: &'static str,
+    /// The algorithm.
+    pub strategy: Strategy,
+    /// The numbers the algorithm needs.
+    pub params: Params,
+    /// The constant-size form of the strategy, `None` for sliding_window.
+    pub compact: Option<Compact>,
+    /// The block after a violation, in nanoseconds (0 = none).
+    pub block: u64,
+    /// A stable hash of the name and of everything that changes how state is read (strategy,
+    /// limit, burst, window). Stores key state by it, so a rule replaced by a different one
+    /// starts fresh instead of misreading old state; the same on every process and version.
+    pub fingerprint: u64,
+}
+
+impl RuleSpec {
+    /// The store form of `rule`, which must be valid.
+    pub fn new(rule: &Rule) -> Self {
+        let params = Params::of(rule);
+        let mut hash = Fnv::default();
+        hash.write(rule.name.as_bytes());
+        hash.write(&[0xff]);
+        hash.write(rule.strategy.as_str().as_bytes());
+        for word in [params.limit, params.capacity, params.window] {
+            hash.write(&word.to_le_bytes());
+        }
+        RuleSpec {
+            name: crate::intern::intern(&rule.name),
+            strategy: rule.strategy,
+            params,
+            compact: Compact::of(rule.strategy),
+            block: duration_to_nanos(rule.block_duration),
+            fingerprint: hash.0,
+        }
+    }
+
+    /// Whether `self` and `other` address the same state.
+    #[inline]
+    pub fn same_state(&self, other: &RuleSpec) -> bool {
+        std::ptr::eq(self, other)
+            || (self.fingerprint == other.fingerprint && self.name == other.name)
+    }
+}
+
+/// 64-bit FNV-1a: tiny, stable across processes and versions (unlike std's hashers).
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// One request for a decision.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Query<'a> {
+    /// The rule to apply.
+    pub rule: &'a Arc<RuleSpec>,
+    /// Who is asking (already normalized by the limiter: at most 256 bytes).
+    pub identifier: &'a str,
+    /// The request's cost, `1..=capacity`.
+    pub cost: u64,
+    /// The time of the decision.
+    pub now: Nanos,
+    /// `true` to record the request; `false` to only look ([`Limiter::peek`](crate::Limiter::peek)).
+    pub consume: bool,
+}
+
+impl<'a> Query<'a> {
+    /// A query that records the request when admitted.
+    pub fn new(rule: &'a Arc<RuleSpec>, identifier: &'a str, cost: u64, now: Nanos) -> Self {
+        Query {
+            rule,
+            identifier,
+            cost,
+            now,
+            consume: true,
+        }
+    }
+
+    /// The same query, only looking.
+    pub fn peek(self) -> Self {
+        Query {
+            consume: false,
+            ..self
+        }
+    }
+}
+
+/// What a store decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The identifier is whitelisted: admitted without counting.
+    Whitelisted,
+    /// The identifier is blacklisted, until the given time or for good.
+    Blacklisted {
+        /// When the entry expires, if it does.
+        until: Option<Nanos>,
+    },
+    /// The (rule, identifier) pair is serving a block after a violation.
+    Blocked {
+        /// When the block ends.
+        until: Nanos,
+    },
+    /// The strategy decided. For a peek, `decision.remaining` is the allowance before the
+    /// request and `reset_after` describes the state as it is.
+    Decided {
+        /// The strategy's decision.
+        decision: Decision,
+        /// Set when this request was a violation and started a block ending then.
+        blocked_until: Option<Nanos>,
+    },
+}
+
+/// The strategy's answer to a peek: `decide`'s result restated for a request not taken.
+pub fn peek_view(decision: Decision, cost: u64, idle_at: u64, now: u64) -> Decision {
+    Decision {
+        remaining: if decision.allowed {
+            decision.remaining + cost
+        } else {
+            decision.remaining
+        },
+        reset_after: idle_at.saturating_sub(now),
+        ..decision
+    }
+}
+
+/// The two identifier lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    /// Identifiers that bypass every rule.
+    Whitelist,
+    /// Identifiers that are always denied.
+    Blacklist,
+}
+
+impl ListKind {
+    /// `"whitelist"` or `"blacklist"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ListKind::Whitelist => "whitelist",
+            ListKind::Blacklist => "blacklist",
+        }
+    }
+}
+
+impl fmt::Display for ListKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One entry of a whitelist or blacklist.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct ListEntry {
+    /// The identifier.
+    pub identifier: String,
+    /// When the entry expires, if it does.
+    pub expires_at: Option<Nanos>,
+}
+
+impl ListEntry {
+    /// An entry for `identifier`.
+    pub fn new(identifier: impl Into<String>, expires_at: Option<Nanos>) -> Self {
+        ListEntry {
+            identifier: identifier.into(),
+            expires_at,
+        }
+    }
+}
+
+/// The broad class of a [`StoreError`], which decides how callers react to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The backend cannot be reached (connection refused, closed, circuit open).
+    Unavailable,
+    /// The backend did not answer in time.
+    Timeout,
+    /// The backend answered something unexpected.
+    Protocol,
+}
+
+/// A failure of the storage backend.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StoreError {
+    /// An error of `kind` with a message that says what failed, e.g.
+    /// `redis at 127.0.0.1:6379 unreachable: connection refused`.
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        StoreError {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause.
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The class of the error.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// Whether the backend is unreachable or too slow: the cases a fault policy (fail open,
+    /// fail closed, fall back) handles.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self.kind,
+            StoreErrorKind::Unavailable | StoreErrorKind::Timeout
+        )
+    }
+}
+
+/// A place to keep limiter state. Every method that may do I/O returns a `Send` future.
+///
+/// ## Behavior
+///
+/// [`Store::check`] must be atomic per (rule, identifier): screen the lists, honour an active
+/// block, decide with the strategy and, when consuming, record an admission or start the block
+/// of a violation, with no other check of the same key in between. The conformance suite
+/// (feature `conformance`) pins the semantics every store must share.
+pub trait Store: Send + Sync + 'static {
+    /// A short name for status output, e.g. `"memory"` or `"redis"`.
+    fn kind(&self) -> &'static str;
+
+    /// Decides `query` atomically (see the trait docs).
+    fn check(&self, query: Query<'_>) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+
+    /// Forgets the state and any block of `identifier` under `rule`.
+    fn reset(
+        &self,
+        rule: &RuleSpec,
+        identifier: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds `identifier` to `list` (replacing an existing entry's expiry).
+    fn list_add(
+        &self,
+        list: ListKind,
+        identifier: &str,
+        expires_at: Option<Nanos>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes `identifier` from `list`; `true` if it was there.
+    fn list_remove(
+        &self,
+        list: ListKind,
+        identifier: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Whether `identifier` is on `list` at `now`.
+    fn list_contains(
+        &self,
+        list: ListKind,
+        identifier: &str,
+        now: Nanos,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The unexpired entries of `list` at `now`.
+    fn list_entries(
+        &self,
+        list: ListKind,
+        now: Nanos,
+    ) -> impl Future<Output = Result<Vec<ListEntry>, StoreError>> + Send;
+
+    /// The number of unexpired entries on `list` as far as this process knows, without I/O
+    /// (used by [`Limiter::metrics`](crate::Limiter::metrics)).
+    fn list_len_hint(&self, list: ListKind, now: Nanos) -> u64;
+}
+
+/// Applies the strategy to a fresh or stored compact state: the shared core of in-process
+/// stores. Returns the outcome and the state to write back, if any.
+pub(crate) fn decide_compact(
+    kind: Compact,
+    query: &Query<'_>,
+    state: &strategy::State,
+    blocked_until: u64,
+) -> (Outcome, Option<(strategy::State, u64)>) {
+    let now = query.now.as_nanos();
+    if blocked_until > now {
+        let until = Nanos::from_nanos(blocked_until);
+        return (Outcome::Blocked { until }, None);
+    }
+    let rule = &query.rule;
+    let (decision, next) = strategy::decide(kind, &rule.params, state, now, query.cost);
+    if !query.consume {
+        let idle = strategy::idle_at(kind, &rule.params, state);
+        let decision = peek_view(decision, query.cost, idle, now);
+        return (
+            Outcome::Decided {
+                decision,
+                blocked_until: None,
+            },
+            None,
+        );
+    }
+    if decision.allowed {
+        let outcome = Outcome::Decided {
+            decision,
+            blocked_until: None,
+        };
+        return (outcome, Some((next, 0)));
+    }
+    let block = (rule.block > 0).then(|| now.saturating_add(rule.block));
+    let outcome = Outcome::Decided {
+        decision,
+        blocked_until: block.map(Nanos::from_nanos),
+    };
+    (outcome, block.map(|until| (*state, until)))
+}
