@@ -24,10 +24,17 @@ const KEPT_PREFIX: usize = 64;
 /// assert!(normalize_identifier(&long).len() <= MAX_IDENTIFIER_LEN);
 /// assert_ne!(normalize_identifier(&long), normalize_identifier(&"x".repeat(10_001)));
 /// ```
+#[inline]
 pub fn normalize_identifier(identifier: &str) -> Cow<'_, str> {
     if identifier.len() <= MAX_IDENTIFIER_LEN {
-        return Cow::Borrowed(identifier);
+        Cow::Borrowed(identifier)
+    } else {
+        Cow::Owned(digest_identifier(identifier))
     }
+}
+
+#[cold]
+fn digest_identifier(identifier: &str) -> String {
     let mut cut = KEPT_PREFIX;
     while !identifier.is_char_boundary(cut) {
         cut -= 1;
@@ -39,7 +46,7 @@ pub fn normalize_identifier(identifier: &str) -> Cow<'_, str> {
     for byte in digest {
         let _ = write!(key, "{byte:02x}");
     }
-    Cow::Owned(key)
+    key
 }
 
 #[cfg(test)]

@@ -146,6 +146,7 @@ impl<S: Store> LimiterBuilder<S> {
 impl Limiter<MemoryStore> {
     /// A builder with the defaults: a new [`MemoryStore`] and the [`SystemClock`].
     pub fn builder() -> LimiterBuilder<MemoryStore> {
+        SystemClock::warm_up();
         LimiterBuilder {
             store: MemoryStore::new(),
             clock: Arc::new(SystemClock),

@@ -220,42 +220,53 @@ pub enum StoreErrorKind {
 
 /// A failure of the storage backend.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct StoreError {
+#[error("{}", .0.message)]
+pub struct StoreError(Box<StoreErrorInner>);
+
+/// Boxed, so results that may carry a `StoreError` stay small on the hot path.
+#[derive(Debug)]
+struct StoreErrorInner {
     kind: StoreErrorKind,
     message: String,
-    #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl std::error::Error for StoreErrorInner {}
+
+impl fmt::Display for StoreErrorInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 impl StoreError {
     /// An error of `kind` with a message that says what failed, e.g.
     /// `redis at 127.0.0.1:6379 unreachable: connection refused`.
     pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
-        StoreError {
+        StoreError(Box::new(StoreErrorInner {
             kind,
             message: message.into(),
             source: None,
-        }
+        }))
     }
 
     /// Attaches the underlying cause.
     #[must_use]
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.0.source = Some(Box::new(source));
         self
     }
 
     /// The class of the error.
     pub fn kind(&self) -> StoreErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// Whether the backend is unreachable or too slow: the cases a fault policy (fail open,
     /// fail closed, fall back) handles.
     pub fn is_unavailable(&self) -> bool {
         matches!(
-            self.kind,
+            self.0.kind,
             StoreErrorKind::Unavailable | StoreErrorKind::Timeout
         )
     }
@@ -318,43 +329,41 @@ pub trait Store: Send + Sync + 'static {
     fn list_len_hint(&self, list: ListKind, now: Nanos) -> u64;
 }
 
-/// Applies the strategy to a fresh or stored compact state: the shared core of in-process
-/// stores. Returns the outcome and the state to write back, if any.
+/// Applies the strategy to one key's compact state in place: the shared core of in-process
+/// stores. Returns the outcome and whether `state` / `blocked_until` changed.
+#[inline]
 pub(crate) fn decide_compact(
     kind: Compact,
     query: &Query<'_>,
-    state: &strategy::State,
-    blocked_until: u64,
-) -> (Outcome, Option<(strategy::State, u64)>) {
+    state: &mut strategy::State,
+    blocked_until: &mut u64,
+) -> (Outcome, bool) {
     let now = query.now.as_nanos();
-    if blocked_until > now {
-        let until = Nanos::from_nanos(blocked_until);
-        return (Outcome::Blocked { until }, None);
+    if *blocked_until > now {
+        let until = Nanos::from_nanos(*blocked_until);
+        return (Outcome::Blocked { until }, false);
     }
     let rule = &query.rule;
-    let (decision, next) = strategy::decide(kind, &rule.params, state, now, query.cost);
-    if !query.consume {
+    let (mut decision, next) = strategy::decide(kind, &rule.params, state, now, query.cost);
+    let mut block = None;
+    let changed = if !query.consume {
         let idle = strategy::idle_at(kind, &rule.params, state);
-        let decision = peek_view(decision, query.cost, idle, now);
-        return (
-            Outcome::Decided {
-                decision,
-                blocked_until: None,
-            },
-            None,
-        );
-    }
-    if decision.allowed {
-        let outcome = Outcome::Decided {
-            decision,
-            blocked_until: None,
-        };
-        return (outcome, Some((next, 0)));
-    }
-    let block = (rule.block > 0).then(|| now.saturating_add(rule.block));
+        decision = peek_view(decision, query.cost, idle, now);
+        false
+    } else if decision.allowed {
+        *state = next;
+        *blocked_until = 0;
+        true
+    } else if rule.block > 0 {
+        *blocked_until = now.saturating_add(rule.block);
+        block = Some(Nanos::from_nanos(*blocked_until));
+        true
+    } else {
+        false
+    };
     let outcome = Outcome::Decided {
         decision,
-        blocked_until: block.map(Nanos::from_nanos),
+        blocked_until: block,
     };
-    (outcome, block.map(|until| (*state, until)))
+    (outcome, changed)
 }

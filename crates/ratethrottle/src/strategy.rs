@@ -133,10 +133,30 @@ pub fn idle_at(kind: Compact, params: &Params, state: &State) -> u64 {
     }
 }
 
-/// `ceil(a / b)` for `b > 0`.
+/// `a / b` for `b > 0`, with a 64-bit division when `a` fits (128-bit division is a slow
+/// library call).
 #[inline]
-fn ceil_div(a: u128, b: u128) -> u128 {
-    a.div_ceil(b)
+fn div_wide(a: u128, b: u64) -> u128 {
+    match u64::try_from(a) {
+        Ok(a) => u128::from(a / b),
+        Err(_) => a / u128::from(b),
+    }
+}
+
+/// `(a / b, a % b)` for `b > 0`, 64-bit when `a` fits.
+#[inline]
+fn div_rem_wide(a: u128, b: u64) -> (u128, u64) {
+    match u64::try_from(a) {
+        Ok(a) => (u128::from(a / b), a % b),
+        Err(_) => (a / u128::from(b), narrow(a % u128::from(b))),
+    }
+}
+
+/// `ceil(a / b)` for `b > 0`, 64-bit when `a` fits.
+#[inline]
+fn div_ceil_wide(a: u128, b: u64) -> u128 {
+    let (quotient, remainder) = div_rem_wide(a, b);
+    quotient + u128::from(remainder > 0)
 }
 
 /// Narrows a `u128` that is known to fit; saturates otherwise.

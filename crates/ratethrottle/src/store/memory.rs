@@ -74,8 +74,7 @@ struct Inner {
     shard_mask: u64,
     max_per_shard: usize,
     hasher: foldhash::fast::RandomState,
-    whitelist: ListMap,
-    blacklist: ListMap,
+    lists: Lists,
     evictions: AtomicU64,
 }
 
@@ -139,8 +138,7 @@ impl MemoryStore {
                 shard_mask: shards as u64 - 1,
                 max_per_shard,
                 hasher: foldhash::fast::RandomState::default(),
-                whitelist: ListMap::default(),
-                blacklist: ListMap::default(),
+                lists: Lists::default(),
                 evictions: AtomicU64::new(0),
             }),
         }
@@ -171,25 +169,15 @@ impl MemoryStore {
     /// Decides `query` now (the memory store never waits).
     pub fn check_now(&self, query: &Query<'_>) -> Outcome {
         let inner = &*self.inner;
-        let now = query.now;
-        if inner.whitelist.contains(query.identifier, now) {
-            return Outcome::Whitelisted;
+        let id_hash = inner.id_hash(query.identifier);
+        if let Some(outcome) = inner.lists.screen(query.identifier, id_hash, query.now) {
+            return outcome;
         }
-        if let Some(until) = inner.blacklist.get(query.identifier, now) {
-            return Outcome::Blacklisted { until };
-        }
-        let hash = inner.key_hash(query.rule, query.identifier);
+        let hash = key_hash(query.rule, id_hash);
         let mut table = lock(inner.shard(hash));
         match query.rule.compact {
             Some(kind) => table.check_compact(inner, kind, hash, query),
             None => table.check_log(inner, hash, query),
-        }
-    }
-
-    fn list(&self, list: ListKind) -> &ListMap {
-        match list {
-            ListKind::Whitelist => &self.inner.whitelist,
-            ListKind::Blacklist => &self.inner.blacklist,
         }
     }
 }
@@ -200,10 +188,23 @@ impl Default for MemoryStore {
     }
 }
 
+/// The hash of a (rule, identifier) key, from the identifier's hash: the identifier is hashed
+/// once per check, for the lists and the key alike.
+#[inline]
+fn key_hash(rule: &RuleSpec, id_hash: u64) -> u64 {
+    (id_hash ^ rule.fingerprint.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 impl Inner {
+    /// The identifier's hash, seeded per store (so clients cannot aim for collisions).
+    #[inline]
+    fn id_hash(&self, id: &str) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
     #[inline]
     fn key_hash(&self, rule: &RuleSpec, id: &str) -> u64 {
-        self.hasher.hash_one((rule.fingerprint, id))
+        key_hash(rule, self.id_hash(id))
     }
 
     #[inline]
@@ -232,26 +233,18 @@ impl Table {
         let matches =
             |e: &CompactEntry| e.rule.same_state(query.rule) && *e.id == *query.identifier;
         if let Some(entry) = self.compact.find_mut(hash, matches) {
-            let (outcome, write) =
-                decide_compact(kind, query, &entry.cell.state, entry.cell.blocked_until);
-            if let Some((state, blocked_until)) = write {
-                entry.cell = Cell {
-                    state,
-                    blocked_until,
-                };
-            }
-            return outcome;
+            let cell = &mut entry.cell;
+            return decide_compact(kind, query, &mut cell.state, &mut cell.blocked_until).0;
         }
-        let (outcome, write) = decide_compact(kind, query, &State::default(), 0);
-        if let Some((state, blocked_until)) = write {
+        let mut cell = Cell::default();
+        let (outcome, changed) =
+            decide_compact(kind, query, &mut cell.state, &mut cell.blocked_until);
+        if changed {
             self.make_room(inner, query.now.as_nanos());
             let entry = CompactEntry {
                 rule: Arc::clone(query.rule),
                 id: query.identifier.into(),
-                cell: Cell {
-                    state,
-                    blocked_until,
-                },
+                cell,
             };
             self.compact
                 .insert_unique(hash, entry, |e| inner.key_hash(&e.rule, &e.id));
@@ -397,58 +390,62 @@ impl LogEntry {
     }
 }
 
-/// Slots in a list's membership filter (a power of two).
+/// Slots in the lists' membership filter (a power of two).
 const FILTER_SLOTS: usize = 1 << 15;
 
 type ListShard = Mutex<HashMap<Box<str>, Option<Nanos>>>;
 
-/// A whitelist or blacklist: identifier → optional expiry, sharded.
+/// The whitelist and blacklist: identifier → optional expiry, sharded.
 ///
-/// A counting filter in front of the map (one counter per hash slot) answers "not listed" for
-/// most identifiers with a single atomic load, so a check pays for a lock only when its
-/// identifier shares a slot with a listed one.
+/// A counting filter in front of both maps (per hash slot, how many listed identifiers fall
+/// there) answers "not listed" for most identifiers with one atomic load, so a check takes a
+/// lock only when its identifier shares a slot with a listed one.
 #[derive(Debug)]
-struct ListMap {
+struct Lists {
     filter: Box<[AtomicU32]>,
-    shards: [ListShard; 16],
+    whitelist: [ListShard; 16],
+    blacklist: [ListShard; 16],
 }
 
-impl Default for ListMap {
+impl Default for Lists {
     fn default() -> Self {
-        ListMap {
+        Lists {
             filter: (0..FILTER_SLOTS).map(|_| AtomicU32::new(0)).collect(),
-            shards: Default::default(),
+            whitelist: Default::default(),
+            blacklist: Default::default(),
         }
     }
 }
 
-impl ListMap {
-    #[inline]
-    fn hash(id: &str) -> u64 {
-        foldhash::fast::FixedState::default().hash_one(id)
-    }
-
+impl Lists {
     fn slot(&self, hash: u64) -> &AtomicU32 {
         &self.filter[(hash as usize) & (FILTER_SLOTS - 1)]
     }
 
-    fn shard(&self, hash: u64) -> &ListShard {
-        &self.shards[(hash >> 60) as usize]
+    fn shard(&self, list: ListKind, hash: u64) -> &ListShard {
+        let shards = match list {
+            ListKind::Whitelist => &self.whitelist,
+            ListKind::Blacklist => &self.blacklist,
+        };
+        &shards[(hash >> 60) as usize]
     }
 
+    /// What the lists say about `id` (with hash `hash`) at `now`, if anything.
     #[inline]
-    fn contains(&self, id: &str, now: Nanos) -> bool {
-        self.get(id, now).is_some()
-    }
-
-    /// The entry's expiry if `id` is listed at `now`; drops it if it has expired.
-    #[inline]
-    fn get(&self, id: &str, now: Nanos) -> Option<Option<Nanos>> {
-        let hash = Self::hash(id);
+    fn screen(&self, id: &str, hash: u64, now: Nanos) -> Option<Outcome> {
         if self.slot(hash).load(Ordering::Acquire) == 0 {
             return None;
         }
-        let mut shard = lock(self.shard(hash));
+        if self.get(ListKind::Whitelist, id, hash, now).is_some() {
+            return Some(Outcome::Whitelisted);
+        }
+        let until = self.get(ListKind::Blacklist, id, hash, now)?;
+        Some(Outcome::Blacklisted { until })
+    }
+
+    /// The entry's expiry if `id` is on `list` at `now`; drops it if it has expired.
+    fn get(&self, list: ListKind, id: &str, hash: u64, now: Nanos) -> Option<Option<Nanos>> {
+        let mut shard = lock(self.shard(list, hash));
         let expires = *shard.get(id)?;
         if expires.is_some_and(|at| at <= now) {
             shard.remove(id);
@@ -458,32 +455,30 @@ impl ListMap {
         Some(expires)
     }
 
-    fn insert(&self, id: &str, expires: Option<Nanos>) {
-        let hash = Self::hash(id);
-        let mut shard = lock(self.shard(hash));
+    fn insert(&self, list: ListKind, id: &str, hash: u64, expires: Option<Nanos>) {
+        let mut shard = lock(self.shard(list, hash));
         if shard.insert(id.into(), expires).is_none() {
             self.slot(hash).fetch_add(1, Ordering::AcqRel);
         }
     }
 
-    fn remove(&self, id: &str) -> bool {
-        let hash = Self::hash(id);
-        let removed = lock(self.shard(hash)).remove(id).is_some();
+    fn remove(&self, list: ListKind, id: &str, hash: u64) -> bool {
+        let removed = lock(self.shard(list, hash)).remove(id).is_some();
         if removed {
             self.slot(hash).fetch_sub(1, Ordering::AcqRel);
         }
         removed
     }
 
-    /// Drops expired entries and returns the rest.
-    fn entries(&self, now: Nanos) -> Vec<ListEntry> {
+    /// Drops expired entries of `list` and returns the rest, sorted.
+    fn entries(&self, list: ListKind, now: Nanos, hash: impl Fn(&str) -> u64) -> Vec<ListEntry> {
         let mut entries = Vec::new();
-        for shard in &self.shards {
-            let mut shard = lock(shard);
+        for index in 0..16u64 {
+            let mut shard = lock(self.shard(list, index << 60));
             shard.retain(|id, expires| {
                 let keep = expires.is_none_or(|at| at > now);
                 if !keep {
-                    self.slot(Self::hash(id)).fetch_sub(1, Ordering::AcqRel);
+                    self.slot(hash(id)).fetch_sub(1, Ordering::AcqRel);
                 }
                 keep
             });
@@ -497,11 +492,10 @@ impl ListMap {
         entries
     }
 
-    fn count(&self, now: Nanos) -> u64 {
-        self.shards
-            .iter()
-            .map(|shard| {
-                lock(shard)
+    fn count(&self, list: ListKind, now: Nanos) -> u64 {
+        (0..16u64)
+            .map(|index| {
+                lock(self.shard(list, index << 60))
                     .values()
                     .filter(|expires| expires.is_none_or(|at| at > now))
                     .count() as u64
@@ -535,7 +529,8 @@ impl Store for MemoryStore {
         identifier: &str,
         expires_at: Option<Nanos>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.list(list).insert(identifier, expires_at);
+        let hash = self.inner.id_hash(identifier);
+        self.inner.lists.insert(list, identifier, hash, expires_at);
         ready(Ok(()))
     }
 
@@ -544,7 +539,8 @@ impl Store for MemoryStore {
         list: ListKind,
         identifier: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        ready(Ok(self.list(list).remove(identifier)))
+        let hash = self.inner.id_hash(identifier);
+        ready(Ok(self.inner.lists.remove(list, identifier, hash)))
     }
 
     fn list_contains(
@@ -553,7 +549,10 @@ impl Store for MemoryStore {
         identifier: &str,
         now: Nanos,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        ready(Ok(self.list(list).contains(identifier, now)))
+        let hash = self.inner.id_hash(identifier);
+        let listed = self.inner.lists.slot(hash).load(Ordering::Acquire) > 0
+            && self.inner.lists.get(list, identifier, hash, now).is_some();
+        ready(Ok(listed))
     }
 
     fn list_entries(
@@ -561,11 +560,12 @@ impl Store for MemoryStore {
         list: ListKind,
         now: Nanos,
     ) -> impl Future<Output = Result<Vec<ListEntry>, StoreError>> + Send {
-        ready(Ok(self.list(list).entries(now)))
+        let inner = &*self.inner;
+        ready(Ok(inner.lists.entries(list, now, |id| inner.id_hash(id))))
     }
 
     fn list_len_hint(&self, list: ListKind, now: Nanos) -> u64 {
-        self.list(list).count(now)
+        self.inner.lists.count(list, now)
     }
 }
 
@@ -595,23 +595,52 @@ mod tests {
 
     #[test]
     fn the_list_filter_follows_inserts_removals_and_expiry() {
-        let list = ListMap::default();
+        let store = MemoryStore::new();
         let id = |i: u32| format!("id{i}");
-        for i in 0..5000 {
+        let add = |i: u32, list| {
             let expires = (i % 2 == 0).then_some(Nanos::from_secs(10));
-            list.insert(&id(i), expires);
-            list.insert(&id(i), expires); // a repeat changes nothing
-        }
+            ready_now(store.list_add(list, &id(i), expires)).unwrap();
+        };
         for i in 0..5000 {
-            assert!(list.contains(&id(i), Nanos::from_secs(5)));
+            add(i, ListKind::Blacklist);
+            add(i, ListKind::Blacklist); // a repeat changes nothing
+            add(i + 10_000, ListKind::Whitelist);
         }
-        assert!(!list.contains("absent", Nanos::from_secs(5)));
-        assert_eq!(list.entries(Nanos::from_secs(10)).len(), 2500);
+        let listed =
+            |i: u32, list| ready_now(store.list_contains(list, &id(i), Nanos::from_secs(5)));
+        for i in 0..5000 {
+            assert!(listed(i, ListKind::Blacklist).unwrap());
+            assert!(!listed(i, ListKind::Whitelist).unwrap());
+        }
+        assert!(!listed(99_999, ListKind::Blacklist).unwrap());
+        let at_10 = Nanos::from_secs(10);
+        assert_eq!(
+            ready_now(store.list_entries(ListKind::Blacklist, at_10))
+                .unwrap()
+                .len(),
+            2500
+        );
+        assert_eq!(
+            ready_now(store.list_entries(ListKind::Whitelist, at_10))
+                .unwrap()
+                .len(),
+            2500
+        );
         for i in (1..5000).step_by(2) {
-            assert!(list.remove(&id(i)));
+            assert!(ready_now(store.list_remove(ListKind::Blacklist, &id(i))).unwrap());
+            assert!(ready_now(store.list_remove(ListKind::Whitelist, &id(i + 10_000))).unwrap());
         }
-        assert_eq!(list.count(Nanos::ZERO), 0);
-        assert!(list.filter.iter().all(|c| c.load(Ordering::Relaxed) == 0));
+        assert_eq!(store.list_len_hint(ListKind::Blacklist, Nanos::ZERO), 0);
+        let filter = &store.inner.lists.filter;
+        assert!(filter.iter().all(|c| c.load(Ordering::Relaxed) == 0));
+    }
+
+    fn ready_now<F: Future>(future: F) -> F::Output {
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::pin!(future).poll(&mut context) {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => unreachable!("memory-store futures are ready at once"),
+        }
     }
 
     #[test]

@@ -13,41 +13,45 @@
 //! the capacity is `burst · window` units. [`State`] keeps the TAT as whole nanoseconds (word 0)
 //! plus the remainder in scaled units (word 1, always `< limit`).
 
-use super::{Decision, Params, State, ceil_div, narrow};
+use super::{Decision, Params, State, div_ceil_wide, div_rem_wide, div_wide, narrow};
 
-/// The scaled TAT stored in `state`.
+/// How far the TAT in `state` is ahead of `now`, in scaled units (`1/limit` ns). Working
+/// relative to `now` keeps the numbers small, so divisions stay 64-bit in practice.
 #[inline]
-fn scaled_tat(params: &Params, state: &State) -> u128 {
-    u128::from(state.0[0]) * u128::from(params.limit) + u128::from(state.0[1])
+fn debt(params: &Params, state: &State, now: u64) -> u128 {
+    let [tat, frac, _] = state.0;
+    if tat >= now {
+        u128::from(tat - now) * u128::from(params.limit) + u128::from(frac)
+    } else {
+        0
+    }
 }
 
 /// Decides a request of `cost` at `now`.
 #[inline]
 pub fn decide(params: &Params, state: &State, now: u64, cost: u64) -> (Decision, State) {
-    let limit = u128::from(params.limit);
     let window = u128::from(params.window);
     let capacity = u128::from(params.capacity) * window;
-    let now_scaled = u128::from(now) * limit;
-    let base = scaled_tat(params, state).max(now_scaled);
-    let debt = base - now_scaled;
+    let debt = debt(params, state, now);
     let need = u128::from(cost) * window;
-    let to_ns = |scaled: u128| narrow(ceil_div(scaled, limit)).saturating_sub(now);
     if debt + need <= capacity {
-        let tat = base + need;
+        let ahead = debt + need;
+        let (whole, frac) = div_rem_wide(ahead, params.limit);
+        let whole = narrow(whole);
         let decision = Decision {
             allowed: true,
-            remaining: narrow((capacity - debt - need) / window),
-            reset_after: to_ns(tat),
+            remaining: narrow(div_wide(capacity - ahead, params.window)),
+            reset_after: whole + u64::from(frac > 0),
             retry_after: None,
         };
-        let state = State([narrow(tat / limit), narrow(tat % limit), 0]);
-        (decision, state)
+        (decision, State([now.saturating_add(whole), frac, 0]))
     } else {
         let decision = Decision {
             allowed: false,
-            remaining: narrow(capacity.saturating_sub(debt) / window),
-            reset_after: to_ns(base),
-            retry_after: (need <= capacity).then(|| to_ns(base + need - capacity)),
+            remaining: narrow(div_wide(capacity.saturating_sub(debt), params.window)),
+            reset_after: narrow(div_ceil_wide(debt, params.limit)),
+            retry_after: (need <= capacity)
+                .then(|| narrow(div_ceil_wide(debt + need - capacity, params.limit))),
         };
         (decision, *state)
     }
@@ -55,9 +59,7 @@ pub fn decide(params: &Params, state: &State, now: u64, cost: u64) -> (Decision,
 
 /// When the debt is paid off and the key is as good as fresh.
 #[inline]
-pub fn idle_at(params: &Params, state: &State) -> u64 {
-    narrow(ceil_div(
-        scaled_tat(params, state),
-        u128::from(params.limit),
-    ))
+pub fn idle_at(_params: &Params, state: &State) -> u64 {
+    let [tat, frac, _] = state.0;
+    tat.saturating_add(u64::from(frac > 0))
 }

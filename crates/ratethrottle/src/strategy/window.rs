@@ -1,7 +1,7 @@
 //! The windowed strategies. Windows start at Unix-epoch multiples of the window length, so every
 //! process (and Redis) agrees on where a window begins.
 
-use super::{Decision, Params, State, narrow};
+use super::{Decision, Params, State, div_wide, narrow};
 
 /// The start of the window containing `now`.
 #[inline]
@@ -19,11 +19,12 @@ pub mod fixed_window {
     #[inline]
     pub fn decide(params: &Params, state: &State, now: u64, cost: u64) -> (Decision, State) {
         let [start, count, _] = state.0;
+        let current = window_start(params, now);
         // A state from a later window (the clock moved back) keeps counting in that window.
-        let (start, count) = if start >= window_start(params, now) {
+        let (start, count) = if start >= current {
             (start, count)
         } else {
-            (window_start(params, now), 0)
+            (current, 0)
         };
         let end_in = start.saturating_add(params.window).saturating_sub(now);
         let used = count.saturating_add(cost);
@@ -105,7 +106,7 @@ pub mod sliding_counter {
             let cur = cur.saturating_add(cost);
             let decision = Decision {
                 allowed: true,
-                remaining: narrow((budget - used - need) / window),
+                remaining: narrow(div_wide(budget - used - need, params.window)),
                 reset_after: reset_after(cur),
                 retry_after: None,
             };
@@ -113,7 +114,7 @@ pub mod sliding_counter {
         } else {
             let decision = Decision {
                 allowed: false,
-                remaining: narrow(budget.saturating_sub(used) / window),
+                remaining: narrow(div_wide(budget.saturating_sub(used), params.window)),
                 reset_after: reset_after(cur),
                 retry_after: (cost <= params.limit)
                     .then(|| retry_at(params, start, prev, cur, cost).saturating_sub(now)),
@@ -129,7 +130,7 @@ pub mod sliding_counter {
         // prev · (window − e) <= (limit − cur − cost) · window.
         if let Some(room) = params.limit.checked_sub(cur.saturating_add(cost)) {
             if prev > 0 {
-                let span = u128::from(room) * window / u128::from(prev);
+                let span = div_wide(u128::from(room) * window, prev);
                 if span < window {
                     return start.saturating_add(narrow(window - span));
                 }
@@ -142,7 +143,7 @@ pub mod sliding_counter {
             return next;
         }
         let room = u128::from(params.limit - cost);
-        let span = room * window / u128::from(cur);
+        let span = div_wide(room * window, cur);
         next.saturating_add(narrow(window.saturating_sub(span)))
     }
 
