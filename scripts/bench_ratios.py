@@ -46,11 +46,11 @@ def main() -> int:
         return 0
     target = ROOT / "BENCHMARKS.md"
     doc = target.read_text()
-    pattern = re.compile(r"(<!-- check:begin -->\n).*?(\n<!-- check:end -->)", re.S)
+    pattern = re.compile(r"(<!-- check:begin -->\n)(?:.*?\n)?(<!-- check:end -->)", re.S)
     if not pattern.search(doc):
         print("BENCHMARKS.md has no <!-- check:begin --> / <!-- check:end --> markers", file=sys.stderr)
         return 1
-    target.write_text(pattern.sub(lambda m: m.group(1) + text + m.group(2), doc))
+    target.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), doc))
     print(text)
     return 0
 

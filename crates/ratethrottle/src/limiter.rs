@@ -492,12 +492,7 @@ fn unknown_rule(rules: &RuleTable, rule: &str) -> Error {
 impl<S: Store> Limiter<S> {
     /// Whitelists `identifier`: it bypasses every rule.
     pub async fn whitelist_add(&self, identifier: &str) -> Result<()> {
-        let id = normalize_identifier(identifier);
-        Ok(self
-            .shared
-            .store
-            .list_add(ListKind::Whitelist, &id, None)
-            .await?)
+        self.list_add(ListKind::Whitelist, identifier, None).await
     }
 
     /// Removes `identifier` from the whitelist; `true` if it was there.
@@ -513,13 +508,9 @@ impl<S: Store> Limiter<S> {
     /// Blacklists `identifier`, for `duration` or (with `None`) until removed. Its checks are
     /// denied with `blocked` set (HTTP 403).
     pub async fn blacklist_add(&self, identifier: &str, duration: Option<Duration>) -> Result<()> {
-        let id = normalize_identifier(identifier);
         let expires = duration.map(|d| self.shared.clock.now().saturating_add(d));
-        Ok(self
-            .shared
-            .store
-            .list_add(ListKind::Blacklist, &id, expires)
-            .await?)
+        self.list_add(ListKind::Blacklist, identifier, expires)
+            .await
     }
 
     /// Removes `identifier` from the blacklist; `true` if it was there.
@@ -536,6 +527,16 @@ impl<S: Store> Limiter<S> {
     pub async fn list_entries(&self, list: ListKind) -> Result<Vec<ListEntry>> {
         let now = self.shared.clock.now();
         Ok(self.shared.store.list_entries(list, now).await?)
+    }
+
+    async fn list_add(
+        &self,
+        list: ListKind,
+        identifier: &str,
+        expires: Option<Nanos>,
+    ) -> Result<()> {
+        let id = normalize_identifier(identifier);
+        Ok(self.shared.store.list_add(list, &id, expires).await?)
     }
 
     async fn list_remove(&self, list: ListKind, identifier: &str) -> Result<bool> {
