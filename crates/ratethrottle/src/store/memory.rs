@@ -422,12 +422,20 @@ impl Lists {
         &self.filter[(hash as usize) & (FILTER_SLOTS - 1)]
     }
 
-    fn shard(&self, list: ListKind, hash: u64) -> &ListShard {
-        let shards = match list {
+    fn shards(&self, list: ListKind) -> &[ListShard; 16] {
+        match list {
             ListKind::Whitelist => &self.whitelist,
             ListKind::Blacklist => &self.blacklist,
-        };
-        &shards[(hash >> 60) as usize]
+        }
+    }
+
+    fn shard(&self, list: ListKind, hash: u64) -> &ListShard {
+        &self.shards(list)[(hash >> 60) as usize]
+    }
+
+    /// Whether `id` (with hash `hash`) is on `list` at `now`.
+    fn contains(&self, list: ListKind, id: &str, hash: u64, now: Nanos) -> bool {
+        self.slot(hash).load(Ordering::Acquire) > 0 && self.get(list, id, hash, now).is_some()
     }
 
     /// What the lists say about `id` (with hash `hash`) at `now`, if anything.
@@ -473,8 +481,8 @@ impl Lists {
     /// Drops expired entries of `list` and returns the rest, sorted.
     fn entries(&self, list: ListKind, now: Nanos, hash: impl Fn(&str) -> u64) -> Vec<ListEntry> {
         let mut entries = Vec::new();
-        for index in 0..16u64 {
-            let mut shard = lock(self.shard(list, index << 60));
+        for shard in self.shards(list) {
+            let mut shard = lock(shard);
             shard.retain(|id, expires| {
                 let keep = expires.is_none_or(|at| at > now);
                 if !keep {
@@ -493,9 +501,10 @@ impl Lists {
     }
 
     fn count(&self, list: ListKind, now: Nanos) -> u64 {
-        (0..16u64)
-            .map(|index| {
-                lock(self.shard(list, index << 60))
+        self.shards(list)
+            .iter()
+            .map(|shard| {
+                lock(shard)
                     .values()
                     .filter(|expires| expires.is_none_or(|at| at > now))
                     .count() as u64
@@ -550,9 +559,7 @@ impl Store for MemoryStore {
         now: Nanos,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         let hash = self.inner.id_hash(identifier);
-        let listed = self.inner.lists.slot(hash).load(Ordering::Acquire) > 0
-            && self.inner.lists.get(list, identifier, hash, now).is_some();
-        ready(Ok(listed))
+        ready(Ok(self.inner.lists.contains(list, identifier, hash, now)))
     }
 
     fn list_entries(
