@@ -219,8 +219,7 @@ pub enum StoreErrorKind {
 }
 
 /// A failure of the storage backend.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .0.message)]
+#[derive(Debug)]
 pub struct StoreError(Box<StoreErrorInner>);
 
 /// Boxed, so results that may carry a `StoreError` stay small on the hot path.
@@ -231,11 +230,18 @@ struct StoreErrorInner {
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
-impl std::error::Error for StoreErrorInner {}
-
-impl fmt::Display for StoreErrorInner {
+impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.0.message)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .source
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -366,4 +372,27 @@ pub(crate) fn decide_compact(
         blocked_until: block,
     };
     (outcome, changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_keep_their_message_kind_and_cause() {
+        let cause =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let error = StoreError::new(
+            StoreErrorKind::Unavailable,
+            "redis at 127.0.0.1:6379 unreachable: connection refused",
+        )
+        .with_source(cause);
+        assert_eq!(
+            error.to_string(),
+            "redis at 127.0.0.1:6379 unreachable: connection refused"
+        );
+        assert!(error.is_unavailable());
+        let source = std::error::Error::source(&error).expect("the cause is kept");
+        assert_eq!(source.to_string(), "connection refused");
+    }
 }
