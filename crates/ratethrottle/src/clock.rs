@@ -166,6 +166,32 @@ impl Clock for SystemClock {
     }
 }
 
+/// The clock a limiter reads: the [`SystemClock`] called directly (inlined on the hot path),
+/// any other clock through a pointer.
+#[derive(Clone, Debug)]
+pub(crate) enum ClockSource {
+    System,
+    Custom(Arc<dyn Clock>),
+}
+
+impl ClockSource {
+    pub(crate) fn new(clock: impl Clock) -> Self {
+        if (&clock as &dyn std::any::Any).is::<SystemClock>() {
+            ClockSource::System
+        } else {
+            ClockSource::Custom(Arc::new(clock))
+        }
+    }
+
+    #[inline]
+    pub(crate) fn now(&self) -> Nanos {
+        match self {
+            ClockSource::System => SystemClock.now(),
+            ClockSource::Custom(clock) => clock.now(),
+        }
+    }
+}
+
 /// A clock that only moves when told to. Clones share the same time.
 ///
 /// Starts at 2026-01-01T00:00:00Z, a multiple of every common window, so windowed strategies

@@ -1,16 +1,18 @@
 //! The [`Limiter`]: rules by name, lists, blocks, violations, callbacks and metrics over a
 //! [`Store`].
 
-use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::clock::{Clock, Nanos, SystemClock};
+use crate::clock::{Clock, ClockSource, Nanos, SystemClock};
 use crate::error::{Error, Result};
 use crate::identifier::normalize_identifier;
 use crate::metrics::{Count, Metrics, RuleMetrics, StripedCounters, Violation, ViolationLog};
@@ -24,8 +26,11 @@ pub const DEFAULT_VIOLATION_HISTORY: usize = 1_000;
 /// How many violations [`Metrics::recent_violations`] shows, as in the original library.
 const RECENT_VIOLATIONS: usize = 10;
 
+mod table;
+
+use table::{RuleTable, SharedRules};
+
 type Callback = Arc<dyn Fn(&Violation) + Send + Sync>;
-type RuleTable = HashMap<Box<str>, Arc<RuleEntry>, foldhash::fast::RandomState>;
 
 /// A rule as the limiter holds it.
 #[derive(Debug)]
@@ -34,6 +39,29 @@ struct RuleEntry {
     spec: Arc<RuleSpec>,
     /// Shared with the entries that replace this one, so counts survive a rule change.
     counters: Arc<StripedCounters>,
+}
+
+impl RuleEntry {
+    fn name(&self) -> &'static str {
+        self.spec.name
+    }
+
+    /// The store query for a request of `cost` (checked against the rule's capacity).
+    #[inline]
+    fn query<'a>(&'a self, id: &'a str, cost: u64, now: Nanos, consume: bool) -> Result<Query<'a>> {
+        let capacity = self.spec.params.capacity;
+        if cost == 0 || cost > capacity {
+            return Err(Error::InvalidCost {
+                rule: self.rule.name.clone(),
+                cost,
+                capacity,
+            });
+        }
+        Ok(Query {
+            consume,
+            ..Query::new(&self.spec, id, cost, now)
+        })
+    }
 }
 
 /// Enforces named [`Rule`]s for identifiers, over a [`Store`].
@@ -66,8 +94,8 @@ pub struct Limiter<S: Store = MemoryStore> {
 
 struct Shared<S> {
     store: S,
-    clock: Arc<dyn Clock>,
-    rules: ArcSwap<RuleTable>,
+    clock: ClockSource,
+    rules: SharedRules,
     /// Serializes rule changes (readers never wait: they load the table).
     rule_writes: Mutex<()>,
     /// Counts of checks no rule owns: list decisions for unknown rules, and removed rules.
@@ -100,7 +128,7 @@ impl<S: Store> fmt::Debug for Limiter<S> {
 #[must_use]
 pub struct LimiterBuilder<S: Store> {
     store: S,
-    clock: Arc<dyn Clock>,
+    clock: ClockSource,
     violation_history: usize,
 }
 
@@ -116,7 +144,7 @@ impl<S: Store> LimiterBuilder<S> {
 
     /// Uses `clock` for time (default: [`SystemClock`]).
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = ClockSource::new(clock);
         self
     }
 
@@ -128,11 +156,14 @@ impl<S: Store> LimiterBuilder<S> {
 
     /// The limiter, with no rules yet.
     pub fn build(self) -> Limiter<S> {
+        if let ClockSource::System = self.clock {
+            SystemClock::warm_up();
+        }
         Limiter {
             shared: Arc::new(Shared {
                 store: self.store,
                 clock: self.clock,
-                rules: ArcSwap::from_pointee(RuleTable::default()),
+                rules: Arc::new(ArcSwap::from_pointee(RuleTable::default())),
                 rule_writes: Mutex::new(()),
                 unowned: StripedCounters::default(),
                 violations: ViolationLog::new(self.violation_history),
@@ -146,10 +177,9 @@ impl<S: Store> LimiterBuilder<S> {
 impl Limiter<MemoryStore> {
     /// A builder with the defaults: a new [`MemoryStore`] and the [`SystemClock`].
     pub fn builder() -> LimiterBuilder<MemoryStore> {
-        SystemClock::warm_up();
         LimiterBuilder {
             store: MemoryStore::new(),
-            clock: Arc::new(SystemClock),
+            clock: ClockSource::System,
             violation_history: DEFAULT_VIOLATION_HISTORY,
         }
     }
@@ -167,8 +197,8 @@ impl<S: Store> Limiter<S> {
     pub fn add_rule(&self, rule: Rule) -> Result<()> {
         rule.validate()?;
         self.update_rules(|table| {
-            let entry = entry_for(table.get(rule.name.as_str()), rule);
-            table.insert(entry.rule.name.as_str().into(), entry);
+            let entry = entry_for(table.get(&rule.name), rule);
+            table.insert(entry);
         });
         Ok(())
     }
@@ -183,11 +213,10 @@ impl<S: Store> Limiter<S> {
         self.update_rules(|table| {
             let mut next = RuleTable::default();
             for rule in rules {
-                let entry = entry_for(table.get(rule.name.as_str()), rule);
-                next.insert(entry.rule.name.as_str().into(), entry);
+                next.insert(entry_for(table.get(&rule.name), rule));
             }
-            for (name, old) in table.iter() {
-                if !next.contains_key(name) {
+            for old in table.iter() {
+                if next.get(old.name()).is_none() {
                     self.shared.unowned.absorb(&old.counters);
                 }
             }
@@ -219,7 +248,7 @@ impl<S: Store> Limiter<S> {
             .shared
             .rules
             .load()
-            .values()
+            .iter()
             .map(|e| e.rule.clone())
             .collect();
         rules.sort_by(|a, b| a.name.cmp(&b.name));
@@ -264,19 +293,32 @@ impl<S: Store> Limiter<S> {
     /// Order: whitelisted → allowed; blacklisted → denied (`blocked`); unknown rule → error;
     /// blocked after a violation → denied; else the rule's strategy decides. A denial by the
     /// strategy records a [`Violation`], runs the callbacks and starts the rule's block.
-    pub async fn check(&self, identifier: &str, rule: &str) -> Result<Status> {
-        self.decide(identifier, rule, 1, true).await
+    pub fn check<'a>(
+        &'a self,
+        identifier: &'a str,
+        rule: &'a str,
+    ) -> impl Future<Output = Result<Status>> + Send + 'a {
+        self.decide(identifier, rule, 1, true)
     }
 
     /// [`Limiter::check`] for a request that costs `cost` units (`1..=` the rule's capacity).
-    pub async fn check_n(&self, identifier: &str, rule: &str, cost: u64) -> Result<Status> {
-        self.decide(identifier, rule, cost, true).await
+    pub fn check_n<'a>(
+        &'a self,
+        identifier: &'a str,
+        rule: &'a str,
+        cost: u64,
+    ) -> impl Future<Output = Result<Status>> + Send + 'a {
+        self.decide(identifier, rule, cost, true)
     }
 
     /// What [`Limiter::check`] would answer now, without counting anything: `remaining` is the
     /// allowance before the request. Records no violation and starts no block.
-    pub async fn peek(&self, identifier: &str, rule: &str) -> Result<Status> {
-        self.decide(identifier, rule, 1, false).await
+    pub fn peek<'a>(
+        &'a self,
+        identifier: &'a str,
+        rule: &'a str,
+    ) -> impl Future<Output = Result<Status>> + Send + 'a {
+        self.decide(identifier, rule, 1, false)
     }
 
     /// Forgets `identifier`'s state and block under `rule`.
@@ -287,7 +329,62 @@ impl<S: Store> Limiter<S> {
         Ok(self.shared.store.reset(&entry.spec, &id).await?)
     }
 
-    async fn decide(
+    /// The future of one decision. On its first poll it decides at once when the store can
+    /// ([`Store::check_at_once`]), with no state machine in between; otherwise it awaits the
+    /// store (boxed: such a store does I/O that dwarfs one allocation).
+    fn decide<'a>(
+        &'a self,
+        identifier: &'a str,
+        rule: &'a str,
+        cost: u64,
+        consume: bool,
+    ) -> impl Future<Output = Result<Status>> + Send + 'a {
+        let mut waiting: Option<Pin<Box<dyn Future<Output = Result<Status>> + Send + 'a>>> = None;
+        std::future::poll_fn(move |context| {
+            let future = match &mut waiting {
+                Some(future) => future,
+                None => {
+                    if let Some(result) = self.decide_at_once(identifier, rule, cost, consume) {
+                        return Poll::Ready(result);
+                    }
+                    let future = self.decide_waiting(identifier, rule, cost, consume);
+                    waiting.insert(Box::pin(future))
+                }
+            };
+            future.as_mut().poll(context)
+        })
+    }
+
+    /// The hot path for stores that answer without waiting ([`Store::check_at_once`]): no
+    /// future state machine in between. `None` when the store must be awaited or the rule is
+    /// unknown (the lists may still decide, which can need I/O).
+    #[inline(always)]
+    fn decide_at_once(
+        &self,
+        identifier: &str,
+        rule: &str,
+        cost: u64,
+        consume: bool,
+    ) -> Option<Result<Status>> {
+        let shared = &*self.shared;
+        let now = shared.clock.now();
+        let id = normalize_identifier(identifier);
+        table::with_current(&shared.rules, |rules| {
+            let entry = rules.get(rule)?;
+            let query = match entry.query(&id, cost, now, consume) {
+                Ok(query) => query,
+                Err(error) => return Some(Err(error)),
+            };
+            Some(match shared.store.check_at_once(&query)? {
+                Ok(outcome) => Ok(self.conclude(entry, &id, cost, consume, outcome, now)),
+                Err(error) => Err(error.into()),
+            })
+        })
+        .flatten()
+    }
+
+    /// The general path: awaits the store.
+    async fn decide_waiting(
         &self,
         identifier: &str,
         rule: &str,
@@ -303,33 +400,34 @@ impl<S: Store> Limiter<S> {
                 .decide_without_rule(&id, rule, now, consume, &rules)
                 .await;
         };
-        let capacity = entry.spec.params.capacity;
-        if cost == 0 || cost > capacity {
-            return Err(Error::InvalidCost {
-                rule: rule.to_owned(),
-                cost,
-                capacity,
-            });
-        }
-        let query = Query {
-            consume,
-            ..Query::new(&entry.spec, &id, cost, now)
-        };
+        let query = entry.query(&id, cost, now, consume)?;
         let outcome = shared.store.check(query).await?;
-        let status = status_of(&entry.rule, entry.spec.name, outcome, now);
+        Ok(self.conclude(entry, &id, cost, consume, outcome, now))
+    }
+
+    /// Counts a decided request, records a violation, and builds the [`Status`].
+    #[inline(always)]
+    fn conclude(
+        &self,
+        entry: &RuleEntry,
+        id: &str,
+        cost: u64,
+        consume: bool,
+        outcome: Outcome,
+        now: Nanos,
+    ) -> Status {
         if consume {
-            let counters = &entry.counters;
-            counters.add(if status.allowed {
+            entry.counters.add(if outcome.admits() {
                 Count::Allowed
             } else {
                 Count::Denied
             });
-            if status.verdict == Verdict::Limited {
-                counters.add(Count::Violations);
-                self.violated(&entry.rule, entry.spec.name, &id, cost, &status, outcome);
+            if outcome.is_violation() {
+                entry.counters.add(Count::Violations);
+                self.violated(entry, id, cost, outcome, now);
             }
         }
-        Ok(status)
+        status_of(&entry.rule, entry.spec.name, outcome, now)
     }
 
     /// A check naming a rule that does not exist: the lists still apply first.
@@ -362,15 +460,9 @@ impl<S: Store> Limiter<S> {
 
     /// Records a violation and runs the callbacks, each isolated from the others' panics.
     #[cold]
-    fn violated(
-        &self,
-        rule: &Rule,
-        name: &'static str,
-        id: &str,
-        cost: u64,
-        status: &Status,
-        outcome: Outcome,
-    ) {
+    fn violated(&self, entry: &RuleEntry, id: &str, cost: u64, outcome: Outcome, now: Nanos) {
+        let (rule, name) = (&entry.rule, entry.name());
+        let status = status_of(rule, name, outcome, now);
         let blocked_until = match outcome {
             Outcome::Decided {
                 blocked_until: Some(until),
@@ -385,7 +477,7 @@ impl<S: Store> Limiter<S> {
             limit: rule.limit,
             window: rule.window,
             cost,
-            at: status.checked_at.to_system_time(),
+            at: now.to_system_time(),
             retry_after: status.retry_after.unwrap_or_default(),
             blocked_until,
         };
@@ -424,6 +516,7 @@ impl<S: Store> Limiter<S> {
 }
 
 /// The [`Status`] for `outcome` under `rule`.
+#[inline(always)]
 fn status_of(rule: &Rule, name: &'static str, outcome: Outcome, now: Nanos) -> Status {
     let until = |at: Nanos| at.saturating_sub(now);
     let mut status = Status {
@@ -480,7 +573,7 @@ fn status_of(rule: &Rule, name: &'static str, outcome: Outcome, now: Nanos) -> S
 }
 
 fn unknown_rule(rules: &RuleTable, rule: &str) -> Error {
-    let mut known: Vec<String> = rules.keys().map(|name| name.to_string()).collect();
+    let mut known: Vec<String> = rules.iter().map(|e| e.name().to_owned()).collect();
     known.sort();
     Error::UnknownRule {
         rule: rule.to_owned(),
@@ -558,7 +651,7 @@ impl<S: Store> Limiter<S> {
         let shared = &*self.shared;
         let rules = shared.rules.load();
         let mut per_rule: Vec<RuleMetrics> = rules
-            .values()
+            .iter()
             .map(|entry| RuleMetrics {
                 rule: entry.spec.name,
                 allowed: entry.counters.get(Count::Allowed),
@@ -597,7 +690,7 @@ impl<S: Store> Limiter<S> {
     pub fn reset_metrics(&self) {
         let shared = &*self.shared;
         shared.unowned.reset();
-        for entry in shared.rules.load().values() {
+        for entry in shared.rules.load().iter() {
             entry.counters.reset();
         }
         shared.callback_panics.store(0, Ordering::Relaxed);

@@ -1,5 +1,6 @@
 //! Counters and the [`Metrics`] snapshot, plus the bounded history of [`Violation`]s.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -95,12 +96,21 @@ pub(crate) struct StripedCounters {
 #[repr(align(128))]
 struct Stripe([AtomicU64; 3]);
 
+/// This thread's stripe, assigned round robin on first use.
+#[inline]
 fn stripe_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        static STRIPE: Cell<usize> = const { Cell::new(STRIPES) };
     }
-    STRIPE.with(|stripe| *stripe)
+    STRIPE
+        .try_with(|stripe| {
+            if stripe.get() == STRIPES {
+                stripe.set(NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES);
+            }
+            stripe.get()
+        })
+        .unwrap_or(0)
 }
 
 impl StripedCounters {

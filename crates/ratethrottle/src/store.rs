@@ -63,8 +63,9 @@ impl RuleSpec {
     /// Whether `self` and `other` address the same state.
     #[inline]
     pub fn same_state(&self, other: &RuleSpec) -> bool {
+        // Names are interned: equal names are the same pointer.
         std::ptr::eq(self, other)
-            || (self.fingerprint == other.fingerprint && self.name == other.name)
+            || (self.fingerprint == other.fingerprint && std::ptr::eq(self.name, other.name))
     }
 }
 
@@ -146,6 +147,24 @@ pub enum Outcome {
         /// Set when this request was a violation and started a block ending then.
         blocked_until: Option<Nanos>,
     },
+}
+
+impl Outcome {
+    /// Whether the request is admitted.
+    #[inline]
+    pub fn admits(&self) -> bool {
+        match self {
+            Outcome::Whitelisted => true,
+            Outcome::Decided { decision, .. } => decision.allowed,
+            Outcome::Blacklisted { .. } | Outcome::Blocked { .. } => false,
+        }
+    }
+
+    /// Whether the strategy denied the request (a violation, as opposed to a list or a block).
+    #[inline]
+    pub fn is_violation(&self) -> bool {
+        matches!(self, Outcome::Decided { decision, .. } if !decision.allowed)
+    }
 }
 
 /// The strategy's answer to a peek: `decide`'s result restated for a request not taken.
@@ -293,6 +312,15 @@ pub trait Store: Send + Sync + 'static {
     /// Decides `query` atomically (see the trait docs).
     fn check(&self, query: Query<'_>) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
 
+    /// Decides `query` like [`Store::check`] but without waiting, for a store that never needs
+    /// to (the [`MemoryStore`]): the limiter then skips the future machinery on its hot path.
+    /// `None` (the default) means "await [`Store::check`] instead".
+    #[inline]
+    fn check_at_once(&self, query: &Query<'_>) -> Option<Result<Outcome, StoreError>> {
+        let _ = query;
+        None
+    }
+
     /// Forgets the state and any block of `identifier` under `rule`.
     fn reset(
         &self,
@@ -337,7 +365,7 @@ pub trait Store: Send + Sync + 'static {
 
 /// Applies the strategy to one key's compact state in place: the shared core of in-process
 /// stores. Returns the outcome and whether `state` / `blocked_until` changed.
-#[inline]
+#[inline(always)]
 pub(crate) fn decide_compact(
     kind: Compact,
     query: &Query<'_>,

@@ -3,6 +3,7 @@
 mod concurrency;
 mod conformance;
 mod contract;
+mod rule_lookup;
 
 /// Polls a future that must be ready at once (the memory store never waits).
 pub(crate) fn ready_now<F: std::future::Future>(future: F) -> F::Output {

@@ -3,15 +3,19 @@
 use std::collections::HashMap;
 use std::future::{Future, ready};
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 
+use parking_lot::{Mutex, MutexGuard};
+
+use compact_str::CompactString;
 use hashbrown::HashTable;
 
 use super::{
     ListEntry, ListKind, Outcome, Query, RuleSpec, Store, StoreError, decide_compact, peek_view,
 };
 use crate::clock::Nanos;
+use crate::short_eq::str_eq;
 use crate::strategy::{self, Compact, SlidingLog, State};
 
 /// The most shards a store uses.
@@ -101,14 +105,14 @@ pub(crate) struct Cell {
 #[derive(Debug)]
 struct CompactEntry {
     rule: Arc<RuleSpec>,
-    id: Box<str>,
+    id: CompactString,
     cell: Cell,
 }
 
 #[derive(Debug)]
 struct LogEntry {
     rule: Arc<RuleSpec>,
-    id: Box<str>,
+    id: CompactString,
     log: SlidingLog,
     blocked_until: u64,
 }
@@ -214,12 +218,11 @@ impl Inner {
     }
 }
 
+/// Locks a shard. The data under these locks is plain numbers, valid at every step, and
+/// `parking_lot` locks do not poison: a panic elsewhere cannot make a shard unusable.
+#[inline]
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The data under these locks is plain numbers, valid at every step: a panic elsewhere
-    // cannot leave it half-written, so a poisoned lock is safe to keep using.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock()
 }
 
 impl Table {
@@ -231,20 +234,19 @@ impl Table {
         query: &Query<'_>,
     ) -> Outcome {
         let matches =
-            |e: &CompactEntry| e.rule.same_state(query.rule) && *e.id == *query.identifier;
-        if let Some(entry) = self.compact.find_mut(hash, matches) {
-            let cell = &mut entry.cell;
-            return decide_compact(kind, query, &mut cell.state, &mut cell.blocked_until).0;
-        }
-        let mut cell = Cell::default();
+            |e: &CompactEntry| e.rule.same_state(query.rule) && str_eq(&e.id, query.identifier);
+        let mut fresh = Cell::default();
+        let found = self.compact.find_mut(hash, matches);
+        let is_new = found.is_none();
+        let cell = found.map_or(&mut fresh, |entry| &mut entry.cell);
         let (outcome, changed) =
             decide_compact(kind, query, &mut cell.state, &mut cell.blocked_until);
-        if changed {
+        if is_new && changed {
             self.make_room(inner, query.now.as_nanos());
             let entry = CompactEntry {
                 rule: Arc::clone(query.rule),
-                id: query.identifier.into(),
-                cell,
+                id: CompactString::new(query.identifier),
+                cell: fresh,
             };
             self.compact
                 .insert_unique(hash, entry, |e| inner.key_hash(&e.rule, &e.id));
@@ -254,13 +256,14 @@ impl Table {
 
     fn check_log(&mut self, inner: &Inner, hash: u64, query: &Query<'_>) -> Outcome {
         let now = query.now.as_nanos();
-        let matches = |e: &LogEntry| e.rule.same_state(query.rule) && *e.id == *query.identifier;
+        let matches =
+            |e: &LogEntry| e.rule.same_state(query.rule) && str_eq(&e.id, query.identifier);
         let mut fresh = None;
         let entry = match self.logs.find_mut(hash, matches) {
             Some(entry) => entry,
             None => fresh.insert(LogEntry {
                 rule: Arc::clone(query.rule),
-                id: query.identifier.into(),
+                id: CompactString::new(query.identifier),
                 log: SlidingLog::new(),
                 blocked_until: 0,
             }),
@@ -520,6 +523,11 @@ impl Store for MemoryStore {
 
     fn check(&self, query: Query<'_>) -> impl Future<Output = Result<Outcome, StoreError>> + Send {
         ready(Ok(self.check_now(&query)))
+    }
+
+    #[inline]
+    fn check_at_once(&self, query: &Query<'_>) -> Option<Result<Outcome, StoreError>> {
+        Some(Ok(self.check_now(query)))
     }
 
     fn reset(
