@@ -95,33 +95,48 @@ const CACHED_LIMITERS: usize = 4;
 
 thread_local! {
     static CACHES: RefCell<ThreadCaches> = const {
-        RefCell::new(ThreadCaches { slots: [const { None }; CACHED_LIMITERS], next: 0 })
+        RefCell::new(ThreadCaches { slots: [const { None }; CACHED_LIMITERS] })
     };
 }
 
-/// The rule tables of the limiters this thread used last. Checking that a cached table is
-/// current is one plain load, where loading from the `ArcSwap` is two atomic read-modify-writes.
-/// A slot keeps its limiter's table alive until the thread uses other limiters or exits.
+/// The rule tables of the limiters this thread used last, most recent first. Checking that a
+/// cached table is current is one plain load, where loading from the `ArcSwap` is two atomic
+/// read-modify-writes. A slot keeps its limiter's table alive until the thread has used
+/// [`CACHED_LIMITERS`] other limiters since, or exits.
 struct ThreadCaches {
     slots: [Option<Cache<SharedRules, Arc<RuleTable>>>; CACHED_LIMITERS],
-    next: usize,
 }
 
 impl ThreadCaches {
+    #[inline]
     fn current(&mut self, rules: &SharedRules) -> &RuleTable {
-        let found = self.slots.iter().position(|slot| {
+        let is_for = |slot: &Option<Cache<SharedRules, _>>| {
             slot.as_ref()
                 .is_some_and(|cache| std::ptr::eq(cache.arc_swap(), &**rules))
-        });
-        let index = found.unwrap_or_else(|| {
-            let index = self.next;
-            self.next = (index + 1) % CACHED_LIMITERS;
-            self.slots[index] = None;
-            index
-        });
-        self.slots[index]
+        };
+        if !is_for(&self.slots[0]) {
+            self.bring_to_front(rules, is_for);
+        }
+        self.slots[0]
             .get_or_insert_with(|| Cache::new(Arc::clone(rules)))
             .load()
+    }
+
+    /// Moves the slot of `rules` to the front, or makes a new one there (dropping the least
+    /// recently used).
+    #[cold]
+    fn bring_to_front(
+        &mut self,
+        rules: &SharedRules,
+        is_for: impl Fn(&Option<Cache<SharedRules, Arc<RuleTable>>>) -> bool,
+    ) {
+        match self.slots.iter().position(is_for) {
+            Some(at) => self.slots[..=at].rotate_right(1),
+            None => {
+                self.slots.rotate_right(1);
+                self.slots[0] = Some(Cache::new(Arc::clone(rules)));
+            }
+        }
     }
 }
 
