@@ -3,6 +3,9 @@
 peer measured in the same run (governor's keyed limiter), and writes it into BENCHMARKS.md
 between the `<!-- check:begin -->` and `<!-- check:end -->` markers.
 
+ns/check is the median over criterion's samples (robust to the bursts of a shared machine);
+the last column compares the fastest sample of each side, the least disturbed measurement.
+
 Usage: cargo bench -p ratethrottle --bench check && python3 scripts/bench_ratios.py [--print]
 """
 import json
@@ -16,23 +19,31 @@ STRATEGIES = ["token_bucket", "leaky_bucket", "gcra", "fixed_window", "sliding_w
 CASES = ["1", "1m", "2t_1", "2t_1m"]
 
 
-def mean_ns(bench: str):
-    path = GROUP / bench / "new" / "estimates.json"
+def per_iteration_ns(bench: str):
+    """The sorted ns/iteration of each of criterion's samples, or None if not measured."""
+    path = GROUP / bench / "new" / "sample.json"
     if not path.exists():
         return None
-    return json.loads(path.read_text())["mean"]["point_estimate"]
+    data = json.loads(path.read_text())
+    return sorted(time / iters for time, iters in zip(data["times"], data["iters"]))
+
+
+def median(values):
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
 
 def table() -> str:
-    rows = ["| case | ratethrottle ns/check | governor ns/check | ratio (lower is better) |",
-            "|---|---:|---:|---:|"]
+    rows = ["| case | ratethrottle ns/check | governor ns/check | ratio | ratio of fastest samples |",
+            "|---|---:|---:|---:|---:|"]
     for case in CASES:
-        peer = mean_ns(f"governor_keyed_{case}")
+        peer = per_iteration_ns(f"governor_keyed_{case}")
         for strategy in STRATEGIES:
-            ours = mean_ns(f"{strategy}_{case}")
+            ours = per_iteration_ns(f"{strategy}_{case}")
             if ours is None or peer is None:
                 continue
-            rows.append(f"| `{strategy}_{case}` | {ours:.1f} | {peer:.1f} | {ours / peer:.2f}× |")
+            rows.append(f"| `{strategy}_{case}` | {median(ours):.1f} | {median(peer):.1f} "
+                        f"| {median(ours) / median(peer):.2f}× | {ours[0] / peer[0]:.2f}× |")
     return "\n".join(rows)
 
 

@@ -340,18 +340,28 @@ impl<S: Store> Limiter<S> {
         consume: bool,
     ) -> impl Future<Output = Result<Status>> + Send + 'a {
         let mut waiting: Option<Pin<Box<dyn Future<Output = Result<Status>> + Send + 'a>>> = None;
+        let mut done = false;
         std::future::poll_fn(move |context| {
+            // Like an `async fn`: polling again after completion is a bug in the caller, and
+            // must not decide (and count) the request a second time.
+            assert!(
+                !done,
+                "a ratethrottle check future was polled after it completed"
+            );
             let future = match &mut waiting {
                 Some(future) => future,
                 None => {
                     if let Some(result) = self.decide_at_once(identifier, rule, cost, consume) {
+                        done = true;
                         return Poll::Ready(result);
                     }
                     let future = self.decide_waiting(identifier, rule, cost, consume);
                     waiting.insert(Box::pin(future))
                 }
             };
-            future.as_mut().poll(context)
+            let poll = future.as_mut().poll(context);
+            done = poll.is_ready();
+            poll
         })
     }
 

@@ -1,6 +1,7 @@
 //! The API contract of design.md §3 that other crates rely on, checked at compile time and run
 //! time.
 
+use std::future::Future;
 use std::time::Duration;
 
 use ratethrottle::clock::{Clock, ManualClock, SystemClock};
@@ -126,4 +127,23 @@ fn the_system_clock_drives_the_default_limiter() {
         matches!(outcome, Outcome::Decided { decision, .. } if !decision.allowed),
         "{outcome:?}"
     );
+}
+
+#[test]
+fn a_check_future_decides_once_even_if_polled_again() {
+    let limiter = Limiter::builder().clock(ManualClock::new()).build();
+    limiter
+        .add_rule(Rule::new("api", 5, Duration::from_secs(60)))
+        .unwrap();
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut future = std::pin::pin!(limiter.check("a", "api"));
+    assert!(future.as_mut().poll(&mut context).is_ready());
+    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = future.as_mut().poll(&mut context);
+    }));
+    assert!(
+        again.is_err(),
+        "polling a completed check must not decide again"
+    );
+    assert_eq!(limiter.metrics().total_requests, 1);
 }
