@@ -33,20 +33,48 @@ where
     Sc: FnOnce(S) -> ScFut,
     ScFut: Future<Output = ()>,
 {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    runtime().block_on(async move { scenario(factory().await).await });
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
         .build()
-        .expect("a tokio runtime for the conformance suite");
-    runtime.block_on(async move { scenario(factory().await).await });
+        .expect("a tokio runtime for the conformance suite")
+}
+
+/// [`run`] for a store that may be unavailable here: a factory answering `None` skips the
+/// scenario (it should say why, once), e.g. when a server the store needs is not installed.
+pub fn run_optional<S, F, Fut, Sc, ScFut>(factory: F, scenario: Sc)
+where
+    S: Store,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Option<S>>,
+    Sc: FnOnce(S) -> ScFut,
+    ScFut: Future<Output = ()>,
+{
+    runtime().block_on(async move {
+        if let Some(store) = factory().await {
+            scenario(store).await;
+        }
+    });
 }
 
 /// Expands the whole suite into `#[test]` functions for a store factory: an expression
 /// evaluating to `FnOnce() -> impl Future<Output = impl Store>`, evaluated once per test.
+/// `conformance_suite!(optional factory)` takes a factory answering `Option<impl Store>`, where
+/// `None` skips (see [`run_optional`](crate::conformance::run_optional)).
 #[macro_export]
 macro_rules! conformance_suite {
+    (optional $factory:expr) => {
+        $crate::conformance_suite!(@names run_optional, $factory);
+    };
     ($factory:expr) => {
-        $crate::conformance_suite!(@each $factory;
+        $crate::conformance_suite!(@names run, $factory);
+    };
+    (@names $runner:ident, $factory:expr) => {
+        $crate::conformance_suite!(@each $runner, $factory;
             every_strategy_admits_exactly_its_limit,
             token_bucket_refills_at_its_rate,
             leaky_bucket_drains_at_its_rate,
@@ -84,11 +112,11 @@ macro_rules! conformance_suite {
             concurrent_tasks_admit_exactly_the_limit,
         );
     };
-    (@each $factory:expr; $($name:ident),* $(,)?) => {
+    (@each $runner:ident, $factory:expr; $($name:ident),* $(,)?) => {
         $(
             #[test]
             fn $name() {
-                $crate::conformance::run($factory, $crate::conformance::scenarios::$name);
+                $crate::conformance::$runner($factory, $crate::conformance::scenarios::$name);
             }
         )*
     };

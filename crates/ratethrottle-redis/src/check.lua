@@ -1,0 +1,215 @@
+-- One atomic decision for one (rule, identifier) key: the lists, the block, the strategy, and on
+-- a violation the new block. Appended to bignum.lua. All times are nanoseconds since the Unix
+-- epoch, as decimal strings, exact (see bignum.lua).
+--
+-- KEYS: 1 state hash, 2 whitelist entry, 3 blacklist entry (all with the identifier's hash tag).
+-- ARGV: 1 strategy ("tat" | "fixed" | "counter" | "log"), 2 now ("" = the server's TIME),
+--       3 cost, 4 consume ("1" | "0"), 5 block, 6 limit, 7 window, 8 capacity.
+-- Reply: { outcome, now, ... } where outcome is
+--   "white";  "black", expiry or "";  "blocked", until;
+--   "decided", allowed ("1" | "0"), new block end or "", then the key's state before the
+--   request: for "tat" the TAT in units of 1/limit ns, for "fixed" start and count, for
+--   "counter" start, previous and current counts; for "log" the decision itself: remaining,
+--   reset_after, retry_after or "".
+
+local kind, cost_s, consume = ARGV[1], ARGV[3], ARGV[4] == "1"
+local now
+if ARGV[2] == "" then
+  local t = redis.call("TIME")
+  now = add(mul(from_dec(t[1]), from_dec("1000000000")), mul(from_dec(t[2]), from_small(1000)))
+else
+  now = from_dec(ARGV[2])
+end
+local now_s = to_dec(now)
+
+-- The lists: an entry holds its expiry, or "" for none; an expired entry is gone.
+local function listed(key)
+  local entry = redis.call("GET", key)
+  if not entry then
+    return nil
+  end
+  if entry ~= "" and cmp(from_dec(entry), now) <= 0 then
+    redis.call("DEL", key)
+    return nil
+  end
+  return entry
+end
+if listed(KEYS[2]) then
+  return { "white", now_s }
+end
+local black = listed(KEYS[3])
+if black then
+  return { "black", now_s, black }
+end
+
+local block, limit, window, capacity =
+  from_dec(ARGV[5]), from_dec(ARGV[6]), from_dec(ARGV[7]), from_dec(ARGV[8])
+local cost = from_dec(cost_s)
+local fields = redis.call("HMGET", KEYS[1], "b", "s0", "s1", "s2")
+local blocked_until = from_dec(fields[1] or "0")
+if cmp(blocked_until, now) > 0 then
+  return { "blocked", now_s, to_dec(blocked_until) }
+end
+local s0, s1, s2 = from_dec(fields[2] or "0"), from_dec(fields[3] or "0"), from_dec(fields[4] or "0")
+local NS_PER_MS = 1000000
+
+-- Milliseconds from now until `at` (ns), rounded up, plus a margin: a key must never expire
+-- before it is idle.
+local function ms_until(at)
+  return math.floor(to_double(sub(at, now)) / NS_PER_MS) + 2
+end
+
+local function window_start()
+  return mul(div_floor(now, window), window)
+end
+
+-- Strategy: whether the request fits, the new state words, when the key is idle again, and
+-- the reply's state part.
+local allowed, next_state, idle_at, reply_state
+if kind == "tat" then
+  -- The TAT in units of 1/limit ns: admitted when the debt after the request is at most the
+  -- capacity (burst · window).
+  local now_scaled = mul(now, limit)
+  local ahead = add(sub(s0, now_scaled), mul(cost, window))
+  allowed = cmp(ahead, mul(capacity, window)) <= 0
+  next_state = { to_dec(add(now_scaled, ahead)) }
+  -- Idle when the debt is paid: now + ceil(debt / limit) ns.
+  local debt = allowed and ahead or sub(s0, now_scaled)
+  idle_at = add(now, div_floor(add(debt, sub(limit, from_small(1))), limit))
+  reply_state = { to_dec(s0) }
+elseif kind == "fixed" then
+  local current = window_start()
+  local start, count = s0, s1
+  if cmp(start, current) < 0 then
+    start, count = current, {}
+  end
+  local used = add(count, cost)
+  allowed = cmp(used, limit) <= 0
+  next_state = { to_dec(start), to_dec(used) }
+  idle_at = add(s0, window)
+  if allowed then
+    idle_at = add(start, window)
+  end
+  reply_state = { to_dec(s0), to_dec(s1) }
+elseif kind == "counter" then
+  local current = window_start()
+  local start, prev, cur = s0, s1, s2
+  if cmp(start, current) < 0 then
+    if cmp(add(start, window), current) == 0 then
+      start, prev, cur = current, cur, {}
+    else
+      start, prev, cur = current, {}, {}
+    end
+  end
+  local elapsed = min(sub(now, start), window)
+  local used = add(mul(prev, sub(window, elapsed)), mul(cur, window))
+  allowed = cmp(add(used, mul(cost, window)), mul(limit, window)) <= 0
+  next_state = { to_dec(start), to_dec(prev), to_dec(add(cur, cost)) }
+  idle_at = add(allowed and start or s0, add(window, window))
+  reply_state = { to_dec(s0), to_dec(s1), to_dec(s2) }
+end
+
+if kind ~= "log" then
+  local reply = { "decided", now_s, allowed and "1" or "0", "" }
+  if consume and allowed then
+    redis.call("HSET", KEYS[1], "b", "0", "s0", next_state[1], "s1", next_state[2] or "0",
+      "s2", next_state[3] or "0")
+    redis.call("PEXPIRE", KEYS[1], ms_until(idle_at))
+  elseif consume and #block > 0 then
+    local until_ = add(now, block)
+    redis.call("HSET", KEYS[1], "b", to_dec(until_))
+    local keep = max(until_, idle_at)
+    local ttl = redis.call("PTTL", KEYS[1])
+    redis.call("PEXPIRE", KEYS[1], math.max(ms_until(keep), ttl))
+    reply[4] = to_dec(until_)
+  end
+  for i = 1, #reply_state do
+    reply[#reply + 1] = reply_state[i]
+  end
+  return reply
+end
+
+-- sliding_window: an exact log in a list of "time cost" entries, oldest first, with the sum of
+-- the costs in the state hash (s0). Limits are at most 100,000, so counts are exact doubles.
+local log = KEYS[1] .. ":log"
+local used = tonumber(fields[2] or "0")
+local cost_n, limit_n = tonumber(cost_s), tonumber(ARGV[6])
+local function entry(i)
+  local e = redis.call("LINDEX", log, i)
+  if not e then
+    return nil
+  end
+  local space = string.find(e, " ")
+  return from_dec(string.sub(e, 1, space - 1)), tonumber(string.sub(e, space + 1))
+end
+local pruned = false
+while true do
+  local at, c = entry(0)
+  if not at or cmp(add(at, window), now) > 0 then
+    break
+  end
+  redis.call("LPOP", log)
+  used = used - c
+  pruned = true
+end
+if pruned then
+  redis.call("HSET", KEYS[1], "s0", tostring(used))
+end
+local function newest_leaves()
+  local at = entry(-1)
+  return at and add(at, window) or now
+end
+local fits = used + cost_n <= limit_n
+local reply = { "decided", now_s, fits and "1" or "0", "" }
+if fits then
+  reply[5] = tostring(limit_n - used - cost_n)
+  reply[6] = to_dec(window)
+  reply[7] = ""
+  if not consume then
+    reply[5] = tostring(limit_n - used)
+    reply[6] = to_dec(sub(newest_leaves(), now))
+  else
+    local last = redis.call("LINDEX", log, -1)
+    if last and string.sub(last, 1, #now_s + 1) == now_s .. " " then
+      local at, c = entry(-1)
+      redis.call("LSET", log, -1, now_s .. " " .. tostring(c + cost_n))
+    else
+      redis.call("RPUSH", log, now_s .. " " .. cost_s)
+    end
+    used = used + cost_n
+    redis.call("HSET", KEYS[1], "b", "0", "s0", tostring(used))
+    local ttl = ms_until(add(now, window))
+    redis.call("PEXPIRE", KEYS[1], ttl)
+    redis.call("PEXPIRE", log, ttl)
+  end
+  return reply
+end
+reply[5] = tostring(math.max(limit_n - used, 0))
+reply[6] = to_dec(sub(newest_leaves(), now))
+if cost_n <= limit_n then
+  -- The oldest admissions leave first: wait until enough of them have.
+  local left, at_time, i = used, now, 0
+  while true do
+    local at, c = entry(i)
+    if not at then
+      break
+    end
+    left = left - c
+    at_time = add(at, window)
+    if left + cost_n <= limit_n then
+      break
+    end
+    i = i + 1
+  end
+  reply[7] = to_dec(sub(at_time, now))
+else
+  reply[7] = ""
+end
+if consume and #block > 0 then
+  local until_ = add(now, block)
+  redis.call("HSET", KEYS[1], "b", to_dec(until_), "s0", tostring(used))
+  local keep = max(until_, newest_leaves())
+  redis.call("PEXPIRE", KEYS[1], ms_until(keep))
+  reply[4] = to_dec(until_)
+end
+return reply

@@ -1,0 +1,559 @@
+//! A Redis [`Store`] for [`ratethrottle`]: every process that shares the Redis server shares the
+//! limits, the lists and the blocks.
+//!
+//! Each check is one round trip: one `EVALSHA` of a Lua script that screens the lists, honours
+//! the block, applies the strategy and starts the block of a violation, atomically. The script
+//! does exact integer arithmetic (Redis Lua numbers are doubles, so it carries its own
+//! arbitrary-precision integers) and returns the key's state before the request; this crate
+//! then derives `remaining`, `reset_after` and `retry_after` with the very functions the
+//! in-memory store uses, so both stores give the same answers.
+//!
+//! ```no_run
+//! use ratethrottle::{Limiter, Rule};
+//! use ratethrottle_redis::RedisStore;
+//! use std::time::Duration;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+//! let limiter = Limiter::builder().store(store).build();
+//! limiter.add_rule(Rule::new("api", 100, Duration::from_secs(60)))?;
+//! let status = limiter.check("203.0.113.7", "api").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Keys (default prefix `ratethrottle:`): `ratethrottle:{i:<identifier>}:<rule fingerprint>`
+//! holds a key's state (a hash, with a `:log` list for sliding_window), and
+//! `ratethrottle:{i:<identifier>}:wl` / `:bl` its list entries. The braces are a Redis Cluster
+//! hash tag: everything one check touches lives in one slot. `ratethrottle:whitelist` and
+//! `ratethrottle:blacklist` index the listed identifiers. State keys expire once idle.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use ratethrottle::clock::Nanos;
+use ratethrottle::store::{
+    ListEntry, ListKind, Outcome, Query, RuleSpec, Store, StoreError, StoreErrorKind, peek_view,
+};
+use ratethrottle::strategy::{self, Compact, Decision, State};
+use redis::aio::ConnectionManager;
+
+/// The check script: exact integers, then the decision.
+const CHECK_SCRIPT: &str = concat!(include_str!("bignum.lua"), include_str!("check.lua"));
+
+/// The default time one Redis call may take.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// Whose clock decides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeSource {
+    /// The Redis server's `TIME` (microseconds): every process agrees, whatever its own clock.
+    #[default]
+    Server,
+    /// The time the limiter passes in (its [`Clock`](ratethrottle::clock::Clock)): exact to
+    /// the nanosecond and drivable by a `ManualClock` in tests; the processes' clocks must agree.
+    Caller,
+}
+
+/// How to reach Redis and name keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`, `rediss://…` or `redis+unix:///path`.
+    pub url: String,
+    /// Prepended to every key (default `ratethrottle:`).
+    pub key_prefix: String,
+    /// Whose clock decides (default [`TimeSource::Server`]).
+    pub time: TimeSource,
+    /// The most one call may take (default [`DEFAULT_TIMEOUT`]).
+    pub timeout: Duration,
+}
+
+impl RedisConfig {
+    /// The defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig {
+            url: url.into(),
+            key_prefix: "ratethrottle:".to_owned(),
+            time: TimeSource::default(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Sets the key prefix.
+    #[must_use]
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Sets whose clock decides.
+    #[must_use]
+    pub fn time(mut self, time: TimeSource) -> Self {
+        self.time = time;
+        self
+    }
+
+    /// Sets the per-call timeout.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// A [`Store`] in Redis, shared by every process that uses the same server and key prefix.
+///
+/// Cloning is cheap; clones share one multiplexed connection that reconnects by itself.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: RedisConfig,
+    /// `host:port` (or the socket path), for error messages.
+    address: String,
+    script: redis::Script,
+    /// The list entries this process knows of (added, or seen in a listing), with their
+    /// expiries: the source of [`Store::list_len_hint`].
+    known: [Mutex<HashMap<String, Option<Nanos>>>; 2],
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("address", &self.shared.address)
+            .field("key_prefix", &self.shared.config.key_prefix)
+            .field("time", &self.shared.config.time)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to `url` with the default settings.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::with_config(RedisConfig::new(url)).await
+    }
+
+    /// Connects with `config`. Fails with a message naming the server if it cannot be reached
+    /// within the timeout.
+    pub async fn with_config(config: RedisConfig) -> Result<Self, StoreError> {
+        let client = redis::Client::open(config.url.as_str()).map_err(|error| {
+            StoreError::new(
+                StoreErrorKind::Protocol,
+                format!("invalid redis url {:?}: {error}", redact(&config.url)),
+            )
+        })?;
+        let address = client.get_connection_info().addr().to_string();
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout.max(Duration::from_millis(200))))
+            .set_response_timeout(Some(config.timeout));
+        let connection = ConnectionManager::new_with_config(client, manager_config)
+            .await
+            .map_err(|error| failure(&address, error))?;
+        Ok(RedisStore {
+            connection,
+            shared: Arc::new(Shared {
+                config,
+                address,
+                script: redis::Script::new(CHECK_SCRIPT),
+                known: [Mutex::default(), Mutex::default()],
+            }),
+        })
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &RedisConfig {
+        &self.shared.config
+    }
+
+    fn key(&self, identifier: &str, suffix: &str) -> String {
+        format!(
+            "{}{{i:{identifier}}}:{suffix}",
+            self.shared.config.key_prefix
+        )
+    }
+
+    fn state_key(&self, rule: &RuleSpec, identifier: &str) -> String {
+        self.key(identifier, &format!("{:016x}", rule.fingerprint))
+    }
+
+    fn list_key(&self, list: ListKind, identifier: &str) -> String {
+        self.key(identifier, list_suffix(list))
+    }
+
+    fn index_key(&self, list: ListKind) -> String {
+        format!("{}{}", self.shared.config.key_prefix, list.as_str())
+    }
+
+    /// Runs one command (or pipeline) within the timeout, naming the server on failure.
+    async fn run<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        let shared = &self.shared;
+        match tokio::time::timeout(shared.config.timeout, call).await {
+            Ok(result) => result.map_err(|error| failure(&shared.address, error)),
+            Err(_) => Err(StoreError::new(
+                StoreErrorKind::Timeout,
+                format!(
+                    "redis at {} did not answer within {:?}",
+                    shared.address, shared.config.timeout
+                ),
+            )),
+        }
+    }
+
+    async fn decide(&self, query: Query<'_>) -> Result<Outcome, StoreError> {
+        let rule = query.rule;
+        let params = &rule.params;
+        let kind = match rule.compact {
+            Some(Compact::Tat) => "tat",
+            Some(Compact::FixedWindow) => "fixed",
+            Some(Compact::SlidingCounter) => "counter",
+            None => "log",
+        };
+        let now = match self.shared.config.time {
+            TimeSource::Caller => query.now.as_nanos().to_string(),
+            TimeSource::Server => String::new(),
+        };
+        let mut invocation = self.shared.script.prepare_invoke();
+        invocation
+            .key(self.state_key(rule, query.identifier))
+            .key(self.list_key(ListKind::Whitelist, query.identifier))
+            .key(self.list_key(ListKind::Blacklist, query.identifier))
+            .arg(kind)
+            .arg(now)
+            .arg(query.cost)
+            .arg(if query.consume { "1" } else { "0" })
+            .arg(rule.block)
+            .arg(params.limit)
+            .arg(params.window)
+            .arg(params.capacity);
+        let mut connection = self.connection.clone();
+        let reply: Vec<String> = self.run(invocation.invoke_async(&mut connection)).await?;
+        Reply::new(&reply, &self.shared.address).outcome(&query)
+    }
+}
+
+fn list_suffix(list: ListKind) -> &'static str {
+    match list {
+        ListKind::Whitelist => "wl",
+        ListKind::Blacklist => "bl",
+    }
+}
+
+/// The script's answer, read field by field.
+struct Reply<'a> {
+    fields: &'a [String],
+    address: &'a str,
+}
+
+impl<'a> Reply<'a> {
+    fn new(fields: &'a [String], address: &'a str) -> Self {
+        Reply { fields, address }
+    }
+
+    fn malformed(&self, what: &str) -> StoreError {
+        StoreError::new(
+            StoreErrorKind::Protocol,
+            format!(
+                "redis at {} sent an unexpected check reply ({what}): {:?}",
+                self.address, self.fields
+            ),
+        )
+    }
+
+    fn text(&self, at: usize) -> Result<&'a str, StoreError> {
+        self.fields
+            .get(at)
+            .map(String::as_str)
+            .ok_or_else(|| self.malformed("too short"))
+    }
+
+    fn number<T: std::str::FromStr>(&self, at: usize) -> Result<T, StoreError> {
+        self.text(at)?
+            .parse()
+            .map_err(|_| self.malformed("not a number"))
+    }
+
+    /// A time field, `None` when empty.
+    fn time(&self, at: usize) -> Result<Option<Nanos>, StoreError> {
+        match self.text(at)? {
+            "" => Ok(None),
+            _ => Ok(Some(Nanos::from_nanos(self.number(at)?))),
+        }
+    }
+
+    fn outcome(&self, query: &Query<'_>) -> Result<Outcome, StoreError> {
+        let now: u64 = self.number(1)?;
+        match self.text(0)? {
+            "white" => Ok(Outcome::Whitelisted),
+            "black" => Ok(Outcome::Blacklisted {
+                until: self.time(2)?,
+            }),
+            "blocked" => Ok(Outcome::Blocked {
+                until: self
+                    .time(2)?
+                    .ok_or_else(|| self.malformed("no block end"))?,
+            }),
+            "decided" => {
+                let allowed = self.text(2)? == "1";
+                let blocked_until = self.time(3)?;
+                let decision = match query.rule.compact {
+                    Some(kind) => self.compact_decision(kind, query, now)?,
+                    None => Decision {
+                        allowed,
+                        remaining: self.number(4)?,
+                        reset_after: self.number(5)?,
+                        retry_after: self.time(6)?.map(Nanos::as_nanos),
+                    },
+                };
+                if decision.allowed != allowed {
+                    return Err(self.malformed("the script and the strategy disagree"));
+                }
+                Ok(Outcome::Decided {
+                    decision,
+                    blocked_until,
+                })
+            }
+            _ => Err(self.malformed("unknown outcome")),
+        }
+    }
+
+    /// The decision from the key's state before the request, with the in-memory math.
+    fn compact_decision(
+        &self,
+        kind: Compact,
+        query: &Query<'_>,
+        now: u64,
+    ) -> Result<Decision, StoreError> {
+        let params = &query.rule.params;
+        let state = match kind {
+            Compact::Tat => {
+                let scaled: u128 = self.number(4)?;
+                let limit = u128::from(params.limit);
+                let whole =
+                    u64::try_from(scaled / limit).map_err(|_| self.malformed("TAT too large"))?;
+                let frac = u64::try_from(scaled % limit).unwrap_or(0);
+                State([whole, frac, 0])
+            }
+            Compact::FixedWindow => State([self.number(4)?, self.number(5)?, 0]),
+            Compact::SlidingCounter => State([self.number(4)?, self.number(5)?, self.number(6)?]),
+        };
+        let (decision, _) = strategy::decide(kind, params, &state, now, query.cost);
+        Ok(if query.consume {
+            decision
+        } else {
+            let idle = strategy::idle_at(kind, params, &state);
+            peek_view(decision, query.cost, idle, now)
+        })
+    }
+}
+
+/// A Redis failure as a [`StoreError`] that names the server.
+fn failure(address: &str, error: redis::RedisError) -> StoreError {
+    let kind = if error.is_timeout() {
+        StoreErrorKind::Timeout
+    } else if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
+    {
+        StoreErrorKind::Unavailable
+    } else {
+        StoreErrorKind::Protocol
+    };
+    let what = match kind {
+        StoreErrorKind::Unavailable => "unreachable",
+        StoreErrorKind::Timeout => "timed out",
+        _ => "failed",
+    };
+    StoreError::new(kind, format!("redis at {address} {what}: {error}")).with_source(error)
+}
+
+/// `url` without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn check(&self, query: Query<'_>) -> impl Future<Output = Result<Outcome, StoreError>> + Send {
+        self.decide(query)
+    }
+
+    async fn reset(&self, rule: &RuleSpec, identifier: &str) -> Result<(), StoreError> {
+        let state = self.state_key(rule, identifier);
+        let log = format!("{state}:log");
+        let mut connection = self.connection.clone();
+        self.run(
+            redis::cmd("DEL")
+                .arg(&state)
+                .arg(&log)
+                .query_async::<()>(&mut connection),
+        )
+        .await
+    }
+
+    async fn list_add(
+        &self,
+        list: ListKind,
+        identifier: &str,
+        expires_at: Option<Nanos>,
+    ) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        let key = self.list_key(list, identifier);
+        let value = expires_at.map_or_else(String::new, |at| at.as_nanos().to_string());
+        pipe.set(&key, value).ignore();
+        // Redis drops the entry itself at its expiry when Redis's clock is the one deciding;
+        // with the caller's clock (which may be a test's), expired entries are dropped when
+        // next seen.
+        if let (Some(at), TimeSource::Server) = (expires_at, self.shared.config.time) {
+            pipe.cmd("PEXPIREAT")
+                .arg(&key)
+                .arg(at.as_nanos().div_ceil(1_000_000))
+                .ignore();
+        }
+        let mut connection = self.connection.clone();
+        self.run(pipe.query_async::<()>(&mut connection)).await?;
+        self.run(
+            redis::cmd("SADD")
+                .arg(self.index_key(list))
+                .arg(identifier)
+                .query_async::<()>(&mut connection),
+        )
+        .await?;
+        self.shared.known[list as usize]
+            .lock()
+            .insert(identifier.to_owned(), expires_at);
+        Ok(())
+    }
+
+    async fn list_remove(&self, list: ListKind, identifier: &str) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let removed: u64 = self
+            .run(
+                redis::cmd("DEL")
+                    .arg(self.list_key(list, identifier))
+                    .query_async(&mut connection),
+            )
+            .await?;
+        self.run(
+            redis::cmd("SREM")
+                .arg(self.index_key(list))
+                .arg(identifier)
+                .query_async::<()>(&mut connection),
+        )
+        .await?;
+        self.shared.known[list as usize].lock().remove(identifier);
+        Ok(removed > 0)
+    }
+
+    async fn list_contains(
+        &self,
+        list: ListKind,
+        identifier: &str,
+        now: Nanos,
+    ) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let entry: Option<String> = self
+            .run(
+                redis::cmd("GET")
+                    .arg(self.list_key(list, identifier))
+                    .query_async(&mut connection),
+            )
+            .await?;
+        Ok(entry.is_some_and(|expiry| unexpired(&expiry, now)))
+    }
+
+    async fn list_entries(&self, list: ListKind, now: Nanos) -> Result<Vec<ListEntry>, StoreError> {
+        let mut connection = self.connection.clone();
+        let mut identifiers: Vec<String> = self
+            .run(
+                redis::cmd("SMEMBERS")
+                    .arg(self.index_key(list))
+                    .query_async(&mut connection),
+            )
+            .await?;
+        identifiers.sort();
+        if identifiers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for identifier in &identifiers {
+            pipe.get(self.list_key(list, identifier));
+        }
+        let expiries: Vec<Option<String>> = self.run(pipe.query_async(&mut connection)).await?;
+        let mut entries = Vec::new();
+        let mut gone = redis::pipe();
+        let mut any_gone = false;
+        for (identifier, expiry) in identifiers.into_iter().zip(expiries) {
+            match expiry {
+                Some(expiry) if unexpired(&expiry, now) => {
+                    let expires_at = expiry.parse().ok().map(Nanos::from_nanos);
+                    entries.push(ListEntry::new(identifier, expires_at));
+                }
+                _ => {
+                    any_gone = true;
+                    gone.del(self.list_key(list, &identifier)).ignore();
+                    gone.srem(self.index_key(list), &identifier).ignore();
+                }
+            }
+        }
+        if any_gone {
+            self.run(gone.query_async::<()>(&mut connection)).await?;
+        }
+        *self.shared.known[list as usize].lock() = entries
+            .iter()
+            .map(|entry| (entry.identifier.clone(), entry.expires_at))
+            .collect();
+        Ok(entries)
+    }
+
+    fn list_len_hint(&self, list: ListKind, now: Nanos) -> u64 {
+        let known = self.shared.known[list as usize].lock();
+        known
+            .values()
+            .filter(|expiry| expiry.is_none_or(|at| at > now))
+            .count() as u64
+    }
+}
+
+/// Whether a list entry's stored expiry (`""` for none) is after `now`.
+fn unexpired(expiry: &str, now: Nanos) -> bool {
+    expiry.is_empty() || expiry.parse::<u64>().is_ok_and(|at| at > now.as_nanos())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_password_in_messages() {
+        assert_eq!(
+            redact("redis://user:secret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+
+    #[test]
+    fn list_expiries_compare_exactly() {
+        let now = Nanos::from_nanos(1_767_225_600_000_000_000);
+        assert!(unexpired("", now));
+        assert!(unexpired("1767225600000000001", now));
+        assert!(!unexpired("1767225600000000000", now));
+        assert!(!unexpired("garbage", now));
+    }
+}

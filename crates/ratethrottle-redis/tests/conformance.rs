@@ -1,0 +1,5 @@
+//! The core's store conformance suite against a real Redis server.
+
+mod standalone {
+    ratethrottle::conformance_suite!(optional crate::server::caller_clock_store);
+}

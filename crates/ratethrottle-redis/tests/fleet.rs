@@ -1,0 +1,141 @@
+//! Many processes, one limit: OS processes sharing one Redis server admit exactly the limit,
+//! and the server's own clock drives the default store.
+
+use std::process::Command;
+use std::time::Duration;
+
+use ratethrottle::{Limiter, Rule, Strategy};
+use ratethrottle_redis::{RedisConfig, RedisStore};
+
+use crate::server::RedisServer;
+
+const PROCESSES: usize = 8;
+const CHECKS_PER_PROCESS: u64 = 200;
+const LIMIT: u64 = 100;
+
+/// The environment variable that turns `fleet_member` into a worker process.
+const MEMBER: &str = "RATETHROTTLE_FLEET_MEMBER";
+
+fn rule(strategy: Strategy) -> Rule {
+    Rule::new("fleet", LIMIT, Duration::from_secs(3600))
+        .strategy(strategy)
+        .burst(LIMIT)
+        .block_duration(Duration::ZERO)
+}
+
+/// A worker: `RATETHROTTLE_FLEET_MEMBER=url|prefix|strategy` runs 200 checks on one key and
+/// prints how many were admitted. Without the variable (a normal test run) it does nothing.
+#[test]
+fn fleet_member() {
+    let Ok(spec) = std::env::var(MEMBER) else {
+        return;
+    };
+    let mut parts = spec.split('|');
+    let (url, prefix, strategy) = (
+        parts.next().unwrap().to_owned(),
+        parts.next().unwrap().to_owned(),
+        parts.next().unwrap().parse::<Strategy>().unwrap(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admitted = runtime.block_on(async {
+        let config = RedisConfig::new(url)
+            .key_prefix(prefix)
+            .timeout(Duration::from_secs(5));
+        let store = RedisStore::with_config(config).await.unwrap();
+        let limiter = Limiter::builder().store(store).build();
+        limiter.add_rule(rule(strategy)).unwrap();
+        let mut admitted = 0;
+        for _ in 0..CHECKS_PER_PROCESS {
+            if limiter.check("shared-key", "fleet").await.unwrap().allowed {
+                admitted += 1;
+            }
+        }
+        admitted
+    });
+    println!("ADMITTED {admitted}");
+}
+
+#[test]
+fn eight_processes_admit_exactly_the_limit_for_every_strategy() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let exe = std::env::current_exe().unwrap();
+    for round in 0..3 {
+        for strategy in Strategy::ALL {
+            let prefix = format!("fleet-{}-{round}-{strategy}:", std::process::id());
+            let workers: Vec<_> = (0..PROCESSES)
+                .map(|_| {
+                    Command::new(&exe)
+                        .args([
+                            "--exact",
+                            "fleet::fleet_member",
+                            "--nocapture",
+                            "--test-threads",
+                            "1",
+                        ])
+                        .env(MEMBER, format!("{}|{prefix}|{strategy}", server.url()))
+                        .output()
+                        .expect("the test binary runs as a worker")
+                })
+                .collect();
+            let admitted: u64 = workers
+                .iter()
+                .map(|output| {
+                    let stdout = String::from_utf8_lossy(&output.stdout);
+                    assert!(
+                        output.status.success(),
+                        "worker failed: {stdout}{}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                    stdout
+                        .lines()
+                        .find_map(|line| line.split("ADMITTED ").nth(1))
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .unwrap_or_else(|| panic!("no count from a worker: {stdout}"))
+                })
+                .sum();
+            assert_eq!(admitted, LIMIT, "{strategy}, round {round}");
+        }
+    }
+}
+
+#[test]
+fn the_servers_clock_drives_the_default_store() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let config = RedisConfig::new(server.url())
+            .key_prefix(format!("server-clock-{}:", std::process::id()));
+        let limiter = Limiter::builder()
+            .store(RedisStore::with_config(config).await.unwrap())
+            .build();
+        for strategy in Strategy::ALL {
+            let name = strategy.as_str();
+            limiter
+                .add_rule(Rule::new(name, 3, Duration::from_secs(60)).strategy(strategy))
+                .unwrap();
+            for _ in 0..3 {
+                assert!(limiter.check("a", name).await.unwrap().allowed, "{name}");
+            }
+            let denied = limiter.check("a", name).await.unwrap();
+            assert!(!denied.allowed, "{name}");
+            let retry = denied.retry_after.unwrap();
+            // The block ends at the server's time; the limiter's clock may differ a little.
+            assert!(
+                retry > Duration::ZERO && retry <= Duration::from_secs(301),
+                "{name}: {retry:?}"
+            );
+            let blocked = limiter.check("a", name).await.unwrap();
+            assert!(blocked.blocked, "{name}: the default 300 s block applies");
+        }
+    });
+}

@@ -1,0 +1,121 @@
+//! A `redis-server` for the tests: started once per test binary on a free port, stopped when
+//! the binary exits (a watchdog shell kills it when our end of its stdin closes).
+//!
+//! Outside CI, tests skip with a message when `redis-server` is not installed; in CI (`CI` set)
+//! they fail instead, so a missing server can never pass silently.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use ratethrottle_redis::{RedisConfig, RedisStore, TimeSource};
+
+/// A running server; dropping the handle (or exiting) stops it.
+pub(crate) struct RedisServer {
+    pub(crate) port: u16,
+    _watchdog: Mutex<(Child, ChildStdin)>,
+}
+
+static SERVER: LazyLock<Option<RedisServer>> = LazyLock::new(RedisServer::start);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free local port")
+}
+
+impl RedisServer {
+    fn start() -> Option<RedisServer> {
+        let installed = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !installed {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "redis-server is not installed, and CI must run the Redis tests"
+            );
+            eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
+            return None;
+        }
+        let port = free_port();
+        let script = format!(
+            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no \
+             --loglevel warning >/dev/null 2>&1 & pid=$!; echo started; read _; kill $pid"
+        );
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sh runs redis-server");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut started = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut started)
+            .expect("the watchdog reports");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(RedisServer {
+            port,
+            _watchdog: Mutex::new((child, stdin)),
+        })
+    }
+
+    /// The shared server, or `None` (skip) when redis-server is not installed outside CI.
+    pub(crate) fn shared() -> Option<&'static RedisServer> {
+        SERVER.as_ref()
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Ok(watchdog) = self.watchdog_mut() {
+            let _ = writeln!(watchdog.1);
+            let _ = watchdog.0.wait();
+        }
+    }
+}
+
+impl RedisServer {
+    fn watchdog_mut(&mut self) -> Result<&mut (Child, ChildStdin), ()> {
+        self._watchdog.get_mut().map_err(|_| ())
+    }
+}
+
+/// A store on the shared server under a key prefix no other test uses, trusting the caller's
+/// clock (the conformance suite drives a `ManualClock`).
+pub(crate) async fn caller_clock_store() -> Option<RedisStore> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let server = RedisServer::shared()?;
+    let prefix = format!(
+        "rt-test-{}-{}:",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let config = RedisConfig::new(server.url())
+        .key_prefix(prefix)
+        .time(TimeSource::Caller)
+        .timeout(Duration::from_secs(2));
+    Some(
+        RedisStore::with_config(config)
+            .await
+            .expect("the test server is reachable"),
+    )
+}

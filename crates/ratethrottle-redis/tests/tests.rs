@@ -1,0 +1,5 @@
+//! Integration tests of the Redis store, against `redis-server` processes the tests start.
+
+mod conformance;
+mod fleet;
+mod server;
