@@ -30,15 +30,21 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use ratethrottle::clock::Nanos;
 use ratethrottle::store::{
-    ListEntry, ListKind, Outcome, Query, RuleSpec, Store, StoreError, StoreErrorKind, peek_view,
+    ListEntry, ListKind, MemoryStore, Outcome, Query, RuleSpec, Store, StoreError, StoreErrorKind,
+    peek_view,
 };
 use ratethrottle::strategy::{self, Compact, Decision, State};
 use redis::aio::ConnectionManager;
+
+mod faults;
+
+use faults::Breaker;
+pub use faults::{FaultPolicy, FaultStats};
 
 /// The check script: exact integers, then the decision.
 const CHECK_SCRIPT: &str = concat!(include_str!("bignum.lua"), include_str!("check.lua"));
@@ -70,6 +76,8 @@ pub struct RedisConfig {
     pub time: TimeSource,
     /// The most one call may take (default [`DEFAULT_TIMEOUT`]).
     pub timeout: Duration,
+    /// What checks answer while Redis is failing (default [`FaultPolicy::FailOpen`]).
+    pub fault_policy: FaultPolicy,
 }
 
 impl RedisConfig {
@@ -80,7 +88,15 @@ impl RedisConfig {
             key_prefix: "ratethrottle:".to_owned(),
             time: TimeSource::default(),
             timeout: DEFAULT_TIMEOUT,
+            fault_policy: FaultPolicy::default(),
         }
+    }
+
+    /// Sets what checks answer while Redis is failing.
+    #[must_use]
+    pub fn fault_policy(mut self, policy: FaultPolicy) -> Self {
+        self.fault_policy = policy;
+        self
     }
 
     /// Sets the key prefix.
@@ -122,6 +138,10 @@ struct Shared {
     /// The list entries this process knows of (added, or seen in a listing), with their
     /// expiries: the source of [`Store::list_len_hint`].
     known: [Mutex<HashMap<String, Option<Nanos>>>; 2],
+    breaker: Breaker,
+    /// Decides while Redis is down under [`FaultPolicy::FallbackMemory`]; mirrors the lists
+    /// this process sets.
+    fallback: MemoryStore,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -163,6 +183,8 @@ impl RedisStore {
                 address,
                 script: redis::Script::new(CHECK_SCRIPT),
                 known: [Mutex::default(), Mutex::default()],
+                breaker: Breaker::default(),
+                fallback: MemoryStore::new(),
             }),
         })
     }
@@ -170,6 +192,85 @@ impl RedisStore {
     /// The settings in use.
     pub fn config(&self) -> &RedisConfig {
         &self.shared.config
+    }
+
+    /// Errors, degraded decisions and the circuit's state so far.
+    pub fn fault_stats(&self) -> FaultStats {
+        self.shared.breaker.stats()
+    }
+
+    /// A check through the circuit breaker, with the fault policy when Redis fails.
+    async fn check_guarded(&self, query: Query<'_>) -> Result<Outcome, StoreError> {
+        let shared = &*self.shared;
+        let error = match shared.breaker.allow(Instant::now()) {
+            Err(wait) => StoreError::new(
+                StoreErrorKind::Unavailable,
+                format!(
+                    "redis at {} is unavailable (circuit open after repeated failures; next \
+                     try in {wait:?})",
+                    shared.address
+                ),
+            ),
+            Ok(()) => match self.decide(query).await {
+                Ok(outcome) => {
+                    shared.breaker.success();
+                    return Ok(outcome);
+                }
+                // A reply we cannot read is a bug, not an outage: no policy hides it.
+                Err(error) if error.kind() == StoreErrorKind::Protocol => return Err(error),
+                Err(error) => {
+                    if shared.breaker.failure(Instant::now()) {
+                        tracing::warn!(
+                            policy = %shared.config.fault_policy,
+                            "{error}; circuit open: checks skip redis until it answers again"
+                        );
+                    }
+                    error
+                }
+            },
+        };
+        self.degrade(&query, error)
+    }
+
+    /// The fault policy's answer to `query` while Redis fails with `error`.
+    fn degrade(&self, query: &Query<'_>, error: StoreError) -> Result<Outcome, StoreError> {
+        let shared = &*self.shared;
+        shared.breaker.degraded();
+        match shared.config.fault_policy {
+            FaultPolicy::FailClosed => Err(error),
+            FaultPolicy::FallbackMemory => Ok(shared.fallback.check_now(query)),
+            _ => Ok(self.known_listing(query).unwrap_or_else(|| {
+                let capacity = query.rule.params.capacity;
+                Outcome::Decided {
+                    decision: Decision {
+                        allowed: true,
+                        remaining: if query.consume {
+                            capacity.saturating_sub(query.cost)
+                        } else {
+                            capacity
+                        },
+                        reset_after: 0,
+                        retry_after: None,
+                    },
+                    blocked_until: None,
+                }
+            })),
+        }
+    }
+
+    /// The lists as this process knows them, for deciding without Redis.
+    fn known_listing(&self, query: &Query<'_>) -> Option<Outcome> {
+        let entry = |list: ListKind| {
+            let known = self.shared.known[list as usize].lock();
+            known
+                .get(query.identifier)
+                .copied()
+                .filter(|expiry| expiry.is_none_or(|at| at > query.now))
+        };
+        if entry(ListKind::Whitelist).is_some() {
+            return Some(Outcome::Whitelisted);
+        }
+        entry(ListKind::Blacklist).map(|until| Outcome::Blacklisted { until })
     }
 
     fn key(&self, identifier: &str, suffix: &str) -> String {
@@ -390,7 +491,7 @@ impl Store for RedisStore {
     }
 
     fn check(&self, query: Query<'_>) -> impl Future<Output = Result<Outcome, StoreError>> + Send {
-        self.decide(query)
+        self.check_guarded(query)
     }
 
     async fn reset(&self, rule: &RuleSpec, identifier: &str) -> Result<(), StoreError> {
@@ -437,7 +538,10 @@ impl Store for RedisStore {
         self.shared.known[list as usize]
             .lock()
             .insert(identifier.to_owned(), expires_at);
-        Ok(())
+        self.shared
+            .fallback
+            .list_add(list, identifier, expires_at)
+            .await
     }
 
     async fn list_remove(&self, list: ListKind, identifier: &str) -> Result<bool, StoreError> {
@@ -457,6 +561,7 @@ impl Store for RedisStore {
         )
         .await?;
         self.shared.known[list as usize].lock().remove(identifier);
+        self.shared.fallback.list_remove(list, identifier).await?;
         Ok(removed > 0)
     }
 

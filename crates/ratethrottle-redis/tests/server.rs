@@ -28,22 +28,55 @@ fn free_port() -> u16 {
         .expect("a free local port")
 }
 
+/// Whether tests that need redis-server can run here (panics in CI when they cannot).
+fn installed() -> bool {
+    let installed = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !installed {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "redis-server is not installed, and CI must run the Redis tests"
+        );
+        eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
+    }
+    installed
+}
+
 impl RedisServer {
     fn start() -> Option<RedisServer> {
-        let installed = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !installed {
+        installed().then(|| Self::start_on(free_port()))
+    }
+
+    /// A server of the caller's own (to stop and restart), or `None` to skip.
+    pub(crate) fn dedicated() -> Option<RedisServer> {
+        Self::start()
+    }
+
+    /// Stops the server (like a crash: no shutdown courtesy to clients).
+    pub(crate) fn stop(&mut self) {
+        let watchdog = self._watchdog.get_mut().expect("not poisoned");
+        let _ = writeln!(watchdog.1);
+        let _ = watchdog.0.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
             assert!(
-                std::env::var_os("CI").is_none(),
-                "redis-server is not installed, and CI must run the Redis tests"
+                Instant::now() < deadline,
+                "redis-server on {} did not stop",
+                self.port
             );
-            eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
-            return None;
+            std::thread::sleep(Duration::from_millis(20));
         }
-        let port = free_port();
+    }
+
+    /// Starts the server again on the same port.
+    pub(crate) fn restart(&mut self) {
+        *self = Self::start_on(self.port);
+    }
+
+    fn start_on(port: u16) -> RedisServer {
         let script = format!(
             "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no \
              --loglevel warning >/dev/null 2>&1 & pid=$!; echo started; read _; kill $pid"
@@ -68,10 +101,10 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(RedisServer {
+        RedisServer {
             port,
             _watchdog: Mutex::new((child, stdin)),
-        })
+        }
     }
 
     /// The shared server, or `None` (skip) when redis-server is not installed outside CI.

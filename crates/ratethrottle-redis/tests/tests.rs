@@ -2,4 +2,5 @@
 
 mod conformance;
 mod fleet;
+mod outage;
 mod server;
