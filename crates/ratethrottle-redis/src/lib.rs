@@ -39,10 +39,13 @@ use ratethrottle::store::{
     peek_view,
 };
 use ratethrottle::strategy::{self, Compact, Decision, State};
+use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
+mod connection;
 mod faults;
 
+use connection::Connection;
 use faults::Breaker;
 pub use faults::{FaultPolicy, FaultStats};
 
@@ -68,7 +71,8 @@ pub enum TimeSource {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`, `rediss://…` or `redis+unix:///path`.
+    /// `redis://[user:password@]host:port[/db]` or `redis+unix:///path` (for a cluster, the
+    /// first seed node).
     pub url: String,
     /// Prepended to every key (default `ratethrottle:`).
     pub key_prefix: String,
@@ -78,6 +82,9 @@ pub struct RedisConfig {
     pub timeout: Duration,
     /// What checks answer while Redis is failing (default [`FaultPolicy::FailOpen`]).
     pub fault_policy: FaultPolicy,
+    /// Seed nodes of a Redis Cluster (`redis://host:port` each); empty for a standalone server
+    /// at [`RedisConfig::url`].
+    pub cluster_nodes: Vec<String>,
 }
 
 impl RedisConfig {
@@ -89,6 +96,17 @@ impl RedisConfig {
             time: TimeSource::default(),
             timeout: DEFAULT_TIMEOUT,
             fault_policy: FaultPolicy::default(),
+            cluster_nodes: Vec::new(),
+        }
+    }
+
+    /// The defaults for a Redis Cluster reached through `nodes` (any of its nodes will do; more
+    /// than one survives one being down).
+    pub fn cluster<S: Into<String>>(nodes: impl IntoIterator<Item = S>) -> Self {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        RedisConfig {
+            cluster_nodes: nodes.clone(),
+            ..RedisConfig::new(nodes.first().cloned().unwrap_or_default())
         }
     }
 
@@ -126,7 +144,7 @@ impl RedisConfig {
 /// Cloning is cheap; clones share one multiplexed connection that reconnects by itself.
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: Connection,
     shared: Arc<Shared>,
 }
 
@@ -163,19 +181,37 @@ impl RedisStore {
     /// Connects with `config`. Fails with a message naming the server if it cannot be reached
     /// within the timeout.
     pub async fn with_config(config: RedisConfig) -> Result<Self, StoreError> {
-        let client = redis::Client::open(config.url.as_str()).map_err(|error| {
+        let invalid = |error: redis::RedisError| {
             StoreError::new(
                 StoreErrorKind::Protocol,
                 format!("invalid redis url {:?}: {error}", redact(&config.url)),
             )
-        })?;
-        let address = client.get_connection_info().addr().to_string();
-        let manager_config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout.max(Duration::from_millis(200))))
-            .set_response_timeout(Some(config.timeout));
-        let connection = ConnectionManager::new_with_config(client, manager_config)
-            .await
-            .map_err(|error| failure(&address, error))?;
+        };
+        let connect_timeout = config.timeout.max(Duration::from_millis(200));
+        let (connection, address) = if config.cluster_nodes.is_empty() {
+            let client = redis::Client::open(config.url.as_str()).map_err(invalid)?;
+            let address = client.get_connection_info().addr().to_string();
+            let manager_config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(connect_timeout))
+                .set_response_timeout(Some(config.timeout));
+            let manager = ConnectionManager::new_with_config(client, manager_config)
+                .await
+                .map_err(|error| failure(&address, error))?;
+            (Connection::Standalone(manager), address)
+        } else {
+            let address = format!("cluster {}", redact(&config.cluster_nodes.join(",")));
+            let client = redis::cluster::ClusterClientBuilder::new(config.cluster_nodes.clone())
+                .connection_timeout(connect_timeout)
+                .response_timeout(config.timeout)
+                .retries(2)
+                .build()
+                .map_err(invalid)?;
+            let cluster = client
+                .get_async_connection()
+                .await
+                .map_err(|error| failure(&address, error))?;
+            (Connection::Cluster(cluster), address)
+        };
         Ok(RedisStore {
             connection,
             shared: Arc::new(Shared {
@@ -595,14 +631,23 @@ impl Store for RedisStore {
         if identifiers.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for identifier in &identifiers {
-            pipe.get(self.list_key(list, identifier));
-        }
-        let expiries: Vec<Option<String>> = self.run(pipe.query_async(&mut connection)).await?;
+        // One pipeline on a single server; key by key on a cluster, where the entries live in
+        // different slots.
+        let expiries: Vec<Option<String>> = if self.connection.is_cluster() {
+            let mut expiries = Vec::with_capacity(identifiers.len());
+            for identifier in &identifiers {
+                let key = self.list_key(list, identifier);
+                expiries.push(self.run(connection.get(key)).await?);
+            }
+            expiries
+        } else {
+            let mut pipe = redis::pipe();
+            for identifier in &identifiers {
+                pipe.get(self.list_key(list, identifier));
+            }
+            self.run(pipe.query_async(&mut connection)).await?
+        };
         let mut entries = Vec::new();
-        let mut gone = redis::pipe();
-        let mut any_gone = false;
         for (identifier, expiry) in identifiers.into_iter().zip(expiries) {
             match expiry {
                 Some(expiry) if unexpired(&expiry, now) => {
@@ -610,14 +655,13 @@ impl Store for RedisStore {
                     entries.push(ListEntry::new(identifier, expires_at));
                 }
                 _ => {
-                    any_gone = true;
-                    gone.del(self.list_key(list, &identifier)).ignore();
-                    gone.srem(self.index_key(list), &identifier).ignore();
+                    let key = self.list_key(list, &identifier);
+                    self.run(connection.del::<_, ()>(key)).await?;
+                    let index = self.index_key(list);
+                    self.run(connection.srem::<_, _, ()>(index, &identifier))
+                        .await?;
                 }
             }
-        }
-        if any_gone {
-            self.run(gone.query_async::<()>(&mut connection)).await?;
         }
         *self.shared.known[list as usize].lock() = entries
             .iter()

@@ -3,3 +3,7 @@
 mod standalone {
     ratethrottle::conformance_suite!(optional crate::server::caller_clock_store);
 }
+
+mod cluster {
+    ratethrottle::conformance_suite!(optional crate::server::cluster_store);
+}

@@ -47,7 +47,7 @@ fn installed() -> bool {
 
 impl RedisServer {
     fn start() -> Option<RedisServer> {
-        installed().then(|| Self::start_on(free_port()))
+        installed().then(|| Self::start_on(free_port(), ""))
     }
 
     /// A server of the caller's own (to stop and restart), or `None` to skip.
@@ -73,12 +73,13 @@ impl RedisServer {
 
     /// Starts the server again on the same port.
     pub(crate) fn restart(&mut self) {
-        *self = Self::start_on(self.port);
+        *self = Self::start_on(self.port, "");
     }
 
-    fn start_on(port: u16) -> RedisServer {
+    /// Starts `redis-server` on `port` with `extra` arguments (shell words).
+    fn start_on(port: u16, extra: &str) -> RedisServer {
         let script = format!(
-            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no \
+            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no {extra} \
              --loglevel warning >/dev/null 2>&1 & pid=$!; echo started; read _; kill $pid"
         );
         let mut child = Command::new("sh")
@@ -150,5 +151,91 @@ pub(crate) async fn caller_clock_store() -> Option<RedisStore> {
         RedisStore::with_config(config)
             .await
             .expect("the test server is reachable"),
+    )
+}
+
+/// A 3-master Redis Cluster on free ports, made with `redis-cli --cluster create`.
+pub(crate) struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+static CLUSTER: LazyLock<Option<RedisCluster>> = LazyLock::new(RedisCluster::start);
+
+impl RedisCluster {
+    fn start() -> Option<RedisCluster> {
+        if !installed() {
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("ratethrottle-cluster-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for the cluster's node files");
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                let port = free_port();
+                let extra = format!(
+                    "--cluster-enabled yes --cluster-config-file nodes-{port}.conf --dir {}",
+                    dir.display()
+                );
+                RedisServer::start_on(port, &extra)
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for address in &addresses {
+            let port = address.rsplit(':').next().expect("host:port");
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", port, "cluster", "info"])
+                    .output()
+                    .expect("redis-cli runs");
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster did not become ready"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Some(RedisCluster { nodes })
+    }
+
+    pub(crate) fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+}
+
+/// A store on the shared 3-master cluster under its own key prefix, trusting the caller's
+/// clock.
+pub(crate) async fn cluster_store() -> Option<RedisStore> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let cluster = CLUSTER.as_ref()?;
+    let prefix = format!(
+        "rt-cluster-{}-{}:",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let config = RedisConfig::cluster(cluster.urls())
+        .key_prefix(prefix)
+        .time(TimeSource::Caller)
+        .timeout(Duration::from_secs(2));
+    Some(
+        RedisStore::with_config(config)
+            .await
+            .expect("the test cluster is reachable"),
     )
 }
