@@ -71,8 +71,8 @@ pub enum TimeSource {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]` or `redis+unix:///path` (for a cluster, the
-    /// first seed node).
+    /// `redis://[user:password@]host:port[/db]`, `rediss://…` (TLS) or `redis+unix:///path`
+    /// (for a cluster, the first seed node).
     pub url: String,
     /// Prepended to every key (default `ratethrottle:`).
     pub key_prefix: String,
@@ -85,6 +85,10 @@ pub struct RedisConfig {
     /// Seed nodes of a Redis Cluster (`redis://host:port` each); empty for a standalone server
     /// at [`RedisConfig::url`].
     pub cluster_nodes: Vec<String>,
+    /// For `rediss://` URLs: the PEM certificate(s) of the authority that signed the server's
+    /// certificate, trusted instead of the system's roots (e.g. a private CA). `None` uses the
+    /// system's roots.
+    pub tls_root_certificate: Option<Vec<u8>>,
 }
 
 impl RedisConfig {
@@ -97,7 +101,15 @@ impl RedisConfig {
             timeout: DEFAULT_TIMEOUT,
             fault_policy: FaultPolicy::default(),
             cluster_nodes: Vec::new(),
+            tls_root_certificate: None,
         }
+    }
+
+    /// Trusts the authority in `pem` (instead of the system's roots) for `rediss://` servers.
+    #[must_use]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_certificate = Some(pem.into());
+        self
     }
 
     /// The defaults for a Redis Cluster reached through `nodes` (any of its nodes will do; more
@@ -188,12 +200,30 @@ impl RedisStore {
             )
         };
         let connect_timeout = config.timeout.max(Duration::from_millis(200));
+        if config.url.starts_with("rediss://") {
+            // rustls needs one process-wide crypto provider; another one already installed is
+            // fine too.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let (connection, address) = if config.cluster_nodes.is_empty() {
-            let client = redis::Client::open(config.url.as_str()).map_err(invalid)?;
+            let client = match &config.tls_root_certificate {
+                Some(root) => redis::Client::build_with_tls(
+                    config.url.as_str(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root.clone()),
+                    },
+                ),
+                None => redis::Client::open(config.url.as_str()),
+            }
+            .map_err(invalid)?;
             let address = client.get_connection_info().addr().to_string();
+            // Few quick retries: the circuit breaker, not the connection, rides out outages.
             let manager_config = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(connect_timeout))
-                .set_response_timeout(Some(config.timeout));
+                .set_response_timeout(Some(config.timeout))
+                .set_number_of_retries(2)
+                .set_max_delay(connect_timeout);
             let manager = ConnectionManager::new_with_config(client, manager_config)
                 .await
                 .map_err(|error| failure(&address, error))?;

@@ -7,3 +7,7 @@ mod standalone {
 mod cluster {
     ratethrottle::conformance_suite!(optional crate::server::cluster_store);
 }
+
+mod tls {
+    ratethrottle::conformance_suite!(optional crate::server::tls_store);
+}

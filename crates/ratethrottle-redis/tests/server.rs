@@ -239,3 +239,121 @@ pub(crate) async fn cluster_store() -> Option<RedisStore> {
             .expect("the test cluster is reachable"),
     )
 }
+
+/// A TLS-only server with a certificate signed by a throwaway authority, both made with
+/// `openssl` for this test run.
+pub(crate) struct TlsServer {
+    server: RedisServer,
+    ca: Vec<u8>,
+}
+
+static TLS: LazyLock<Option<TlsServer>> = LazyLock::new(TlsServer::start);
+
+impl TlsServer {
+    fn start() -> Option<TlsServer> {
+        if !installed() {
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("ratethrottle-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for the certificates");
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl makes the test certificates");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ratethrottle test CA",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(
+            dir.join("san.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .expect("the certificate extension file");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.cnf",
+        ]);
+        let path = |name: &str| dir.join(name).display().to_string();
+        let port = free_port();
+        let extra = format!(
+            "--port 0 --tls-port {port} --tls-cert-file {} --tls-key-file {} \
+             --tls-ca-cert-file {} --tls-auth-clients no",
+            path("server.crt"),
+            path("server.key"),
+            path("ca.crt")
+        );
+        let server = RedisServer::start_on(port, &extra);
+        let ca = std::fs::read(dir.join("ca.crt")).expect("the CA certificate");
+        Some(TlsServer { server, ca })
+    }
+}
+
+/// A store on the shared TLS server (`rediss://`, trusting the test authority), under its own
+/// key prefix, trusting the caller's clock.
+pub(crate) fn tls_port() -> Option<u16> {
+    TLS.as_ref().map(|tls| tls.server.port)
+}
+
+pub(crate) async fn tls_store() -> Option<RedisStore> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let tls = TLS.as_ref()?;
+    let prefix = format!(
+        "rt-tls-{}-{}:",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let config = RedisConfig::new(format!("rediss://localhost:{}", tls.server.port))
+        .tls_root_certificate(tls.ca.clone())
+        .key_prefix(prefix)
+        .time(TimeSource::Caller)
+        .timeout(Duration::from_secs(2));
+    Some(
+        RedisStore::with_config(config)
+            .await
+            .expect("the TLS test server is reachable"),
+    )
+}
