@@ -45,7 +45,7 @@ use redis::aio::ConnectionManager;
 mod connection;
 mod faults;
 
-use connection::Connection;
+use connection::{Connection, SentinelMaster};
 use faults::Breaker;
 pub use faults::{FaultPolicy, FaultStats};
 
@@ -85,6 +85,11 @@ pub struct RedisConfig {
     /// Seed nodes of a Redis Cluster (`redis://host:port` each); empty for a standalone server
     /// at [`RedisConfig::url`].
     pub cluster_nodes: Vec<String>,
+    /// The master name to ask Redis Sentinel for; `None` when not using Sentinel.
+    pub sentinel_master: Option<String>,
+    /// The Sentinel nodes (`redis://host:26379` each) when [`RedisConfig::sentinel_master`]
+    /// is set.
+    pub sentinel_nodes: Vec<String>,
     /// For `rediss://` URLs: the PEM certificate(s) of the authority that signed the server's
     /// certificate, trusted instead of the system's roots (e.g. a private CA). `None` uses the
     /// system's roots.
@@ -101,7 +106,24 @@ impl RedisConfig {
             timeout: DEFAULT_TIMEOUT,
             fault_policy: FaultPolicy::default(),
             cluster_nodes: Vec::new(),
+            sentinel_master: None,
+            sentinel_nodes: Vec::new(),
             tls_root_certificate: None,
+        }
+    }
+
+    /// The defaults for the master named `master` that the `sentinels` monitor. The store asks
+    /// them for the master at start, and again whenever the master stops answering or refuses
+    /// writes (after a failover).
+    pub fn sentinel<S: Into<String>>(
+        master: impl Into<String>,
+        sentinels: impl IntoIterator<Item = S>,
+    ) -> Self {
+        let sentinels: Vec<String> = sentinels.into_iter().map(Into::into).collect();
+        RedisConfig {
+            sentinel_master: Some(master.into()),
+            sentinel_nodes: sentinels.clone(),
+            ..RedisConfig::new(sentinels.first().cloned().unwrap_or_default())
         }
     }
 
@@ -205,7 +227,29 @@ impl RedisStore {
             // fine too.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let (connection, address) = if config.cluster_nodes.is_empty() {
+        // Few quick retries: the circuit breaker, not the connection, rides out outages.
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(connect_timeout);
+        let (connection, address) = if let Some(master) = &config.sentinel_master {
+            let address = format!(
+                "sentinel master {master:?} via {}",
+                redact(&config.sentinel_nodes.join(","))
+            );
+            let sentinel = redis::sentinel::SentinelClient::build(
+                config.sentinel_nodes.clone(),
+                master.clone(),
+                None,
+                redis::sentinel::SentinelServerType::Master,
+            )
+            .map_err(invalid)?;
+            let master = SentinelMaster::connect(sentinel, manager_config)
+                .await
+                .map_err(|error| failure(&address, error))?;
+            (Connection::Sentinel(master), address)
+        } else if config.cluster_nodes.is_empty() {
             let client = match &config.tls_root_certificate {
                 Some(root) => redis::Client::build_with_tls(
                     config.url.as_str(),
@@ -218,12 +262,6 @@ impl RedisStore {
             }
             .map_err(invalid)?;
             let address = client.get_connection_info().addr().to_string();
-            // Few quick retries: the circuit breaker, not the connection, rides out outages.
-            let manager_config = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(connect_timeout))
-                .set_response_timeout(Some(config.timeout))
-                .set_number_of_retries(2)
-                .set_max_delay(connect_timeout);
             let manager = ConnectionManager::new_with_config(client, manager_config)
                 .await
                 .map_err(|error| failure(&address, error))?;

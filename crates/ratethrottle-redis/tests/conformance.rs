@@ -11,3 +11,7 @@ mod cluster {
 mod tls {
     ratethrottle::conformance_suite!(optional crate::server::tls_store);
 }
+
+mod sentinel {
+    ratethrottle::conformance_suite!(optional crate::server::sentinel_store);
+}

@@ -59,3 +59,49 @@ fn tls_refuses_a_server_signed_by_an_untrusted_authority() {
         "{error}"
     );
 }
+
+#[test]
+fn a_flushed_script_cache_is_reloaded_on_the_next_check() {
+    let Some(server) = server::RedisServer::shared() else {
+        return;
+    };
+    runtime().block_on(async {
+        let config =
+            RedisConfig::new(server.url()).key_prefix(format!("noscript-{}:", std::process::id()));
+        let limiter = ratethrottle::Limiter::builder()
+            .store(RedisStore::with_config(config).await.unwrap())
+            .build();
+        limiter
+            .add_rule(ratethrottle::Rule::new("api", 2, Duration::from_secs(60)))
+            .unwrap();
+        assert_eq!(limiter.check("a", "api").await.unwrap().remaining, 1);
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(limiter.check("a", "api").await.unwrap().remaining, 0);
+        assert!(!limiter.check("a", "api").await.unwrap().allowed);
+    });
+}
+
+#[test]
+fn unix_sockets_work() {
+    if server::RedisServer::shared().is_none() {
+        return;
+    }
+    let server = server::RedisServer::with_unix_socket();
+    runtime().block_on(async {
+        let url = format!("redis+unix://{}", server.socket());
+        let limiter = ratethrottle::Limiter::builder()
+            .store(RedisStore::connect(&url).await.unwrap())
+            .build();
+        limiter
+            .add_rule(ratethrottle::Rule::new("api", 1, Duration::from_secs(60)))
+            .unwrap();
+        assert!(limiter.check("a", "api").await.unwrap().allowed);
+        assert!(!limiter.check("a", "api").await.unwrap().allowed);
+    });
+}

@@ -55,6 +55,25 @@ impl RedisServer {
         Self::start()
     }
 
+    /// A server of the caller's own that also listens on a Unix socket.
+    pub(crate) fn with_unix_socket() -> RedisServer {
+        let port = free_port();
+        let socket = Self::socket_path(port);
+        Self::start_on(port, &format!("--unixsocket {socket} --unixsocketperm 700"))
+    }
+
+    fn socket_path(port: u16) -> String {
+        std::env::temp_dir()
+            .join(format!("ratethrottle-{}-{port}.sock", std::process::id()))
+            .display()
+            .to_string()
+    }
+
+    /// The Unix socket of a server made by [`RedisServer::with_unix_socket`].
+    pub(crate) fn socket(&self) -> String {
+        Self::socket_path(self.port)
+    }
+
     /// Stops the server (like a crash: no shutdown courtesy to clients).
     pub(crate) fn stop(&mut self) {
         let watchdog = self._watchdog.get_mut().expect("not poisoned");
@@ -78,9 +97,19 @@ impl RedisServer {
 
     /// Starts `redis-server` on `port` with `extra` arguments (shell words).
     fn start_on(port: u16, extra: &str) -> RedisServer {
+        Self::launch(
+            port,
+            &format!(
+                "--port {port} --bind 127.0.0.1 --save '' --appendonly no {extra} \
+                 --loglevel warning"
+            ),
+        )
+    }
+
+    /// Runs `redis-server {arguments}` under a watchdog and waits until `port` accepts.
+    fn launch(port: u16, arguments: &str) -> RedisServer {
         let script = format!(
-            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no {extra} \
-             --loglevel warning >/dev/null 2>&1 & pid=$!; echo started; read _; kill $pid"
+            "redis-server {arguments} >/dev/null 2>&1 & pid=$!; echo started; read _; kill $pid; wait $pid"
         );
         let mut child = Command::new("sh")
             .arg("-c")
@@ -355,5 +384,103 @@ pub(crate) async fn tls_store() -> Option<RedisStore> {
         RedisStore::with_config(config)
             .await
             .expect("the TLS test server is reachable"),
+    )
+}
+
+/// A master, one replica and one Sentinel watching them as `mymaster`.
+pub(crate) struct SentinelSetup {
+    /// Kept so the master runs as long as the setup.
+    _master: RedisServer,
+    pub(crate) replica: RedisServer,
+    pub(crate) sentinel: RedisServer,
+}
+
+impl SentinelSetup {
+    /// Its own setup (a failover changes it), or `None` to skip.
+    pub(crate) fn start() -> Option<SentinelSetup> {
+        if !installed() {
+            return None;
+        }
+        let master = RedisServer::start_on(free_port(), "");
+        let replica = RedisServer::start_on(
+            free_port(),
+            &format!("--replicaof 127.0.0.1 {}", master.port),
+        );
+        let port = free_port();
+        let file = std::env::temp_dir().join(format!(
+            "ratethrottle-sentinel-{}-{port}.conf",
+            std::process::id()
+        ));
+        std::fs::write(
+            &file,
+            format!(
+                "port {port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds mymaster 1000\n\
+                 sentinel failover-timeout mymaster 5000\n",
+                master.port
+            ),
+        )
+        .expect("the sentinel configuration");
+        let sentinel = RedisServer::launch(port, &format!("{} --sentinel", file.display()));
+        let setup = SentinelSetup {
+            _master: master,
+            replica,
+            sentinel,
+        };
+        setup.wait_for_replica();
+        Some(setup)
+    }
+
+    /// Waits until the sentinel has discovered the replica (needed before a failover).
+    fn wait_for_replica(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let output = Command::new("redis-cli")
+                .args([
+                    "-p",
+                    &self.sentinel.port.to_string(),
+                    "sentinel",
+                    "replicas",
+                    "mymaster",
+                ])
+                .output()
+                .expect("redis-cli runs");
+            let text = String::from_utf8_lossy(&output.stdout);
+            if text.contains(&self.replica.port.to_string()) && !text.contains("s_down") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sentinel never saw the replica: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub(crate) fn sentinel_url(&self) -> String {
+        self.sentinel.url()
+    }
+}
+
+static SENTINEL: LazyLock<Option<SentinelSetup>> = LazyLock::new(SentinelSetup::start);
+
+/// A store on the shared Sentinel setup's master (found through Sentinel), under its own key
+/// prefix, trusting the caller's clock.
+pub(crate) async fn sentinel_store() -> Option<RedisStore> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let setup = SENTINEL.as_ref()?;
+    let prefix = format!(
+        "rt-sentinel-{}-{}:",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let config = RedisConfig::sentinel("mymaster", [setup.sentinel_url()])
+        .key_prefix(prefix)
+        .time(TimeSource::Caller)
+        .timeout(Duration::from_secs(2));
+    Some(
+        RedisStore::with_config(config)
+            .await
+            .expect("the test sentinel is reachable"),
     )
 }

@@ -4,4 +4,5 @@ mod conformance;
 mod errors;
 mod fleet;
 mod outage;
+mod sentinel;
 mod server;
