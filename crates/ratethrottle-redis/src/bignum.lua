@@ -1,7 +1,7 @@
 -- Exact unsigned integers for Redis Lua (whose numbers are doubles, exact only below 2^53).
 -- A number is an array of base-2^24 limbs, least significant first, with no high zero limbs
 -- (zero is the empty array). Products of two limbs stay below 2^48, so sums of a few of them
--- stay exact. Interfaces use decimal strings.
+-- stay exact. Interfaces use hexadecimal strings.
 
 local BASE = 16777216
 
@@ -12,45 +12,24 @@ local function trim(n)
   return n
 end
 
-local function from_dec(s)
-  local n = {}
-  for i = 1, #s do
-    local carry = string.byte(s, i) - 48
-    for j = 1, #n do
-      local v = n[j] * 10 + carry
-      carry = math.floor(v / BASE)
-      n[j] = v - carry * BASE
-    end
-    if carry > 0 then
-      n[#n + 1] = carry
-    end
+-- Numbers travel as hexadecimal: six digits are one limb.
+local function from_hex(s)
+  local n, i = {}, #s
+  while i > 0 do
+    local j = math.max(1, i - 5)
+    n[#n + 1] = tonumber(string.sub(s, j, i), 16)
+    i = j - 1
   end
-  return n
+  return trim(n)
 end
 
-local function to_dec(n)
+local function to_hex(n)
   if #n == 0 then
     return "0"
   end
-  local a = {}
-  for i = 1, #n do
-    a[i] = n[i]
-  end
-  local groups = {}
-  while #a > 0 do
-    local rem = 0
-    for j = #a, 1, -1 do
-      local v = rem * BASE + a[j]
-      local q = math.floor(v / 1000000)
-      rem = v - q * 1000000
-      a[j] = q
-    end
-    trim(a)
-    groups[#groups + 1] = rem
-  end
-  local parts = { string.format("%d", groups[#groups]) }
-  for i = #groups - 1, 1, -1 do
-    parts[#parts + 1] = string.format("%06d", groups[i])
+  local parts = { string.format("%x", n[#n]) }
+  for i = #n - 1, 1, -1 do
+    parts[#parts + 1] = string.format("%06x", n[i])
   end
   return table.concat(parts)
 end

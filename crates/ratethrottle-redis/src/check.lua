@@ -1,6 +1,6 @@
 -- One atomic decision for one (rule, identifier) key: the lists, the block, the strategy, and on
 -- a violation the new block. Appended to bignum.lua. All times are nanoseconds since the Unix
--- epoch, as decimal strings, exact (see bignum.lua).
+-- epoch, as hexadecimal strings, exact (see bignum.lua); the sliding_window counts are decimal.
 --
 -- KEYS: 1 state hash, 2 whitelist entry, 3 blacklist entry (all with the identifier's hash tag).
 -- ARGV: 1 strategy ("tat" | "fixed" | "counter" | "log"), 2 now ("" = the server's TIME),
@@ -15,12 +15,13 @@
 local kind, cost_s, consume = ARGV[1], ARGV[3], ARGV[4] == "1"
 local now
 if ARGV[2] == "" then
+  -- Microseconds since the epoch stay below 2^53 (until the year 2255): exact as a double.
   local t = redis.call("TIME")
-  now = add(mul(from_dec(t[1]), from_dec("1000000000")), mul(from_dec(t[2]), from_small(1000)))
+  now = mul(from_small(tonumber(t[1]) * 1000000 + tonumber(t[2])), from_small(1000))
 else
-  now = from_dec(ARGV[2])
+  now = from_hex(ARGV[2])
 end
-local now_s = to_dec(now)
+local now_s = to_hex(now)
 
 -- The lists: an entry holds its expiry, or "" for none; an expired entry is gone.
 local function listed(key)
@@ -28,7 +29,7 @@ local function listed(key)
   if not entry then
     return nil
   end
-  if entry ~= "" and cmp(from_dec(entry), now) <= 0 then
+  if entry ~= "" and cmp(from_hex(entry), now) <= 0 then
     redis.call("DEL", key)
     return nil
   end
@@ -43,14 +44,14 @@ if black then
 end
 
 local block, limit, window, capacity =
-  from_dec(ARGV[5]), from_dec(ARGV[6]), from_dec(ARGV[7]), from_dec(ARGV[8])
-local cost = from_dec(cost_s)
+  from_hex(ARGV[5]), from_hex(ARGV[6]), from_hex(ARGV[7]), from_hex(ARGV[8])
+local cost = from_hex(cost_s)
 local fields = redis.call("HMGET", KEYS[1], "b", "s0", "s1", "s2")
-local blocked_until = from_dec(fields[1] or "0")
+local blocked_until = from_hex(fields[1] or "0")
 if cmp(blocked_until, now) > 0 then
-  return { "blocked", now_s, to_dec(blocked_until) }
+  return { "blocked", now_s, to_hex(blocked_until) }
 end
-local s0, s1, s2 = from_dec(fields[2] or "0"), from_dec(fields[3] or "0"), from_dec(fields[4] or "0")
+local s0, s1, s2 = from_hex(fields[2] or "0"), from_hex(fields[3] or "0"), from_hex(fields[4] or "0")
 local NS_PER_MS = 1000000
 
 -- Milliseconds from now until `at` (ns), rounded up, plus a margin: a key must never expire
@@ -72,11 +73,12 @@ if kind == "tat" then
   local now_scaled = mul(now, limit)
   local ahead = add(sub(s0, now_scaled), mul(cost, window))
   allowed = cmp(ahead, mul(capacity, window)) <= 0
-  next_state = { to_dec(add(now_scaled, ahead)) }
-  -- Idle when the debt is paid: now + ceil(debt / limit) ns.
+  next_state = { to_hex(add(now_scaled, ahead)) }
+  -- Idle when the debt is paid, about now + debt / limit ns (only the key's expiry uses it,
+  -- with a margin).
   local debt = allowed and ahead or sub(s0, now_scaled)
-  idle_at = add(now, div_floor(add(debt, sub(limit, from_small(1))), limit))
-  reply_state = { to_dec(s0) }
+  idle_at = add(now, from_small(math.ceil(to_double(debt) / to_double(limit)) + 1))
+  reply_state = { to_hex(s0) }
 elseif kind == "fixed" then
   local current = window_start()
   local start, count = s0, s1
@@ -85,12 +87,12 @@ elseif kind == "fixed" then
   end
   local used = add(count, cost)
   allowed = cmp(used, limit) <= 0
-  next_state = { to_dec(start), to_dec(used) }
+  next_state = { to_hex(start), to_hex(used) }
   idle_at = add(s0, window)
   if allowed then
     idle_at = add(start, window)
   end
-  reply_state = { to_dec(s0), to_dec(s1) }
+  reply_state = { to_hex(s0), to_hex(s1) }
 elseif kind == "counter" then
   local current = window_start()
   local start, prev, cur = s0, s1, s2
@@ -104,9 +106,9 @@ elseif kind == "counter" then
   local elapsed = min(sub(now, start), window)
   local used = add(mul(prev, sub(window, elapsed)), mul(cur, window))
   allowed = cmp(add(used, mul(cost, window)), mul(limit, window)) <= 0
-  next_state = { to_dec(start), to_dec(prev), to_dec(add(cur, cost)) }
+  next_state = { to_hex(start), to_hex(prev), to_hex(add(cur, cost)) }
   idle_at = add(allowed and start or s0, add(window, window))
-  reply_state = { to_dec(s0), to_dec(s1), to_dec(s2) }
+  reply_state = { to_hex(s0), to_hex(s1), to_hex(s2) }
 end
 
 if kind ~= "log" then
@@ -117,11 +119,11 @@ if kind ~= "log" then
     redis.call("PEXPIRE", KEYS[1], ms_until(idle_at))
   elseif consume and #block > 0 then
     local until_ = add(now, block)
-    redis.call("HSET", KEYS[1], "b", to_dec(until_))
+    redis.call("HSET", KEYS[1], "b", to_hex(until_))
     local keep = max(until_, idle_at)
     local ttl = redis.call("PTTL", KEYS[1])
     redis.call("PEXPIRE", KEYS[1], math.max(ms_until(keep), ttl))
-    reply[4] = to_dec(until_)
+    reply[4] = to_hex(until_)
   end
   for i = 1, #reply_state do
     reply[#reply + 1] = reply_state[i]
@@ -133,14 +135,14 @@ end
 -- the costs in the state hash (s0). Limits are at most 100,000, so counts are exact doubles.
 local log = KEYS[1] .. ":log"
 local used = tonumber(fields[2] or "0")
-local cost_n, limit_n = tonumber(cost_s), tonumber(ARGV[6])
+local cost_n, limit_n = tonumber(cost_s, 16), tonumber(ARGV[6], 16)
 local function entry(i)
   local e = redis.call("LINDEX", log, i)
   if not e then
     return nil
   end
   local space = string.find(e, " ")
-  return from_dec(string.sub(e, 1, space - 1)), tonumber(string.sub(e, space + 1))
+  return from_hex(string.sub(e, 1, space - 1)), tonumber(string.sub(e, space + 1))
 end
 local pruned = false
 while true do
@@ -163,18 +165,18 @@ local fits = used + cost_n <= limit_n
 local reply = { "decided", now_s, fits and "1" or "0", "" }
 if fits then
   reply[5] = tostring(limit_n - used - cost_n)
-  reply[6] = to_dec(window)
+  reply[6] = to_hex(window)
   reply[7] = ""
   if not consume then
     reply[5] = tostring(limit_n - used)
-    reply[6] = to_dec(sub(newest_leaves(), now))
+    reply[6] = to_hex(sub(newest_leaves(), now))
   else
     local last = redis.call("LINDEX", log, -1)
     if last and string.sub(last, 1, #now_s + 1) == now_s .. " " then
       local at, c = entry(-1)
       redis.call("LSET", log, -1, now_s .. " " .. tostring(c + cost_n))
     else
-      redis.call("RPUSH", log, now_s .. " " .. cost_s)
+      redis.call("RPUSH", log, now_s .. " " .. tostring(cost_n))
     end
     used = used + cost_n
     redis.call("HSET", KEYS[1], "b", "0", "s0", tostring(used))
@@ -185,7 +187,7 @@ if fits then
   return reply
 end
 reply[5] = tostring(math.max(limit_n - used, 0))
-reply[6] = to_dec(sub(newest_leaves(), now))
+reply[6] = to_hex(sub(newest_leaves(), now))
 if cost_n <= limit_n then
   -- The oldest admissions leave first: wait until enough of them have.
   local left, at_time, i = used, now, 0
@@ -201,15 +203,15 @@ if cost_n <= limit_n then
     end
     i = i + 1
   end
-  reply[7] = to_dec(sub(at_time, now))
+  reply[7] = to_hex(sub(at_time, now))
 else
   reply[7] = ""
 end
 if consume and #block > 0 then
   local until_ = add(now, block)
-  redis.call("HSET", KEYS[1], "b", to_dec(until_), "s0", tostring(used))
+  redis.call("HSET", KEYS[1], "b", to_hex(until_), "s0", tostring(used))
   local keep = max(until_, newest_leaves())
   redis.call("PEXPIRE", KEYS[1], ms_until(keep))
-  reply[4] = to_dec(until_)
+  reply[4] = to_hex(until_)
 end
 return reply

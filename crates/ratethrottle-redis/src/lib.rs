@@ -424,7 +424,7 @@ impl RedisStore {
             None => "log",
         };
         let now = match self.shared.config.time {
-            TimeSource::Caller => query.now.as_nanos().to_string(),
+            TimeSource::Caller => hex(query.now.as_nanos()),
             TimeSource::Server => String::new(),
         };
         let mut invocation = self.shared.script.prepare_invoke();
@@ -434,16 +434,21 @@ impl RedisStore {
             .key(self.list_key(ListKind::Blacklist, query.identifier))
             .arg(kind)
             .arg(now)
-            .arg(query.cost)
+            .arg(hex(query.cost))
             .arg(if query.consume { "1" } else { "0" })
-            .arg(rule.block)
-            .arg(params.limit)
-            .arg(params.window)
-            .arg(params.capacity);
+            .arg(hex(rule.block))
+            .arg(hex(params.limit))
+            .arg(hex(params.window))
+            .arg(hex(params.capacity));
         let mut connection = self.connection.clone();
         let reply: Vec<String> = self.run(invocation.invoke_async(&mut connection)).await?;
         Reply::new(&reply, &self.shared.address).outcome(&query)
     }
+}
+
+/// The script's number format: hexadecimal, six digits to one of its limbs.
+fn hex(value: u64) -> String {
+    format!("{value:x}")
 }
 
 fn list_suffix(list: ListKind) -> &'static str {
@@ -481,10 +486,21 @@ impl<'a> Reply<'a> {
             .ok_or_else(|| self.malformed("too short"))
     }
 
-    fn number<T: std::str::FromStr>(&self, at: usize) -> Result<T, StoreError> {
+    /// A decimal count.
+    fn count(&self, at: usize) -> Result<u64, StoreError> {
         self.text(at)?
             .parse()
-            .map_err(|_| self.malformed("not a number"))
+            .map_err(|_| self.malformed("not a count"))
+    }
+
+    /// A hexadecimal number that fits in 128 bits.
+    fn wide(&self, at: usize) -> Result<u128, StoreError> {
+        u128::from_str_radix(self.text(at)?, 16).map_err(|_| self.malformed("not a number"))
+    }
+
+    /// A hexadecimal number that fits in 64 bits.
+    fn number(&self, at: usize) -> Result<u64, StoreError> {
+        u64::try_from(self.wide(at)?).map_err(|_| self.malformed("number too large"))
     }
 
     /// A time field, `None` when empty.
@@ -496,7 +512,7 @@ impl<'a> Reply<'a> {
     }
 
     fn outcome(&self, query: &Query<'_>) -> Result<Outcome, StoreError> {
-        let now: u64 = self.number(1)?;
+        let now = self.number(1)?;
         match self.text(0)? {
             "white" => Ok(Outcome::Whitelisted),
             "black" => Ok(Outcome::Blacklisted {
@@ -514,7 +530,7 @@ impl<'a> Reply<'a> {
                     Some(kind) => self.compact_decision(kind, query, now)?,
                     None => Decision {
                         allowed,
-                        remaining: self.number(4)?,
+                        remaining: self.count(4)?,
                         reset_after: self.number(5)?,
                         retry_after: self.time(6)?.map(Nanos::as_nanos),
                     },
@@ -541,7 +557,7 @@ impl<'a> Reply<'a> {
         let params = &query.rule.params;
         let state = match kind {
             Compact::Tat => {
-                let scaled: u128 = self.number(4)?;
+                let scaled = self.wide(4)?;
                 let limit = u128::from(params.limit);
                 let whole =
                     u64::try_from(scaled / limit).map_err(|_| self.malformed("TAT too large"))?;
@@ -619,7 +635,7 @@ impl Store for RedisStore {
     ) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         let key = self.list_key(list, identifier);
-        let value = expires_at.map_or_else(String::new, |at| at.as_nanos().to_string());
+        let value = expires_at.map_or_else(String::new, |at| hex(at.as_nanos()));
         pipe.set(&key, value).ignore();
         // Redis drops the entry itself at its expiry when Redis's clock is the one deciding;
         // with the caller's clock (which may be a test's), expired entries are dropped when
@@ -719,7 +735,7 @@ impl Store for RedisStore {
         for (identifier, expiry) in identifiers.into_iter().zip(expiries) {
             match expiry {
                 Some(expiry) if unexpired(&expiry, now) => {
-                    let expires_at = expiry.parse().ok().map(Nanos::from_nanos);
+                    let expires_at = u64::from_str_radix(&expiry, 16).ok().map(Nanos::from_nanos);
                     entries.push(ListEntry::new(identifier, expires_at));
                 }
                 _ => {
@@ -747,9 +763,9 @@ impl Store for RedisStore {
     }
 }
 
-/// Whether a list entry's stored expiry (`""` for none) is after `now`.
+/// Whether a list entry's stored expiry (hexadecimal ns, `""` for none) is after `now`.
 fn unexpired(expiry: &str, now: Nanos) -> bool {
-    expiry.is_empty() || expiry.parse::<u64>().is_ok_and(|at| at > now.as_nanos())
+    expiry.is_empty() || u64::from_str_radix(expiry, 16).is_ok_and(|at| at > now.as_nanos())
 }
 
 #[cfg(test)]
@@ -769,8 +785,8 @@ mod tests {
     fn list_expiries_compare_exactly() {
         let now = Nanos::from_nanos(1_767_225_600_000_000_000);
         assert!(unexpired("", now));
-        assert!(unexpired("1767225600000000001", now));
-        assert!(!unexpired("1767225600000000000", now));
+        assert!(unexpired(&hex(1_767_225_600_000_000_001), now));
+        assert!(!unexpired(&hex(1_767_225_600_000_000_000), now));
         assert!(!unexpired("garbage", now));
     }
 }

@@ -105,3 +105,70 @@ fn unix_sockets_work() {
         assert!(!limiter.check("a", "api").await.unwrap().allowed);
     });
 }
+
+/// The calls the server has served, by command (from `INFO commandstats`).
+async fn command_counts(url: &str) -> std::collections::HashMap<String, u64> {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+#[test]
+fn every_check_is_one_round_trip() {
+    let Some(server) = server::RedisServer::shared() else {
+        return;
+    };
+    let server = server::RedisServer::dedicated()
+        .unwrap_or_else(|| unreachable!("redis-server ran for {}", server.url()));
+    runtime().block_on(async {
+        let limiter = ratethrottle::Limiter::builder()
+            .store(RedisStore::connect(&server.url()).await.unwrap())
+            .build();
+        for strategy in ratethrottle::Strategy::ALL {
+            limiter
+                .add_rule(
+                    ratethrottle::Rule::new(strategy.as_str(), 5, Duration::from_secs(60))
+                        .strategy(strategy),
+                )
+                .unwrap();
+        }
+        // Load the script once, then count.
+        limiter.check("warm-up", "gcra").await.unwrap();
+        let before = command_counts(&server.url()).await;
+        let mut checks = 0;
+        for strategy in ratethrottle::Strategy::ALL {
+            for i in 0..10 {
+                let id = format!("id-{i}");
+                limiter.check(&id, strategy.as_str()).await.unwrap();
+                limiter.peek(&id, strategy.as_str()).await.unwrap();
+                checks += 2;
+            }
+        }
+        let after = command_counts(&server.url()).await;
+        let calls = |name: &str| {
+            after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0)
+        };
+        // `commandstats` also counts the commands the script runs inside the server; what the
+        // client sent is one EVALSHA per check and nothing else (no reload, no second call).
+        assert_eq!(calls("evalsha"), checks, "{after:?}");
+        for other in ["eval", "script|load", "multi", "watch", "exec", "ping"] {
+            assert_eq!(calls(other), 0, "{other}: {before:?} -> {after:?}");
+        }
+    });
+}
