@@ -417,15 +417,23 @@ impl RedisStore {
     async fn decide(&self, query: Query<'_>) -> Result<Outcome, StoreError> {
         let rule = query.rule;
         let params = &rule.params;
+        let fast = small_enough(params.capacity, params.window);
         let kind = match rule.compact {
+            Some(Compact::Tat) if fast => "tatf",
             Some(Compact::Tat) => "tat",
             Some(Compact::FixedWindow) => "fixed",
             Some(Compact::SlidingCounter) => "counter",
             None => "log",
         };
         let now = match self.shared.config.time {
+            TimeSource::Caller if kind == "tatf" => seconds_nanos(query.now.as_nanos()),
             TimeSource::Caller => hex(query.now.as_nanos()),
             TimeSource::Server => String::new(),
+        };
+        let block = if kind == "tatf" {
+            seconds_nanos(rule.block)
+        } else {
+            hex(rule.block)
         };
         let mut invocation = self.shared.script.prepare_invoke();
         invocation
@@ -436,7 +444,7 @@ impl RedisStore {
             .arg(now)
             .arg(hex(query.cost))
             .arg(if query.consume { "1" } else { "0" })
-            .arg(hex(rule.block))
+            .arg(block)
             .arg(hex(params.limit))
             .arg(hex(params.window))
             .arg(hex(params.capacity));
@@ -449,6 +457,17 @@ impl RedisStore {
 /// The script's number format: hexadecimal, six digits to one of its limbs.
 fn hex(value: u64) -> String {
     format!("{value:x}")
+}
+
+/// A time for the script's double-precision path: `"seconds:nanoseconds"`.
+fn seconds_nanos(nanos: u64) -> String {
+    format!("{}:{}", nanos / 1_000_000_000, nanos % 1_000_000_000)
+}
+
+/// Whether a bucket rule's numbers all stay exact as doubles in the script (`capacity ·
+/// window` below 2^52), so it can skip big-integer arithmetic.
+fn small_enough(capacity: u64, window: u64) -> bool {
+    u128::from(capacity) * u128::from(window) < 1 << 52
 }
 
 fn list_suffix(list: ListKind) -> &'static str {
@@ -498,8 +517,18 @@ impl<'a> Reply<'a> {
         u128::from_str_radix(self.text(at)?, 16).map_err(|_| self.malformed("not a number"))
     }
 
-    /// A hexadecimal number that fits in 64 bits.
+    /// A hexadecimal number that fits in 64 bits, or a time as `"seconds:nanoseconds"`.
     fn number(&self, at: usize) -> Result<u64, StoreError> {
+        if let Some((seconds, nanos)) = self.text(at)?.split_once(':') {
+            let parse = |part: &str| {
+                part.parse::<u64>()
+                    .map_err(|_| self.malformed("not a time"))
+            };
+            return parse(seconds)?
+                .checked_mul(1_000_000_000)
+                .and_then(|whole| whole.checked_add(parse(nanos).ok()?))
+                .ok_or_else(|| self.malformed("time too large"));
+        }
         u64::try_from(self.wide(at)?).map_err(|_| self.malformed("number too large"))
     }
 
@@ -556,6 +585,15 @@ impl<'a> Reply<'a> {
     ) -> Result<Decision, StoreError> {
         let params = &query.rule.params;
         let state = match kind {
+            // The double-precision path sends the TAT as seconds, nanoseconds, remainder.
+            Compact::Tat if small_enough(params.capacity, params.window) => {
+                let whole = self
+                    .count(4)?
+                    .checked_mul(1_000_000_000)
+                    .and_then(|seconds| seconds.checked_add(self.count(5).ok()?))
+                    .ok_or_else(|| self.malformed("TAT too large"))?;
+                State([whole, self.count(6)?, 0])
+            }
             Compact::Tat => {
                 let scaled = self.wide(4)?;
                 let limit = u128::from(params.limit);
