@@ -131,3 +131,51 @@ fn redis_answers_exactly_like_memory() {
         }
     });
 }
+
+#[test]
+fn expiring_list_entries_apply_on_every_script_path() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let Some(store) = server::caller_clock_store().await else {
+            return;
+        };
+        let clock = ManualClock::new();
+        let limiter = Limiter::builder().store(store).clock(clock.clone()).build();
+        // Small bucket rules take the double-precision path, huge ones the big-integer path.
+        let rules = Strategy::ALL
+            .into_iter()
+            .map(|strategy| {
+                Rule::new(strategy.as_str(), 10, Duration::from_secs(60)).strategy(strategy)
+            })
+            .chain([Rule::new("huge", 1, Duration::from_secs(1))
+                .strategy(Strategy::Gcra)
+                .burst(1_000_000_000)]);
+        for rule in rules {
+            let name = rule.name.clone();
+            limiter.add_rule(rule).unwrap();
+            let id = format!("temp-{name}");
+            limiter
+                .blacklist_add(&id, Some(Duration::from_secs(30)))
+                .await
+                .unwrap();
+            limiter.whitelist_add(&format!("vip-{name}")).await.unwrap();
+            assert!(!limiter.check(&id, &name).await.unwrap().allowed, "{name}");
+            assert!(
+                limiter
+                    .check(&format!("vip-{name}"), &name)
+                    .await
+                    .unwrap()
+                    .allowed,
+                "{name}"
+            );
+            clock.advance(Duration::from_secs(30));
+            assert!(
+                limiter.check(&id, &name).await.unwrap().allowed,
+                "{name}: the entry expired"
+            );
+        }
+    });
+}
