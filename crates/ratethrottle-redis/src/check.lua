@@ -18,6 +18,32 @@ local kind, cost_s, consume = ARGV[1], ARGV[3], ARGV[4] == "1"
 -- decision's clock (the caller's, with `TimeSource::Caller`) may run apart from it.
 local MIN_TTL_MS = 1000
 
+-- The lists: an entry holds its expiry, or "" for none; an expired entry is gone. `now_of`
+-- gives the time as a big integer, built only when an entry has an expiry.
+local function listed(key, now_of)
+  local entry = redis.call("GET", key)
+  if not entry then
+    return nil
+  end
+  if entry ~= "" and cmp(from_hex(entry), now_of()) <= 0 then
+    redis.call("DEL", key)
+    return nil
+  end
+  return entry
+end
+
+-- The reply for a listed identifier, if it is listed.
+local function screen(now_s, now_of)
+  if listed(KEYS[2], now_of) then
+    return { "white", now_s }
+  end
+  local black = listed(KEYS[3], now_of)
+  if black then
+    return { "black", now_s, black }
+  end
+  return nil
+end
+
 -- "tatf": token_bucket, leaky_bucket or gcra for a rule whose burst · window is below 2^52, so
 -- every quantity is an exact double: times travel as "seconds:nanoseconds" and differences of
 -- times stay far below 2^53. Same decisions as "tat" below, without big integers.
@@ -35,26 +61,11 @@ if kind == "tatf" then
     return string.format("%.0f", x)
   end
   local now_s = int(S) .. ":" .. int(N)
-  local function listed(key)
-    local entry = redis.call("GET", key)
-    if not entry then
-      return nil
-    end
-    if entry ~= "" then
-      local now = add(mul(from_small(S), from_small(1000000000)), from_small(N))
-      if cmp(from_hex(entry), now) <= 0 then
-        redis.call("DEL", key)
-        return nil
-      end
-    end
-    return entry
-  end
-  if listed(KEYS[2]) then
-    return { "white", now_s }
-  end
-  local black = listed(KEYS[3])
-  if black then
-    return { "black", now_s, black }
+  local screened = screen(now_s, function()
+    return add(mul(from_small(S), from_small(1000000000)), from_small(N))
+  end)
+  if screened then
+    return screened
   end
   local fields = redis.call("HMGET", KEYS[1], "b", "ts", "tn", "tf")
   if fields[1] and fields[1] ~= "0" then
@@ -118,24 +129,11 @@ else
 end
 local now_s = to_hex(now)
 
--- The lists: an entry holds its expiry, or "" for none; an expired entry is gone.
-local function listed(key)
-  local entry = redis.call("GET", key)
-  if not entry then
-    return nil
-  end
-  if entry ~= "" and cmp(from_hex(entry), now) <= 0 then
-    redis.call("DEL", key)
-    return nil
-  end
-  return entry
-end
-if listed(KEYS[2]) then
-  return { "white", now_s }
-end
-local black = listed(KEYS[3])
-if black then
-  return { "black", now_s, black }
+local screened = screen(now_s, function()
+  return now
+end)
+if screened then
+  return screened
 end
 
 local block, limit, window, capacity =

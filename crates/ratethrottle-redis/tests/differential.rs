@@ -75,12 +75,7 @@ fn random_rule(random: &mut Random, strategy: Strategy) -> Rule {
 
 #[test]
 fn redis_answers_exactly_like_memory() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    crate::runtime().block_on(async {
         let Some(store) = server::caller_clock_store().await else {
             return;
         };
@@ -134,11 +129,7 @@ fn redis_answers_exactly_like_memory() {
 
 #[test]
 fn expiring_list_entries_apply_on_every_script_path() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    crate::runtime().block_on(async {
         let Some(store) = server::caller_clock_store().await else {
             return;
         };

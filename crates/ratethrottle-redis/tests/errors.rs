@@ -4,14 +4,7 @@ use std::time::Duration;
 
 use ratethrottle_redis::{RedisConfig, RedisStore};
 
-use crate::server;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use crate::{runtime, server};
 
 #[test]
 fn an_unreachable_server_is_named() {

@@ -36,10 +36,7 @@ fn fleet_member() {
         parts.next().unwrap().to_owned(),
         parts.next().unwrap().parse::<Strategy>().unwrap(),
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = crate::runtime();
     let admitted = runtime.block_on(async {
         let config = RedisConfig::new(url)
             .key_prefix(prefix)
@@ -108,11 +105,7 @@ fn the_servers_clock_drives_the_default_store() {
     let Some(server) = RedisServer::shared() else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    crate::runtime().block_on(async {
         let config = RedisConfig::new(server.url())
             .key_prefix(format!("server-clock-{}:", std::process::id()));
         let limiter = Limiter::builder()

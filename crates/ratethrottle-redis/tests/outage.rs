@@ -31,12 +31,7 @@ fn every_policy_answers_within_the_timeout_and_recovers() {
     let Some(mut server) = RedisServer::dedicated() else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    crate::runtime().block_on(async {
         let open = limiter(&server, FaultPolicy::FailOpen).await;
         let closed = limiter(&server, FaultPolicy::FailClosed).await;
         let fallback = limiter(&server, FaultPolicy::FallbackMemory).await;

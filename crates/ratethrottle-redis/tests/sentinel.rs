@@ -14,12 +14,7 @@ fn the_store_follows_the_master_through_a_failover() {
     let Some(setup) = SentinelSetup::start() else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    crate::runtime().block_on(async {
         let config = RedisConfig::sentinel("mymaster", [setup.sentinel_url()])
             .time(TimeSource::Caller)
             .timeout(Duration::from_secs(1));

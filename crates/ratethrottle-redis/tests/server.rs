@@ -162,25 +162,28 @@ impl RedisServer {
     }
 }
 
-/// A store on the shared server under a key prefix no other test uses, trusting the caller's
-/// clock (the conformance suite drives a `ManualClock`).
-pub(crate) async fn caller_clock_store() -> Option<RedisStore> {
+/// A store for `config` under a key prefix no other test uses, trusting the caller's clock
+/// (the conformance suite drives a `ManualClock`), with a timeout for a loaded CI machine.
+async fn test_store(config: RedisConfig, what: &str) -> RedisStore {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let server = RedisServer::shared()?;
     let prefix = format!(
-        "rt-test-{}-{}:",
+        "rt-{what}-{}-{}:",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    let config = RedisConfig::new(server.url())
+    let config = config
         .key_prefix(prefix)
         .time(TimeSource::Caller)
         .timeout(Duration::from_secs(2));
-    Some(
-        RedisStore::with_config(config)
-            .await
-            .expect("the test server is reachable"),
-    )
+    RedisStore::with_config(config)
+        .await
+        .unwrap_or_else(|error| panic!("the test {what} is reachable: {error}"))
+}
+
+/// A store on the shared server.
+pub(crate) async fn caller_clock_store() -> Option<RedisStore> {
+    let server = RedisServer::shared()?;
+    Some(test_store(RedisConfig::new(server.url()), "server").await)
 }
 
 /// A 3-master Redis Cluster on free ports, made with `redis-cli --cluster create`.
@@ -248,25 +251,10 @@ impl RedisCluster {
     }
 }
 
-/// A store on the shared 3-master cluster under its own key prefix, trusting the caller's
-/// clock.
+/// A store on the shared 3-master cluster.
 pub(crate) async fn cluster_store() -> Option<RedisStore> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
     let cluster = CLUSTER.as_ref()?;
-    let prefix = format!(
-        "rt-cluster-{}-{}:",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let config = RedisConfig::cluster(cluster.urls())
-        .key_prefix(prefix)
-        .time(TimeSource::Caller)
-        .timeout(Duration::from_secs(2));
-    Some(
-        RedisStore::with_config(config)
-            .await
-            .expect("the test cluster is reachable"),
-    )
+    Some(test_store(RedisConfig::cluster(cluster.urls()), "cluster").await)
 }
 
 /// A TLS-only server with a certificate signed by a throwaway authority, both made with
@@ -361,30 +349,17 @@ impl TlsServer {
     }
 }
 
-/// A store on the shared TLS server (`rediss://`, trusting the test authority), under its own
-/// key prefix, trusting the caller's clock.
+/// The port of the shared TLS server, or `None` to skip.
 pub(crate) fn tls_port() -> Option<u16> {
     TLS.as_ref().map(|tls| tls.server.port)
 }
 
+/// A store on the shared TLS server (`rediss://`, trusting the test authority).
 pub(crate) async fn tls_store() -> Option<RedisStore> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
     let tls = TLS.as_ref()?;
-    let prefix = format!(
-        "rt-tls-{}-{}:",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
     let config = RedisConfig::new(format!("rediss://localhost:{}", tls.server.port))
-        .tls_root_certificate(tls.ca.clone())
-        .key_prefix(prefix)
-        .time(TimeSource::Caller)
-        .timeout(Duration::from_secs(2));
-    Some(
-        RedisStore::with_config(config)
-            .await
-            .expect("the TLS test server is reachable"),
-    )
+        .tls_root_certificate(tls.ca.clone());
+    Some(test_store(config, "tls server").await)
 }
 
 /// A master, one replica and one Sentinel watching them as `mymaster`.
@@ -464,23 +439,9 @@ impl SentinelSetup {
 
 static SENTINEL: LazyLock<Option<SentinelSetup>> = LazyLock::new(SentinelSetup::start);
 
-/// A store on the shared Sentinel setup's master (found through Sentinel), under its own key
-/// prefix, trusting the caller's clock.
+/// A store on the shared Sentinel setup's master (found through Sentinel).
 pub(crate) async fn sentinel_store() -> Option<RedisStore> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
     let setup = SENTINEL.as_ref()?;
-    let prefix = format!(
-        "rt-sentinel-{}-{}:",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let config = RedisConfig::sentinel("mymaster", [setup.sentinel_url()])
-        .key_prefix(prefix)
-        .time(TimeSource::Caller)
-        .timeout(Duration::from_secs(2));
-    Some(
-        RedisStore::with_config(config)
-            .await
-            .expect("the test sentinel is reachable"),
-    )
+    let config = RedisConfig::sentinel("mymaster", [setup.sentinel_url()]);
+    Some(test_store(config, "sentinel").await)
 }

@@ -7,3 +7,12 @@ mod fleet;
 mod outage;
 mod sentinel;
 mod server;
+
+/// A multi-threaded runtime with timers, for tests that drive the store themselves.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
