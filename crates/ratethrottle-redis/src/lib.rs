@@ -656,13 +656,7 @@ impl Store for RedisStore {
         let state = self.state_key(rule, identifier);
         let log = format!("{state}:log");
         let mut connection = self.connection.clone();
-        self.run(
-            redis::cmd("DEL")
-                .arg(&state)
-                .arg(&log)
-                .query_async::<()>(&mut connection),
-        )
-        .await
+        self.run(connection.del::<_, ()>(&[state, log])).await
     }
 
     async fn list_add(
@@ -686,13 +680,8 @@ impl Store for RedisStore {
         }
         let mut connection = self.connection.clone();
         self.run(pipe.query_async::<()>(&mut connection)).await?;
-        self.run(
-            redis::cmd("SADD")
-                .arg(self.index_key(list))
-                .arg(identifier)
-                .query_async::<()>(&mut connection),
-        )
-        .await?;
+        self.run(connection.sadd::<_, _, ()>(self.index_key(list), identifier))
+            .await?;
         self.shared.known[list as usize]
             .lock()
             .insert(identifier.to_owned(), expires_at);
@@ -705,19 +694,10 @@ impl Store for RedisStore {
     async fn list_remove(&self, list: ListKind, identifier: &str) -> Result<bool, StoreError> {
         let mut connection = self.connection.clone();
         let removed: u64 = self
-            .run(
-                redis::cmd("DEL")
-                    .arg(self.list_key(list, identifier))
-                    .query_async(&mut connection),
-            )
+            .run(connection.del(self.list_key(list, identifier)))
             .await?;
-        self.run(
-            redis::cmd("SREM")
-                .arg(self.index_key(list))
-                .arg(identifier)
-                .query_async::<()>(&mut connection),
-        )
-        .await?;
+        self.run(connection.srem::<_, _, ()>(self.index_key(list), identifier))
+            .await?;
         self.shared.known[list as usize].lock().remove(identifier);
         self.shared.fallback.list_remove(list, identifier).await?;
         Ok(removed > 0)
@@ -731,24 +711,15 @@ impl Store for RedisStore {
     ) -> Result<bool, StoreError> {
         let mut connection = self.connection.clone();
         let entry: Option<String> = self
-            .run(
-                redis::cmd("GET")
-                    .arg(self.list_key(list, identifier))
-                    .query_async(&mut connection),
-            )
+            .run(connection.get(self.list_key(list, identifier)))
             .await?;
         Ok(entry.is_some_and(|expiry| unexpired(&expiry, now)))
     }
 
     async fn list_entries(&self, list: ListKind, now: Nanos) -> Result<Vec<ListEntry>, StoreError> {
         let mut connection = self.connection.clone();
-        let mut identifiers: Vec<String> = self
-            .run(
-                redis::cmd("SMEMBERS")
-                    .arg(self.index_key(list))
-                    .query_async(&mut connection),
-            )
-            .await?;
+        let mut identifiers: Vec<String> =
+            self.run(connection.smembers(self.index_key(list))).await?;
         identifiers.sort();
         if identifiers.is_empty() {
             return Ok(Vec::new());
