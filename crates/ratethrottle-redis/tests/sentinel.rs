@@ -1,13 +1,12 @@
 //! Redis Sentinel: the store finds the master through Sentinel, and after a failover it finds
 //! the new master and keeps limiting.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ratethrottle::{Limiter, Rule};
 use ratethrottle_redis::{RedisConfig, RedisStore, TimeSource};
 
-use crate::server::SentinelSetup;
+use crate::server::{SentinelSetup, redis_cli};
 
 #[test]
 fn the_store_follows_the_master_through_a_failover() {
@@ -33,17 +32,7 @@ fn the_store_follows_the_master_through_a_failover() {
         // agrees.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let failover = Command::new("redis-cli")
-                .args([
-                    "-p",
-                    &setup.sentinel.port.to_string(),
-                    "sentinel",
-                    "failover",
-                    "mymaster",
-                ])
-                .output()
-                .unwrap();
-            let answer = String::from_utf8_lossy(&failover.stdout).into_owned();
+            let answer = redis_cli(setup.sentinel.port, &["sentinel", "failover", "mymaster"]);
             if answer.contains("OK") {
                 break;
             }
@@ -68,10 +57,6 @@ fn the_store_follows_the_master_through_a_failover() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let role = Command::new("redis-cli")
-            .args(["-p", &setup.replica.port.to_string(), "role"])
-            .output()
-            .unwrap();
-        assert!(String::from_utf8_lossy(&role.stdout).starts_with("master"));
+        assert!(redis_cli(setup.replica.port, &["role"]).starts_with("master"));
     });
 }

@@ -21,6 +21,17 @@ pub(crate) struct RedisServer {
 
 static SERVER: LazyLock<Option<RedisServer>> = LazyLock::new(RedisServer::start);
 
+/// What `redis-cli -p port args…` prints.
+pub(crate) fn redis_cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -226,14 +237,9 @@ impl RedisCluster {
             String::from_utf8_lossy(&created.stdout)
         );
         let deadline = Instant::now() + Duration::from_secs(30);
-        for address in &addresses {
-            let port = address.rsplit(':').next().expect("host:port");
+        for node in &nodes {
             loop {
-                let info = Command::new("redis-cli")
-                    .args(["-p", port, "cluster", "info"])
-                    .output()
-                    .expect("redis-cli runs");
-                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                if redis_cli(node.port, &["cluster", "info"]).contains("cluster_state:ok") {
                     break;
                 }
                 assert!(
@@ -410,17 +416,7 @@ impl SentinelSetup {
     fn wait_for_replica(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let output = Command::new("redis-cli")
-                .args([
-                    "-p",
-                    &self.sentinel.port.to_string(),
-                    "sentinel",
-                    "replicas",
-                    "mymaster",
-                ])
-                .output()
-                .expect("redis-cli runs");
-            let text = String::from_utf8_lossy(&output.stdout);
+            let text = redis_cli(self.sentinel.port, &["sentinel", "replicas", "mymaster"]);
             if text.contains(&self.replica.port.to_string()) && !text.contains("s_down") {
                 return;
             }
