@@ -450,7 +450,7 @@ impl RedisStore {
             .arg(hex(params.capacity));
         let mut connection = self.connection.clone();
         let reply: Vec<String> = self.run(invocation.invoke_async(&mut connection)).await?;
-        Reply::new(&reply, &self.shared.address).outcome(&query)
+        Reply::new(&reply, &self.shared.address, kind).outcome(&query)
     }
 }
 
@@ -481,11 +481,18 @@ fn list_suffix(list: ListKind) -> &'static str {
 struct Reply<'a> {
     fields: &'a [String],
     address: &'a str,
+    /// The script path that answered (`"tatf"` sends the TAT as seconds, nanoseconds,
+    /// remainder).
+    kind: &'a str,
 }
 
 impl<'a> Reply<'a> {
-    fn new(fields: &'a [String], address: &'a str) -> Self {
-        Reply { fields, address }
+    fn new(fields: &'a [String], address: &'a str, kind: &'a str) -> Self {
+        Reply {
+            fields,
+            address,
+            kind,
+        }
     }
 
     fn malformed(&self, what: &str) -> StoreError {
@@ -586,7 +593,7 @@ impl<'a> Reply<'a> {
         let params = &query.rule.params;
         let state = match kind {
             // The double-precision path sends the TAT as seconds, nanoseconds, remainder.
-            Compact::Tat if small_enough(params.capacity, params.window) => {
+            Compact::Tat if self.kind == "tatf" => {
                 let whole = self
                     .count(4)?
                     .checked_mul(1_000_000_000)
