@@ -2,8 +2,11 @@
 -- a violation the new block. Appended to bignum.lua. All times are nanoseconds since the Unix
 -- epoch, as hexadecimal strings, exact (see bignum.lua); the sliding_window counts are decimal.
 --
+-- The common cases go to fast.lua instead; this script takes what it does not (numbers beyond
+-- exact doubles, windows neither whole seconds nor divisors of one, and sliding_window).
+--
 -- KEYS: 1 state hash, 2 whitelist entry, 3 blacklist entry (all with the identifier's hash tag).
--- ARGV: 1 strategy ("tatf" | "tat" | "fixed" | "counter" | "log"), 2 now ("" = the server's TIME),
+-- ARGV: 1 strategy ("tat" | "fixed" | "counter" | "log"), 2 now ("" = the server's TIME),
 --       3 cost, 4 consume ("1" | "0"), 5 block, 6 limit, 7 window, 8 capacity.
 -- Reply: { outcome, now, ... } where outcome is
 --   "white";  "black", expiry or "";  "blocked", until;
@@ -18,107 +21,37 @@ local kind, cost_s, consume = ARGV[1], ARGV[3], ARGV[4] == "1"
 -- decision's clock (the caller's, with `TimeSource::Caller`) may run apart from it.
 local MIN_TTL_MS = 1000
 
--- The lists: an entry holds its expiry, or "" for none; an expired entry is gone. `now_of`
--- gives the time as a big integer, built only when an entry has an expiry.
-local function listed(key, now_of)
+-- The lists: an entry holds its expiry as "seconds:nanoseconds", or "" for none; an expired
+-- entry is gone.
+local function listed(key, now)
   local entry = redis.call("GET", key)
   if not entry then
     return nil
   end
-  if entry ~= "" and cmp(from_hex(entry), now_of()) <= 0 then
-    redis.call("DEL", key)
-    return nil
+  if entry ~= "" then
+    local seconds, nanos = string.match(entry, "^(%d+):(%d+)$")
+    local expiry = add(mul(from_small(tonumber(seconds)), from_small(1000000000)),
+      from_small(tonumber(nanos)))
+    if cmp(expiry, now) <= 0 then
+      redis.call("DEL", key)
+      return nil
+    end
   end
   return entry
 end
 
 -- The reply for a listed identifier, if it is listed.
-local function screen(now_s, now_of)
-  if listed(KEYS[2], now_of) then
+local function screen(now_s, now)
+  if listed(KEYS[2], now) then
     return { "white", now_s }
   end
-  local black = listed(KEYS[3], now_of)
+  local black = listed(KEYS[3], now)
   if black then
     return { "black", now_s, black }
   end
   return nil
 end
 
--- "tatf": token_bucket, leaky_bucket or gcra for a rule whose burst · window is below 2^52, so
--- every quantity is an exact double: times travel as "seconds:nanoseconds" and differences of
--- times stay far below 2^53. Same decisions as "tat" below, without big integers.
-if kind == "tatf" then
-  local S, N
-  if ARGV[2] == "" then
-    local t = redis.call("TIME")
-    S, N = tonumber(t[1]), tonumber(t[2]) * 1000
-  else
-    local colon = string.find(ARGV[2], ":")
-    S, N = tonumber(string.sub(ARGV[2], 1, colon - 1)), tonumber(string.sub(ARGV[2], colon + 1))
-  end
-  -- Integers below 2^53 printed in full (`tostring` would round them to 14 digits).
-  local function int(x)
-    return string.format("%.0f", x)
-  end
-  local now_s = int(S) .. ":" .. int(N)
-  local screened = screen(now_s, function()
-    return add(mul(from_small(S), from_small(1000000000)), from_small(N))
-  end)
-  if screened then
-    return screened
-  end
-  local fields = redis.call("HMGET", KEYS[1], "b", "ts", "tn", "tf")
-  if fields[1] and fields[1] ~= "0" then
-    local colon = string.find(fields[1], ":")
-    local bs, bn = tonumber(string.sub(fields[1], 1, colon - 1)), tonumber(string.sub(fields[1], colon + 1))
-    if bs > S or (bs == S and bn > N) then
-      return { "blocked", now_s, fields[1] }
-    end
-  end
-  local L, W, B = tonumber(ARGV[6], 16), tonumber(ARGV[7], 16), tonumber(ARGV[8], 16)
-  local cost = tonumber(cost_s, 16)
-  local ts, tn, tf = tonumber(fields[2] or "0"), tonumber(fields[3] or "0"), tonumber(fields[4] or "0")
-  -- The debt in units of 1/L ns: (tat - now) · L + frac when the TAT is ahead, else nothing.
-  local debt = 0
-  if ts > S or (ts == S and tn >= N) then
-    local ahead_ns = (ts - S) * 1000000000 + (tn - N)
-    -- Beyond the whole capacity (only after the caller's clock went back): denied, and kept
-    -- out of the products that would leave 2^53.
-    debt = ahead_ns > (B * W) / L + 1 and 2 * B * W or ahead_ns * L + tf
-  end
-  local ahead = debt + cost * W
-  local allowed = ahead <= B * W
-  local reply = { "decided", now_s, allowed and "1" or "0", "", int(ts), int(tn), int(tf) }
-  local function ttl_ms(units)
-    return math.max(MIN_TTL_MS, math.floor(units / L / 1000000) + 2)
-  end
-  if consume and allowed then
-    local whole = math.floor(ahead / L)
-    local frac = ahead - whole * L
-    if frac < 0 then
-      whole, frac = whole - 1, frac + L
-    elseif frac >= L then
-      whole, frac = whole + 1, frac - L
-    end
-    local nanos = N + whole
-    local carry = math.floor(nanos / 1000000000)
-    redis.call("HSET", KEYS[1], "b", "0", "ts", int(S + carry),
-      "tn", int(nanos - carry * 1000000000), "tf", int(frac))
-    redis.call("PEXPIRE", KEYS[1], ttl_ms(ahead))
-  elseif consume and ARGV[5] ~= "0:0" then
-    local colon = string.find(ARGV[5], ":")
-    local nanos = N + tonumber(string.sub(ARGV[5], colon + 1))
-    local carry = math.floor(nanos / 1000000000)
-    local until_ = int(S + tonumber(string.sub(ARGV[5], 1, colon - 1)) + carry) .. ":"
-      .. int(nanos - carry * 1000000000)
-    redis.call("HSET", KEYS[1], "b", until_)
-    local block_ms = math.floor((tonumber(string.sub(ARGV[5], 1, colon - 1)) * 1000000000
-      + tonumber(string.sub(ARGV[5], colon + 1))) / 1000000) + MIN_TTL_MS
-    redis.call("PEXPIRE", KEYS[1], math.max(block_ms, ttl_ms(debt), redis.call("PTTL", KEYS[1])))
-    reply[4] = until_
-  end
-  return reply
-end
 local now
 if ARGV[2] == "" then
   -- Microseconds since the epoch stay below 2^53 (until the year 2255): exact as a double.
@@ -129,9 +62,7 @@ else
 end
 local now_s = to_hex(now)
 
-local screened = screen(now_s, function()
-  return now
-end)
+local screened = screen(now_s, now)
 if screened then
   return screened
 end

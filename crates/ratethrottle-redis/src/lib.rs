@@ -42,14 +42,17 @@ use ratethrottle::strategy::{self, Compact, Decision, State};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
+mod batch;
 mod connection;
+mod fast;
 mod faults;
 
 use connection::{Connection, SentinelMaster};
 use faults::Breaker;
 pub use faults::{FaultPolicy, FaultStats};
 
-/// The check script: exact integers, then the decision.
+/// The check script for everything `fast.lua` does not decide: exact integers, then the
+/// decision.
 const CHECK_SCRIPT: &str = concat!(include_str!("bignum.lua"), include_str!("check.lua"));
 
 /// The default time one Redis call may take.
@@ -187,6 +190,8 @@ struct Shared {
     /// `host:port` (or the socket path), for error messages.
     address: String,
     script: redis::Script,
+    fast_script: redis::Script,
+    batcher: batch::Batcher,
     /// The list entries this process knows of (added, or seen in a listing), with their
     /// expiries: the source of [`Store::list_len_hint`].
     known: [Mutex<HashMap<String, Option<Nanos>>>; 2],
@@ -286,6 +291,8 @@ impl RedisStore {
                 config,
                 address,
                 script: redis::Script::new(CHECK_SCRIPT),
+                fast_script: redis::Script::new(fast::SCRIPT),
+                batcher: batch::Batcher::default(),
                 known: [Mutex::default(), Mutex::default()],
                 breaker: Breaker::default(),
                 fallback: MemoryStore::new(),
@@ -404,36 +411,42 @@ impl RedisStore {
         let shared = &self.shared;
         match tokio::time::timeout(shared.config.timeout, call).await {
             Ok(result) => result.map_err(|error| failure(&shared.address, error)),
-            Err(_) => Err(StoreError::new(
-                StoreErrorKind::Timeout,
-                format!(
-                    "redis at {} did not answer within {:?}",
-                    shared.address, shared.config.timeout
-                ),
-            )),
+            Err(_) => Err(self.timed_out()),
         }
+    }
+
+    fn timed_out(&self) -> StoreError {
+        let shared = &self.shared;
+        StoreError::new(
+            StoreErrorKind::Timeout,
+            format!(
+                "redis at {} did not answer within {:?}",
+                shared.address, shared.config.timeout
+            ),
+        )
+    }
+
+    /// Whether the caller's time decides (else the server's).
+    fn caller_time(&self) -> bool {
+        self.shared.config.time == TimeSource::Caller
     }
 
     async fn decide(&self, query: Query<'_>) -> Result<Outcome, StoreError> {
         let rule = query.rule;
+        if let Some(kind) = fast::kind(rule) {
+            return self.decide_fast(query, kind).await;
+        }
         let params = &rule.params;
-        let fast = small_enough(params.capacity, params.window);
         let kind = match rule.compact {
-            Some(Compact::Tat) if fast => "tatf",
             Some(Compact::Tat) => "tat",
             Some(Compact::FixedWindow) => "fixed",
             Some(Compact::SlidingCounter) => "counter",
             None => "log",
         };
-        let now = match self.shared.config.time {
-            TimeSource::Caller if kind == "tatf" => seconds_nanos(query.now.as_nanos()),
-            TimeSource::Caller => hex(query.now.as_nanos()),
-            TimeSource::Server => String::new(),
-        };
-        let block = if kind == "tatf" {
-            seconds_nanos(rule.block)
+        let now = if self.caller_time() {
+            hex(query.now.as_nanos())
         } else {
-            hex(rule.block)
+            String::new()
         };
         let mut invocation = self.shared.script.prepare_invoke();
         invocation
@@ -444,13 +457,13 @@ impl RedisStore {
             .arg(now)
             .arg(hex(query.cost))
             .arg(if query.consume { "1" } else { "0" })
-            .arg(block)
+            .arg(hex(rule.block))
             .arg(hex(params.limit))
             .arg(hex(params.window))
             .arg(hex(params.capacity));
         let mut connection = self.connection.clone();
         let reply: Vec<String> = self.run(invocation.invoke_async(&mut connection)).await?;
-        Reply::new(&reply, &self.shared.address, kind).outcome(&query)
+        Reply::new(&reply, &self.shared.address).outcome(&query)
     }
 }
 
@@ -459,15 +472,20 @@ fn hex(value: u64) -> String {
     format!("{value:x}")
 }
 
-/// A time for the script's double-precision path: `"seconds:nanoseconds"`.
-fn seconds_nanos(nanos: u64) -> String {
-    format!("{}:{}", nanos / 1_000_000_000, nanos % 1_000_000_000)
+/// A list entry's expiry as stored: `"seconds:nanoseconds"`, or `""` for none.
+fn list_expiry(expires_at: Option<Nanos>) -> String {
+    expires_at.map_or_else(String::new, |at| {
+        let nanos = at.as_nanos();
+        format!("{}:{}", nanos / 1_000_000_000, nanos % 1_000_000_000)
+    })
 }
 
-/// Whether a bucket rule's numbers all stay exact as doubles in the script (`capacity ·
-/// window` below 2^52), so it can skip big-integer arithmetic.
-fn small_enough(capacity: u64, window: u64) -> bool {
-    u128::from(capacity) * u128::from(window) < 1 << 52
+/// A stored list expiry read back (`None` for `""` or anything unreadable).
+fn parse_list_expiry(expiry: &str) -> Option<Nanos> {
+    let (seconds, nanos) = expiry.split_once(':')?;
+    let nanos: u64 = nanos.parse().ok().filter(|&n| n < 1_000_000_000)?;
+    let at = seconds.parse::<u64>().ok()?.checked_mul(1_000_000_000)?;
+    Some(Nanos::from_nanos(at.checked_add(nanos)?))
 }
 
 fn list_suffix(list: ListKind) -> &'static str {
@@ -481,18 +499,11 @@ fn list_suffix(list: ListKind) -> &'static str {
 struct Reply<'a> {
     fields: &'a [String],
     address: &'a str,
-    /// The script path that answered (`"tatf"` sends the TAT as seconds, nanoseconds,
-    /// remainder).
-    kind: &'a str,
 }
 
 impl<'a> Reply<'a> {
-    fn new(fields: &'a [String], address: &'a str, kind: &'a str) -> Self {
-        Reply {
-            fields,
-            address,
-            kind,
-        }
+    fn new(fields: &'a [String], address: &'a str) -> Self {
+        Reply { fields, address }
     }
 
     fn malformed(&self, what: &str) -> StoreError {
@@ -590,20 +601,10 @@ impl<'a> Reply<'a> {
         query: &Query<'_>,
         now: u64,
     ) -> Result<Decision, StoreError> {
-        let params = &query.rule.params;
         let state = match kind {
-            // The double-precision path sends the TAT as seconds, nanoseconds, remainder.
-            Compact::Tat if self.kind == "tatf" => {
-                let whole = self
-                    .count(4)?
-                    .checked_mul(1_000_000_000)
-                    .and_then(|seconds| seconds.checked_add(self.count(5).ok()?))
-                    .ok_or_else(|| self.malformed("TAT too large"))?;
-                State([whole, self.count(6)?, 0])
-            }
             Compact::Tat => {
                 let scaled = self.wide(4)?;
-                let limit = u128::from(params.limit);
+                let limit = u128::from(query.rule.params.limit);
                 let whole =
                     u64::try_from(scaled / limit).map_err(|_| self.malformed("TAT too large"))?;
                 let frac = u64::try_from(scaled % limit).unwrap_or(0);
@@ -612,13 +613,24 @@ impl<'a> Reply<'a> {
             Compact::FixedWindow => State([self.number(4)?, self.number(5)?, 0]),
             Compact::SlidingCounter => State([self.number(4)?, self.number(5)?, self.number(6)?]),
         };
-        let (decision, _) = strategy::decide(kind, params, &state, now, query.cost);
-        Ok(if query.consume {
-            decision
-        } else {
-            let idle = strategy::idle_at(kind, params, &state);
-            peek_view(decision, query.cost, idle, now)
-        })
+        Ok(derive_decision(kind, query, &state, now))
+    }
+}
+
+/// The decision for `query` at `now` from the key's state before it, with the in-memory math.
+pub(crate) fn derive_decision(
+    kind: Compact,
+    query: &Query<'_>,
+    state: &State,
+    now: u64,
+) -> Decision {
+    let params = &query.rule.params;
+    let (decision, _) = strategy::decide(kind, params, state, now, query.cost);
+    if query.consume {
+        decision
+    } else {
+        let idle = strategy::idle_at(kind, params, state);
+        peek_view(decision, query.cost, idle, now)
     }
 }
 
@@ -674,8 +686,7 @@ impl Store for RedisStore {
     ) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         let key = self.list_key(list, identifier);
-        let value = expires_at.map_or_else(String::new, |at| hex(at.as_nanos()));
-        pipe.set(&key, value).ignore();
+        pipe.set(&key, list_expiry(expires_at)).ignore();
         // Redis drops the entry itself at its expiry when Redis's clock is the one deciding;
         // with the caller's clock (which may be a test's), expired entries are dropped when
         // next seen.
@@ -751,8 +762,7 @@ impl Store for RedisStore {
         for (identifier, expiry) in identifiers.into_iter().zip(expiries) {
             match expiry {
                 Some(expiry) if unexpired(&expiry, now) => {
-                    let expires_at = u64::from_str_radix(&expiry, 16).ok().map(Nanos::from_nanos);
-                    entries.push(ListEntry::new(identifier, expires_at));
+                    entries.push(ListEntry::new(identifier, parse_list_expiry(&expiry)));
                 }
                 _ => {
                     let key = self.list_key(list, &identifier);
@@ -779,9 +789,9 @@ impl Store for RedisStore {
     }
 }
 
-/// Whether a list entry's stored expiry (hexadecimal ns, `""` for none) is after `now`.
+/// Whether a list entry's stored expiry (see [`list_expiry`]) is after `now`.
 fn unexpired(expiry: &str, now: Nanos) -> bool {
-    expiry.is_empty() || u64::from_str_radix(expiry, 16).is_ok_and(|at| at > now.as_nanos())
+    expiry.is_empty() || parse_list_expiry(expiry).is_some_and(|at| at > now)
 }
 
 #[cfg(test)]
@@ -801,8 +811,11 @@ mod tests {
     fn list_expiries_compare_exactly() {
         let now = Nanos::from_nanos(1_767_225_600_000_000_000);
         assert!(unexpired("", now));
-        assert!(unexpired(&hex(1_767_225_600_000_000_001), now));
-        assert!(!unexpired(&hex(1_767_225_600_000_000_000), now));
+        let at = |nanos| list_expiry(Some(Nanos::from_nanos(nanos)));
+        assert_eq!(at(1_767_225_600_000_000_001), "1767225600:1");
+        assert!(unexpired(&at(1_767_225_600_000_000_001), now));
+        assert!(!unexpired(&at(1_767_225_600_000_000_000), now));
+        assert!(!unexpired("1767225600:1000000000", now));
         assert!(!unexpired("garbage", now));
     }
 }

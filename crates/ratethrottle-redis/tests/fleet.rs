@@ -23,8 +23,9 @@ fn rule(strategy: Strategy) -> Rule {
         .block_duration(Duration::ZERO)
 }
 
-/// A worker: `RATETHROTTLE_FLEET_MEMBER=url|prefix|strategy` runs 200 checks on one key and
-/// prints how many were admitted. Without the variable (a normal test run) it does nothing.
+/// A worker: `RATETHROTTLE_FLEET_MEMBER=url|prefix|strategy` runs 200 concurrent checks on one
+/// key (so the store batches them, several to a script call) and prints how many were
+/// admitted. Without the variable (a normal test run) it does nothing.
 #[test]
 fn fleet_member() {
     let Ok(spec) = std::env::var(MEMBER) else {
@@ -44,9 +45,15 @@ fn fleet_member() {
         let store = RedisStore::with_config(config).await.unwrap();
         let limiter = Limiter::builder().store(store).build();
         limiter.add_rule(rule(strategy)).unwrap();
+        let checks: Vec<_> = (0..CHECKS_PER_PROCESS)
+            .map(|_| {
+                let limiter = limiter.clone();
+                tokio::spawn(async move { limiter.check("shared-key", "fleet").await })
+            })
+            .collect();
         let mut admitted = 0;
-        for _ in 0..CHECKS_PER_PROCESS {
-            if limiter.check("shared-key", "fleet").await.unwrap().allowed {
+        for check in checks {
+            if check.await.unwrap().unwrap().allowed {
                 admitted += 1;
             }
         }

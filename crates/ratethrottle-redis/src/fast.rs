@@ -1,0 +1,220 @@
+//! The common case in plain doubles: `fast.lua` decides token_bucket, leaky_bucket, gcra,
+//! fixed_window and sliding_counter checks for rules whose numbers stay far below 2^53, any
+//! number of checks per call. Times travel as (seconds, nanoseconds) pairs, every other
+//! quantity as an integer-valued double, so the script is exact without big integers.
+
+use ratethrottle::clock::Nanos;
+use ratethrottle::store::{Outcome, Query, RuleSpec, StoreError, StoreErrorKind};
+use ratethrottle::strategy::{Compact, State};
+
+use crate::derive_decision;
+
+/// The script; see its header for the arguments and the reply.
+pub(crate) const SCRIPT: &str = include_str!("fast.lua");
+
+const NANOS_PER_SECOND: u64 = 1_000_000_000;
+/// Every limit, capacity and product the script forms stays below this, so sums of a few of
+/// them stay below 2^53.
+const EXACT: u128 = 1 << 50;
+/// Window lengths up to this (52 days) keep `start + 2 · window` in nanoseconds exact.
+const LONGEST_WINDOW: u64 = 1 << 52;
+/// Doubles per check in the request and in the reply.
+const ARGS: usize = 10;
+pub(crate) const ANSWER: usize = 7;
+
+/// Whether the script can decide checks of `rule`: which of its strategies, if any.
+pub(crate) fn kind(rule: &RuleSpec) -> Option<f64> {
+    let params = &rule.params;
+    if u128::from(params.limit) >= EXACT {
+        return None;
+    }
+    match rule.compact? {
+        Compact::Tat if u128::from(params.capacity) * u128::from(params.window) < EXACT => {
+            Some(1.0)
+        }
+        Compact::Tat => None,
+        // Window starts are computed on (seconds, nanoseconds): whole seconds, or a divisor of
+        // one second.
+        window @ (Compact::FixedWindow | Compact::SlidingCounter)
+            if params.window < LONGEST_WINDOW
+                && (params.window % NANOS_PER_SECOND == 0
+                    || NANOS_PER_SECOND % params.window == 0) =>
+        {
+            Some(if window == Compact::FixedWindow {
+                2.0
+            } else {
+                3.0
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `nanos` as the script's (seconds, nanoseconds).
+fn split(nanos: u64) -> [f64; 2] {
+    [
+        (nanos / NANOS_PER_SECOND) as f64,
+        (nanos % NANOS_PER_SECOND) as f64,
+    ]
+}
+
+/// One check's arguments for the script.
+pub(crate) fn arguments(query: &Query<'_>, kind: f64, caller_time: bool) -> Vec<u8> {
+    let rule = query.rule;
+    let params = &rule.params;
+    // A cost beyond the capacity is denied whatever it is: one more keeps the numbers small.
+    let most = match rule.compact {
+        Some(Compact::Tat) => params.capacity,
+        _ => params.limit,
+    };
+    let [now_s, now_n] = if caller_time {
+        split(query.now.as_nanos())
+    } else {
+        [-1.0, -1.0]
+    };
+    let [block_s, block_n] = split(rule.block);
+    let values: [f64; ARGS] = [
+        kind,
+        query.cost.min(most + 1) as f64,
+        if query.consume { 1.0 } else { 0.0 },
+        now_s,
+        now_n,
+        block_s,
+        block_n,
+        params.limit as f64,
+        params.window as f64,
+        params.capacity as f64,
+    ];
+    values
+        .iter()
+        .flat_map(|value| value.to_be_bytes())
+        .collect()
+}
+
+/// A reply that does not read as the script's answer.
+fn malformed(address: &str, what: &str) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Protocol,
+        format!("redis at {address} sent an unexpected check reply ({what})"),
+    )
+}
+
+/// The script's reply: the server's time, then [`ANSWER`] numbers per check.
+pub(crate) struct Reply {
+    numbers: Vec<f64>,
+}
+
+impl Reply {
+    /// Reads the reply to `checks` checks.
+    pub(crate) fn parse(bytes: &[u8], checks: usize, address: &str) -> Result<Self, StoreError> {
+        if bytes.len() != 8 * (2 + ANSWER * checks) {
+            return Err(malformed(address, "wrong length"));
+        }
+        let numbers = bytes
+            .chunks_exact(8)
+            .map(|chunk| f64::from_be_bytes(chunk.try_into().expect("eight bytes")))
+            .collect();
+        Ok(Reply { numbers })
+    }
+
+    /// The outcome of check `index`, which asked `query`.
+    pub(crate) fn outcome(
+        &self,
+        index: usize,
+        query: &Query<'_>,
+        address: &str,
+    ) -> Result<Outcome, StoreError> {
+        let bad = |what| malformed(address, what);
+        let answer = &self.numbers[2 + ANSWER * index..2 + ANSWER * (index + 1)];
+        let whole = |value: f64| {
+            (value >= 0.0 && value < 2f64.powi(64) && value.fract() == 0.0)
+                .then_some(value as u64)
+                .ok_or_else(|| bad("not a whole number"))
+        };
+        let time = |seconds: f64, nanos: f64| -> Result<Option<Nanos>, StoreError> {
+            if seconds < 0.0 {
+                return Ok(None);
+            }
+            whole(seconds)?
+                .checked_mul(NANOS_PER_SECOND)
+                .and_then(|at| at.checked_add(whole(nanos).ok()?))
+                .map(|at| Some(Nanos::from_nanos(at)))
+                .ok_or_else(|| bad("time too large"))
+        };
+        let until = time(answer[1], answer[2])?;
+        let allowed = match answer[0] {
+            2.0 => return Ok(Outcome::Whitelisted),
+            3.0 => return Ok(Outcome::Blacklisted { until }),
+            4.0 => {
+                let until = until.ok_or_else(|| bad("no block end"))?;
+                return Ok(Outcome::Blocked { until });
+            }
+            1.0 => true,
+            0.0 => false,
+            _ => return Err(bad("unknown outcome")),
+        };
+        // The server's time comes first when it decided (0, 0 otherwise).
+        let now = match time(self.numbers[0], self.numbers[1])? {
+            Some(server) if server.as_nanos() > 0 => server.as_nanos(),
+            _ => query.now.as_nanos(),
+        };
+        let kind = query
+            .rule
+            .compact
+            .ok_or_else(|| bad("no compact strategy"))?;
+        let start = time(answer[3], answer[4])?.map_or(0, Nanos::as_nanos);
+        let state = match kind {
+            Compact::Tat | Compact::FixedWindow => State([start, whole(answer[5])?, 0]),
+            Compact::SlidingCounter => State([start, whole(answer[5])?, whole(answer[6])?]),
+        };
+        let decision = derive_decision(kind, query, &state, now);
+        if decision.allowed != allowed {
+            return Err(bad("the script and the strategy disagree"));
+        }
+        Ok(Outcome::Decided {
+            decision,
+            blocked_until: until,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratethrottle::{Rule, Strategy};
+    use std::time::Duration;
+
+    fn spec(strategy: Strategy, limit: u64, window: Duration) -> RuleSpec {
+        RuleSpec::new(&Rule::new("r", limit, window).strategy(strategy))
+    }
+
+    #[test]
+    fn ordinary_rules_take_the_fast_script() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(kind(&spec(Strategy::Gcra, 100, minute)), Some(1.0));
+        assert_eq!(
+            kind(&spec(Strategy::FixedWindow, 10_000, minute)),
+            Some(2.0)
+        );
+        let quarter = Duration::from_millis(250);
+        assert_eq!(kind(&spec(Strategy::SlidingCounter, 5, quarter)), Some(3.0));
+        assert_eq!(kind(&spec(Strategy::SlidingWindow, 5, minute)), None);
+    }
+
+    #[test]
+    fn rules_beyond_exact_doubles_do_not() {
+        let odd = Duration::from_millis(1500);
+        assert_eq!(kind(&spec(Strategy::FixedWindow, 5, odd)), None);
+        let year = Duration::from_secs(365 * 86_400);
+        assert_eq!(kind(&spec(Strategy::TokenBucket, 1_000_000, year)), None);
+        assert_eq!(kind(&spec(Strategy::SlidingCounter, 1 << 51, year)), None);
+    }
+
+    #[test]
+    fn replies_of_the_wrong_size_are_refused() {
+        let error = Reply::parse(&[0; 24], 1, "127.0.0.1:1")
+            .err()
+            .expect("an error");
+        assert_eq!(error.kind(), StoreErrorKind::Protocol);
+    }
+}
