@@ -37,8 +37,8 @@ pub(crate) fn kind(rule: &RuleSpec) -> Option<f64> {
         // one second.
         window @ (Compact::FixedWindow | Compact::SlidingCounter)
             if params.window < LONGEST_WINDOW
-                && (params.window % NANOS_PER_SECOND == 0
-                    || NANOS_PER_SECOND % params.window == 0) =>
+                && (params.window.is_multiple_of(NANOS_PER_SECOND)
+                    || NANOS_PER_SECOND.is_multiple_of(params.window)) =>
         {
             Some(if window == Compact::FixedWindow {
                 2.0
