@@ -14,7 +14,7 @@ use ratethrottle::store::{ListKind, Outcome, Query, StoreError, StoreErrorKind};
 use tokio::sync::oneshot;
 
 use crate::RedisStore;
-use crate::fast::{self, Reply};
+use crate::fast::{self, Reply, Request};
 
 /// The most script calls carrying checks at once (per store).
 const CALLS_IN_FLIGHT: usize = 4;
@@ -23,8 +23,8 @@ const CHECKS_PER_CALL: usize = 64;
 
 /// One check's keys and arguments for `fast.lua`.
 pub(crate) struct Check {
-    keys: [String; 3],
-    args: Vec<u8>,
+    keys: Vec<String>,
+    request: Request,
 }
 
 type Answer = Result<(Arc<Reply>, usize), StoreError>;
@@ -60,22 +60,24 @@ impl Drop for Slot<'_> {
 }
 
 impl RedisStore {
-    /// Decides `query` with `fast.lua` (`kind` from [`fast::kind`]), batched with concurrent
-    /// checks except on a cluster, where checks of different identifiers live on different
-    /// nodes.
+    /// Decides `query` with `fast.lua` (`kind` from [`fast::kind`]; `screen` to look up the
+    /// list entries in Redis), batched with concurrent checks except on a cluster, where
+    /// checks of different identifiers live on different nodes.
     pub(crate) async fn decide_fast(
         &self,
         query: Query<'_>,
         kind: f64,
+        screen: bool,
     ) -> Result<Outcome, StoreError> {
         let shared = &*self.shared;
+        let mut keys = vec![self.state_key(query.rule, query.identifier)];
+        if screen {
+            keys.push(self.list_key(ListKind::Whitelist, query.identifier));
+            keys.push(self.list_key(ListKind::Blacklist, query.identifier));
+        }
         let check = Check {
-            keys: [
-                self.state_key(query.rule, query.identifier),
-                self.list_key(ListKind::Whitelist, query.identifier),
-                self.list_key(ListKind::Blacklist, query.identifier),
-            ],
-            args: fast::arguments(&query, kind, self.caller_time()),
+            keys,
+            request: Request::new(&query, kind, self.caller_time(), screen),
         };
         let address = shared.address.as_str();
         match self.route(check) {
@@ -114,12 +116,11 @@ impl RedisStore {
     /// One `EVALSHA` of `fast.lua` for `checks`.
     async fn call_fast(&self, checks: &[Check]) -> Result<Reply, StoreError> {
         let mut invocation = self.shared.fast_script.prepare_invoke();
-        for check in checks {
-            for key in &check.keys {
-                invocation.key(key);
-            }
-            invocation.arg(&check.args[..]);
+        for key in checks.iter().flat_map(|check| &check.keys) {
+            invocation.key(key);
         }
+        let [rules, requests] = fast::encode(checks.iter().map(|check| &check.request));
+        invocation.arg(rules).arg(requests);
         let mut connection = self.connection.clone();
         let bytes: Vec<u8> = self.run(invocation.invoke_async(&mut connection)).await?;
         Reply::parse(&bytes, checks.len(), &self.shared.address)

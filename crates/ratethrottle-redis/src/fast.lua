@@ -1,25 +1,27 @@
 -- Decisions for rules whose numbers all stay exact as doubles (see `fast.rs`), for one or more
 -- checks at once: the lists, the block, the strategy and a violation's new block, atomically.
 -- The same math as the core's strategies; times are (seconds, nanoseconds) pairs so that every
--- quantity stays far below 2^53.
+-- quantity stays far below 2^53. Numbers travel as big-endian doubles.
 --
--- KEYS: per check i = 0, 1, ...: 3i+1 the state, 3i+2 the whitelist entry, 3i+3 the blacklist
---       entry (all with the identifier's hash tag).
--- ARGV: per check, ten big-endian doubles: kind (1 token_bucket/leaky_bucket/gcra, 2 fixed_window,
---       3 sliding_counter), cost, consume (1 or 0), now seconds and nanoseconds (-1: the server's
---       TIME), block seconds and nanoseconds, limit, window (ns), capacity.
--- State: six big-endian doubles, w1..w4 and the block end (seconds, nanoseconds; 0 for none):
---       buckets: TAT seconds, nanoseconds, remainder in 1/limit ns; fixed_window: window start
---       seconds, nanoseconds, count; sliding_counter: the same and the current count in w4.
--- Reply: one string of big-endian doubles: the server's time (seconds, nanoseconds; 0, 0 when
---       unused), then seven per check: code (0 denied, 1 admitted, 2 whitelisted, 3 blacklisted, 4 blocked), two for a
+-- KEYS: per check, in order: the state, then (when the check screens) the whitelist and the
+--       blacklist entry (all with the identifier's hash tag).
+-- ARGV: 1 the rules, eight doubles each: kind (1 token_bucket/leaky_bucket/gcra, 2 fixed_window,
+--       3 sliding_counter), limit, window (ns), capacity, block seconds and nanoseconds, and how
+--       long (ms) a key must live after an admission and after a block starts (bounds the
+--       client computes from the rule: the longest a key can take to become idle, plus a
+--       margin; so no TTL is computed here);
+--       2 the checks, six doubles each: the rule's position in ARGV[1] (from 1), screen (1: look
+--       up the list entries), cost, consume (1 or 0), now seconds and nanoseconds (-1: the
+--       server's TIME).
+-- State: six doubles, w1..w4 and the block end (seconds, nanoseconds; 0 for none): buckets: TAT
+--       seconds, nanoseconds, remainder in 1/limit ns; fixed_window: window start seconds,
+--       nanoseconds, count; sliding_counter: the same and the current count in w4.
+-- Reply: the server's time (seconds, nanoseconds; 0, 0 when unused), then seven doubles per
+--       check: code (0 denied, 1 admitted, 2 whitelisted, 3 blacklisted, 4 blocked), two for a
 --       time (the new block end, the blacklist entry's expiry or the block end; -1, -1 for none),
 --       and, for a decision, the state w1..w4 before the request.
 
 local E9 = 1000000000
--- Keys live this long past the moment they would be idle, in Redis's own time: the decision's
--- clock (the caller's, with `TimeSource::Caller`) may run apart from it.
-local MIN_TTL_MS = 1000
 local NO_STATE = struct.pack(">dddddd", 0, 0, 0, 0, 0, 0)
 
 -- Whether (as, an) is before (bs, bn).
@@ -34,9 +36,15 @@ local function plus(s, n, ns)
   return s + carry, nanos - carry * E9
 end
 
--- Milliseconds from (s, n) until (us, un), plus the margin.
-local function ttl_ms(s, n, us, un)
-  return math.max(0, math.floor(((us - s) * E9 + (un - n)) / 1000000)) + 1 + MIN_TTL_MS
+-- A number of milliseconds as the text a command takes (formatted once per distinct value).
+local texts = {}
+local function ms(value)
+  local text = texts[value]
+  if not text then
+    text = string.format("%d", value)
+    texts[value] = text
+  end
+  return text
 end
 
 -- Whether a list entry (absent: false; "" without expiry; else "seconds:nanoseconds") holds at
@@ -80,41 +88,55 @@ local function window_start(s, n, window)
   return s, n - n % window
 end
 
+local rules = {}
+do
+  local blob, at = ARGV[1], 1
+  while at <= #blob do
+    local rule = { struct.unpack(">dddddddd", blob, at) }
+    at = rule[9]
+    rule[7], rule[8] = ms(rule[7]), ms(rule[8])
+    rules[#rules + 1] = rule
+  end
+end
+
 local written = {}
 local time_s, time_n
 local values = redis.call("MGET", unpack(KEYS))
-local reply = {}
-
--- Check i's seven answers.
-local function answer(i, code, t1, t2, a, b, c, d)
-  reply[i + 2] = struct.pack(">ddddddd", code, t1, t2, a, b, c, d)
-end
-
-for i = 0, #ARGV - 1 do
-  local kind, cost, consume, s, n, block_s, block_n, limit, window, capacity =
-    struct.unpack(">dddddddddd", ARGV[i + 1])
+local reply = { 0, 0 }
+local checks, at, k = ARGV[2], 1, 1
+while at <= #checks do
+  local rule_at, screen, cost, consume, s, n, next_at = struct.unpack(">dddddd", checks, at)
+  at = next_at
+  local rule = rules[rule_at]
+  local kind, limit, window, capacity = rule[1], rule[2], rule[3], rule[4]
   if s < 0 then
     if not time_s then
       local t = redis.call("TIME")
       time_s, time_n = tonumber(t[1]), tonumber(t[2]) * 1000
+      reply[1], reply[2] = time_s, time_n
     end
     s, n = time_s, time_n
   end
-  local key = KEYS[3 * i + 1]
-  local white = listed(values[3 * i + 2], s, n)
-  local black, black_s, black_n = listed(values[3 * i + 3], s, n)
-  local w1, w2, w3, w4, bs, bn = struct.unpack(">dddddd", written[key] or values[3 * i + 1] or NO_STATE)
-  if white then
-    answer(i, 2, -1, -1, 0, 0, 0, 0)
-  elseif black then
-    answer(i, 3, black_s, black_n, 0, 0, 0, 0)
-  elseif before(s, n, bs, bn) then
-    answer(i, 4, bs, bn, 0, 0, 0, 0)
+  local key = KEYS[k]
+  local w1, w2, w3, w4, bs, bn = struct.unpack(">dddddd", written[key] or values[k] or NO_STATE)
+  local white, black, black_s, black_n = false, false, -1, -1
+  if screen == 1 then
+    white = listed(values[k + 1], s, n)
+    black, black_s, black_n = listed(values[k + 2], s, n)
+    k = k + 3
   else
-    -- The strategy: whether the request fits, the state after it, and when the key is idle
-    -- before (idle_s, idle_n) and after it (next_idle_s, next_idle_n).
+    k = k + 1
+  end
+  local code, until_s, until_n = 0, -1, -1
+  if white then
+    code, w1, w2, w3, w4 = 2, 0, 0, 0, 0
+  elseif black then
+    code, until_s, until_n, w1, w2, w3, w4 = 3, black_s, black_n, 0, 0, 0, 0
+  elseif before(s, n, bs, bn) then
+    code, until_s, until_n, w1, w2, w3, w4 = 4, bs, bn, 0, 0, 0, 0
+  else
+    -- The strategy: whether the request fits, and the state after it.
     local allowed, n1, n2, n3, n4
-    local idle_s, idle_n, next_idle_s, next_idle_n
     if kind == 1 then
       -- The debt in units of 1/limit ns: (TAT - now) · limit + remainder when the TAT is
       -- ahead. Beyond the whole capacity (only after the caller's clock went back) it is
@@ -136,8 +158,6 @@ for i = 0, #ARGV - 1 do
       end
       n1, n2 = plus(s, n, whole)
       n3, n4 = frac, 0
-      idle_s, idle_n = w1, w2 + 1
-      next_idle_s, next_idle_n = n1, n2 + 1
     else
       local cs, cn = window_start(s, n, window)
       local ss, sn, prev, cur = w1, w2, w3, w4
@@ -147,8 +167,6 @@ for i = 0, #ARGV - 1 do
         end
         allowed = prev + cost <= limit
         n1, n2, n3, n4 = ss, sn, prev + cost, 0
-        idle_s, idle_n = plus(w1, w2, window)
-        next_idle_s, next_idle_n = plus(ss, sn, window)
       else
         if before(ss, sn, cs, cn) then
           local es, en = plus(ss, sn, window)
@@ -163,26 +181,22 @@ for i = 0, #ARGV - 1 do
         local room = limit - cur - cost
         allowed = room >= 0 and not exceeds(prev, window - elapsed, room, window)
         n1, n2, n3, n4 = ss, sn, prev, cur + cost
-        idle_s, idle_n = plus(w1, w2, 2 * window)
-        next_idle_s, next_idle_n = plus(ss, sn, 2 * window)
       end
     end
-    local until_s, until_n = -1, -1
     if consume == 1 and allowed then
       local value = struct.pack(">dddddd", n1, n2, n3, n4, 0, 0)
       written[key] = value
-      redis.call("SET", key, value, "PX", ttl_ms(s, n, next_idle_s, next_idle_n))
-    elseif consume == 1 and (block_s > 0 or block_n > 0) then
-      until_s, until_n = plus(s + block_s, n, block_n)
+      redis.call("SET", key, value, "PX", rule[7])
+    elseif consume == 1 and (rule[5] > 0 or rule[6] > 0) then
+      until_s, until_n = plus(s + rule[5], n, rule[6])
       local value = struct.pack(">dddddd", w1, w2, w3, w4, until_s, until_n)
       written[key] = value
-      if before(idle_s, idle_n, until_s, until_n) then
-        idle_s, idle_n = until_s, until_n
-      end
-      redis.call("SET", key, value, "PX", ttl_ms(s, n, idle_s, idle_n))
+      redis.call("SET", key, value, "PX", rule[8])
     end
-    answer(i, allowed and 1 or 0, until_s, until_n, w1, w2, w3, w4)
+    code = allowed and 1 or 0
   end
+  local r = #reply
+  reply[r + 1], reply[r + 2], reply[r + 3] = code, until_s, until_n
+  reply[r + 4], reply[r + 5], reply[r + 6], reply[r + 7] = w1, w2, w3, w4
 end
-reply[1] = struct.pack(">dd", time_s or 0, time_n or 0)
-return table.concat(reply)
+return struct.pack(">" .. string.rep("d", #reply), unpack(reply))

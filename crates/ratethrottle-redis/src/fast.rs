@@ -18,9 +18,13 @@ const NANOS_PER_SECOND: u64 = 1_000_000_000;
 const EXACT: u128 = 1 << 50;
 /// Window lengths up to this (52 days) keep `start + 2 · window` in nanoseconds exact.
 const LONGEST_WINDOW: u64 = 1 << 52;
-/// Doubles per check in the request and in the reply.
-const ARGS: usize = 10;
-pub(crate) const ANSWER: usize = 7;
+/// Keys live this much longer than they can take to become idle, in Redis's own time: the
+/// decision's clock (the caller's, with `TimeSource::Caller`) may run apart from it.
+const MARGIN_MS: u64 = 1000;
+/// Doubles per rule and per check in the script's arguments, and per check in its reply.
+const RULE: usize = 8;
+const CHECK: usize = 6;
+const ANSWER: usize = 7;
 
 /// Whether the script can decide checks of `rule`: which of its strategies, if any.
 pub(crate) fn kind(rule: &RuleSpec) -> Option<f64> {
@@ -58,37 +62,89 @@ fn split(nanos: u64) -> [f64; 2] {
     ]
 }
 
-/// One check's arguments for the script.
-pub(crate) fn arguments(query: &Query<'_>, kind: f64, caller_time: bool) -> Vec<u8> {
-    let rule = query.rule;
+/// The longest a key of `rule` can take to become idle after a request (nanoseconds): a full
+/// bucket's drain, or the windows its counts weigh in.
+fn idle_span(rule: &RuleSpec) -> u64 {
     let params = &rule.params;
-    // A cost beyond the capacity is denied whatever it is: one more keeps the numbers small.
-    let most = match rule.compact {
-        Some(Compact::Tat) => params.capacity,
-        _ => params.limit,
-    };
-    let [now_s, now_n] = if caller_time {
-        split(query.now.as_nanos())
-    } else {
-        [-1.0, -1.0]
-    };
-    let [block_s, block_n] = split(rule.block);
-    let values: [f64; ARGS] = [
-        kind,
-        query.cost.min(most + 1) as f64,
-        if query.consume { 1.0 } else { 0.0 },
-        now_s,
-        now_n,
-        block_s,
-        block_n,
-        params.limit as f64,
-        params.window as f64,
-        params.capacity as f64,
-    ];
-    values
-        .iter()
-        .flat_map(|value| value.to_be_bytes())
-        .collect()
+    match rule.compact {
+        Some(Compact::Tat) => {
+            let debt = u128::from(params.capacity) * u128::from(params.window);
+            u64::try_from(debt.div_ceil(u128::from(params.limit))).unwrap_or(u64::MAX)
+        }
+        Some(Compact::SlidingCounter) => params.window.saturating_mul(2),
+        _ => params.window,
+    }
+}
+
+/// A key's time to live in milliseconds: `nanos` rounded up, plus the margin.
+fn keep_ms(nanos: u64) -> f64 {
+    (nanos.div_ceil(1_000_000) + MARGIN_MS) as f64
+}
+
+/// One check's part of the script's arguments: its rule's numbers and its own.
+pub(crate) struct Request {
+    rule: [f64; RULE],
+    /// Everything but the rule's position, which the batch assigns.
+    check: [f64; CHECK - 1],
+}
+
+impl Request {
+    /// The request for `query`; `screen` asks the script to look up the list entries too.
+    pub(crate) fn new(query: &Query<'_>, kind: f64, caller_time: bool, screen: bool) -> Self {
+        let rule = query.rule;
+        let params = &rule.params;
+        // A cost beyond the capacity is denied whatever it is: one more keeps numbers small.
+        let most = match rule.compact {
+            Some(Compact::Tat) => params.capacity,
+            _ => params.limit,
+        };
+        let span = idle_span(rule);
+        let [now_s, now_n] = if caller_time {
+            split(query.now.as_nanos())
+        } else {
+            [-1.0, -1.0]
+        };
+        let [block_s, block_n] = split(rule.block);
+        let flag = |on: bool| if on { 1.0 } else { 0.0 };
+        Request {
+            rule: [
+                kind,
+                params.limit as f64,
+                params.window as f64,
+                params.capacity as f64,
+                block_s,
+                block_n,
+                keep_ms(span),
+                keep_ms(span.max(rule.block)),
+            ],
+            check: [
+                flag(screen),
+                query.cost.min(most + 1) as f64,
+                flag(query.consume),
+                now_s,
+                now_n,
+            ],
+        }
+    }
+}
+
+/// The script's two arguments for `requests`: each distinct rule once, then the checks.
+pub(crate) fn encode<'a>(requests: impl Iterator<Item = &'a Request>) -> [Vec<u8>; 2] {
+    let mut rules: Vec<[f64; RULE]> = Vec::new();
+    let mut checks = Vec::new();
+    for request in requests {
+        let position = match rules.iter().position(|rule| rule == &request.rule) {
+            Some(known) => known,
+            None => {
+                rules.push(request.rule);
+                rules.len() - 1
+            }
+        };
+        checks.extend(((position + 1) as f64).to_be_bytes());
+        checks.extend(request.check.iter().flat_map(|value| value.to_be_bytes()));
+    }
+    let rules = rules.iter().flatten().flat_map(|value| value.to_be_bytes());
+    [rules.collect(), checks]
 }
 
 /// A reply that does not read as the script's answer.

@@ -27,12 +27,10 @@
 //! hash tag: everything one check touches lives in one slot. `ratethrottle:whitelist` and
 //! `ratethrottle:blacklist` index the listed identifiers. State keys expire once idle.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use ratethrottle::clock::Nanos;
 use ratethrottle::store::{
     ListEntry, ListKind, MemoryStore, Outcome, Query, RuleSpec, Store, StoreError, StoreErrorKind,
@@ -46,10 +44,12 @@ mod batch;
 mod connection;
 mod fast;
 mod faults;
+mod lists;
 
 use connection::{Connection, SentinelMaster};
 use faults::Breaker;
 pub use faults::{FaultPolicy, FaultStats};
+use lists::{ListCache, Screen};
 
 /// The check script for everything `fast.lua` does not decide: exact integers, then the
 /// decision.
@@ -57,6 +57,9 @@ const CHECK_SCRIPT: &str = concat!(include_str!("bignum.lua"), include_str!("che
 
 /// The default time one Redis call may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// The default [`RedisConfig::list_cache_ttl`].
+pub const DEFAULT_LIST_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// Whose clock decides.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -97,6 +100,11 @@ pub struct RedisConfig {
     /// certificate, trusted instead of the system's roots (e.g. a private CA). `None` uses the
     /// system's roots.
     pub tls_root_certificate: Option<Vec<u8>>,
+    /// How long this process may screen identifiers against its own copy of the whitelist
+    /// and blacklist (default [`DEFAULT_LIST_CACHE_TTL`]): an entry another process adds or
+    /// removes takes effect here within this time (changes made here, at once). Zero screens
+    /// every check in Redis.
+    pub list_cache_ttl: Duration,
 }
 
 impl RedisConfig {
@@ -112,6 +120,7 @@ impl RedisConfig {
             sentinel_master: None,
             sentinel_nodes: Vec::new(),
             tls_root_certificate: None,
+            list_cache_ttl: DEFAULT_LIST_CACHE_TTL,
         }
     }
 
@@ -174,6 +183,13 @@ impl RedisConfig {
         self.timeout = timeout;
         self
     }
+
+    /// Sets how long the process's copy of the lists may screen checks (zero: never).
+    #[must_use]
+    pub fn list_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.list_cache_ttl = ttl;
+        self
+    }
 }
 
 /// A [`Store`] in Redis, shared by every process that uses the same server and key prefix.
@@ -192,9 +208,8 @@ struct Shared {
     script: redis::Script,
     fast_script: redis::Script,
     batcher: batch::Batcher,
-    /// The list entries this process knows of (added, or seen in a listing), with their
-    /// expiries: the source of [`Store::list_len_hint`].
-    known: [Mutex<HashMap<String, Option<Nanos>>>; 2],
+    /// The process's copy of the lists.
+    lists: ListCache,
     breaker: Breaker,
     /// Decides while Redis is down under [`FaultPolicy::FallbackMemory`]; mirrors the lists
     /// this process sets.
@@ -285,6 +300,7 @@ impl RedisStore {
                 .map_err(|error| failure(&address, error))?;
             (Connection::Cluster(cluster), address)
         };
+        let list_cache_ttl = u64::try_from(config.list_cache_ttl.as_nanos()).unwrap_or(u64::MAX);
         Ok(RedisStore {
             connection,
             shared: Arc::new(Shared {
@@ -293,7 +309,7 @@ impl RedisStore {
                 script: redis::Script::new(CHECK_SCRIPT),
                 fast_script: redis::Script::new(fast::SCRIPT),
                 batcher: batch::Batcher::default(),
-                known: [Mutex::default(), Mutex::default()],
+                lists: ListCache::new(list_cache_ttl),
                 breaker: Breaker::default(),
                 fallback: MemoryStore::new(),
             }),
@@ -350,38 +366,27 @@ impl RedisStore {
         match shared.config.fault_policy {
             FaultPolicy::FailClosed => Err(error),
             FaultPolicy::FallbackMemory => Ok(shared.fallback.check_now(query)),
-            _ => Ok(self.known_listing(query).unwrap_or_else(|| {
-                let capacity = query.rule.params.capacity;
-                Outcome::Decided {
-                    decision: Decision {
-                        allowed: true,
-                        remaining: if query.consume {
-                            capacity.saturating_sub(query.cost)
-                        } else {
-                            capacity
+            _ => Ok(self
+                .shared
+                .lists
+                .last_known(query.identifier, query.now)
+                .unwrap_or_else(|| {
+                    let capacity = query.rule.params.capacity;
+                    Outcome::Decided {
+                        decision: Decision {
+                            allowed: true,
+                            remaining: if query.consume {
+                                capacity.saturating_sub(query.cost)
+                            } else {
+                                capacity
+                            },
+                            reset_after: 0,
+                            retry_after: None,
                         },
-                        reset_after: 0,
-                        retry_after: None,
-                    },
-                    blocked_until: None,
-                }
-            })),
+                        blocked_until: None,
+                    }
+                })),
         }
-    }
-
-    /// The lists as this process knows them, for deciding without Redis.
-    fn known_listing(&self, query: &Query<'_>) -> Option<Outcome> {
-        let entry = |list: ListKind| {
-            let known = self.shared.known[list as usize].lock();
-            known
-                .get(query.identifier)
-                .copied()
-                .filter(|expiry| expiry.is_none_or(|at| at > query.now))
-        };
-        if entry(ListKind::Whitelist).is_some() {
-            return Some(Outcome::Whitelisted);
-        }
-        entry(ListKind::Blacklist).map(|until| Outcome::Blacklisted { until })
     }
 
     fn key(&self, identifier: &str, suffix: &str) -> String {
@@ -401,6 +406,45 @@ impl RedisStore {
 
     fn index_key(&self, list: ListKind) -> String {
         format!("{}{}", self.shared.config.key_prefix, list.as_str())
+    }
+
+    /// The counter every list change increments.
+    fn list_version_key(&self) -> String {
+        format!("{}lists_version", self.shared.config.key_prefix)
+    }
+
+    /// Starts a refresh of the process's copy of the lists when it is due.
+    fn refresh_lists_soon(&self, now: Nanos) {
+        let lists = &self.shared.lists;
+        if !lists.start_refresh(now) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            lists.refreshed();
+            return;
+        };
+        let store = self.clone();
+        runtime.spawn(async move {
+            if let Err(error) = store.refresh_lists(now).await {
+                tracing::debug!("list refresh failed (checks screen in redis meanwhile): {error}");
+            }
+            store.shared.lists.refreshed();
+        });
+    }
+
+    async fn refresh_lists(&self, now: Nanos) -> Result<(), StoreError> {
+        let lists = &self.shared.lists;
+        let changes = lists.changes();
+        let mut connection = self.connection.clone();
+        let version: Option<u64> = self.run(connection.get(self.list_version_key())).await?;
+        let version = version.unwrap_or(0);
+        if lists.confirm(now, version) {
+            return Ok(());
+        }
+        let white = self.read_list(ListKind::Whitelist, now).await?;
+        let black = self.read_list(ListKind::Blacklist, now).await?;
+        lists.install(now, version, [white, black], changes);
+        Ok(())
     }
 
     /// Runs one command (or pipeline) within the timeout, naming the server on failure.
@@ -431,10 +475,76 @@ impl RedisStore {
         self.shared.config.time == TimeSource::Caller
     }
 
+    /// Every unexpired entry of `list`, read from Redis; expired ones are deleted.
+    async fn read_list(&self, list: ListKind, now: Nanos) -> Result<Vec<ListEntry>, StoreError> {
+        let mut connection = self.connection.clone();
+        let mut identifiers: Vec<String> =
+            self.run(connection.smembers(self.index_key(list))).await?;
+        identifiers.sort();
+        if identifiers.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One pipeline on a single server; key by key on a cluster, where the entries live in
+        // different slots.
+        let expiries: Vec<Option<String>> = if self.connection.is_cluster() {
+            let mut expiries = Vec::with_capacity(identifiers.len());
+            for identifier in &identifiers {
+                let key = self.list_key(list, identifier);
+                expiries.push(self.run(connection.get(key)).await?);
+            }
+            expiries
+        } else {
+            let mut pipe = redis::pipe();
+            for identifier in &identifiers {
+                pipe.get(self.list_key(list, identifier));
+            }
+            self.run(pipe.query_async(&mut connection)).await?
+        };
+        let mut entries = Vec::new();
+        for (identifier, expiry) in identifiers.into_iter().zip(expiries) {
+            match expiry {
+                Some(expiry) if unexpired(&expiry, now) => {
+                    entries.push(ListEntry::new(identifier, parse_list_expiry(&expiry)));
+                }
+                _ => {
+                    let key = self.list_key(list, &identifier);
+                    self.run(connection.del::<_, ()>(key)).await?;
+                    let index = self.index_key(list);
+                    self.run(connection.srem::<_, _, ()>(index, &identifier))
+                        .await?;
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// After this process changed `list`: other processes' copies learn of it through the
+    /// version, this one's at once.
+    async fn lists_changed(
+        &self,
+        list: ListKind,
+        identifier: &str,
+        entry: Option<Option<Nanos>>,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        self.run(connection.incr::<_, _, ()>(self.list_version_key(), 1))
+            .await?;
+        self.shared.lists.record(list, identifier, entry);
+        Ok(())
+    }
+
     async fn decide(&self, query: Query<'_>) -> Result<Outcome, StoreError> {
+        let screen_in_redis = match self.shared.lists.screen(query.identifier, query.now) {
+            Screen::Listed(outcome) => return Ok(outcome),
+            Screen::Clear => false,
+            Screen::Unknown => {
+                self.refresh_lists_soon(query.now);
+                true
+            }
+        };
         let rule = query.rule;
         if let Some(kind) = fast::kind(rule) {
-            return self.decide_fast(query, kind).await;
+            return self.decide_fast(query, kind, screen_in_redis).await;
         }
         let params = &rule.params;
         let kind = match rule.compact {
@@ -700,9 +810,8 @@ impl Store for RedisStore {
         self.run(pipe.query_async::<()>(&mut connection)).await?;
         self.run(connection.sadd::<_, _, ()>(self.index_key(list), identifier))
             .await?;
-        self.shared.known[list as usize]
-            .lock()
-            .insert(identifier.to_owned(), expires_at);
+        self.lists_changed(list, identifier, Some(expires_at))
+            .await?;
         self.shared
             .fallback
             .list_add(list, identifier, expires_at)
@@ -716,7 +825,7 @@ impl Store for RedisStore {
             .await?;
         self.run(connection.srem::<_, _, ()>(self.index_key(list), identifier))
             .await?;
-        self.shared.known[list as usize].lock().remove(identifier);
+        self.lists_changed(list, identifier, None).await?;
         self.shared.fallback.list_remove(list, identifier).await?;
         Ok(removed > 0)
     }
@@ -735,57 +844,13 @@ impl Store for RedisStore {
     }
 
     async fn list_entries(&self, list: ListKind, now: Nanos) -> Result<Vec<ListEntry>, StoreError> {
-        let mut connection = self.connection.clone();
-        let mut identifiers: Vec<String> =
-            self.run(connection.smembers(self.index_key(list))).await?;
-        identifiers.sort();
-        if identifiers.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One pipeline on a single server; key by key on a cluster, where the entries live in
-        // different slots.
-        let expiries: Vec<Option<String>> = if self.connection.is_cluster() {
-            let mut expiries = Vec::with_capacity(identifiers.len());
-            for identifier in &identifiers {
-                let key = self.list_key(list, identifier);
-                expiries.push(self.run(connection.get(key)).await?);
-            }
-            expiries
-        } else {
-            let mut pipe = redis::pipe();
-            for identifier in &identifiers {
-                pipe.get(self.list_key(list, identifier));
-            }
-            self.run(pipe.query_async(&mut connection)).await?
-        };
-        let mut entries = Vec::new();
-        for (identifier, expiry) in identifiers.into_iter().zip(expiries) {
-            match expiry {
-                Some(expiry) if unexpired(&expiry, now) => {
-                    entries.push(ListEntry::new(identifier, parse_list_expiry(&expiry)));
-                }
-                _ => {
-                    let key = self.list_key(list, &identifier);
-                    self.run(connection.del::<_, ()>(key)).await?;
-                    let index = self.index_key(list);
-                    self.run(connection.srem::<_, _, ()>(index, &identifier))
-                        .await?;
-                }
-            }
-        }
-        *self.shared.known[list as usize].lock() = entries
-            .iter()
-            .map(|entry| (entry.identifier.clone(), entry.expires_at))
-            .collect();
+        let entries = self.read_list(list, now).await?;
+        self.shared.lists.replace_list(list, &entries);
         Ok(entries)
     }
 
     fn list_len_hint(&self, list: ListKind, now: Nanos) -> u64 {
-        let known = self.shared.known[list as usize].lock();
-        known
-            .values()
-            .filter(|expiry| expiry.is_none_or(|at| at > now))
-            .count() as u64
+        self.shared.lists.len(list, now)
     }
 }
 
