@@ -1,8 +1,10 @@
 //! Checks per second through `RedisStore` against raw `INCR` on the same server, in one run.
 //!
 //! Run: `cargo bench -p ratethrottle-redis --bench throughput` (starts its own `redis-server`
-//! on a free port; set `RT_BENCH_REDIS_URL` to use another server, `RT_BENCH_SECONDS` to change
-//! the 3 s per case). Prints a Markdown table for BENCHMARKS.md.
+//! on a free port; set `RT_BENCH_REDIS_URL` to use another server). Each concurrency runs
+//! `RT_BENCH_ROUNDS` rounds (default 7) of one slice per case (`RT_BENCH_SECONDS`, default 1 s),
+//! `INCR` first; a case's ratio is the median of its per-round ratios. Prints a Markdown table
+//! for BENCHMARKS.md.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,6 +49,12 @@ where
     done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The median of `values` (sorted in place).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 fn start_server() -> (String, Option<std::process::Child>) {
     if let Ok(url) = std::env::var("RT_BENCH_REDIS_URL") {
         return (url, None);
@@ -77,10 +85,14 @@ fn start_server() -> (String, Option<std::process::Child>) {
 }
 
 fn main() {
-    let seconds: f64 = std::env::var("RT_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+    let setting = |name: &str, default: f64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(default)
+    };
+    let seconds = setting("RT_BENCH_SECONDS", 1.0);
+    let rounds = setting("RT_BENCH_ROUNDS", 7.0) as usize;
     let (url, mut server) = start_server();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -106,9 +118,14 @@ fn main() {
             .expect("redis");
         let mut rows = Vec::new();
         for tasks in CONCURRENCY {
-            let incr = {
+            // Rounds of back-to-back slices, INCR first: each round's ratios compare runs a
+            // few seconds apart, so the machine's slow and calm stretches cancel out.
+            let mut incr_rates = Vec::new();
+            let mut check_rates = vec![Vec::new(); STRATEGIES.len()];
+            let mut ratios = vec![Vec::new(); STRATEGIES.len()];
+            for _ in 0..rounds {
                 let raw = raw.clone();
-                throughput(tasks, seconds, move |task| {
+                let incr = throughput(tasks, seconds, move |task| {
                     let mut raw = raw.clone();
                     async move {
                         let _: u64 = redis::cmd("INCR")
@@ -118,23 +135,35 @@ fn main() {
                             .expect("INCR");
                     }
                 })
-                .await
-            };
-            rows.push(format!("| raw `INCR` | {tasks} | {incr:.0} | 1.00× |"));
-            for strategy in STRATEGIES {
-                let limiter = limiter.clone();
-                let per_second = throughput(tasks, seconds, move |task| {
-                    let limiter = limiter.clone();
-                    async move {
-                        let id = format!("client-{task}");
-                        let status = limiter.check(&id, strategy.as_str()).await;
-                        assert!(status.expect("a check").allowed);
-                    }
-                })
                 .await;
+                incr_rates.push(incr);
+                for (index, strategy) in STRATEGIES.into_iter().enumerate() {
+                    let limiter = limiter.clone();
+                    let per_second = throughput(tasks, seconds, move |task| {
+                        let limiter = limiter.clone();
+                        async move {
+                            let id = format!("client-{task}");
+                            let status = limiter.check(&id, strategy.as_str()).await;
+                            assert!(status.expect("a check").allowed);
+                        }
+                    })
+                    .await;
+                    check_rates[index].push(per_second);
+                    ratios[index].push(per_second / incr);
+                }
+            }
+            rows.push(format!(
+                "| raw `INCR` | {tasks} | {:.0} | 1.00× | |",
+                median(&mut incr_rates)
+            ));
+            for (index, strategy) in STRATEGIES.into_iter().enumerate() {
+                let ratios = &mut ratios[index];
+                let median_ratio = median(ratios);
                 rows.push(format!(
-                    "| `{strategy}` check | {tasks} | {per_second:.0} | {:.2}× |",
-                    per_second / incr
+                    "| `{strategy}` check | {tasks} | {:.0} | {median_ratio:.2}× | {:.2}–{:.2} |",
+                    median(&mut check_rates[index]),
+                    ratios[0],
+                    ratios[ratios.len() - 1],
                 ));
             }
         }
@@ -144,8 +173,11 @@ fn main() {
         let _ = server.kill();
         let _ = server.wait();
     }
-    println!("| case | concurrency | per second | ratio to INCR |");
-    println!("|---|---:|---:|---:|");
+    println!(
+        "| case | concurrency | per second (median) | ratio to INCR (median of rounds) | \
+         ratio range |"
+    );
+    println!("|---|---:|---:|---:|---:|");
     for row in rows {
         println!("{row}");
     }

@@ -102,7 +102,7 @@ end
 local written = {}
 local time_s, time_n
 local values = redis.call("MGET", unpack(KEYS))
-local reply = { 0, 0 }
+local reply, size = { 0, 0 }, 2
 local checks, at, k = ARGV[2], 1, 1
 while at <= #checks do
   local rule_at, screen, cost, consume, s, n, next_at = struct.unpack(">dddddd", checks, at)
@@ -195,8 +195,8 @@ while at <= #checks do
     end
     code = allowed and 1 or 0
   end
-  local r = #reply
-  reply[r + 1], reply[r + 2], reply[r + 3] = code, until_s, until_n
-  reply[r + 4], reply[r + 5], reply[r + 6], reply[r + 7] = w1, w2, w3, w4
+  reply[size + 1], reply[size + 2], reply[size + 3] = code, until_s, until_n
+  reply[size + 4], reply[size + 5], reply[size + 6], reply[size + 7] = w1, w2, w3, w4
+  size = size + 7
 end
-return struct.pack(">" .. string.rep("d", #reply), unpack(reply))
+return struct.pack(">" .. string.rep("d", size), unpack(reply))

@@ -100,7 +100,7 @@ fn unix_sockets_work() {
 }
 
 /// The calls the server has served, by command (from `INFO commandstats`).
-async fn command_counts(url: &str) -> std::collections::HashMap<String, u64> {
+pub(crate) async fn command_counts(url: &str) -> std::collections::HashMap<String, u64> {
     let client = redis::Client::open(url).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     let info: String = redis::cmd("INFO")

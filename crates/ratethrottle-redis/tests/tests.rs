@@ -1,5 +1,6 @@
 //! Integration tests of the Redis store, against `redis-server` processes the tests start.
 
+mod batching;
 mod conformance;
 mod differential;
 mod errors;
