@@ -108,11 +108,17 @@ impl RedisServer {
 
     /// Starts `redis-server` on `port` with `extra` arguments (shell words).
     fn start_on(port: u16, extra: &str) -> RedisServer {
+        // A replica's first sync writes an RDB file: keep it out of the working tree.
+        let dir = if extra.contains("--dir ") {
+            String::new()
+        } else {
+            format!("--dir {}", std::env::temp_dir().display())
+        };
         Self::launch(
             port,
             &format!(
-                "--port {port} --bind 127.0.0.1 --save '' --appendonly no {extra} \
-                 --loglevel warning"
+                "--port {port} --bind 127.0.0.1 --save '' --appendonly no {extra} {dir} \
+                 --dbfilename ratethrottle-test-{port}.rdb --loglevel warning"
             ),
         )
     }
