@@ -118,7 +118,13 @@ while at <= #checks do
     s, n = time_s, time_n
   end
   local key = KEYS[k]
-  local w1, w2, w3, w4, bs, bn = struct.unpack(">dddddd", written[key] or values[k] or NO_STATE)
+  -- Anything but a state this script wrote (none yet; another type, which MGET reads as
+  -- nothing; a stray value) counts as a fresh key, and the next admission overwrites it.
+  local state = written[key] or values[k]
+  if not state or #state ~= 48 then
+    state = NO_STATE
+  end
+  local w1, w2, w3, w4, bs, bn = struct.unpack(">dddddd", state)
   local white, black, black_s, black_n = false, false, -1, -1
   if screen == 1 then
     white = listed(values[k + 1], s, n)

@@ -178,3 +178,34 @@ fn state_keys_expire_once_idle_and_denials_do_not_extend_them() {
         assert!(ttl() <= after_admission, "a denial extended the key's life");
     });
 }
+
+#[test]
+fn a_stray_value_under_a_state_key_counts_as_a_fresh_key() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    runtime().block_on(async {
+        let clock = ManualClock::new();
+        let prefix = format!("stray-{}:", std::process::id());
+        let limiter = limiter(&server.url(), &prefix, &clock).await;
+        let rule = Rule::new("api", 2, Duration::from_secs(60)).strategy(Strategy::Gcra);
+        limiter.add_rule(rule.clone()).unwrap();
+        let fingerprint = RuleSpec::new(&rule).fingerprint;
+        let key = |id: &str| format!("{prefix}{{i:{id}}}:{fingerprint:016x}");
+        redis_cli(server.port, &["SET", &key("garbage"), "not a state"]);
+        redis_cli(server.port, &["HSET", &key("hash"), "b", "0"]);
+        let checks: Vec<_> = ["garbage", "hash", "fine"]
+            .into_iter()
+            .flat_map(|id| std::iter::repeat_n(id, 3))
+            .map(|id| {
+                let limiter = limiter.clone();
+                tokio::spawn(async move { limiter.check(id, "api").await })
+            })
+            .collect();
+        let mut admitted = 0;
+        for check in checks {
+            admitted += u64::from(check.await.unwrap().unwrap().allowed);
+        }
+        assert_eq!(admitted, 3 * 2, "each key admits its limit of 2");
+    });
+}
