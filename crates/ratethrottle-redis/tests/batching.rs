@@ -12,6 +12,11 @@ use crate::errors::command_counts;
 use crate::runtime;
 use crate::server::{RedisServer, redis_cli};
 
+/// A key prefix no other test (or run) uses.
+fn prefix(what: &str) -> String {
+    format!("{what}-{}:", std::process::id())
+}
+
 /// A limiter over `url` under `prefix`, on `clock` (the store trusts it).
 async fn limiter(url: &str, prefix: &str, clock: &ManualClock) -> Limiter<RedisStore> {
     let config = RedisConfig::new(url)
@@ -78,7 +83,7 @@ fn checks_abandoned_half_way_do_not_hold_up_the_others() {
     };
     runtime().block_on(async {
         let clock = ManualClock::new();
-        let prefix = format!("abandon-{}:", std::process::id());
+        let prefix = prefix("abandon");
         let limiter = limiter(&server.url(), &prefix, &clock).await;
         limiter
             .add_rule(Rule::new("api", 1_000_000, Duration::from_secs(60)))
@@ -116,7 +121,7 @@ fn another_process_list_change_takes_effect_within_the_cache_ttl() {
     };
     runtime().block_on(async {
         let clock = ManualClock::new();
-        let prefix = format!("lists-{}:", std::process::id());
+        let prefix = prefix("lists");
         let here = limiter(&server.url(), &prefix, &clock).await;
         let there = limiter(&server.url(), &prefix, &clock).await;
         for limiter in [&here, &there] {
@@ -147,7 +152,7 @@ fn state_keys_expire_once_idle_and_denials_do_not_extend_them() {
     };
     runtime().block_on(async {
         let clock = ManualClock::new();
-        let prefix = format!("ttl-{}:", std::process::id());
+        let prefix = prefix("ttl");
         let limiter = limiter(&server.url(), &prefix, &clock).await;
         let rule = Rule::new("api", 2, Duration::from_secs(60))
             .strategy(Strategy::FixedWindow)
@@ -186,7 +191,7 @@ fn a_stray_value_under_a_state_key_counts_as_a_fresh_key() {
     };
     runtime().block_on(async {
         let clock = ManualClock::new();
-        let prefix = format!("stray-{}:", std::process::id());
+        let prefix = prefix("stray");
         let limiter = limiter(&server.url(), &prefix, &clock).await;
         let rule = Rule::new("api", 2, Duration::from_secs(60)).strategy(Strategy::Gcra);
         limiter.add_rule(rule.clone()).unwrap();
