@@ -2,11 +2,13 @@
 //! limits, the lists and the blocks.
 //!
 //! Each check is one round trip: one `EVALSHA` of a Lua script that screens the lists, honours
-//! the block, applies the strategy and starts the block of a violation, atomically. The script
-//! does exact integer arithmetic (Redis Lua numbers are doubles, so it carries its own
-//! arbitrary-precision integers) and returns the key's state before the request; this crate
-//! then derives `remaining`, `reset_after` and `retry_after` with the very functions the
-//! in-memory store uses, so both stores give the same answers.
+//! the block, applies the strategy and starts the block of a violation, atomically, and returns
+//! the key's state before the request; this crate then derives `remaining`, `reset_after` and
+//! `retry_after` with the very functions the in-memory store uses, so both stores give the same
+//! answers. Ordinary bucket and window rules go to `fast.lua` (exact in doubles, several
+//! concurrent checks per call); the rest to `check.lua`, which carries its own
+//! arbitrary-precision integers. While the process's copy of the lists is fresh (at most
+//! [`RedisConfig::list_cache_ttl`] old), checks screen against it instead of Redis.
 //!
 //! ```no_run
 //! use ratethrottle::{Limiter, Rule};
@@ -22,10 +24,11 @@
 //! ```
 //!
 //! Keys (default prefix `ratethrottle:`): `ratethrottle:{i:<identifier>}:<rule fingerprint>`
-//! holds a key's state (a hash, with a `:log` list for sliding_window), and
-//! `ratethrottle:{i:<identifier>}:wl` / `:bl` its list entries. The braces are a Redis Cluster
-//! hash tag: everything one check touches lives in one slot. `ratethrottle:whitelist` and
-//! `ratethrottle:blacklist` index the listed identifiers. State keys expire once idle.
+//! holds a key's state (a 48-byte string for `fast.lua` rules; a hash, with a `:log` list for
+//! sliding_window, for the others), and `ratethrottle:{i:<identifier>}:wl` / `:bl` its list
+//! entries. The braces are a Redis Cluster hash tag: everything one check touches lives in one
+//! slot. `ratethrottle:whitelist` and `ratethrottle:blacklist` index the listed identifiers,
+//! `ratethrottle:lists_version` counts list changes. State keys expire once idle.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -504,7 +507,7 @@ impl RedisStore {
         for (identifier, expiry) in identifiers.into_iter().zip(expiries) {
             match expiry {
                 Some(expiry) if unexpired(&expiry, now) => {
-                    entries.push(ListEntry::new(identifier, parse_list_expiry(&expiry)));
+                    entries.push(ListEntry::new(identifier, parse_seconds_nanos(&expiry)));
                 }
                 _ => {
                     let key = self.list_key(list, &identifier);
@@ -590,8 +593,9 @@ fn list_expiry(expires_at: Option<Nanos>) -> String {
     })
 }
 
-/// A stored list expiry read back (`None` for `""` or anything unreadable).
-fn parse_list_expiry(expiry: &str) -> Option<Nanos> {
+/// A time written as `"seconds:nanoseconds"` (a list expiry, or a script's time), read back;
+/// `None` for `""` or anything unreadable.
+fn parse_seconds_nanos(expiry: &str) -> Option<Nanos> {
     let (seconds, nanos) = expiry.split_once(':')?;
     let nanos: u64 = nanos.parse().ok().filter(|&n| n < 1_000_000_000)?;
     let at = seconds.parse::<u64>().ok()?.checked_mul(1_000_000_000)?;
@@ -647,15 +651,11 @@ impl<'a> Reply<'a> {
 
     /// A hexadecimal number that fits in 64 bits, or a time as `"seconds:nanoseconds"`.
     fn number(&self, at: usize) -> Result<u64, StoreError> {
-        if let Some((seconds, nanos)) = self.text(at)?.split_once(':') {
-            let parse = |part: &str| {
-                part.parse::<u64>()
-                    .map_err(|_| self.malformed("not a time"))
-            };
-            return parse(seconds)?
-                .checked_mul(1_000_000_000)
-                .and_then(|whole| whole.checked_add(parse(nanos).ok()?))
-                .ok_or_else(|| self.malformed("time too large"));
+        let text = self.text(at)?;
+        if text.contains(':') {
+            return parse_seconds_nanos(text)
+                .map(Nanos::as_nanos)
+                .ok_or_else(|| self.malformed("not a time"));
         }
         u64::try_from(self.wide(at)?).map_err(|_| self.malformed("number too large"))
     }
@@ -856,7 +856,7 @@ impl Store for RedisStore {
 
 /// Whether a list entry's stored expiry (see [`list_expiry`]) is after `now`.
 fn unexpired(expiry: &str, now: Nanos) -> bool {
-    expiry.is_empty() || parse_list_expiry(expiry).is_some_and(|at| at > now)
+    expiry.is_empty() || parse_seconds_nanos(expiry).is_some_and(|at| at > now)
 }
 
 #[cfg(test)]
