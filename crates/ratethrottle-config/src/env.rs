@@ -1,0 +1,412 @@
+//! The environment: `${VAR}` / `${VAR:-default}` interpolation in the file, and the `RT_*`
+//! variables that override it.
+
+use std::collections::BTreeMap;
+
+use crate::error::{ConfigError, Location, did_you_mean};
+use crate::schema::{Config, LogLevel, StorageKind};
+use crate::values::{MASK, Seconds, Secret, parse_bool};
+
+/// A set of environment variables: the process's ([`Environment::from_process`]) or given ones
+/// (tests, embedding).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Environment {
+    vars: BTreeMap<String, String>,
+}
+
+impl Environment {
+    /// The process's variables (those that are valid UTF-8).
+    pub fn from_process() -> Self {
+        Environment {
+            vars: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        }
+    }
+
+    /// No variables at all.
+    pub fn empty() -> Self {
+        Environment::default()
+    }
+
+    /// Adds (or replaces) `name=value`.
+    #[must_use]
+    pub fn with(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Environment {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Environment {
+            vars: iter
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` in `text` (outside comments); `$${` is a literal
+/// `${`. A variable that is not set and has no default is an error at its position.
+pub(crate) fn interpolate(text: &str, origin: &str, env: &Environment) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    for (number, line) in text.split_inclusive('\n').enumerate() {
+        let comment = comment_start(line);
+        let (body, tail) = line.split_at(comment);
+        let mut rest = body;
+        while let Some(start) = rest.find("${") {
+            if rest[..start].ends_with('$') {
+                out.push_str(&rest[..start - 1]);
+                out.push_str("${");
+                rest = &rest[start + 2..];
+                continue;
+            }
+            out.push_str(&rest[..start]);
+            let column = body.len() - rest.len() + start + 1;
+            let at = |message: String| {
+                ConfigError::invalid(
+                    origin,
+                    Some(Location {
+                        line: number + 1,
+                        column,
+                    }),
+                    message,
+                )
+            };
+            let Some(end) = rest[start..].find('}') else {
+                return Err(at("unclosed \"${\": write ${VAR} or ${VAR:-default}".to_owned()));
+            };
+            let inner = &rest[start + 2..start + end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (inner, None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(at(format!(
+                    "invalid variable name {name:?} in \"${{{inner}}}\""
+                )));
+            }
+            let value = match (env.get(name), default) {
+                (Some(value), None) => value,
+                (Some(value), Some(_)) if !value.is_empty() => value,
+                (_, Some(default)) => default,
+                (None, None) => {
+                    return Err(at(format!(
+                        "environment variable {name} is not set (referenced as ${{{name}}}; \
+                         write ${{{name}:-default}} for a fallback)"
+                    )));
+                }
+            };
+            if value.contains('\n') {
+                return Err(at(format!(
+                    "environment variable {name} holds a line break, which cannot be interpolated"
+                )));
+            }
+            out.push_str(value);
+            rest = &rest[start + end + 1..];
+        }
+        out.push_str(rest);
+        out.push_str(tail);
+    }
+    Ok(out)
+}
+
+/// Where a YAML comment starts in `line` (a `#` at the start or after whitespace, outside
+/// quotes), or the line's length.
+fn comment_start(line: &str) -> usize {
+    let mut quote = None;
+    let mut previous = ' ';
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '#') if previous.is_whitespace() => return i,
+            _ => {}
+        }
+        previous = c;
+    }
+    line.len()
+}
+
+/// One `RT_*` variable: its name, whether its value is a secret, and how it applies.
+struct Override {
+    name: &'static str,
+    secret: bool,
+    apply: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+fn number<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, String> {
+    text.trim().parse().map_err(|_| format!("expected {what}"))
+}
+
+fn positive(text: &str) -> Result<u64, String> {
+    match number::<u64>(text, "a whole number above 0")? {
+        0 => Err("expected a whole number above 0".to_owned()),
+        n => Ok(n),
+    }
+}
+
+fn seconds(text: &str) -> Result<Seconds, String> {
+    Seconds::parse(text)
+}
+
+/// Every variable the original documents, plus `RT_REDIS_URL`.
+const OVERRIDES: &[Override] = &[
+    Override {
+        name: "RT_STORAGE_TYPE",
+        secret: false,
+        apply: |c, v| {
+            c.storage.kind = match v.trim().to_ascii_lowercase().as_str() {
+                "memory" => StorageKind::Memory,
+                "redis" => StorageKind::Redis,
+                _ => return Err("expected memory or redis".to_owned()),
+            };
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_REDIS_URL",
+        secret: true,
+        apply: |c, v| {
+            url::Url::parse(v).map_err(|e| format!("expected a redis:// URL ({e})"))?;
+            c.storage.url = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_REDIS_HOST",
+        secret: false,
+        apply: |c, v| {
+            c.storage.host = Some(v.trim().to_owned());
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_REDIS_PORT",
+        secret: false,
+        apply: |c, v| {
+            c.storage.port = Some(number(v, "a port number (1-65535)")?);
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_REDIS_DB",
+        secret: false,
+        apply: |c, v| {
+            c.storage.db = Some(number(v, "a database number")?);
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_REDIS_PASSWORD",
+        secret: true,
+        apply: |c, v| {
+            c.storage.password = Secret::new(v);
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_REDIS_KEY_PREFIX",
+        secret: false,
+        apply: |c, v| {
+            c.storage.key_prefix = v.to_owned();
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_ENABLED",
+        secret: false,
+        apply: |c, v| {
+            c.global.enabled = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_LOG_LEVEL",
+        secret: false,
+        apply: |c, v| {
+            c.global.log_level = v.parse::<LogLevel>()?;
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_HEADERS_ENABLED",
+        secret: false,
+        apply: |c, v| {
+            c.global.headers_enabled = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_DDOS_ENABLED",
+        secret: false,
+        apply: |c, v| {
+            c.ddos_protection.enabled = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_DDOS_THRESHOLD",
+        secret: false,
+        apply: |c, v| {
+            c.ddos_protection.threshold = positive(v)?;
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_DDOS_BLOCK_DURATION",
+        secret: false,
+        apply: |c, v| {
+            c.ddos_protection.block_duration = seconds(v)?;
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_ADAPTIVE_ENABLED",
+        secret: false,
+        apply: |c, v| {
+            c.adaptive.enabled = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_MONITORING_ENABLED",
+        secret: false,
+        apply: |c, v| {
+            c.monitoring.enabled = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_MONITORING_INTERVAL",
+        secret: false,
+        apply: |c, v| {
+            c.monitoring.interval = Seconds::new(positive(v)?);
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_ALERTING_ENABLED",
+        secret: false,
+        apply: |c, v| {
+            c.alerting.enabled = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_SLACK_WEBHOOK_URL",
+        secret: true,
+        apply: |c, v| {
+            c.alerting.slack.webhook_url = Secret::new(v);
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_WEBHOOK_URL",
+        secret: true,
+        apply: |c, v| {
+            c.alerting.webhook.url = Secret::new(v);
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_EMAIL_PASSWORD",
+        secret: true,
+        apply: |c, v| {
+            c.alerting.email.password = Secret::new(v);
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_PAGERDUTY_KEY",
+        secret: true,
+        apply: |c, v| {
+            c.alerting.pagerduty.routing_key = Secret::new(v);
+            Ok(())
+        },
+    },
+];
+
+/// `RT_*` variables read elsewhere (by the command line) or by tools, not by the schema.
+const OTHER_KNOWN: &[&str] = &["RT_CONFIG"];
+
+/// The names of the `RT_*` variables that override the file, in the order they apply.
+pub fn override_names() -> impl Iterator<Item = &'static str> {
+    OVERRIDES.iter().map(|o| o.name)
+}
+
+/// Applies the `RT_*` variables of `env` to `config`. A value that does not fit is an error
+/// naming the variable (secrets masked); an unknown `RT_*` variable is a warning with a hint.
+pub(crate) fn apply_overrides(config: &mut Config, env: &Environment) -> Result<(), ConfigError> {
+    for o in OVERRIDES {
+        if let Some(value) = env.get(o.name) {
+            (o.apply)(config, value).map_err(|message| ConfigError::Environment {
+                name: o.name.to_owned(),
+                value: if o.secret {
+                    MASK.to_owned()
+                } else {
+                    format!("{value:?}")
+                },
+                message,
+            })?;
+        }
+    }
+    for name in env.vars.keys().filter(|k| k.starts_with("RT_")) {
+        let known = override_names().any(|n| n == name)
+            || OTHER_KNOWN.contains(&name.as_str())
+            || name.starts_with("RT_BENCH_");
+        if !known {
+            let hint = did_you_mean(name, override_names()).unwrap_or_default();
+            config
+                .warnings
+                .push(format!("environment variable {name} is not a ratethrottle setting{hint}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Environment {
+        [("HOST", "redis.internal"), ("EMPTY", "")].into_iter().collect()
+    }
+
+    #[test]
+    fn interpolates_variables_and_defaults() {
+        let text = "url: redis://${HOST}:${PORT:-6379}/0\nx: ${EMPTY:-fallback} $${literal}\n";
+        assert_eq!(
+            interpolate(text, "f.yaml", &env()).unwrap(),
+            "url: redis://redis.internal:6379/0\nx: fallback ${literal}\n"
+        );
+    }
+
+    #[test]
+    fn leaves_comments_alone() {
+        let text = "a: 1 # ${NOT_SET}\n# ${ALSO_NOT_SET}\nb: \"#${HOST}\"\n";
+        assert_eq!(
+            interpolate(text, "f.yaml", &env()).unwrap(),
+            "a: 1 # ${NOT_SET}\n# ${ALSO_NOT_SET}\nb: \"#redis.internal\"\n"
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_is_an_error_at_its_place() {
+        let error = interpolate("a: 1\nb: x${MISSING}\n", "f.yaml", &env()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "f.yaml:2:5: environment variable MISSING is not set (referenced as ${MISSING}; \
+             write ${MISSING:-default} for a fallback)"
+        );
+        let error = interpolate("b: ${OPEN\n", "f.yaml", &env()).unwrap_err();
+        assert!(error.to_string().starts_with("f.yaml:1:4: unclosed"), "{error}");
+    }
+}

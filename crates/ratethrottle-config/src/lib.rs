@@ -1,0 +1,416 @@
+//! Configuration for ratethrottle: a YAML file with the original library's schema, `${VAR}`
+//! interpolation and `RT_*` environment overrides, validated with errors that name the file,
+//! line and column, then built into a ready [`Limiter`] over the configured store, with hot
+//! reload.
+//!
+//! Priority: defaults < YAML < `RT_*` variables.
+//!
+//! ```
+//! use ratethrottle_config::{Config, Environment};
+//!
+//! let yaml = r#"
+//! rules:
+//!   - name: api
+//!     rate: 100/minute
+//!     strategy: token_bucket
+//!     burst: 120
+//!   - name: login
+//!     limit: 5
+//!     window: 5m
+//!     block_duration: 900
+//! whitelist: ["10.0.0.1"]
+//! "#;
+//! let env = Environment::empty().with("RT_LOG_LEVEL", "WARNING");
+//! let config = Config::from_yaml(yaml, "example.yaml", &env)?;
+//! assert_eq!(config.rules.len(), 2);
+//! assert_eq!(config.global.log_level.as_filter(), "warn");
+//!
+//! # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+//! let limiter = config.build_limiter().await?;
+//! assert!(limiter.check("203.0.113.7", "api").await?.allowed);
+//! assert!(limiter.is_whitelisted("10.0.0.1").await?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//!
+//! let error = Config::from_yaml("rules:\n  - name: api\n    limt: 5\n", "bad.yaml", &env)
+//!     .unwrap_err();
+//! assert!(error.to_string().starts_with("bad.yaml:3:5: rules[0]: unknown field `limt`"));
+//! assert!(error.to_string().ends_with("(did you mean `limit`?)"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod env;
+mod error;
+mod locate;
+mod reload;
+mod schema;
+mod store;
+mod values;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use ratethrottle::store::Store;
+use ratethrottle::{Limiter, Rule, Strategy};
+
+pub use env::{Environment, override_names};
+pub use error::{ConfigError, Location};
+pub use reload::{ConfigWatcher, ReloadStatus};
+pub use schema::{
+    AdaptiveConfig, AlertThresholds, AlertingConfig, BlacklistEntry, ClusterConfig, Config,
+    DdosConfig, EmailConfig, FaultPolicyName, GlobalConfig, LogLevel, MonitoringConfig,
+    PagerDutyConfig, RedisAddress, RedisOptions, RuleConfig, ScopeName, SentinelConfig,
+    SlackConfig, StorageConfig, StorageKind, StrategyName, TimeSourceName, WebhookConfig,
+    mask_url_password,
+};
+pub use store::ConfiguredStore;
+pub use values::{Fraction, MASK, Positive, Seconds, Secret, parse_bool};
+
+/// The commented example configuration (what `ratethrottle config init` writes, and what the
+/// command line uses when no file is given).
+pub const EXAMPLE_YAML: &str = include_str!("example.yaml");
+
+/// # Loading
+impl Config {
+    /// Reads `path` with the process's environment.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        Config::load_with_env(path, &Environment::from_process())
+    }
+
+    /// Reads `path` with the variables of `env`.
+    pub fn load_with_env(path: impl AsRef<Path>, env: &Environment) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_yaml(&text, &path.display().to_string(), env)
+    }
+
+    /// The built-in example ([`EXAMPLE_YAML`]) with the `RT_*` variables of `env` applied.
+    pub fn builtin(env: &Environment) -> Result<Config, ConfigError> {
+        Config::from_yaml(EXAMPLE_YAML, "<builtin>", env)
+    }
+
+    /// Parses `text` (from `origin`, used in messages): interpolates `${VAR}`, reads the YAML,
+    /// applies the `RT_*` variables of `env` and validates the result.
+    pub fn from_yaml(text: &str, origin: &str, env: &Environment) -> Result<Config, ConfigError> {
+        let text = env::interpolate(text, origin, env)?;
+        let has_content = text
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#') && l.trim() != "---");
+        let mut config: Config = if has_content {
+            serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::from_yaml(origin, &e))?
+        } else {
+            Config::default()
+        };
+        let fail = |path: &str, message: String| {
+            // `ddos_protection` may be spelled `ddos` in the file.
+            let location = locate::locate(&text, path)
+                .or_else(|| locate::locate(&text, &path.replacen("ddos_protection", "ddos", 1)));
+            ConfigError::invalid(origin, location, message)
+        };
+        config.merge_nested_redis().map_err(|(p, m)| fail(p, m))?;
+        env::apply_overrides(&mut config, env)?;
+        config.validate().map_err(|(p, m)| fail(&p, m))?;
+        config.note_ignored_settings();
+        Ok(config)
+    }
+
+    /// The configuration as YAML, secrets masked (`config show`, `config export`).
+    pub fn to_yaml(&self) -> String {
+        // Serializing plain data structures cannot fail.
+        serde_yaml_ng::to_string(self).unwrap_or_default()
+    }
+}
+
+/// # Using
+impl Config {
+    /// The rules as core [`Rule`]s (with `global.default_strategy` applied).
+    pub fn rules(&self) -> Vec<Rule> {
+        let default = self.default_strategy();
+        self.rules.iter().map(|r| r.to_rule(default)).collect()
+    }
+
+    fn default_strategy(&self) -> Strategy {
+        self.global
+            .default_strategy
+            .map_or_else(Strategy::default, |s| s.0)
+    }
+
+    /// A limiter over the configured store with the rules and lists of this configuration.
+    /// Connecting to Redis needs it to answer.
+    pub async fn build_limiter(&self) -> Result<Limiter<ConfiguredStore>, ConfigError> {
+        let store = ConfiguredStore::connect(&self.storage).await?;
+        let limiter = Limiter::builder().store(store).build();
+        self.apply_to(&limiter, None).await?;
+        Ok(limiter)
+    }
+
+    /// Makes `limiter` follow this configuration: its rule set is replaced at once (unchanged
+    /// rules keep their state and counters), and list entries are added — and, given the
+    /// `previous` configuration, entries it had that this one dropped are removed. Entries
+    /// added at run time (e.g. `ratethrottle manage`) are left alone.
+    pub async fn apply_to(
+        &self,
+        limiter: &Limiter<ConfiguredStore>,
+        previous: Option<&Config>,
+    ) -> Result<(), ConfigError> {
+        let store_error = |source| ConfigError::Store {
+            kind: limiter.store().kind(),
+            source,
+        };
+        let list_error = |e: ratethrottle::Error| match e {
+            ratethrottle::Error::Store(source) => store_error(source),
+            other => ConfigError::invalid("lists", None, other.to_string()),
+        };
+        limiter
+            .set_rules(self.rules())
+            .map_err(|e| ConfigError::invalid("rules", None, e.to_string()))?;
+        if let Some(previous) = previous {
+            for gone in previous.whitelist.iter().filter(|id| !self.whitelist.contains(id)) {
+                limiter.whitelist_remove(gone).await.map_err(list_error)?;
+            }
+            let kept: Vec<&str> = self.blacklist.iter().map(|e| e.identifier.as_str()).collect();
+            for gone in previous
+                .blacklist
+                .iter()
+                .filter(|e| !kept.contains(&e.identifier.as_str()))
+            {
+                limiter
+                    .blacklist_remove(&gone.identifier)
+                    .await
+                    .map_err(list_error)?;
+            }
+        }
+        for id in &self.whitelist {
+            limiter.whitelist_add(id).await.map_err(list_error)?;
+        }
+        for entry in &self.blacklist {
+            let unchanged = previous.is_some_and(|p| p.blacklist.contains(entry));
+            if !unchanged {
+                limiter
+                    .blacklist_add(&entry.identifier, entry.duration.map(|d| d.0))
+                    .await
+                    .map_err(list_error)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// # Checking
+impl Config {
+    /// Folds the original's `storage.redis` block into `storage`.
+    fn merge_nested_redis(&mut self) -> Result<(), (&'static str, String)> {
+        let Some(nested) = self.storage.redis.take() else {
+            return Ok(());
+        };
+        fn merge<T: PartialEq + std::fmt::Debug>(
+            top: &mut Option<T>,
+            nested: Option<T>,
+            key: &'static str,
+        ) -> Result<(), (&'static str, String)> {
+            match (top.as_ref(), nested) {
+                (Some(a), Some(b)) if *a != b => Err((
+                    "storage.redis",
+                    format!("storage.{key} ({a:?}) and storage.redis.{key} ({b:?}) disagree; give it once"),
+                )),
+                (None, Some(b)) => {
+                    *top = Some(b);
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        }
+        merge(&mut self.storage.host, nested.host, "host")?;
+        merge(&mut self.storage.port, nested.port, "port")?;
+        merge(&mut self.storage.db, nested.db, "db")?;
+        merge(&mut self.storage.username, nested.username, "username")?;
+        if self.storage.password.is_empty() {
+            self.storage.password = nested.password;
+        }
+        Ok(())
+    }
+
+    /// Checks across keys. Errors carry the key path they concern.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let at = |path: String, message: String| Err((path, message));
+        let default = self.default_strategy();
+        let mut names = BTreeMap::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            if let Some(first) = names.insert(rule.name.as_str(), i) {
+                return at(
+                    format!("rules[{i}]"),
+                    format!(
+                        "rules[{i}]: duplicate rule name {:?} (already rules[{first}])",
+                        rule.name
+                    ),
+                );
+            }
+            if let Err(e) = rule.to_rule(default).validate() {
+                return at(format!("rules[{i}]"), format!("rules[{i}]: {e}"));
+            }
+        }
+        let storage = &self.storage;
+        if storage.kind == StorageKind::Redis {
+            if let Some(url) = &storage.url {
+                if let Err(e) = url::Url::parse(url) {
+                    return at(
+                        "storage.url".into(),
+                        format!(
+                            "storage.url {:?} is not a URL ({e}); write redis://host:6379/0",
+                            mask_url_password(url)
+                        ),
+                    );
+                }
+            }
+            if storage.sentinel.is_some() && storage.cluster.is_some() {
+                return at(
+                    "storage.cluster".into(),
+                    "storage: give either sentinel or cluster, not both".into(),
+                );
+            }
+            if let Some(s) = &storage.sentinel {
+                if s.master.is_empty() || s.nodes.is_empty() {
+                    return at(
+                        "storage.sentinel".into(),
+                        "storage.sentinel needs `master` and at least one of `nodes`".into(),
+                    );
+                }
+            }
+            if storage.cluster.as_ref().is_some_and(|c| c.nodes.is_empty()) {
+                return at(
+                    "storage.cluster".into(),
+                    "storage.cluster.nodes must list at least one node".into(),
+                );
+            }
+            if storage.timeout.is_some_and(|t| t.0.is_zero()) {
+                return at(
+                    "storage.timeout".into(),
+                    "storage.timeout must be above 0".into(),
+                );
+            }
+        }
+        let positive = [
+            (
+                "monitoring.interval",
+                self.monitoring.interval.0 > Duration::ZERO,
+            ),
+            ("ddos_protection.threshold", self.ddos_protection.threshold > 0),
+            (
+                "ddos_protection.window",
+                self.ddos_protection.window.0 > Duration::ZERO,
+            ),
+            (
+                "ddos_protection.burst_window",
+                self.ddos_protection.burst_window.0 > Duration::ZERO,
+            ),
+            (
+                "ddos_protection.burst_threshold",
+                self.ddos_protection.burst_threshold > 0,
+            ),
+            ("adaptive.base_limit", self.adaptive.base_limit > 0),
+            ("adaptive.window", self.adaptive.window.0 > Duration::ZERO),
+            ("adaptive.learning_rate", self.adaptive.learning_rate.0 > 0.0),
+        ];
+        for (path, ok) in positive {
+            if !ok {
+                return at(path.to_owned(), format!("{path} must be positive"));
+            }
+        }
+        let a = &self.adaptive;
+        if a.min_multiplier.0 > a.max_multiplier.0 {
+            return at(
+                "adaptive.min_multiplier".into(),
+                format!(
+                    "adaptive.min_multiplier ({}) is above adaptive.max_multiplier ({})",
+                    a.min_multiplier.0, a.max_multiplier.0
+                ),
+            );
+        }
+        let t = &self.alerting.thresholds;
+        for (name, warning, critical) in [
+            ("block_rate", t.block_rate_warning, t.block_rate_critical),
+            (
+                "violations_per_minute",
+                t.violations_per_minute_warning,
+                t.violations_per_minute_critical,
+            ),
+            ("ddos_score", t.ddos_score_warning.0, t.ddos_score_critical.0),
+        ] {
+            if warning > critical || warning < 0.0 {
+                return at(
+                    format!("alerting.thresholds.{name}_warning"),
+                    format!(
+                        "alerting.thresholds.{name}_warning ({warning}) must be from 0 up to {name}_critical ({critical})"
+                    ),
+                );
+            }
+        }
+        if self.alerting.enabled {
+            let al = &self.alerting;
+            let missing = [
+                (
+                    al.slack.enabled && al.slack.webhook_url.is_empty(),
+                    "alerting.slack",
+                    "Slack webhook_url not configured (set alerting.slack.webhook_url or RT_SLACK_WEBHOOK_URL)",
+                ),
+                (
+                    al.webhook.enabled && al.webhook.url.is_empty(),
+                    "alerting.webhook",
+                    "Webhook url not configured (set alerting.webhook.url or RT_WEBHOOK_URL)",
+                ),
+                (
+                    al.pagerduty.enabled && al.pagerduty.routing_key.is_empty(),
+                    "alerting.pagerduty",
+                    "PagerDuty routing_key not configured (set alerting.pagerduty.routing_key or RT_PAGERDUTY_KEY)",
+                ),
+                (
+                    al.email.enabled && al.email.to_addresses.is_empty(),
+                    "alerting.email",
+                    "alerting.email.to_addresses is empty: name at least one recipient",
+                ),
+            ];
+            for (wrong, path, message) in missing {
+                if wrong {
+                    return at(path.into(), format!("{path}: {message}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Warnings for settings that are accepted for compatibility but change nothing here.
+    fn note_ignored_settings(&mut self) {
+        let o = &self.storage.options;
+        let ignored = [
+            ("max_connections", o.max_connections.is_some()),
+            ("socket_connect_timeout", o.socket_connect_timeout.is_some()),
+            ("retry_on_timeout", o.retry_on_timeout.is_some()),
+            ("health_check_interval", o.health_check_interval.is_some()),
+        ];
+        for (key, set) in ignored {
+            if set {
+                self.warnings.push(format!(
+                    "storage.options.{key} has no effect: the Redis store multiplexes one \
+                     connection per process that reconnects by itself; storage.timeout and \
+                     storage.fault_policy decide what a slow or failing Redis does"
+                ));
+            }
+        }
+        if self.storage.timeout.is_some() && o.socket_timeout.is_some() {
+            self.warnings.push(
+                "storage.options.socket_timeout is ignored because storage.timeout is set".into(),
+            );
+        }
+        for id in &self.whitelist {
+            if self.blacklist.iter().any(|e| &e.identifier == id) {
+                self.warnings.push(format!(
+                    "{id:?} is on both the whitelist and the blacklist; the whitelist wins"
+                ));
+            }
+        }
+    }
+}

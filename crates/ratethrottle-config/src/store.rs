@@ -1,0 +1,206 @@
+//! [`ConfiguredStore`]: the store a configuration names, memory or Redis, behind one type.
+
+use std::future::Future;
+
+use ratethrottle::clock::Nanos;
+use ratethrottle::store::{
+    ListEntry, ListKind, MemoryStore, Outcome, Query, RuleSpec, Store, StoreError,
+};
+use ratethrottle_redis::{RedisConfig, RedisStore};
+
+use crate::error::ConfigError;
+use crate::schema::{StorageConfig, StorageKind};
+
+/// The store chosen by `storage.type`. The memory variant keeps the in-memory fast path (its
+/// checks complete without a future).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ConfiguredStore {
+    /// `storage.type: memory`.
+    Memory(MemoryStore),
+    /// `storage.type: redis`.
+    Redis(RedisStore),
+}
+
+impl ConfiguredStore {
+    /// Sets up the store `storage` describes (connecting to Redis, which must answer).
+    pub async fn connect(storage: &StorageConfig) -> Result<Self, ConfigError> {
+        match storage.kind {
+            StorageKind::Memory => Ok(ConfiguredStore::Memory(MemoryStore::new())),
+            StorageKind::Redis => {
+                let config = storage.redis_config()?;
+                RedisStore::with_config(config)
+                    .await
+                    .map(ConfiguredStore::Redis)
+                    .map_err(|source| ConfigError::Store {
+                        kind: "redis",
+                        source,
+                    })
+            }
+        }
+    }
+
+    /// The Redis store, when that is what was configured.
+    pub fn as_redis(&self) -> Option<&RedisStore> {
+        match self {
+            ConfiguredStore::Redis(store) => Some(store),
+            ConfiguredStore::Memory(_) => None,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The Redis connection settings this section describes: the URL (or `host`, `port`, `db`,
+    /// `username`, `password`, `ssl`), Sentinel or Cluster nodes, and the store's options.
+    pub fn redis_config(&self) -> Result<RedisConfig, ConfigError> {
+        let invalid = |message: String| ConfigError::invalid("storage", None, message);
+        let scheme = if self.ssl { "rediss" } else { "redis" };
+        let node_url = |node: &String| {
+            if node.contains("://") {
+                node.clone()
+            } else {
+                format!("{scheme}://{node}")
+            }
+        };
+        let mut config = if let Some(sentinel) = &self.sentinel {
+            RedisConfig::sentinel(&sentinel.master, sentinel.nodes.iter().map(node_url))
+        } else if let Some(cluster) = &self.cluster {
+            RedisConfig::cluster(cluster.nodes.iter().map(node_url))
+        } else {
+            RedisConfig::new(self.redis_url()?)
+        };
+        if let Some(path) = &self.ssl_ca_certs {
+            let pem = std::fs::read(path).map_err(|e| {
+                invalid(format!(
+                    "storage.ssl_ca_certs: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            config = config.tls_root_certificate(pem);
+        }
+        let timeout = self.timeout.or(self.options.socket_timeout);
+        if let Some(timeout) = timeout {
+            config = config.timeout(timeout.0);
+        }
+        Ok(config
+            .key_prefix(self.key_prefix.clone())
+            .fault_policy(self.fault_policy.0)
+            .time(self.time_source.into())
+            .list_cache_ttl(self.list_cache_ttl.0))
+    }
+
+    /// The standalone server's URL: `url` (default `redis://localhost:6379/0`) with `host`,
+    /// `port`, `db`, `username`, `password` and `ssl` applied over it.
+    pub fn redis_url(&self) -> Result<String, ConfigError> {
+        let base = self.url.as_deref().unwrap_or("redis://localhost:6379/0");
+        let mut url = url::Url::parse(base).map_err(|e| {
+            ConfigError::invalid(
+                "storage",
+                None,
+                format!(
+                    "storage.url {:?} is not a URL ({e}); write redis://host:6379/0",
+                    crate::schema::mask_url_password(base)
+                ),
+            )
+        })?;
+        let scheme = url.scheme().to_owned();
+        let cannot = |what: &str| {
+            ConfigError::invalid(
+                "storage",
+                None,
+                format!("storage.{what} cannot be applied to a {scheme}:// URL"),
+            )
+        };
+        if self.ssl && url.scheme() == "redis" {
+            url.set_scheme("rediss").map_err(|()| cannot("ssl"))?;
+        }
+        if let Some(host) = &self.host {
+            url.set_host(Some(host)).map_err(|_| cannot("host"))?;
+        }
+        if let Some(port) = self.port {
+            url.set_port(Some(port)).map_err(|()| cannot("port"))?;
+        }
+        if let Some(db) = self.db {
+            url.set_path(&format!("/{db}"));
+        }
+        if let Some(user) = &self.username {
+            url.set_username(user).map_err(|()| cannot("username"))?;
+        }
+        if !self.password.is_empty() {
+            url.set_password(Some(self.password.expose()))
+                .map_err(|()| cannot("password"))?;
+        }
+        Ok(url.into())
+    }
+}
+
+/// Runs the same call on whichever store this is.
+macro_rules! either {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            ConfiguredStore::Memory($store) => $call,
+            ConfiguredStore::Redis($store) => $call,
+        }
+    };
+}
+
+impl Store for ConfiguredStore {
+    fn kind(&self) -> &'static str {
+        either!(self, s => s.kind())
+    }
+
+    fn check(&self, query: Query<'_>) -> impl Future<Output = Result<Outcome, StoreError>> + Send {
+        async move { either!(self, s => s.check(query).await) }
+    }
+
+    #[inline]
+    fn check_at_once(&self, query: &Query<'_>) -> Option<Result<Outcome, StoreError>> {
+        either!(self, s => s.check_at_once(query))
+    }
+
+    fn reset(
+        &self,
+        rule: &RuleSpec,
+        identifier: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move { either!(self, s => s.reset(rule, identifier).await) }
+    }
+
+    fn list_add(
+        &self,
+        list: ListKind,
+        identifier: &str,
+        expires_at: Option<Nanos>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move { either!(self, s => s.list_add(list, identifier, expires_at).await) }
+    }
+
+    fn list_remove(
+        &self,
+        list: ListKind,
+        identifier: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        async move { either!(self, s => s.list_remove(list, identifier).await) }
+    }
+
+    fn list_contains(
+        &self,
+        list: ListKind,
+        identifier: &str,
+        now: Nanos,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        async move { either!(self, s => s.list_contains(list, identifier, now).await) }
+    }
+
+    fn list_entries(
+        &self,
+        list: ListKind,
+        now: Nanos,
+    ) -> impl Future<Output = Result<Vec<ListEntry>, StoreError>> + Send {
+        async move { either!(self, s => s.list_entries(list, now).await) }
+    }
+
+    fn list_len_hint(&self, list: ListKind, now: Nanos) -> u64 {
+        either!(self, s => s.list_len_hint(list, now))
+    }
+}
