@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::error::{ConfigError, Location, did_you_mean};
 use crate::schema::{Config, LogLevel, StorageKind};
-use crate::values::{MASK, Seconds, Secret, parse_bool};
+use crate::values::{MASK, RedisUrl, Seconds, Secret, parse_bool};
 
 /// A set of environment variables: the process's ([`Environment::from_process`]) or given ones
 /// (tests, embedding).
@@ -55,7 +55,11 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Environment {
 
 /// Replaces `${VAR}` and `${VAR:-default}` in `text` (outside comments); `$${` is a literal
 /// `${`. A variable that is not set and has no default is an error at its position.
-pub(crate) fn interpolate(text: &str, origin: &str, env: &Environment) -> Result<String, ConfigError> {
+pub(crate) fn interpolate(
+    text: &str,
+    origin: &str,
+    env: &Environment,
+) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(text.len());
     for (number, line) in text.split_inclusive('\n').enumerate() {
         let comment = comment_start(line);
@@ -81,7 +85,9 @@ pub(crate) fn interpolate(text: &str, origin: &str, env: &Environment) -> Result
                 )
             };
             let Some(end) = rest[start..].find('}') else {
-                return Err(at("unclosed \"${\": write ${VAR} or ${VAR:-default}".to_owned()));
+                return Err(at(
+                    "unclosed \"${\": write ${VAR} or ${VAR:-default}".to_owned()
+                ));
             };
             let inner = &rest[start + 2..start + end];
             let (name, default) = match inner.split_once(":-") {
@@ -176,7 +182,7 @@ const OVERRIDES: &[Override] = &[
         secret: true,
         apply: |c, v| {
             url::Url::parse(v).map_err(|e| format!("expected a redis:// URL ({e})"))?;
-            c.storage.url = Some(v.to_owned());
+            c.storage.url = Some(RedisUrl::new(v));
             Ok(())
         },
     },
@@ -364,9 +370,9 @@ pub(crate) fn apply_overrides(config: &mut Config, env: &Environment) -> Result<
             || name.starts_with("RT_BENCH_");
         if !known {
             let hint = did_you_mean(name, override_names()).unwrap_or_default();
-            config
-                .warnings
-                .push(format!("environment variable {name} is not a ratethrottle setting{hint}"));
+            config.warnings.push(format!(
+                "environment variable {name} is not a ratethrottle setting{hint}"
+            ));
         }
     }
     Ok(())
@@ -377,7 +383,9 @@ mod tests {
     use super::*;
 
     fn env() -> Environment {
-        [("HOST", "redis.internal"), ("EMPTY", "")].into_iter().collect()
+        [("HOST", "redis.internal"), ("EMPTY", "")]
+            .into_iter()
+            .collect()
     }
 
     #[test]
@@ -407,6 +415,9 @@ mod tests {
              write ${MISSING:-default} for a fallback)"
         );
         let error = interpolate("b: ${OPEN\n", "f.yaml", &env()).unwrap_err();
-        assert!(error.to_string().starts_with("f.yaml:1:4: unclosed"), "{error}");
+        assert!(
+            error.to_string().starts_with("f.yaml:1:4: unclosed"),
+            "{error}"
+        );
     }
 }

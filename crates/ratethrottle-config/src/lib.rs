@@ -62,10 +62,9 @@ pub use schema::{
     DdosConfig, EmailConfig, FaultPolicyName, GlobalConfig, LogLevel, MonitoringConfig,
     PagerDutyConfig, RedisAddress, RedisOptions, RuleConfig, ScopeName, SentinelConfig,
     SlackConfig, StorageConfig, StorageKind, StrategyName, TimeSourceName, WebhookConfig,
-    mask_url_password,
 };
 pub use store::ConfiguredStore;
-pub use values::{Fraction, MASK, Positive, Seconds, Secret, parse_bool};
+pub use values::{Fraction, MASK, Positive, RedisUrl, Seconds, Secret, parse_bool};
 
 /// The commented example configuration (what `ratethrottle config init` writes, and what the
 /// command line uses when no file is given).
@@ -169,10 +168,18 @@ impl Config {
             .set_rules(self.rules())
             .map_err(|e| ConfigError::invalid("rules", None, e.to_string()))?;
         if let Some(previous) = previous {
-            for gone in previous.whitelist.iter().filter(|id| !self.whitelist.contains(id)) {
+            for gone in previous
+                .whitelist
+                .iter()
+                .filter(|id| !self.whitelist.contains(id))
+            {
                 limiter.whitelist_remove(gone).await.map_err(list_error)?;
             }
-            let kept: Vec<&str> = self.blacklist.iter().map(|e| e.identifier.as_str()).collect();
+            let kept: Vec<&str> = self
+                .blacklist
+                .iter()
+                .map(|e| e.identifier.as_str())
+                .collect();
             for gone in previous
                 .blacklist
                 .iter()
@@ -215,7 +222,9 @@ impl Config {
             match (top.as_ref(), nested) {
                 (Some(a), Some(b)) if *a != b => Err((
                     "storage.redis",
-                    format!("storage.{key} ({a:?}) and storage.redis.{key} ({b:?}) disagree; give it once"),
+                    format!(
+                        "storage.{key} ({a:?}) and storage.redis.{key} ({b:?}) disagree; give it once"
+                    ),
                 )),
                 (None, Some(b)) => {
                     *top = Some(b);
@@ -255,16 +264,16 @@ impl Config {
         }
         let storage = &self.storage;
         if storage.kind == StorageKind::Redis {
-            if let Some(url) = &storage.url {
-                if let Err(e) = url::Url::parse(url) {
-                    return at(
-                        "storage.url".into(),
-                        format!(
-                            "storage.url {:?} is not a URL ({e}); write redis://host:6379/0",
-                            mask_url_password(url)
-                        ),
-                    );
-                }
+            if let Some(url) = &storage.url
+                && let Err(e) = url::Url::parse(url.expose())
+            {
+                return at(
+                    "storage.url".into(),
+                    format!(
+                        "storage.url {:?} is not a URL ({e}); write redis://host:6379/0",
+                        url.masked()
+                    ),
+                );
             }
             if storage.sentinel.is_some() && storage.cluster.is_some() {
                 return at(
@@ -272,13 +281,13 @@ impl Config {
                     "storage: give either sentinel or cluster, not both".into(),
                 );
             }
-            if let Some(s) = &storage.sentinel {
-                if s.master.is_empty() || s.nodes.is_empty() {
-                    return at(
-                        "storage.sentinel".into(),
-                        "storage.sentinel needs `master` and at least one of `nodes`".into(),
-                    );
-                }
+            if let Some(s) = &storage.sentinel
+                && (s.master.is_empty() || s.nodes.is_empty())
+            {
+                return at(
+                    "storage.sentinel".into(),
+                    "storage.sentinel needs `master` and at least one of `nodes`".into(),
+                );
             }
             if storage.cluster.as_ref().is_some_and(|c| c.nodes.is_empty()) {
                 return at(
@@ -298,7 +307,10 @@ impl Config {
                 "monitoring.interval",
                 self.monitoring.interval.0 > Duration::ZERO,
             ),
-            ("ddos_protection.threshold", self.ddos_protection.threshold > 0),
+            (
+                "ddos_protection.threshold",
+                self.ddos_protection.threshold > 0,
+            ),
             (
                 "ddos_protection.window",
                 self.ddos_protection.window.0 > Duration::ZERO,
@@ -313,7 +325,10 @@ impl Config {
             ),
             ("adaptive.base_limit", self.adaptive.base_limit > 0),
             ("adaptive.window", self.adaptive.window.0 > Duration::ZERO),
-            ("adaptive.learning_rate", self.adaptive.learning_rate.0 > 0.0),
+            (
+                "adaptive.learning_rate",
+                self.adaptive.learning_rate.0 > 0.0,
+            ),
         ];
         for (path, ok) in positive {
             if !ok {
@@ -338,7 +353,11 @@ impl Config {
                 t.violations_per_minute_warning,
                 t.violations_per_minute_critical,
             ),
-            ("ddos_score", t.ddos_score_warning.0, t.ddos_score_critical.0),
+            (
+                "ddos_score",
+                t.ddos_score_warning.0,
+                t.ddos_score_critical.0,
+            ),
         ] {
             if warning > critical || warning < 0.0 {
                 return at(

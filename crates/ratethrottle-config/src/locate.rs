@@ -56,9 +56,10 @@ pub(crate) fn locate(text: &str, path: &str) -> Option<Location> {
         let mut block_indent = None;
         for (i, line) in lines.iter().enumerate().take(to).skip(from) {
             let (indent, content) = match line.content.strip_prefix("- ") {
-                Some(rest) if i == from && parent.is_some() => {
-                    (line.indent + 2 + rest.len() - rest.trim_start().len(), rest.trim_start())
-                }
+                Some(rest) if i == from && parent.is_some() => (
+                    line.indent + 2 + rest.len() - rest.trim_start().len(),
+                    rest.trim_start(),
+                ),
                 _ => (line.indent, line.content),
             };
             if parent.is_some_and(|p| indent <= p) && i > from {

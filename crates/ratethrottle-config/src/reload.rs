@@ -82,16 +82,19 @@ impl ConfigWatcher {
         };
         let (sender, mut changes) = mpsc::unbounded_channel::<()>();
         let file_name = path.file_name().map(ToOwned::to_owned);
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let ours = event.is_ok_and(|e| {
-                !e.kind.is_access()
-                    && e.paths.iter().any(|p| p.file_name() == file_name.as_deref())
-            });
-            if ours {
-                let _ = sender.send(());
-            }
-        })
-        .map_err(watch_error)?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let ours = event.is_ok_and(|e| {
+                    !e.kind.is_access()
+                        && e.paths
+                            .iter()
+                            .any(|p| p.file_name() == file_name.as_deref())
+                });
+                if ours {
+                    let _ = sender.send(());
+                }
+            })
+            .map_err(watch_error)?;
         // Watch the directory: saving by rename replaces the file's inode.
         let directory = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),

@@ -11,7 +11,7 @@ use ratethrottle_redis::{FaultPolicy, TimeSource};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::values::{Fraction, Positive, Seconds, Secret, named};
+use crate::values::{Fraction, Positive, RedisUrl, Seconds, Secret, named};
 
 /// Declares a newtype over a `FromStr + Display` name (strategy, scope, …) that deserializes
 /// with a "did you mean" hint and serializes as its name.
@@ -112,8 +112,8 @@ pub struct StorageConfig {
     pub kind: StorageKind,
     /// `redis://[user:password@]host:port/db`, `rediss://…` (TLS) or `unix:///path`. The
     /// fields below override its parts.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "masked_url")]
-    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<RedisUrl>,
     /// Redis host (default `localhost`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
@@ -181,26 +181,6 @@ impl Default for StorageConfig {
             cluster: None,
             options: RedisOptions::default(),
         }
-    }
-}
-
-fn masked_url<S: Serializer>(url: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
-    match url {
-        Some(url) => serializer.serialize_str(&mask_url_password(url)),
-        None => serializer.serialize_none(),
-    }
-}
-
-/// `url` with its password (if any) replaced by [`MASK`](crate::values::MASK).
-pub fn mask_url_password(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            // Setting a password only fails for URLs that cannot have one.
-            let _ = parsed.set_password(Some(crate::values::MASK));
-            parsed.to_string()
-        }
-        Ok(_) => url.to_owned(),
-        Err(_) => crate::values::MASK.to_owned(),
     }
 }
 
@@ -529,7 +509,8 @@ impl<'de> Deserialize<'de> for BlacklistEntry {
                         other => return Err(de::Error::unknown_field(other, FIELDS)),
                     }
                 }
-                let identifier = identifier.ok_or_else(|| de::Error::missing_field("identifier"))?;
+                let identifier =
+                    identifier.ok_or_else(|| de::Error::missing_field("identifier"))?;
                 Ok(BlacklistEntry {
                     identifier,
                     duration,

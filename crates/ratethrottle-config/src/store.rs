@@ -1,7 +1,5 @@
 //! [`ConfiguredStore`]: the store a configuration names, memory or Redis, behind one type.
 
-use std::future::Future;
-
 use ratethrottle::clock::Nanos;
 use ratethrottle::store::{
     ListEntry, ListKind, MemoryStore, Outcome, Query, RuleSpec, Store, StoreError,
@@ -10,6 +8,7 @@ use ratethrottle_redis::{RedisConfig, RedisStore};
 
 use crate::error::ConfigError;
 use crate::schema::{StorageConfig, StorageKind};
+use crate::values::RedisUrl;
 
 /// The store chosen by `storage.type`. The memory variant keeps the in-memory fast path (its
 /// checks complete without a future).
@@ -92,14 +91,17 @@ impl StorageConfig {
     /// The standalone server's URL: `url` (default `redis://localhost:6379/0`) with `host`,
     /// `port`, `db`, `username`, `password` and `ssl` applied over it.
     pub fn redis_url(&self) -> Result<String, ConfigError> {
-        let base = self.url.as_deref().unwrap_or("redis://localhost:6379/0");
-        let mut url = url::Url::parse(base).map_err(|e| {
+        let base = self
+            .url
+            .clone()
+            .unwrap_or_else(|| RedisUrl::new("redis://localhost:6379/0"));
+        let mut url = url::Url::parse(base.expose()).map_err(|e| {
             ConfigError::invalid(
                 "storage",
                 None,
                 format!(
                     "storage.url {:?} is not a URL ({e}); write redis://host:6379/0",
-                    crate::schema::mask_url_password(base)
+                    base.masked()
                 ),
             )
         })?;
@@ -149,8 +151,8 @@ impl Store for ConfiguredStore {
         either!(self, s => s.kind())
     }
 
-    fn check(&self, query: Query<'_>) -> impl Future<Output = Result<Outcome, StoreError>> + Send {
-        async move { either!(self, s => s.check(query).await) }
+    async fn check(&self, query: Query<'_>) -> Result<Outcome, StoreError> {
+        either!(self, s => s.check(query).await)
     }
 
     #[inline]
@@ -158,46 +160,34 @@ impl Store for ConfiguredStore {
         either!(self, s => s.check_at_once(query))
     }
 
-    fn reset(
-        &self,
-        rule: &RuleSpec,
-        identifier: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move { either!(self, s => s.reset(rule, identifier).await) }
+    async fn reset(&self, rule: &RuleSpec, identifier: &str) -> Result<(), StoreError> {
+        either!(self, s => s.reset(rule, identifier).await)
     }
 
-    fn list_add(
+    async fn list_add(
         &self,
         list: ListKind,
         identifier: &str,
         expires_at: Option<Nanos>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move { either!(self, s => s.list_add(list, identifier, expires_at).await) }
+    ) -> Result<(), StoreError> {
+        either!(self, s => s.list_add(list, identifier, expires_at).await)
     }
 
-    fn list_remove(
-        &self,
-        list: ListKind,
-        identifier: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        async move { either!(self, s => s.list_remove(list, identifier).await) }
+    async fn list_remove(&self, list: ListKind, identifier: &str) -> Result<bool, StoreError> {
+        either!(self, s => s.list_remove(list, identifier).await)
     }
 
-    fn list_contains(
+    async fn list_contains(
         &self,
         list: ListKind,
         identifier: &str,
         now: Nanos,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        async move { either!(self, s => s.list_contains(list, identifier, now).await) }
+    ) -> Result<bool, StoreError> {
+        either!(self, s => s.list_contains(list, identifier, now).await)
     }
 
-    fn list_entries(
-        &self,
-        list: ListKind,
-        now: Nanos,
-    ) -> impl Future<Output = Result<Vec<ListEntry>, StoreError>> + Send {
-        async move { either!(self, s => s.list_entries(list, now).await) }
+    async fn list_entries(&self, list: ListKind, now: Nanos) -> Result<Vec<ListEntry>, StoreError> {
+        either!(self, s => s.list_entries(list, now).await)
     }
 
     fn list_len_hint(&self, list: ListKind, now: Nanos) -> u64 {

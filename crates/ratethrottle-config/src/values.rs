@@ -38,7 +38,9 @@ impl Seconds {
             return Self::from_f64(secs);
         }
         humantime::parse_duration(text).map(Seconds).map_err(|e| {
-            format!("invalid duration {text:?} ({e}); write seconds (60, 0.5) or a unit (90s, 5m, 1h)")
+            format!(
+                "invalid duration {text:?} ({e}); write seconds (60, 0.5) or a unit (90s, 5m, 1h)"
+            )
         })
     }
 
@@ -135,6 +137,50 @@ impl Serialize for Secret {
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Option::<String>::deserialize(deserializer).map(|s| Secret(s.unwrap_or_default()))
+    }
+}
+
+/// A Redis URL that may carry a password: `Debug` and serialization mask the password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// Wraps `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisUrl(url.into())
+    }
+
+    /// The URL with its password, for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password (if any) replaced by [`MASK`].
+    pub fn masked(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut parsed) if parsed.password().is_some() => {
+                // Setting a password only fails for URLs that cannot have one.
+                let _ = parsed.set_password(Some(MASK));
+                parsed.to_string()
+            }
+            Ok(_) => self.0.clone(),
+            // Not a URL: only text after an `@` could be a credential.
+            Err(_) if !self.0.contains('@') => self.0.clone(),
+            Err(_) => MASK.to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({:?})", self.masked())
+    }
+}
+
+impl Serialize for RedisUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.masked())
     }
 }
 

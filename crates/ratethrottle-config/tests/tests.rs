@@ -1,1 +1,8 @@
 //! Integration tests of ratethrottle-config.
+
+mod build;
+mod parse;
+mod reload;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../ratethrottle-redis/tests/server.rs"]
+mod server;

@@ -1,0 +1,370 @@
+//! Parsing: the schema, every error path with its message and location, env priority, masking.
+
+use std::time::Duration;
+
+use ratethrottle::{Scope, Strategy};
+use ratethrottle_config::{Config, ConfigError, EXAMPLE_YAML, Environment, LogLevel, StorageKind};
+
+fn parse(yaml: &str) -> Result<Config, ConfigError> {
+    Config::from_yaml(yaml, "test.yaml", &Environment::empty())
+}
+
+fn error(yaml: &str) -> String {
+    parse(yaml).expect_err("should be rejected").to_string()
+}
+
+#[test]
+fn the_example_parses_with_all_its_rules() {
+    let config = parse(EXAMPLE_YAML).unwrap();
+    let names: Vec<&str> = config.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["api", "search", "login", "upload"]);
+    let rules = config.rules();
+    assert_eq!(rules[1].limit, 10);
+    assert_eq!(rules[1].window, Duration::from_secs(1));
+    assert_eq!(rules[1].strategy, Strategy::TokenBucket);
+    assert_eq!(rules[1].burst, 20);
+    assert_eq!(rules[2].scope, Scope::User);
+    assert_eq!(rules[2].window, Duration::from_secs(300));
+    assert_eq!(rules[2].block_duration, Duration::from_secs(900));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
+
+#[test]
+fn an_empty_file_is_the_defaults() {
+    let config = parse("# nothing yet\n").unwrap();
+    assert_eq!(config, Config::default());
+    assert!(config.global.enabled);
+    assert_eq!(config.storage.kind, StorageKind::Memory);
+    assert_eq!(config.storage.key_prefix, "ratethrottle:");
+}
+
+#[test]
+fn the_originals_file_shapes_are_accepted() {
+    // From the original README and configuration guide.
+    let config = parse(
+        "storage:\n  type: redis\n  redis:\n    host: cache\n    port: 6380\n    db: 2\n  options:\n    max_connections: 50\n    socket_timeout: 5\nglobal:\n  enabled: true\n  default_strategy: sliding_window\n  headers_enabled: true\nrules:\n  - name: api_default\n    limit: 1000\n    window: 3600\nddos:\n  enabled: true\n  threshold: 10000\n  auto_block: true\n  block_duration: 3600\n",
+    )
+    .unwrap();
+    assert_eq!(config.storage.redis_url().unwrap(), "redis://cache:6380/2");
+    assert_eq!(config.rules()[0].strategy, Strategy::SlidingWindow);
+    assert_eq!(config.ddos_protection.threshold, 10_000);
+    assert_eq!(
+        config.storage.redis_config().unwrap().timeout,
+        Duration::from_secs(5)
+    );
+    assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+    assert!(config.warnings[0].contains("max_connections has no effect"));
+}
+
+#[test]
+fn broken_yaml_names_file_line_and_column() {
+    assert_eq!(
+        error("rules:\n  - name: api\n    limit: \"5\n"),
+        "test.yaml:4:1: found unexpected end of stream, while scanning a quoted scalar at line 3 column 12"
+    );
+    let message = error("rules:\n\t- name: a\n");
+    assert!(
+        message.starts_with("test.yaml:2:1: found character that cannot start any token"),
+        "{message}"
+    );
+}
+
+#[test]
+fn wrong_types_name_the_key_and_value() {
+    assert_eq!(
+        error("rules:\n  - name: api\n    limit: lots\n    window: 60\n"),
+        "test.yaml:3:12: rules[0].limit: invalid type: string \"lots\", expected u64"
+    );
+    assert_eq!(
+        error("storage:\n  port: 99999\n"),
+        "test.yaml:2:9: storage.port: invalid value: integer `99999`, expected u16"
+    );
+    assert_eq!(
+        error("global:\n  enabled: sometimes\n"),
+        "test.yaml:2:12: global.enabled: invalid type: string \"sometimes\", expected a boolean"
+    );
+}
+
+#[test]
+fn unknown_keys_are_errors_with_a_hint() {
+    assert_eq!(
+        error("rules:\n  - name: api\n    limt: 5\n"),
+        "test.yaml:3:5: rules[0]: unknown field `limt`, expected one of `name`, `limit`, \
+         `window`, `rate`, `strategy`, `scope`, `burst`, `block_duration` (did you mean `limit`?)"
+    );
+    let message = error("storage:\n  tpye: redis\n");
+    assert!(
+        message.starts_with("test.yaml:2:3: storage: unknown field `tpye`"),
+        "{message}"
+    );
+    assert!(message.ends_with("(did you mean `type`?)"), "{message}");
+    let message = error("rulez: []\n");
+    assert!(message.ends_with("(did you mean `rules`?)"), "{message}");
+    let message = error("storage:\n  type: mongo\n");
+    assert_eq!(
+        message,
+        "test.yaml:2:9: storage.type: unknown variant `mongo`, expected `memory` or `redis`"
+    );
+}
+
+#[test]
+fn bad_names_are_hinted_at_their_value() {
+    assert_eq!(
+        error("rules:\n  - name: api\n    rate: 5/s\n    strategy: tokn_bucket\n"),
+        "test.yaml:4:15: rules[0].strategy: unknown strategy \"tokn_bucket\"; expected one of \
+         token_bucket, leaky_bucket, gcra, fixed_window, sliding_window, sliding_counter \
+         (did you mean `token_bucket`?)"
+    );
+    let message = error("rules:\n  - name: api\n    rate: 5/s\n    scope: usr\n");
+    assert!(
+        message.starts_with("test.yaml:4:12: rules[0].scope:"),
+        "{message}"
+    );
+    assert!(message.ends_with("(did you mean `user`?)"), "{message}");
+    let message = error("global:\n  log_level: VERBOSE\n");
+    assert!(message.starts_with("test.yaml:2:14: global.log_level: unknown log level \"VERBOSE\""));
+}
+
+#[test]
+fn bad_rates_and_durations_are_rejected_where_written() {
+    let message = error("rules:\n  - name: api\n    rate: 100/fortnight\n");
+    assert!(
+        message.starts_with("test.yaml:3:11: rules[0].rate: invalid rate \"100/fortnight\""),
+        "{message}"
+    );
+    let message = error("rules:\n  - name: api\n    limit: 5\n    window: soon\n");
+    assert!(
+        message.starts_with("test.yaml:4:13: rules[0].window: invalid duration \"soon\""),
+        "{message}"
+    );
+    let message = error("monitoring:\n  interval: -5\n");
+    assert!(message.contains("non-negative"), "{message}");
+}
+
+#[test]
+fn invalid_rules_name_the_rule() {
+    let message = error("rules:\n  - name: api\n    limit: 10\n    window: 60\n    burst: 5\n");
+    assert!(message.starts_with("test.yaml:2:3: rules:"), "{message}");
+    assert!(
+        message.contains("burst 5") && message.contains("api"),
+        "{message}"
+    );
+    let message = error("rules:\n  - name: api\n    limit: 0\n    window: 60\n");
+    assert!(message.contains("limit"), "{message}");
+    assert_eq!(
+        error("rules:\n  - name: api\n    rate: 5/s\n    limit: 5\n"),
+        "test.yaml:2:3: rules: rule \"api\": give either `rate` or `limit` and `window`, not both"
+    );
+    assert_eq!(
+        error("rules:\n  - name: api\n    limit: 5\n"),
+        "test.yaml:2:3: rules: rule \"api\": missing `window` (give `limit` and `window`, or \
+         `rate: \"100/minute\"`)"
+    );
+    assert_eq!(
+        error(
+            "rules:\n  - name: a\n    rate: 1/s\n  - name: b\n    rate: 1/s\n  - name: a\n    rate: 2/s\n"
+        ),
+        "test.yaml:6:3: rules[2]: duplicate rule name \"a\" (already rules[0])"
+    );
+}
+
+#[test]
+fn cross_field_errors_point_at_their_key() {
+    assert_eq!(
+        error("alerting:\n  enabled: true\n  webhook:\n    enabled: true\n"),
+        "test.yaml:3:3: alerting.webhook: Webhook url not configured (set alerting.webhook.url \
+         or RT_WEBHOOK_URL)"
+    );
+    assert_eq!(
+        error("monitoring:\n  enabled: true\n  interval: 0\n"),
+        "test.yaml:3:3: monitoring.interval must be positive"
+    );
+    assert_eq!(
+        error("ddos:\n  threshold: 0\n"),
+        "test.yaml:2:3: ddos_protection.threshold must be positive"
+    );
+    let message = error("adaptive:\n  min_multiplier: 4\n  max_multiplier: 2\n");
+    assert!(
+        message.starts_with("test.yaml:2:3: adaptive.min_multiplier (4)"),
+        "{message}"
+    );
+    let message = error("ddos_protection:\n  suspicious_threshold: 1.5\n");
+    assert!(
+        message
+            .starts_with("test.yaml:2:25: ddos_protection.suspicious_threshold: invalid value 1.5"),
+        "{message}"
+    );
+    let message = error("storage:\n  type: redis\n  url: \"not a url\"\n");
+    assert!(
+        message.starts_with("test.yaml:3:3: storage.url \"not a url\""),
+        "{message}"
+    );
+}
+
+#[test]
+fn missing_variables_are_errors_and_defaults_apply() {
+    let yaml = "storage:\n  type: redis\n  url: ${REDIS_URL}\n";
+    assert_eq!(
+        error(yaml),
+        "test.yaml:3:8: environment variable REDIS_URL is not set (referenced as ${REDIS_URL}; \
+         write ${REDIS_URL:-default} for a fallback)"
+    );
+    let env = Environment::empty().with("REDIS_URL", "redis://cache:6390/1");
+    let config = Config::from_yaml(yaml, "test.yaml", &env).unwrap();
+    assert_eq!(config.storage.redis_url().unwrap(), "redis://cache:6390/1");
+    let config = parse("rules:\n  - name: api\n    rate: ${API_RATE:-7/minute}\n").unwrap();
+    assert_eq!(config.rules()[0].limit, 7);
+}
+
+#[test]
+fn priority_is_defaults_then_yaml_then_environment() {
+    let yaml = "storage:\n  type: memory\n  url: redis://from-yaml:6379/0\n  key_prefix: \"yaml:\"\nglobal:\n  log_level: ERROR\n  headers_enabled: false\nddos:\n  threshold: 500\n";
+    let from_yaml = parse(yaml).unwrap();
+    assert_eq!(from_yaml.global.log_level, LogLevel::Error);
+    assert!(!from_yaml.global.headers_enabled);
+    assert_eq!(from_yaml.ddos_protection.threshold, 500);
+    assert_eq!(from_yaml.monitoring.interval.0, Duration::from_secs(60)); // default
+
+    let env: Environment = [
+        ("RT_STORAGE_TYPE", "redis"),
+        ("RT_REDIS_HOST", "from-env"),
+        ("RT_REDIS_PORT", "6390"),
+        ("RT_REDIS_DB", "3"),
+        ("RT_REDIS_PASSWORD", "s3cr3t/?"),
+        ("RT_REDIS_KEY_PREFIX", "env:"),
+        ("RT_ENABLED", "off"),
+        ("RT_LOG_LEVEL", "debug"),
+        ("RT_HEADERS_ENABLED", "yes"),
+        ("RT_DDOS_ENABLED", "0"),
+        ("RT_DDOS_THRESHOLD", "50000"),
+        ("RT_DDOS_BLOCK_DURATION", "7200"),
+        ("RT_ADAPTIVE_ENABLED", "true"),
+        ("RT_MONITORING_ENABLED", "false"),
+        ("RT_MONITORING_INTERVAL", "15"),
+        ("RT_ALERTING_ENABLED", "1"),
+        (
+            "RT_SLACK_WEBHOOK_URL",
+            "https://hooks.slack.com/services/T/B/X",
+        ),
+        ("RT_WEBHOOK_URL", "https://alerts.example.com/hook"),
+        ("RT_EMAIL_PASSWORD", "mail-pass"),
+        ("RT_PAGERDUTY_KEY", "pd-key"),
+    ]
+    .into_iter()
+    .collect();
+    let config = Config::from_yaml(yaml, "test.yaml", &env).unwrap();
+    assert_eq!(config.storage.kind, StorageKind::Redis);
+    assert_eq!(
+        config.storage.redis_url().unwrap(),
+        "redis://:s3cr3t%2F%3F@from-env:6390/3"
+    );
+    assert_eq!(config.storage.key_prefix, "env:");
+    assert!(!config.global.enabled);
+    assert_eq!(config.global.log_level, LogLevel::Debug);
+    assert!(config.global.headers_enabled);
+    assert!(!config.ddos_protection.enabled);
+    assert_eq!(config.ddos_protection.threshold, 50_000);
+    assert_eq!(
+        config.ddos_protection.block_duration.0,
+        Duration::from_secs(7200)
+    );
+    assert!(config.adaptive.enabled);
+    assert!(!config.monitoring.enabled);
+    assert_eq!(config.monitoring.interval.0, Duration::from_secs(15));
+    assert!(config.alerting.enabled);
+    assert_eq!(
+        config.alerting.slack.webhook_url.expose(),
+        "https://hooks.slack.com/services/T/B/X"
+    );
+    assert_eq!(
+        config.alerting.webhook.url.expose(),
+        "https://alerts.example.com/hook"
+    );
+    assert_eq!(config.alerting.email.password.expose(), "mail-pass");
+    assert_eq!(config.alerting.pagerduty.routing_key.expose(), "pd-key");
+}
+
+#[test]
+fn bad_environment_values_name_the_variable_and_mask_secrets() {
+    let env = Environment::empty().with("RT_REDIS_PORT", "sixty");
+    let message = Config::from_yaml("", "test.yaml", &env)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        message,
+        "environment variable RT_REDIS_PORT=\"sixty\": expected a port number (1-65535)"
+    );
+    let env = Environment::empty().with("RT_ENABLED", "maybe");
+    assert!(
+        Config::from_yaml("", "t", &env)
+            .unwrap_err()
+            .to_string()
+            .contains("RT_ENABLED")
+    );
+    let env = Environment::empty().with("RT_REDIS_URL", "hunter2");
+    let message = Config::from_yaml("", "t", &env).unwrap_err().to_string();
+    assert!(
+        message.starts_with("environment variable RT_REDIS_URL=********:"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"));
+}
+
+#[test]
+fn unknown_rt_variables_are_warned_about_with_a_hint() {
+    let env = Environment::empty()
+        .with("RT_REDIS_HOTS", "x")
+        .with("RT_CONFIG", "f.yaml");
+    let config = Config::from_yaml("", "t", &env).unwrap();
+    assert_eq!(
+        config.warnings,
+        [
+            "environment variable RT_REDIS_HOTS is not a ratethrottle setting (did you mean `RT_REDIS_HOST`?)"
+        ]
+    );
+}
+
+#[test]
+fn secrets_are_masked_when_shown() {
+    let yaml = "storage:\n  type: redis\n  url: redis://user:topsecret@cache:6379/0\n  password: pw-in-file\nalerting:\n  slack:\n    webhook_url: https://hooks.slack.com/services/SECRET\n  webhook:\n    headers:\n      Authorization: Bearer SECRET-TOKEN\n";
+    let env = Environment::empty().with("RT_PAGERDUTY_KEY", "pd-SECRET");
+    let config = Config::from_yaml(yaml, "t", &env).unwrap();
+    let shown = config.to_yaml();
+    for secret in ["topsecret", "pw-in-file", "SECRET"] {
+        assert!(!shown.contains(secret), "{secret} leaked:\n{shown}");
+    }
+    assert!(
+        shown.contains("redis://user:********@cache:6379/0"),
+        "{shown}"
+    );
+    let debug = format!("{config:?}");
+    for secret in ["topsecret", "pw-in-file", "SECRET"] {
+        assert!(!debug.contains(secret), "{secret} leaked in Debug");
+    }
+}
+
+#[test]
+fn shown_yaml_reads_back_to_the_same_configuration() {
+    let config = parse(EXAMPLE_YAML).unwrap();
+    let again = parse(&config.to_yaml()).unwrap();
+    assert_eq!(config, again);
+}
+
+#[test]
+fn blacklist_entries_take_two_forms() {
+    let config =
+        parse("blacklist:\n  - 203.0.113.9\n  - {identifier: 198.51.100.7, duration: 1h}\n")
+            .unwrap();
+    assert_eq!(config.blacklist[0].identifier, "203.0.113.9");
+    assert_eq!(config.blacklist[0].duration, None);
+    assert_eq!(
+        config.blacklist[1].duration.unwrap().0,
+        Duration::from_secs(3600)
+    );
+    let message = error("blacklist:\n  - {ident: x}\n");
+    assert!(message.contains("unknown field `ident`"), "{message}");
+    assert!(
+        message.ends_with("(did you mean `identifier`?)"),
+        "{message}"
+    );
+}

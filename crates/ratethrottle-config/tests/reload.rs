@@ -1,0 +1,122 @@
+//! Hot reload: valid changes swap rules and lists (counters of unchanged rules kept), invalid
+//! ones are rejected and the previous configuration stays. Polls with a deadline; no fixed sleeps.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ratethrottle_config::{Config, ConfigWatcher, Environment, ReloadStatus};
+
+const V1: &str = "rules:\n  - name: api\n    limit: 3\n    window: 60\n    block_duration: 0\n  - name: burst\n    limit: 2\n    window: 60\nwhitelist: [w1]\nblacklist: [b1]\n";
+const V2: &str = "rules:\n  - name: api\n    limit: 3\n    window: 60\n    block_duration: 0\n  - name: burst\n    limit: 5\n    window: 60\n  - name: new\n    rate: 1/s\nwhitelist: [w2]\nblacklist: [b1]\n";
+const BROKEN: &str = "rules:\n  - name: api\n    limit: lots\n    window: 60\n";
+
+/// Replaces the file the way editors save: write a new file, rename it over the old one.
+fn save(path: &Path, text: &str) {
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, text).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+}
+
+async fn wait_for(watcher: &ConfigWatcher, done: impl Fn(&ReloadStatus) -> bool) -> ReloadStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = watcher.status();
+        if done(&status) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "no reload happened: {status:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_changes_are_applied_or_rejected_while_checks_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ratethrottle.yaml");
+    std::fs::write(&path, V1).unwrap();
+    let env = Environment::empty();
+    let config = Config::load_with_env(&path, &env).unwrap();
+    let limiter = config.build_limiter().await.unwrap();
+    for _ in 0..2 {
+        assert!(limiter.check("x", "api").await.unwrap().allowed);
+    }
+    let watcher = ConfigWatcher::spawn(&path, config, limiter.clone(), env).unwrap();
+
+    // Checks of the unchanged rule keep running (and never fail) through every reload.
+    let stop = Arc::new(AtomicBool::new(false));
+    let checks = Arc::new(AtomicU64::new(0));
+    let checker = tokio::spawn({
+        let (limiter, stop, checks) = (limiter.clone(), stop.clone(), checks.clone());
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                limiter
+                    .check("other", "api")
+                    .await
+                    .expect("api exists throughout");
+                checks.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+
+    save(&path, V2);
+    let status = wait_for(&watcher, |s| s.applied == 1).await;
+    assert_eq!(status.rejected, 0);
+    assert_eq!(limiter.rule("burst").unwrap().limit, 5);
+    assert!(limiter.rule("new").is_some());
+    // `api` did not change: x used 2 of 3 before the reload.
+    let status_x = limiter.peek("x", "api").await.unwrap();
+    assert_eq!(status_x.remaining, 1);
+    assert!(!limiter.is_whitelisted("w1").await.unwrap());
+    assert!(limiter.is_whitelisted("w2").await.unwrap());
+    assert!(limiter.is_blacklisted("b1").await.unwrap());
+    assert_eq!(watcher.current().rules.len(), 3);
+
+    save(&path, BROKEN);
+    let status = wait_for(&watcher, |s| s.rejected == 1).await;
+    let error = status.last_error.unwrap();
+    assert!(
+        error.ends_with(
+            "ratethrottle.yaml:3:12: rules[0].limit: invalid type: string \"lots\", expected u64"
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        limiter.rule("burst").unwrap().limit,
+        5,
+        "the old rules stay"
+    );
+    assert_eq!(watcher.current().rules.len(), 3);
+
+    // Fixing the file applies it again.
+    save(&path, V1);
+    wait_for(&watcher, |s| s.applied == 2).await;
+    assert!(limiter.rule("new").is_none());
+    assert_eq!(watcher.status().last_error, None);
+
+    stop.store(true, Ordering::Relaxed);
+    checker.await.unwrap();
+    assert!(checks.load(Ordering::Relaxed) > 0);
+}
+
+#[tokio::test]
+async fn reload_now_reports_whether_anything_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rt.yaml");
+    std::fs::write(&path, V1).unwrap();
+    let config = Config::load_with_env(&path, &Environment::empty()).unwrap();
+    let limiter = config.build_limiter().await.unwrap();
+    let watcher =
+        ConfigWatcher::spawn(&path, config, limiter.clone(), Environment::empty()).unwrap();
+    assert!(!watcher.reload_now().await.unwrap(), "unchanged file");
+    std::fs::write(&path, "storage:\n  type: redis\nrules: []\n").unwrap();
+    assert!(watcher.reload_now().await.unwrap());
+    assert!(limiter.rules().is_empty());
+    // Storage changes wait for a restart: what is in force keeps the memory store.
+    assert_eq!(
+        watcher.current().storage.kind,
+        ratethrottle_config::StorageKind::Memory
+    );
+}
