@@ -49,10 +49,12 @@ mod values;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ratethrottle::store::Store;
 use ratethrottle::{Limiter, Rule, Strategy};
+use ratethrottle_redis::telemetry::Telemetry;
 
 pub use env::{Environment, override_names};
 pub use error::{ConfigError, Location};
@@ -147,6 +149,23 @@ impl Config {
         Ok(limiter)
     }
 
+    /// Starts publishing `limiter`'s counts and violations to Redis each second, for
+    /// `ratethrottle metrics`, `stats` and `monitor` (when `storage.type` is `redis` and
+    /// `monitoring.enabled`; otherwise `None`). The task stops when the handle is dropped.
+    pub fn start_telemetry(&self, limiter: &Limiter<ConfiguredStore>) -> Option<TelemetryTask> {
+        let store = limiter.store().as_redis()?;
+        if !self.monitoring.enabled {
+            return None;
+        }
+        let telemetry = Arc::new(Telemetry::attach(limiter, store));
+        let task = Arc::clone(&telemetry).spawn(limiter.clone(), Duration::from_secs(1));
+        Some(TelemetryTask {
+            telemetry,
+            limiter: limiter.clone(),
+            task,
+        })
+    }
+
     /// Makes `limiter` follow this configuration: its rule set is replaced at once (unchanged
     /// rules keep their state and counters), and list entries are added — and, given the
     /// `previous` configuration, entries it had that this one dropped are removed. Entries
@@ -204,6 +223,27 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// Publishes a limiter's telemetry in the background (see [`Config::start_telemetry`]).
+#[derive(Debug)]
+pub struct TelemetryTask {
+    telemetry: Arc<Telemetry>,
+    limiter: Limiter<ConfiguredStore>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TelemetryTask {
+    /// Publishes what is not published yet, now (e.g. before the process exits).
+    pub async fn flush(&self) -> Result<(), ratethrottle::store::StoreError> {
+        self.telemetry.publish(&self.limiter).await
+    }
+}
+
+impl Drop for TelemetryTask {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -48,6 +48,7 @@ mod connection;
 mod fast;
 mod faults;
 mod lists;
+pub mod telemetry;
 
 use connection::{Connection, SentinelMaster};
 use faults::Breaker;
@@ -409,6 +410,33 @@ impl RedisStore {
 
     fn index_key(&self, list: ListKind) -> String {
         format!("{}{}", self.shared.config.key_prefix, list.as_str())
+    }
+
+    /// A fleet telemetry key (all in one cluster slot).
+    fn telemetry_key(&self, name: &str) -> String {
+        format!("{}{{telemetry}}:{name}", self.shared.config.key_prefix)
+    }
+
+    /// A handle on the shared connection.
+    fn connection(&self) -> Connection {
+        self.connection.clone()
+    }
+
+    /// `host:port` (or the socket path) of the server, for messages.
+    fn address(&self) -> String {
+        self.shared.address.clone()
+    }
+
+    /// Like `run`, with at least 2 s for calls that carry more than one check (telemetry).
+    async fn run_slow<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        let limit = self.shared.config.timeout.max(Duration::from_secs(2));
+        match tokio::time::timeout(limit, call).await {
+            Ok(result) => result.map_err(|error| failure(&self.shared.address, error)),
+            Err(_) => Err(self.timed_out()),
+        }
     }
 
     /// The counter every list change increments.

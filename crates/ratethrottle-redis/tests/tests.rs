@@ -8,6 +8,7 @@ mod fleet;
 mod outage;
 mod sentinel;
 mod server;
+mod telemetry;
 
 /// A multi-threaded runtime with timers, for tests that drive the store themselves.
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
