@@ -65,7 +65,9 @@ impl Deltas {
             metrics.violations,
         );
         for rule in &metrics.rules {
-            let before = self.rules.insert(rule.rule, (rule.allowed, rule.denied, rule.violations));
+            let before = self
+                .rules
+                .insert(rule.rule, (rule.allowed, rule.denied, rule.violations));
             let (a, d, v) = before.unwrap_or_default();
             let news = (
                 since(rule.allowed, a),
@@ -73,7 +75,9 @@ impl Deltas {
                 since(rule.violations, v),
             );
             if news != (0, 0, 0) {
-                delta.rules.push((rule.rule.to_owned(), news.0, news.1, news.2));
+                delta
+                    .rules
+                    .push((rule.rule.to_owned(), news.0, news.1, news.2));
             }
         }
         delta
@@ -97,6 +101,24 @@ pub struct ViolationRecord {
 }
 
 impl ViolationRecord {
+    /// A record of `identifier` exceeding `rule` (with its `limit`) at `at_ms`, told to wait
+    /// `retry_after_ms`.
+    pub fn new(
+        at_ms: u64,
+        identifier: impl Into<String>,
+        rule: impl Into<String>,
+        limit: u64,
+        retry_after_ms: u64,
+    ) -> Self {
+        ViolationRecord {
+            at_ms,
+            identifier: identifier.into(),
+            rule: rule.into(),
+            limit,
+            retry_after_ms,
+        }
+    }
+
     /// The record of `violation`.
     pub fn of(violation: &Violation) -> Self {
         ViolationRecord {
@@ -226,10 +248,13 @@ impl FleetSnapshot {
             let index = match self.rules.binary_search_by(|r| r.rule.as_str().cmp(name)) {
                 Ok(i) => i,
                 Err(i) => {
-                    self.rules.insert(i, RuleTotals {
-                        rule: name.clone(),
-                        ..RuleTotals::default()
-                    });
+                    self.rules.insert(
+                        i,
+                        RuleTotals {
+                            rule: name.clone(),
+                            ..RuleTotals::default()
+                        },
+                    );
                     i
                 }
             };
@@ -252,13 +277,18 @@ impl FleetSnapshot {
             }),
         }
         for v in violations {
-            match self.top_limited.iter_mut().find(|(id, _)| *id == v.identifier) {
+            match self
+                .top_limited
+                .iter_mut()
+                .find(|(id, _)| *id == v.identifier)
+            {
                 Some((_, count)) => *count += 1,
                 None => self.top_limited.push((v.identifier.clone(), 1)),
             }
             self.recent_violations.insert(0, v.clone());
         }
-        self.top_limited.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        self.top_limited
+            .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         self.recent_violations.truncate(keep);
     }
 }
@@ -268,7 +298,8 @@ impl FleetSnapshot {
 pub struct Telemetry {
     store: RedisStore,
     process: String,
-    deltas: parking_lot::Mutex<Deltas>,
+    /// Held through a publication: two at once would send the same counts twice.
+    deltas: tokio::sync::Mutex<Deltas>,
     pending: Arc<parking_lot::Mutex<VecDeque<ViolationRecord>>>,
 }
 
@@ -288,7 +319,7 @@ impl Telemetry {
         Telemetry {
             store: store.clone(),
             process: format!("{host}:{}", std::process::id()),
-            deltas: parking_lot::Mutex::default(),
+            deltas: tokio::sync::Mutex::default(),
             pending,
         }
     }
@@ -298,7 +329,8 @@ impl Telemetry {
         let now = SystemTime::now();
         let (second, now_ms) = (unix_millis(now) / 1000, unix_millis(now));
         // Counts and violations are only taken once Redis has them.
-        let mut deltas = self.deltas.lock().clone();
+        let mut published = self.deltas.lock().await;
+        let mut deltas = published.clone();
         let delta = deltas.next(&limiter.metrics());
         let violations: Vec<ViolationRecord> = self.pending.lock().drain(..).collect();
         let key = |name: &str| self.store.telemetry_key(name);
@@ -314,9 +346,14 @@ impl Telemetry {
             }
         }
         for (rule, allowed, denied, violated) in &delta.rules {
-            for (what, count) in [("allowed", allowed), ("denied", denied), ("violations", violated)] {
+            for (what, count) in [
+                ("allowed", allowed),
+                ("denied", denied),
+                ("violations", violated),
+            ] {
                 if *count > 0 {
-                    pipe.hincr(&totals, format!("rule:{rule}:{what}"), *count).ignore();
+                    pipe.hincr(&totals, format!("rule:{rule}:{what}"), *count)
+                        .ignore();
                 }
             }
         }
@@ -345,7 +382,8 @@ impl Telemetry {
                 pipe.zincr(&top, &v.identifier, 1).ignore();
             }
             pipe.expire(&top, KEPT_SECONDS).ignore();
-            pipe.ltrim(key("violations"), 0, KEPT_VIOLATIONS - 1).ignore();
+            pipe.ltrim(key("violations"), 0, KEPT_VIOLATIONS - 1)
+                .ignore();
         }
         let processes = key("processes");
         pipe.zadd(&processes, &self.process, now_ms).ignore();
@@ -357,7 +395,7 @@ impl Telemetry {
             .run_slow(pipe.query_async::<()>(&mut connection))
             .await;
         match sent {
-            Ok(()) => *self.deltas.lock() = deltas,
+            Ok(()) => *published = deltas,
             Err(_) => {
                 let mut pending = self.pending.lock();
                 for v in violations.into_iter().rev() {
@@ -423,7 +461,10 @@ pub async fn read_fleet(store: &RedisStore, seconds: u64) -> Result<FleetSnapsho
     let bad = |e: redis::ParsingError| {
         StoreError::new(
             StoreErrorKind::Protocol,
-            format!("unexpected telemetry reply from redis at {}: {e}", store.address()),
+            format!(
+                "unexpected telemetry reply from redis at {}: {e}",
+                store.address()
+            ),
         )
     };
     let totals: HashMap<String, u64> = redis::from_redis_value(next()).map_err(bad)?;

@@ -13,7 +13,9 @@ async fn two_processes_add_up(store: ratethrottle_redis::RedisStore) {
         .map(|_| {
             let limiter = Limiter::builder().store(store.clone()).build();
             limiter
-                .add_rule(Rule::new("api", 3, Duration::from_secs(60)).block_duration(Duration::ZERO))
+                .add_rule(
+                    Rule::new("api", 3, Duration::from_secs(60)).block_duration(Duration::ZERO),
+                )
                 .unwrap();
             let telemetry = Telemetry::attach(&limiter, &store);
             (limiter, telemetry)
@@ -41,13 +43,19 @@ async fn two_processes_add_up(store: ratethrottle_redis::RedisStore) {
     assert_eq!(fleet.per_second.len(), 60);
     let last_seconds: u64 = fleet.per_second.iter().map(|s| s.allowed + s.denied).sum();
     assert_eq!(last_seconds, 6);
-    assert_eq!(fleet.processes.len(), 1, "both limiters are in this one process");
+    assert_eq!(
+        fleet.processes.len(),
+        1,
+        "both limiters are in this one process"
+    );
 }
 
 #[test]
 fn telemetry_of_two_limiters_adds_up() {
     runtime().block_on(async {
-        let Some(store) = caller_clock_store().await else { return };
+        let Some(store) = caller_clock_store().await else {
+            return;
+        };
         two_processes_add_up(store).await;
     });
 }
@@ -55,7 +63,9 @@ fn telemetry_of_two_limiters_adds_up() {
 #[test]
 fn telemetry_works_on_a_cluster() {
     runtime().block_on(async {
-        let Some(store) = cluster_store().await else { return };
+        let Some(store) = cluster_store().await else {
+            return;
+        };
         two_processes_add_up(store).await;
     });
 }

@@ -1,0 +1,481 @@
+//! `ratethrottle monitor`: a live dashboard of what the fleet publishes to Redis, or of a
+//! simulated load in this process (`--demo`).
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ratatui::Frame;
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::layout::{Constraint, Layout};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, List, ListItem, Paragraph, Row, Sparkline, Table};
+use ratethrottle::Limiter;
+use ratethrottle_config::Config;
+use ratethrottle_redis::RedisStore;
+use ratethrottle_redis::telemetry::{
+    Deltas, FleetSnapshot, ViolationRecord, read_fleet, unix_millis,
+};
+
+use crate::output::{duration, percent};
+use crate::report::fleet_store;
+use crate::{Outcome, usage};
+
+/// Seconds of history on the sparklines.
+const HISTORY: usize = 60;
+
+/// Arguments of `ratethrottle monitor`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct MonitorArgs {
+    /// Watch a simulated load on the configured rules in this process instead of a fleet.
+    #[arg(long)]
+    demo: bool,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1.0)]
+    interval: f64,
+    /// Print one screen as text after `--settle` seconds and exit (no terminal needed).
+    #[arg(long)]
+    once: bool,
+    /// With --once: seconds to collect before printing.
+    #[arg(long, default_value_t = 3.0)]
+    settle: f64,
+}
+
+/// What the screen shows.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Model {
+    /// Where the numbers come from, e.g. `redis 127.0.0.1:6379 (prefix ratethrottle:)`.
+    pub(crate) source: String,
+    /// The latest numbers.
+    pub(crate) snapshot: FleetSnapshot,
+    /// The last error reading them, if the last read failed.
+    pub(crate) error: Option<String>,
+}
+
+enum Source {
+    Fleet(RedisStore),
+    Demo(Box<Demo>),
+}
+
+impl Source {
+    async fn refresh(&mut self, model: &mut Model) {
+        match self {
+            Source::Fleet(store) => match read_fleet(store, HISTORY as u64).await {
+                Ok(snapshot) => {
+                    model.snapshot = snapshot;
+                    model.error = None;
+                }
+                Err(error) => model.error = Some(format!("{error} (retrying)")),
+            },
+            Source::Demo(demo) => {
+                demo.collect();
+                model.snapshot = demo.snapshot.clone();
+            }
+        }
+    }
+}
+
+pub(crate) async fn run(config: &Config, args: &MonitorArgs) -> Outcome {
+    let interval = Duration::try_from_secs_f64(args.interval)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| usage(anyhow::anyhow!("--interval must be above 0 seconds")))?;
+    let (mut source, label) = if args.demo {
+        (
+            Source::Demo(Box::new(Demo::start(config)?)),
+            "simulated load in this process (--demo)".to_owned(),
+        )
+    } else {
+        let store = fleet_store(config, "monitor").await?;
+        let label = format!("redis {store:?}");
+        (Source::Fleet(store), label)
+    };
+    let mut model = Model {
+        source: label,
+        ..Model::default()
+    };
+    if args.once {
+        let settle = Duration::try_from_secs_f64(args.settle)
+            .map_err(|_| usage(anyhow::anyhow!("--settle must be 0 or more seconds")))?;
+        let steps = (settle.as_secs_f64() / interval.as_secs_f64())
+            .ceil()
+            .max(1.0) as u32;
+        for _ in 0..steps {
+            tokio::time::sleep(interval).await;
+            source.refresh(&mut model).await;
+        }
+        print!("{}", render_text(&model, 110, 34));
+        return Ok(());
+    }
+    if !std::io::stdout().is_terminal() {
+        return Err(usage(anyhow::anyhow!(
+            "monitor needs a terminal; use `monitor --once`, `metrics` or `stats --format json` in scripts"
+        )));
+    }
+    let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
+    let result = async {
+        loop {
+            source.refresh(&mut model).await;
+            terminal.draw(|frame| draw(frame, &model))?;
+            if quit_requested(interval)? {
+                return Ok::<(), anyhow::Error>(());
+            }
+        }
+    }
+    .await;
+    ratatui::restore();
+    Ok(result?)
+}
+
+/// Waits up to `timeout` for a key; `true` for q, Esc or Ctrl-C.
+fn quit_requested(timeout: Duration) -> anyhow::Result<bool> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || !event::poll(left)? {
+            return Ok(false);
+        }
+        if let Event::Key(key) = event::read()? {
+            let ctrl_c =
+                key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+            if key.kind == KeyEventKind::Press
+                && (matches!(key.code, KeyCode::Char('q') | KeyCode::Esc) || ctrl_c)
+            {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// The screen as text, `width` × `height` (for `--once` and tests).
+pub(crate) fn render_text(model: &Model, width: u16, height: u16) -> String {
+    let backend = ratatui::backend::TestBackend::new(width, height);
+    let mut terminal = match ratatui::Terminal::new(backend) {
+        Ok(terminal) => terminal,
+        Err(never) => match never {},
+    };
+    if terminal.draw(|frame| draw(frame, model)).is_err() {
+        return String::new();
+    }
+    let buffer = terminal.backend().buffer();
+    let mut text = String::new();
+    for y in 0..buffer.area.height {
+        let line: String = (0..buffer.area.width)
+            .map(|x| buffer[(x, y)].symbol())
+            .collect();
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// Draws the dashboard: header, allowed/denied sparklines, per-rule table, top limited
+/// identifiers and recent violations.
+pub(crate) fn draw(frame: &mut Frame<'_>, model: &Model) {
+    let s = &model.snapshot;
+    let [header, sparks, rules, bottom] = Layout::vertical([
+        Constraint::Length(4),
+        Constraint::Length(7),
+        Constraint::Length((s.rules.len() as u16).clamp(1, 10) + 3),
+        Constraint::Min(5),
+    ])
+    .areas(frame.area());
+
+    let mut summary = vec![Span::raw(format!(
+        " {} checks · {} allowed · {} denied ({}) · {} violations · {} process(es)",
+        s.total(),
+        s.allowed,
+        s.denied,
+        percent(s.block_rate()),
+        s.violations,
+        s.processes.len()
+    ))];
+    if let Some(error) = &model.error {
+        summary.push(Span::styled(
+            format!(" · {error}"),
+            Style::new().fg(Color::Red),
+        ));
+    }
+    let title = Line::from(vec![
+        Span::styled(
+            " ratethrottle monitor ",
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!("· {} · q quits", model.source)),
+    ]);
+    frame.render_widget(
+        Paragraph::new(vec![title, Line::from(summary)]).block(Block::bordered()),
+        header,
+    );
+
+    let last = s.per_second.last().copied().unwrap_or_default();
+    let allowed: Vec<u64> = s.per_second.iter().map(|p| p.allowed).collect();
+    let denied: Vec<u64> = s.per_second.iter().map(|p| p.denied).collect();
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(sparks);
+    frame.render_widget(
+        Sparkline::default()
+            .block(Block::bordered().title(format!(" allowed/s: {} ", last.allowed)))
+            .data(&allowed)
+            .style(Style::new().fg(Color::Green)),
+        left,
+    );
+    frame.render_widget(
+        Sparkline::default()
+            .block(Block::bordered().title(format!(" denied/s: {} ", last.denied)))
+            .data(&denied)
+            .style(Style::new().fg(Color::Red)),
+        right,
+    );
+
+    let rows = s.rules.iter().map(|r| {
+        Row::new(vec![
+            Cell::from(r.rule.clone()),
+            Cell::from(r.definition.clone()),
+            Cell::from(r.allowed.to_string()),
+            Cell::from(r.denied.to_string()),
+            Cell::from(r.violations.to_string()),
+            Cell::from(percent(r.block_rate())),
+        ])
+    });
+    frame.render_widget(
+        Table::new(
+            rows,
+            [
+                Constraint::Length(16),
+                Constraint::Min(30),
+                Constraint::Length(10),
+                Constraint::Length(10),
+                Constraint::Length(10),
+                Constraint::Length(10),
+            ],
+        )
+        .header(
+            Row::new([
+                "rule",
+                "definition",
+                "allowed",
+                "denied",
+                "violations",
+                "block rate",
+            ])
+            .style(Style::new().add_modifier(Modifier::BOLD)),
+        )
+        .block(Block::bordered().title(" rules ")),
+        rules,
+    );
+
+    let [top, recent] =
+        Layout::horizontal([Constraint::Percentage(35), Constraint::Percentage(65)]).areas(bottom);
+    let top_items: Vec<ListItem<'_>> = s
+        .top_limited
+        .iter()
+        .map(|(id, n)| ListItem::new(format!("{n:>6}  {id}")))
+        .collect();
+    frame.render_widget(
+        List::new(top_items).block(Block::bordered().title(" top limited identifiers (5 min) ")),
+        top,
+    );
+    let recent_items: Vec<ListItem<'_>> = s
+        .recent_violations
+        .iter()
+        .map(|v| {
+            let age = s.at_ms.saturating_sub(v.at_ms) / 1000;
+            ListItem::new(format!(
+                "{age:>4}s ago  {:<14} {:<18} retry {}",
+                v.rule,
+                v.identifier,
+                duration(Some(Duration::from_millis(v.retry_after_ms)))
+            ))
+        })
+        .collect();
+    frame.render_widget(
+        List::new(recent_items).block(Block::bordered().title(" recent violations ")),
+        recent,
+    );
+}
+
+/// A simulated load on the configured rules, in this process: steady clients that stay under
+/// the limits and a few abusive ones that do not.
+struct Demo {
+    limiter: Limiter,
+    deltas: Deltas,
+    violations: Arc<ViolationBuffer>,
+    snapshot: FleetSnapshot,
+    _load: tokio::task::JoinHandle<()>,
+}
+
+/// Violations caught by the demo's callback, until the next refresh takes them.
+#[derive(Default)]
+struct ViolationBuffer(std::sync::Mutex<Vec<ViolationRecord>>);
+
+impl ViolationBuffer {
+    fn push(&self, record: ViolationRecord) {
+        let mut buffer = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if buffer.len() < 1000 {
+            buffer.push(record);
+        }
+    }
+
+    fn take(&self) -> Vec<ViolationRecord> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Demo {
+    fn start(config: &Config) -> Result<Self, crate::Failure> {
+        let limiter = Limiter::in_memory();
+        limiter.set_rules(config.rules()).map_err(usage)?;
+        let rules: Vec<String> = config.rules.iter().map(|r| r.name.clone()).collect();
+        if rules.is_empty() {
+            return Err(usage(anyhow::anyhow!(
+                "--demo needs at least one rule in the configuration"
+            )));
+        }
+        let violations = Arc::new(ViolationBuffer::default());
+        let sink = Arc::clone(&violations);
+        limiter.on_violation(move |v| sink.push(ViolationRecord::of(v)));
+        let load = tokio::spawn(simulate(limiter.clone(), rules));
+        Ok(Demo {
+            limiter,
+            deltas: Deltas::default(),
+            violations,
+            snapshot: FleetSnapshot::default(),
+            _load: load,
+        })
+    }
+
+    fn collect(&mut self) {
+        let delta = self.deltas.next(&self.limiter.metrics());
+        let second = unix_millis(std::time::SystemTime::now()) / 1000;
+        self.snapshot
+            .record(second, &delta, &self.violations.take(), HISTORY, 50);
+        self.snapshot.processes = vec![format!("this process ({})", std::process::id())];
+        for rule in &mut self.snapshot.rules {
+            if let Some(r) = self.limiter.rule(&rule.rule) {
+                rule.definition = format!(
+                    "{} per {:?}, {}, {}",
+                    r.limit, r.window, r.strategy, r.scope
+                );
+            }
+        }
+    }
+}
+
+/// Sends the simulated requests every 100 ms: 20 steady clients spread over the rules, and
+/// three abusive ones hammering the first rules.
+async fn simulate(limiter: Limiter, rules: Vec<String>) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(100));
+    let abusers = ["203.0.113.7", "203.0.113.9", "198.51.100.23"];
+    for tick in 0u64.. {
+        ticks.tick().await;
+        for client in 0..20u64 {
+            // Each steady client sends about one request every 6 seconds.
+            if (tick + client * 7) % 61 == 0 {
+                let rule = &rules[(client as usize) % rules.len()];
+                let _ = limiter.check(&format!("10.0.0.{client}"), rule).await;
+            }
+        }
+        for (i, abuser) in abusers.iter().enumerate() {
+            let rule = &rules[i % rules.len()];
+            // Bursts on and off: 10 s of 3 requests per tick, then 5 s of quiet.
+            if (tick / 50 + i as u64) % 3 != 2 {
+                for _ in 0..3 {
+                    let _ = limiter.check(abuser, rule).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratethrottle_redis::telemetry::{RuleTotals, SecondCounts};
+
+    fn model() -> Model {
+        let mut snapshot = FleetSnapshot::default();
+        snapshot.at_ms = 1_800_000_010_000;
+        snapshot.allowed = 120;
+        snapshot.denied = 30;
+        snapshot.violations = 30;
+        let mut rule = RuleTotals::default();
+        rule.rule = "api".to_owned();
+        rule.definition = "10 per 60s, sliding_counter, ip".to_owned();
+        rule.allowed = 120;
+        rule.denied = 30;
+        rule.violations = 30;
+        snapshot.rules = vec![rule];
+        snapshot.per_second = (0..60)
+            .map(|i| {
+                let mut s = SecondCounts::default();
+                s.at = 1_800_000_000 - 60 + i;
+                s.allowed = i % 7;
+                s.denied = i % 3;
+                s
+            })
+            .collect();
+        snapshot.top_limited = vec![("203.0.113.7".to_owned(), 25), ("10.0.0.3".to_owned(), 5)];
+        snapshot.recent_violations = vec![ViolationRecord::new(
+            1_800_000_007_000,
+            "203.0.113.7",
+            "api",
+            10,
+            6000,
+        )];
+        snapshot.processes = vec!["web-1:100".to_owned(), "web-2:200".to_owned()];
+        Model {
+            source: "redis test".to_owned(),
+            snapshot,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_screen_shows_totals_rules_top_identifiers_and_violations() {
+        let text = render_text(&model(), 110, 30);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].contains("ratethrottle monitor · redis test · q quits"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains(
+                "150 checks · 120 allowed · 30 denied (20.0%) · 30 violations · 2 process(es)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("allowed/s: 3"), "{text}");
+        assert!(text.contains("denied/s: 2"), "{text}");
+        let api = lines
+            .iter()
+            .find(|l| l.contains("api") && l.contains("10 per 60s"))
+            .expect("a rule row");
+        for cell in ["120", "30", "20.0%"] {
+            assert!(api.contains(cell), "{api}");
+        }
+        assert!(text.contains("    25  203.0.113.7"), "{text}");
+        assert!(
+            text.contains("3s ago  api            203.0.113.7"),
+            "{text}"
+        );
+        // The sparklines drew bars.
+        assert!(
+            text.contains('█') || text.contains('▇') || text.contains('▄'),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_read_error_is_shown_in_red_on_the_header() {
+        let mut m = model();
+        m.error = Some("redis at 127.0.0.1:1 is unavailable (retrying)".to_owned());
+        let text = render_text(&m, 200, 30);
+        assert!(
+            text.contains("redis at 127.0.0.1:1 is unavailable (retrying)"),
+            "{text}"
+        );
+    }
+}

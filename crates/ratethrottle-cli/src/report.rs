@@ -1,0 +1,252 @@
+//! `ratethrottle metrics` and `ratethrottle stats`: what the fleet published to Redis.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use ratethrottle_config::{Config, ConfiguredStore};
+use ratethrottle_redis::RedisStore;
+use ratethrottle_redis::telemetry::{FleetSnapshot, read_fleet};
+use serde_json::{Value, json};
+
+use crate::output::{Format, percent, print_json, table};
+use crate::{Outcome, usage};
+
+/// Arguments of `ratethrottle metrics`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct MetricsArgs {
+    /// Only this rule.
+    #[arg(long)]
+    rule: Option<String>,
+}
+
+/// Arguments of `ratethrottle stats`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StatsArgs {
+    /// Also write the report to FILE: `.json` (the whole report) or `.csv` (one row per fact:
+    /// kind, key, allowed, denied, violations, detail).
+    #[arg(long, value_name = "FILE")]
+    export: Option<PathBuf>,
+    /// Seconds of per-second history to include.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    seconds: u64,
+}
+
+/// The Redis store the configuration names; an explanation (exit 2) for the memory store.
+pub(crate) async fn fleet_store(
+    config: &Config,
+    command: &str,
+) -> Result<RedisStore, crate::Failure> {
+    let store = ConfiguredStore::connect(&config.storage).await?;
+    match store {
+        ConfiguredStore::Redis(store) => Ok(store),
+        _ => Err(usage(anyhow::anyhow!(
+            "`{command}` reads what a fleet publishes to Redis, but storage.type is memory (the \
+             in-memory store's counts live inside the process that serves the traffic). Use \
+             --config with storage.type: redis, or RT_STORAGE_TYPE=redis{}",
+            if command == "monitor" {
+                "; or try `monitor --demo`"
+            } else {
+                ""
+            }
+        ))),
+    }
+}
+
+pub(crate) async fn metrics(config: &Config, args: &MetricsArgs, format: Format) -> Outcome {
+    let store = fleet_store(config, "metrics").await?;
+    let fleet = read_fleet(&store, 1)
+        .await
+        .context("could not read the fleet's metrics")?;
+    let rules: Vec<_> = fleet
+        .rules
+        .iter()
+        .filter(|r| args.rule.as_deref().is_none_or(|name| r.rule == name))
+        .collect();
+    if let Some(name) = &args.rule
+        && rules.is_empty()
+    {
+        let known: Vec<&str> = fleet.rules.iter().map(|r| r.rule.as_str()).collect();
+        return Err(crate::Failure::Failed(anyhow::anyhow!(
+            "no metrics for rule {name:?}; rules with metrics: {}",
+            if known.is_empty() {
+                "(none yet)".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
+    match format {
+        Format::Json => print_json(&json!({
+            "total_requests": fleet.total(),
+            "allowed_requests": fleet.allowed,
+            "blocked_requests": fleet.denied,
+            "block_rate": fleet.block_rate(),
+            "violations": fleet.violations,
+            "processes": fleet.processes,
+            "rules": rules.iter().map(|r| json!({
+                "rule": r.rule, "definition": r.definition, "allowed": r.allowed,
+                "denied": r.denied, "violations": r.violations, "block_rate": r.block_rate(),
+            })).collect::<Vec<_>>(),
+        })),
+        Format::Table => {
+            if args.rule.is_none() {
+                println!(
+                    "total {}  allowed {}  denied {}  block rate {}  violations {}  processes reporting {}\n",
+                    fleet.total(),
+                    fleet.allowed,
+                    fleet.denied,
+                    percent(fleet.block_rate()),
+                    fleet.violations,
+                    fleet.processes.len()
+                );
+            }
+            print!("{}", rules_table(&rules));
+        }
+    }
+    Ok(())
+}
+
+fn rules_table(rules: &[&ratethrottle_redis::telemetry::RuleTotals]) -> String {
+    let rows: Vec<Vec<String>> = rules
+        .iter()
+        .map(|r| {
+            vec![
+                r.rule.clone(),
+                r.definition.clone(),
+                r.allowed.to_string(),
+                r.denied.to_string(),
+                r.violations.to_string(),
+                percent(r.block_rate()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "rule",
+            "definition",
+            "allowed",
+            "denied",
+            "violations",
+            "block_rate",
+        ],
+        &rows,
+    )
+}
+
+pub(crate) async fn stats(config: &Config, args: &StatsArgs, format: Format) -> Outcome {
+    let store = fleet_store(config, "stats").await?;
+    let fleet = read_fleet(&store, args.seconds)
+        .await
+        .context("could not read the fleet's statistics")?;
+    let report = report_json(&fleet);
+    match format {
+        Format::Json => print_json(&report),
+        Format::Table => {
+            println!(
+                "total {}  allowed {}  denied {}  block rate {}  violations {}\n",
+                fleet.total(),
+                fleet.allowed,
+                fleet.denied,
+                percent(fleet.block_rate()),
+                fleet.violations
+            );
+            print!("{}", rules_table(&fleet.rules.iter().collect::<Vec<_>>()));
+            println!("\ntop limited identifiers (last 5 minutes):");
+            let top: Vec<Vec<String>> = fleet
+                .top_limited
+                .iter()
+                .take(10)
+                .map(|(id, n)| vec![id.clone(), n.to_string()])
+                .collect();
+            print!("{}", table(&["identifier", "violations"], &top));
+        }
+    }
+    if let Some(path) = &args.export {
+        export(path, &fleet, &report)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// The whole report as JSON.
+pub(crate) fn report_json(fleet: &FleetSnapshot) -> Value {
+    json!({
+        "generated_at_ms": fleet.at_ms,
+        "total_requests": fleet.total(),
+        "allowed_requests": fleet.allowed,
+        "blocked_requests": fleet.denied,
+        "block_rate": fleet.block_rate(),
+        "violations": fleet.violations,
+        "processes": fleet.processes,
+        "rules": fleet.rules.iter().map(|r| json!({
+            "rule": r.rule, "definition": r.definition, "allowed": r.allowed,
+            "denied": r.denied, "violations": r.violations, "block_rate": r.block_rate(),
+        })).collect::<Vec<_>>(),
+        "per_second": fleet.per_second.iter().map(|s| json!({
+            "at": s.at, "allowed": s.allowed, "denied": s.denied,
+        })).collect::<Vec<_>>(),
+        "top_limited": fleet.top_limited.iter().map(|(id, n)| json!({
+            "identifier": id, "violations": n,
+        })).collect::<Vec<_>>(),
+        "recent_violations": fleet.recent_violations.iter().map(|v| json!({
+            "at_ms": v.at_ms, "identifier": v.identifier, "rule": v.rule,
+            "limit": v.limit, "retry_after_ms": v.retry_after_ms,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn export(path: &Path, fleet: &FleetSnapshot, report: &Value) -> Outcome {
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match extension.to_ascii_lowercase().as_str() {
+        "json" => {
+            let text = serde_json::to_string_pretty(report)?;
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        "csv" => {
+            let mut writer = csv::Writer::from_path(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            writer.write_record(["kind", "key", "allowed", "denied", "violations", "detail"])?;
+            let n = |v: u64| v.to_string();
+            writer.write_record([
+                "total",
+                "",
+                &n(fleet.allowed),
+                &n(fleet.denied),
+                &n(fleet.violations),
+                "",
+            ])?;
+            for r in &fleet.rules {
+                writer.write_record([
+                    "rule",
+                    &r.rule,
+                    &n(r.allowed),
+                    &n(r.denied),
+                    &n(r.violations),
+                    &r.definition,
+                ])?;
+            }
+            for s in &fleet.per_second {
+                writer.write_record(["second", &n(s.at), &n(s.allowed), &n(s.denied), "", ""])?;
+            }
+            for (id, count) in &fleet.top_limited {
+                writer.write_record(["identifier", id, "", "", &n(*count), ""])?;
+            }
+            for v in &fleet.recent_violations {
+                let detail = format!(
+                    "at_ms={} rule={} limit={} retry_after_ms={}",
+                    v.at_ms, v.rule, v.limit, v.retry_after_ms
+                );
+                writer.write_record(["violation", &v.identifier, "", "", "1", &detail])?;
+            }
+            writer.flush()?;
+        }
+        _ => {
+            return Err(usage(anyhow::anyhow!(
+                "--export {}: the file name must end in .json or .csv",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! The fleet commands against a real redis-server: lists shared through Redis, metrics and
+//! stats of what `test` runs published, the monitor reading them.
+
+use crate::cli::{json, ratethrottle};
+use crate::server::RedisServer;
+
+/// A config file on the shared test server under a prefix of its own.
+fn redis_config(dir: &tempfile::TempDir, name: &str) -> Option<std::path::PathBuf> {
+    let server = RedisServer::shared()?;
+    let path = dir.path().join("fleet.yaml");
+    let yaml = format!(
+        "storage:\n  type: redis\n  url: redis://127.0.0.1:{}/0\n  key_prefix: \"cli-{name}-{}:\"\n  timeout: 2\nrules:\n  - name: api\n    limit: 3\n    window: 60\n    block_duration: 0\n",
+        server.port,
+        std::process::id()
+    );
+    std::fs::write(&path, yaml).unwrap();
+    Some(path)
+}
+
+#[test]
+fn lists_metrics_stats_and_monitor_share_one_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(config) = redis_config(&dir, "fleet") else {
+        return;
+    };
+    let config = config.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", config];
+        all.extend_from_slice(args);
+        ratethrottle().args(&all).output().unwrap()
+    };
+
+    // A list change made by one command is seen by the next process.
+    assert!(
+        run(&[
+            "manage",
+            "blacklist",
+            "add",
+            "203.0.113.9",
+            "--duration",
+            "600"
+        ])
+        .status
+        .success()
+    );
+    let listed = json(&run(&["manage", "blacklist", "list", "--format", "json"]).stdout);
+    assert_eq!(listed["entries"][0]["identifier"], "203.0.113.9");
+    assert!(listed["entries"][0]["expires_in"].as_f64().unwrap() > 590.0);
+    let blocked = run(&[
+        "test",
+        "--rule",
+        "api",
+        "--identifier",
+        "203.0.113.9",
+        "--requests",
+        "1",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(blocked.status.code(), Some(1));
+    assert_eq!(json(&blocked.stdout)["requests"][0]["blocked"], true);
+    assert!(
+        run(&["manage", "blacklist", "remove", "203.0.113.9"])
+            .status
+            .success()
+    );
+
+    // Two "processes" share the limit of 3, and publish what they did.
+    let first = json(
+        &run(&[
+            "test",
+            "--rule",
+            "api",
+            "--identifier",
+            "u1",
+            "--requests",
+            "2",
+            "--format",
+            "json",
+        ])
+        .stdout,
+    );
+    let second = json(
+        &run(&[
+            "test",
+            "--rule",
+            "api",
+            "--identifier",
+            "u1",
+            "--requests",
+            "2",
+            "--format",
+            "json",
+        ])
+        .stdout,
+    );
+    assert_eq!(
+        (first["allowed"].as_u64(), second["allowed"].as_u64()),
+        (Some(2), Some(1))
+    );
+
+    let metrics = json(&run(&["metrics", "--format", "json"]).stdout);
+    // 1 blacklisted + 4 checks of u1.
+    assert_eq!(metrics["total_requests"], 5);
+    assert_eq!(metrics["allowed_requests"], 3);
+    assert_eq!(metrics["blocked_requests"], 2);
+    assert_eq!(metrics["rules"][0]["rule"], "api");
+    let only_api = run(&["metrics", "--rule", "api"]);
+    assert!(only_api.status.success());
+    let missing = run(&["metrics", "--rule", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+
+    let csv = dir.path().join("report.csv");
+    let stats = run(&[
+        "stats",
+        "--export",
+        csv.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        stats.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stats.stderr)
+    );
+    let report = json(&stats.stdout);
+    assert_eq!(report["top_limited"][0]["identifier"], "u1");
+    assert_eq!(report["recent_violations"][0]["rule"], "api");
+    let csv = std::fs::read_to_string(csv).unwrap();
+    assert!(
+        csv.starts_with(
+            "kind,key,allowed,denied,violations,detail\ntotal,,3,2,1,\nrule,api,3,2,1,"
+        ),
+        "{csv}"
+    );
+    assert!(csv.contains("\nidentifier,u1,,,1,\n"), "{csv}");
+    let json_file = dir.path().join("report.json");
+    assert!(
+        run(&["stats", "--export", json_file.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let exported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json_file).unwrap()).unwrap();
+    assert_eq!(exported["total_requests"], 5);
+    let wrong = run(&["stats", "--export", "report.txt"]);
+    assert_eq!(wrong.status.code(), Some(2));
+
+    let screen = run(&["monitor", "--once", "--settle", "0.1", "--interval", "0.1"]);
+    assert!(screen.status.success());
+    let screen = String::from_utf8_lossy(&screen.stdout);
+    assert!(
+        screen.contains("5 checks · 3 allowed · 2 denied (40.0%)"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("3 per 60s, sliding_counter, ip"),
+        "{screen}"
+    );
+    assert!(screen.contains("u1"), "{screen}");
+}
+
+#[test]
+fn an_unreachable_redis_fails_with_exit_1() {
+    let output = ratethrottle()
+        .env("RT_STORAGE_TYPE", "redis")
+        .env("RT_REDIS_PORT", "1")
+        .args(["manage", "whitelist", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("error: cannot set up the redis store:"),
+        "{stderr}"
+    );
+}
