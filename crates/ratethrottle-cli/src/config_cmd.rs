@@ -13,7 +13,11 @@ use crate::{Outcome, usage};
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ConfigCommand {
     /// Print the configuration in force (file + RT_* variables), secrets masked.
-    Show,
+    Show {
+        /// Print the built-in defaults of every setting instead.
+        #[arg(long)]
+        defaults: bool,
+    },
     /// Check a file (or the --config one): exit 0 when valid, 2 with the error otherwise.
     Validate {
         /// The file to check.
@@ -50,10 +54,12 @@ pub(crate) fn run_standalone(command: &ConfigCommand, format: Format) -> Option<
 
 pub(crate) fn run(config: &Config, command: &ConfigCommand, format: Format) -> Outcome {
     match command {
-        ConfigCommand::Show => {
+        ConfigCommand::Show { defaults } => {
+            let defaults_config = Config::default();
+            let shown = if *defaults { &defaults_config } else { config };
             match format {
-                Format::Json => print_json(&serde_json::to_value(config)?),
-                Format::Table => print!("{}", config.to_yaml()),
+                Format::Json => print_json(&serde_json::to_value(shown)?),
+                Format::Table => print!("{}", shown.to_yaml()),
             }
             Ok(())
         }

@@ -154,7 +154,7 @@ async fn run(cli: &Cli) -> Outcome {
         Command::Manage(args) => manage::run(&config, args, cli.format).await,
         Command::Metrics(args) => report::metrics(&config, args, cli.format).await,
         Command::Stats(args) => report::stats(&config, args, cli.format).await,
-        Command::Monitor(args) => monitor::run(&config, args).await,
+        Command::Monitor(args) => monitor::run(&config, cli.config.as_deref(), args).await,
         Command::Bench(args) => bench::run(&config, args, cli.format).await,
     }
 }

@@ -2,6 +2,7 @@
 //! simulated load in this process (`--demo`).
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, List, ListItem, Paragraph, Row, Sparkline, Table};
 use ratethrottle::Limiter;
-use ratethrottle_config::Config;
+use ratethrottle::store::MemoryStore;
+use ratethrottle_config::{Config, ConfigWatcher, ConfiguredStore, Environment};
 use ratethrottle_redis::RedisStore;
 use ratethrottle_redis::telemetry::{
     Deltas, FleetSnapshot, ViolationRecord, read_fleet, unix_millis,
@@ -77,14 +79,14 @@ impl Source {
     }
 }
 
-pub(crate) async fn run(config: &Config, args: &MonitorArgs) -> Outcome {
+pub(crate) async fn run(config: &Config, path: Option<&Path>, args: &MonitorArgs) -> Outcome {
     let interval = Duration::try_from_secs_f64(args.interval)
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| usage(anyhow::anyhow!("--interval must be above 0 seconds")))?;
     let (mut source, label) = if args.demo {
         (
-            Source::Demo(Box::new(Demo::start(config)?)),
+            Source::Demo(Box::new(Demo::start(config, path).await?)),
             "simulated load in this process (--demo)".to_owned(),
         )
     } else {
@@ -300,7 +302,9 @@ pub(crate) fn draw(frame: &mut Frame<'_>, model: &Model) {
 /// A simulated load on the configured rules, in this process: steady clients that stay under
 /// the limits and a few abusive ones that do not.
 struct Demo {
-    limiter: Limiter,
+    limiter: Limiter<ConfiguredStore>,
+    /// Follows edits of the configuration file, if there is one.
+    _watcher: Option<ConfigWatcher>,
     deltas: Deltas,
     violations: Arc<ViolationBuffer>,
     snapshot: FleetSnapshot,
@@ -325,21 +329,36 @@ impl ViolationBuffer {
 }
 
 impl Demo {
-    fn start(config: &Config) -> Result<Self, crate::Failure> {
-        let limiter = Limiter::in_memory();
-        limiter.set_rules(config.rules()).map_err(usage)?;
+    async fn start(config: &Config, path: Option<&Path>) -> Result<Self, crate::Failure> {
         let rules: Vec<String> = config.rules.iter().map(|r| r.name.clone()).collect();
         if rules.is_empty() {
             return Err(usage(anyhow::anyhow!(
                 "--demo needs at least one rule in the configuration"
             )));
         }
+        // The demo always runs in memory; the configuration's rules and lists apply.
+        let limiter = Limiter::builder()
+            .store(ConfiguredStore::Memory(MemoryStore::new()))
+            .build();
+        config.apply_to(&limiter, None).await.map_err(usage)?;
+        let watcher = path
+            .map(|path| {
+                ConfigWatcher::spawn(
+                    path,
+                    config.clone(),
+                    limiter.clone(),
+                    Environment::from_process(),
+                )
+            })
+            .transpose()
+            .map_err(usage)?;
         let violations = Arc::new(ViolationBuffer::default());
         let sink = Arc::clone(&violations);
         limiter.on_violation(move |v| sink.push(ViolationRecord::of(v)));
         let load = tokio::spawn(simulate(limiter.clone(), rules));
         Ok(Demo {
             limiter,
+            _watcher: watcher,
             deltas: Deltas::default(),
             violations,
             snapshot: FleetSnapshot::default(),
@@ -366,7 +385,7 @@ impl Demo {
 
 /// Sends the simulated requests every 100 ms: 20 steady clients spread over the rules, and
 /// three abusive ones hammering the first rules.
-async fn simulate(limiter: Limiter, rules: Vec<String>) {
+async fn simulate(limiter: Limiter<ConfiguredStore>, rules: Vec<String>) {
     let mut ticks = tokio::time::interval(Duration::from_millis(100));
     let abusers = ["203.0.113.7", "203.0.113.9", "198.51.100.23"];
     for tick in 0u64.. {

@@ -2,6 +2,7 @@
 
 mod build;
 mod parse;
+mod readme;
 mod reload;
 #[allow(dead_code, unreachable_pub)]
 #[path = "../../ratethrottle-redis/tests/server.rs"]
