@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use ratethrottle_config::{Config, ConfiguredStore};
 use ratethrottle_redis::RedisStore;
-use ratethrottle_redis::telemetry::{FleetSnapshot, read_fleet};
-use serde_json::{Value, json};
+use ratethrottle_redis::telemetry::{FleetSnapshot, RuleTotals, read_fleet};
+use serde_json::{Map, Value, json};
 
 use crate::output::{Format, percent, print_json, table};
 use crate::{Outcome, usage};
@@ -76,18 +76,7 @@ pub(crate) async fn metrics(config: &Config, args: &MetricsArgs, format: Format)
         )));
     }
     match format {
-        Format::Json => print_json(&json!({
-            "total_requests": fleet.total(),
-            "allowed_requests": fleet.allowed,
-            "blocked_requests": fleet.denied,
-            "block_rate": fleet.block_rate(),
-            "violations": fleet.violations,
-            "processes": fleet.processes,
-            "rules": rules.iter().map(|r| json!({
-                "rule": r.rule, "definition": r.definition, "allowed": r.allowed,
-                "denied": r.denied, "violations": r.violations, "block_rate": r.block_rate(),
-            })).collect::<Vec<_>>(),
-        })),
+        Format::Json => print_json(&Value::Object(summary_json(&fleet, &rules))),
         Format::Table => {
             if args.rule.is_none() {
                 println!(
@@ -106,7 +95,7 @@ pub(crate) async fn metrics(config: &Config, args: &MetricsArgs, format: Format)
     Ok(())
 }
 
-fn rules_table(rules: &[&ratethrottle_redis::telemetry::RuleTotals]) -> String {
+fn rules_table(rules: &[&RuleTotals]) -> String {
     let rows: Vec<Vec<String>> = rules
         .iter()
         .map(|r| {
@@ -168,31 +157,56 @@ pub(crate) async fn stats(config: &Config, args: &StatsArgs, format: Format) -> 
     Ok(())
 }
 
-/// The whole report as JSON.
+/// Totals and the given rules' counts, named as in the original's `get_metrics()`.
+fn summary_json(fleet: &FleetSnapshot, rules: &[&RuleTotals]) -> Map<String, Value> {
+    let rules: Vec<Value> = rules
+        .iter()
+        .map(|r| {
+            json!({
+                "rule": r.rule, "definition": r.definition, "allowed": r.allowed,
+                "denied": r.denied, "violations": r.violations, "block_rate": r.block_rate(),
+            })
+        })
+        .collect();
+    let mut summary = Map::new();
+    summary.insert("total_requests".into(), json!(fleet.total()));
+    summary.insert("allowed_requests".into(), json!(fleet.allowed));
+    summary.insert("blocked_requests".into(), json!(fleet.denied));
+    summary.insert("block_rate".into(), json!(fleet.block_rate()));
+    summary.insert("violations".into(), json!(fleet.violations));
+    summary.insert("processes".into(), json!(fleet.processes));
+    summary.insert("rules".into(), Value::Array(rules));
+    summary
+}
+
+/// The whole report as JSON: the summary, per second, top limited and recent violations.
 pub(crate) fn report_json(fleet: &FleetSnapshot) -> Value {
-    json!({
-        "generated_at_ms": fleet.at_ms,
-        "total_requests": fleet.total(),
-        "allowed_requests": fleet.allowed,
-        "blocked_requests": fleet.denied,
-        "block_rate": fleet.block_rate(),
-        "violations": fleet.violations,
-        "processes": fleet.processes,
-        "rules": fleet.rules.iter().map(|r| json!({
-            "rule": r.rule, "definition": r.definition, "allowed": r.allowed,
-            "denied": r.denied, "violations": r.violations, "block_rate": r.block_rate(),
-        })).collect::<Vec<_>>(),
-        "per_second": fleet.per_second.iter().map(|s| json!({
-            "at": s.at, "allowed": s.allowed, "denied": s.denied,
-        })).collect::<Vec<_>>(),
-        "top_limited": fleet.top_limited.iter().map(|(id, n)| json!({
-            "identifier": id, "violations": n,
-        })).collect::<Vec<_>>(),
-        "recent_violations": fleet.recent_violations.iter().map(|v| json!({
-            "at_ms": v.at_ms, "identifier": v.identifier, "rule": v.rule,
-            "limit": v.limit, "retry_after_ms": v.retry_after_ms,
-        })).collect::<Vec<_>>(),
-    })
+    let mut report = summary_json(fleet, &fleet.rules.iter().collect::<Vec<_>>());
+    report.insert("generated_at_ms".into(), json!(fleet.at_ms));
+    let per_second: Vec<Value> = fleet
+        .per_second
+        .iter()
+        .map(|s| json!({"at": s.at, "allowed": s.allowed, "denied": s.denied}))
+        .collect();
+    report.insert("per_second".into(), Value::Array(per_second));
+    let top: Vec<Value> = fleet
+        .top_limited
+        .iter()
+        .map(|(id, n)| json!({"identifier": id, "violations": n}))
+        .collect();
+    report.insert("top_limited".into(), Value::Array(top));
+    let recent: Vec<Value> = fleet
+        .recent_violations
+        .iter()
+        .map(|v| {
+            json!({
+                "at_ms": v.at_ms, "identifier": v.identifier, "rule": v.rule,
+                "limit": v.limit, "retry_after_ms": v.retry_after_ms,
+            })
+        })
+        .collect();
+    report.insert("recent_violations".into(), Value::Array(recent));
+    Value::Object(report)
 }
 
 fn export(path: &Path, fleet: &FleetSnapshot, report: &Value) -> Outcome {

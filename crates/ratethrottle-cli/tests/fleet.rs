@@ -66,8 +66,8 @@ fn lists_metrics_stats_and_monitor_share_one_redis() {
     );
 
     // Two "processes" share the limit of 3, and publish what they did.
-    let first = json(
-        &run(&[
+    let [first, second] = [(); 2].map(|()| {
+        let args = [
             "test",
             "--rule",
             "api",
@@ -75,25 +75,9 @@ fn lists_metrics_stats_and_monitor_share_one_redis() {
             "u1",
             "--requests",
             "2",
-            "--format",
-            "json",
-        ])
-        .stdout,
-    );
-    let second = json(
-        &run(&[
-            "test",
-            "--rule",
-            "api",
-            "--identifier",
-            "u1",
-            "--requests",
-            "2",
-            "--format",
-            "json",
-        ])
-        .stdout,
-    );
+        ];
+        json(&run(&[&args[..], &["--format", "json"]].concat()).stdout)
+    });
     assert_eq!(
         (first["allowed"].as_u64(), second["allowed"].as_u64()),
         (Some(2), Some(1))
