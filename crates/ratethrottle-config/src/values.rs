@@ -184,6 +184,31 @@ impl Serialize for RedisUrl {
     }
 }
 
+/// A number checked by `accept` inside the visitor (so a bad one is reported where it is).
+fn checked_number<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    expecting: &'static str,
+    accept: fn(f64) -> Result<f64, String>,
+) -> Result<f64, D::Error> {
+    struct NumberVisitor(&'static str, fn(f64) -> Result<f64, String>);
+    impl Visitor<'_> for NumberVisitor {
+        type Value = f64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+            (self.1)(v).map_err(E::custom)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+            self.visit_f64(v as f64)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+            self.visit_f64(v as f64)
+        }
+    }
+    deserializer.deserialize_any(NumberVisitor(expecting, accept))
+}
+
 /// A number in `0.0..=1.0` (a score or a threshold on one).
 #[derive(Clone, Copy, Debug, Default, PartialEq, PartialOrd, Serialize)]
 #[serde(transparent)]
@@ -191,23 +216,10 @@ pub struct Fraction(pub f64);
 
 impl<'de> Deserialize<'de> for Fraction {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct FractionVisitor;
-        impl Visitor<'_> for FractionVisitor {
-            type Value = Fraction;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a number from 0.0 to 1.0")
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Fraction, E> {
-                Fraction::new(v).map_err(E::custom)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Fraction, E> {
-                self.visit_f64(v as f64)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Fraction, E> {
-                self.visit_f64(v as f64)
-            }
-        }
-        deserializer.deserialize_any(FractionVisitor)
+        checked_number(deserializer, "a number from 0.0 to 1.0", |v| {
+            Fraction::new(v).map(|f| f.0)
+        })
+        .map(Fraction)
     }
 }
 
@@ -229,27 +241,14 @@ pub struct Positive(pub f64);
 
 impl<'de> Deserialize<'de> for Positive {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct PositiveVisitor;
-        impl Visitor<'_> for PositiveVisitor {
-            type Value = Positive;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a number above 0")
+        checked_number(deserializer, "a number above 0", |v| {
+            if v.is_finite() && v > 0.0 {
+                Ok(v)
+            } else {
+                Err(format!("invalid value {v}: must be above 0"))
             }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Positive, E> {
-                if v.is_finite() && v > 0.0 {
-                    Ok(Positive(v))
-                } else {
-                    Err(E::custom(format!("invalid value {v}: must be above 0")))
-                }
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Positive, E> {
-                self.visit_f64(v as f64)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Positive, E> {
-                self.visit_f64(v as f64)
-            }
-        }
-        deserializer.deserialize_any(PositiveVisitor)
+        })
+        .map(Positive)
     }
 }
 

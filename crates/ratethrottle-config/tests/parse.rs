@@ -137,6 +137,10 @@ fn bad_rates_and_durations_are_rejected_where_written() {
         message.starts_with("test.yaml:4:13: rules[0].window: invalid duration \"soon\""),
         "{message}"
     );
+    assert_eq!(
+        error("adaptive:\n  anomaly_threshold: 0\n"),
+        "test.yaml:2:22: adaptive.anomaly_threshold: invalid value 0: must be above 0"
+    );
     let message = error("monitoring:\n  interval: -5\n");
     assert!(message.contains("non-negative"), "{message}");
 }
