@@ -91,7 +91,11 @@ pub(crate) async fn run(config: &Config, path: Option<&Path>, args: &MonitorArgs
         )
     } else {
         let store = fleet_store(config, "monitor").await?;
-        let label = format!("redis {store:?}");
+        let label = format!(
+            "redis {} (prefix {})",
+            store.address(),
+            store.config().key_prefix
+        );
         (Source::Fleet(store), label)
     };
     let mut model = Model {
@@ -213,10 +217,13 @@ pub(crate) fn draw(frame: &mut Frame<'_>, model: &Model) {
     );
 
     let last = s.per_second.last().copied().unwrap_or_default();
-    let allowed: Vec<u64> = s.per_second.iter().map(|p| p.allowed).collect();
-    let denied: Vec<u64> = s.per_second.iter().map(|p| p.denied).collect();
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(sparks);
+    // A sparkline draws its data from the left and cuts what does not fit: keep the newest.
+    let fits = usize::from(left.width.saturating_sub(2));
+    let newest = &s.per_second[s.per_second.len().saturating_sub(fits)..];
+    let allowed: Vec<u64> = newest.iter().map(|p| p.allowed).collect();
+    let denied: Vec<u64> = newest.iter().map(|p| p.denied).collect();
     frame.render_widget(
         Sparkline::default()
             .block(Block::bordered().title(format!(" allowed/s: {} ", last.allowed)))

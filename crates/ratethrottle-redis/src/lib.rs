@@ -422,9 +422,10 @@ impl RedisStore {
         self.connection.clone()
     }
 
-    /// `host:port` (or the socket path) of the server, for messages.
-    fn address(&self) -> String {
-        self.shared.address.clone()
+    /// Where the store's server is: `host:port`, the socket path, or the Cluster or Sentinel
+    /// nodes (passwords removed).
+    pub fn address(&self) -> &str {
+        &self.shared.address
     }
 
     /// Like `run`, with at least 2 s for calls that carry more than one check (telemetry).
