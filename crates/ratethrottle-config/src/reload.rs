@@ -49,7 +49,9 @@ struct Shared {
 /// and unchanged rules keep their state and counters; whitelist and blacklist entries the file
 /// added or dropped are then added or removed. An invalid file is rejected: its error is logged
 /// (with file, line and column) and kept in [`ReloadStatus::last_error`], and the previous
-/// configuration stays active. Changes to `storage` need a restart (logged, not applied).
+/// configuration stays active. Changes to `storage` need a restart (logged, not applied). If
+/// the store fails while list changes are applied (Redis down), the change counts as rejected
+/// and is applied in full at the next change or [`ConfigWatcher::reload_now`].
 /// Dropping the watcher stops it.
 pub struct ConfigWatcher {
     shared: Arc<Shared>,
@@ -76,6 +78,14 @@ impl ConfigWatcher {
         env: Environment,
     ) -> Result<Self, ConfigError> {
         let path = path.as_ref().to_owned();
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConfigError::Read {
+                path,
+                source: std::io::Error::other(
+                    "ConfigWatcher::spawn must be called inside a tokio runtime",
+                ),
+            });
+        }
         let watch_error = |e: notify::Error| ConfigError::Read {
             path: path.clone(),
             source: std::io::Error::other(format!("cannot watch for changes: {e}")),

@@ -120,3 +120,20 @@ async fn reload_now_reports_whether_anything_changed() {
         ratethrottle_config::StorageKind::Memory
     );
 }
+
+#[test]
+fn spawning_outside_a_runtime_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rt.yaml");
+    std::fs::write(&path, V1).unwrap();
+    let config = Config::load_with_env(&path, &Environment::empty()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let limiter = runtime.block_on(config.build_limiter()).unwrap();
+    let error = ConfigWatcher::spawn(&path, config, limiter, Environment::empty()).unwrap_err();
+    assert!(
+        error.to_string().contains("inside a tokio runtime"),
+        "{error}"
+    );
+}
