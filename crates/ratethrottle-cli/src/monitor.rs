@@ -18,7 +18,7 @@ use ratethrottle::store::MemoryStore;
 use ratethrottle_config::{Config, ConfigWatcher, ConfiguredStore, Environment};
 use ratethrottle_redis::RedisStore;
 use ratethrottle_redis::telemetry::{
-    Deltas, FleetSnapshot, ViolationRecord, read_fleet, unix_millis,
+    Deltas, FleetSnapshot, ViolationSink, read_fleet, rule_definition, unix_millis,
 };
 
 use crate::output::{duration, percent};
@@ -313,26 +313,9 @@ struct Demo {
     /// Follows edits of the configuration file, if there is one.
     _watcher: Option<ConfigWatcher>,
     deltas: Deltas,
-    violations: Arc<ViolationBuffer>,
+    violations: Arc<ViolationSink>,
     snapshot: FleetSnapshot,
     _load: tokio::task::JoinHandle<()>,
-}
-
-/// Violations caught by the demo's callback, until the next refresh takes them.
-#[derive(Default)]
-struct ViolationBuffer(std::sync::Mutex<Vec<ViolationRecord>>);
-
-impl ViolationBuffer {
-    fn push(&self, record: ViolationRecord) {
-        let mut buffer = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if buffer.len() < 1000 {
-            buffer.push(record);
-        }
-    }
-
-    fn take(&self) -> Vec<ViolationRecord> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
-    }
 }
 
 impl Demo {
@@ -359,9 +342,7 @@ impl Demo {
             })
             .transpose()
             .map_err(usage)?;
-        let violations = Arc::new(ViolationBuffer::default());
-        let sink = Arc::clone(&violations);
-        limiter.on_violation(move |v| sink.push(ViolationRecord::of(v)));
+        let violations = ViolationSink::attach(&limiter);
         let load = tokio::spawn(simulate(limiter.clone(), rules));
         Ok(Demo {
             limiter,
@@ -381,10 +362,7 @@ impl Demo {
         self.snapshot.processes = vec![format!("this process ({})", std::process::id())];
         for rule in &mut self.snapshot.rules {
             if let Some(r) = self.limiter.rule(&rule.rule) {
-                rule.definition = format!(
-                    "{} per {:?}, {}, {}",
-                    r.limit, r.window, r.strategy, r.scope
-                );
+                rule.definition = rule_definition(&r);
             }
         }
     }
@@ -419,7 +397,7 @@ async fn simulate(limiter: Limiter<ConfiguredStore>, rules: Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ratethrottle_redis::telemetry::{RuleTotals, SecondCounts};
+    use ratethrottle_redis::telemetry::{RuleTotals, SecondCounts, ViolationRecord};
 
     fn model() -> Model {
         let mut snapshot = FleetSnapshot::default();

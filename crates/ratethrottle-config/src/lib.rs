@@ -304,16 +304,8 @@ impl Config {
         }
         let storage = &self.storage;
         if storage.kind == StorageKind::Redis {
-            if let Some(url) = &storage.url
-                && let Err(e) = url::Url::parse(url.expose())
-            {
-                return at(
-                    "storage.url".into(),
-                    format!(
-                        "storage.url {:?} is not a URL ({e}); write redis://host:6379/0",
-                        url.masked()
-                    ),
-                );
+            if let Some(Err(message)) = storage.url.as_ref().map(RedisUrl::parse) {
+                return at("storage.url".into(), message);
             }
             if storage.sentinel.is_some() && storage.cluster.is_some() {
                 return at(

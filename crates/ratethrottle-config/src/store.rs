@@ -95,16 +95,9 @@ impl StorageConfig {
             .url
             .clone()
             .unwrap_or_else(|| RedisUrl::new("redis://localhost:6379/0"));
-        let mut url = url::Url::parse(base.expose()).map_err(|e| {
-            ConfigError::invalid(
-                "storage",
-                None,
-                format!(
-                    "storage.url {:?} is not a URL ({e}); write redis://host:6379/0",
-                    base.masked()
-                ),
-            )
-        })?;
+        let mut url = base
+            .parse()
+            .map_err(|message| ConfigError::invalid("storage", None, message))?;
         let scheme = url.scheme().to_owned();
         let cannot = |what: &str| {
             ConfigError::invalid(

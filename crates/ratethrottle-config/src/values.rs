@@ -156,6 +156,16 @@ impl RedisUrl {
         &self.0
     }
 
+    /// The URL parsed, or why it is not one (naming `storage.url`, password masked).
+    pub fn parse(&self) -> Result<url::Url, String> {
+        url::Url::parse(&self.0).map_err(|e| {
+            format!(
+                "storage.url {:?} is not a URL ({e}); write redis://host:6379/0",
+                self.masked()
+            )
+        })
+    }
+
     /// The URL with its password (if any) replaced by [`MASK`].
     pub fn masked(&self) -> String {
         match url::Url::parse(&self.0) {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ratethrottle::store::{Store, StoreError, StoreErrorKind};
-use ratethrottle::{Limiter, Metrics, Violation};
+use ratethrottle::{Limiter, Metrics, Rule, Violation};
 
 use crate::RedisStore;
 
@@ -293,6 +293,48 @@ impl FleetSnapshot {
     }
 }
 
+/// The violations of a limiter, caught by a violation callback and held (at most 1000) until
+/// taken.
+#[derive(Debug, Default)]
+pub struct ViolationSink(parking_lot::Mutex<VecDeque<ViolationRecord>>);
+
+impl ViolationSink {
+    /// A sink fed by a violation callback on `limiter`.
+    pub fn attach<S: Store>(limiter: &Limiter<S>) -> Arc<Self> {
+        let sink = Arc::new(ViolationSink::default());
+        let feed = Arc::clone(&sink);
+        limiter.on_violation(move |violation| {
+            let mut held = feed.0.lock();
+            if held.len() < BUFFERED_VIOLATIONS {
+                held.push_back(ViolationRecord::of(violation));
+            }
+        });
+        sink
+    }
+
+    /// The violations held, oldest first; the sink is empty afterwards.
+    pub fn take(&self) -> Vec<ViolationRecord> {
+        self.0.lock().drain(..).collect()
+    }
+
+    /// Returns `taken` (from [`ViolationSink::take`]) to the front, keeping the bound.
+    fn put_back(&self, taken: Vec<ViolationRecord>) {
+        let mut held = self.0.lock();
+        for record in taken.into_iter().rev() {
+            held.push_front(record);
+        }
+        held.truncate(BUFFERED_VIOLATIONS);
+    }
+}
+
+/// How a rule is shown in telemetry: `"100 per 60s, sliding_counter, ip"`.
+pub fn rule_definition(rule: &Rule) -> String {
+    format!(
+        "{} per {:?}, {}, {}",
+        rule.limit, rule.window, rule.strategy, rule.scope
+    )
+}
+
 /// Publishes one limiter's counts and violations to Redis (see the module docs for the keys).
 #[derive(Debug)]
 pub struct Telemetry {
@@ -300,27 +342,19 @@ pub struct Telemetry {
     process: String,
     /// Held through a publication: two at once would send the same counts twice.
     deltas: tokio::sync::Mutex<Deltas>,
-    pending: Arc<parking_lot::Mutex<VecDeque<ViolationRecord>>>,
+    violations: Arc<ViolationSink>,
 }
 
 impl Telemetry {
     /// Starts collecting `limiter`'s violations (a violation callback) for publication to
     /// `store`'s Redis. Counts are taken from the limiter's metrics at each publication.
     pub fn attach<S: Store>(limiter: &Limiter<S>, store: &RedisStore) -> Self {
-        let pending: Arc<parking_lot::Mutex<VecDeque<ViolationRecord>>> = Arc::default();
-        let sink = Arc::clone(&pending);
-        limiter.on_violation(move |violation| {
-            let mut pending = sink.lock();
-            if pending.len() < BUFFERED_VIOLATIONS {
-                pending.push_back(ViolationRecord::of(violation));
-            }
-        });
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
         Telemetry {
             store: store.clone(),
             process: format!("{host}:{}", std::process::id()),
             deltas: tokio::sync::Mutex::default(),
-            pending,
+            violations: ViolationSink::attach(limiter),
         }
     }
 
@@ -332,7 +366,7 @@ impl Telemetry {
         let mut published = self.deltas.lock().await;
         let mut deltas = published.clone();
         let delta = deltas.next(&limiter.metrics());
-        let violations: Vec<ViolationRecord> = self.pending.lock().drain(..).collect();
+        let violations = self.violations.take();
         let key = |name: &str| self.store.telemetry_key(name);
         let mut pipe = redis::pipe();
         let totals = key("totals");
@@ -360,13 +394,7 @@ impl Telemetry {
         let definitions: Vec<(String, String)> = limiter
             .rules()
             .iter()
-            .map(|r| {
-                let definition = format!(
-                    "{} per {:?}, {}, {}",
-                    r.limit, r.window, r.strategy, r.scope
-                );
-                (r.name.clone(), definition)
-            })
+            .map(|r| (r.name.clone(), rule_definition(r)))
             .collect();
         if !definitions.is_empty() {
             pipe.hset_multiple(key("rules"), &definitions).ignore();
@@ -396,13 +424,7 @@ impl Telemetry {
             .await;
         match sent {
             Ok(()) => *published = deltas,
-            Err(_) => {
-                let mut pending = self.pending.lock();
-                for v in violations.into_iter().rev() {
-                    pending.push_front(v);
-                }
-                pending.truncate(BUFFERED_VIOLATIONS);
-            }
+            Err(_) => self.violations.put_back(violations),
         }
         sent
     }
