@@ -16,7 +16,7 @@ use crate::clock::{Clock, ClockSource, Nanos, SystemClock};
 use crate::error::{Error, Result};
 use crate::identifier::normalize_identifier;
 use crate::metrics::{Count, Metrics, RuleMetrics, StripedCounters, Violation, ViolationLog};
-use crate::rule::Rule;
+use crate::rule::{Rule, Scope};
 use crate::status::{Status, Verdict};
 use crate::store::{ListEntry, ListKind, MemoryStore, Outcome, Query, RuleSpec, Store};
 
@@ -240,6 +240,12 @@ impl<S: Store> Limiter<S> {
     /// The rule named `name`.
     pub fn rule(&self, name: &str) -> Option<Rule> {
         self.shared.rules.load().get(name).map(|e| e.rule.clone())
+    }
+
+    /// The scope of the rule named `name`, without copying the rule (cheap enough for every
+    /// request: adapters use it to pick the identifier).
+    pub fn scope_of(&self, name: &str) -> Option<Scope> {
+        self.shared.rules.load().get(name).map(|e| e.rule.scope)
     }
 
     /// All rules, sorted by name.

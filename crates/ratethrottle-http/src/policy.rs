@@ -1,0 +1,664 @@
+//! The framework-neutral part of the middleware: which rules apply to a request, who the
+//! client is, and what the limiter's answers mean for the response.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::IpAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Once};
+
+use ratethrottle::store::{MemoryStore, Store};
+use ratethrottle::{Limiter, Scope, Status, Verdict};
+
+use crate::client_ip::{ClientIp, ClientKey};
+use crate::response::{Rejection, RejectionKind, RejectionResponse, detail};
+use crate::{Error, user};
+
+/// What the middleware needs to know of a request. Implemented for `http::request::Parts`
+/// (feature `tower`) and `actix_web::HttpRequest` (feature `actix`); sealed.
+pub trait RequestView: sealed::Sealed {
+    /// The method, like `GET`.
+    fn method(&self) -> &str;
+    /// The path, like `/users/42`.
+    fn path(&self) -> &str;
+    /// The matched route template, like `/users/{id}`, when the framework knows it.
+    fn route(&self) -> Option<Cow<'_, str>>;
+    /// Every value of the header `name` (lower case), in the order received.
+    fn header_values(&self, name: &'static str) -> impl Iterator<Item = &[u8]>;
+    /// The first value of the header `name` (lower case).
+    fn header(&self, name: &str) -> Option<&[u8]>;
+    /// The TCP peer's address, when known.
+    fn peer(&self) -> Option<IpAddr>;
+}
+
+pub(crate) mod sealed {
+    /// Keeps [`RequestView`](super::RequestView) implemented only here.
+    #[allow(unreachable_pub)]
+    pub trait Sealed {}
+}
+
+/// Where a rule applies: a path prefix (whole segments: `/api` matches `/api` and
+/// `/api/users`, not `/apix`), optionally only for some methods.
+///
+/// ```
+/// use ratethrottle_http::Route;
+///
+/// let login = Route::prefix("/login").method("POST");
+/// assert!(login.matches("POST", "/login"));
+/// assert!(!login.matches("GET", "/login"));
+/// assert!(!Route::prefix("/api").matches("GET", "/apix"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    prefix: String,
+    methods: Vec<String>,
+}
+
+impl Route {
+    /// Requests whose path starts with `prefix` (which must start with `/`).
+    pub fn prefix(prefix: impl Into<String>) -> Self {
+        Route {
+            prefix: prefix.into(),
+            methods: Vec::new(),
+        }
+    }
+
+    /// Only requests with this method (may be called again for more methods).
+    pub fn method(mut self, method: impl AsRef<str>) -> Self {
+        self.methods.push(method.as_ref().to_ascii_uppercase());
+        self
+    }
+
+    /// Whether a request with this method and path is on this route.
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        let on_path = match path.strip_prefix(self.prefix.trim_end_matches('/')) {
+            Some(rest) => rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        };
+        on_path && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+    }
+}
+
+impl From<&str> for Route {
+    fn from(prefix: &str) -> Self {
+        Route::prefix(prefix)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Binding {
+    rule: String,
+    route: Option<Route>,
+}
+
+type Extract<R, T> = Arc<dyn Fn(&R) -> T + Send + Sync>;
+
+/// Where the identifier of `user`-scoped rules comes from.
+enum UserSource<R> {
+    Closure(Extract<R, Option<String>>),
+    Header(String),
+    JwtSubject,
+}
+
+impl<R> Clone for UserSource<R> {
+    fn clone(&self) -> Self {
+        match self {
+            UserSource::Closure(f) => UserSource::Closure(f.clone()),
+            UserSource::Header(name) => UserSource::Header(name.clone()),
+            UserSource::JwtSubject => UserSource::JwtSubject,
+        }
+    }
+}
+
+impl<R> fmt::Debug for UserSource<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UserSource::Closure(_) => f.write_str("closure"),
+            UserSource::Header(name) => write!(f, "header {name:?}"),
+            UserSource::JwtSubject => f.write_str("JWT subject"),
+        }
+    }
+}
+
+/// Builds a [`Policy`]: the rules, the client key, and what to do with the answers.
+///
+/// `R` is the framework's request view: `http::request::Parts` for tower/axum
+/// ([`RateLimitLayer::builder`](crate::RateLimitLayer::builder)), `actix_web::HttpRequest`
+/// for actix-web.
+pub struct PolicyBuilder<S: Store = MemoryStore, R = ()> {
+    policy: Policy<S, R>,
+    errors: Vec<Error>,
+}
+
+/// How the middleware limits requests; built by [`PolicyBuilder`], shared by every clone of
+/// the middleware.
+pub struct Policy<S: Store = MemoryStore, R = ()> {
+    limiter: Limiter<S>,
+    bindings: Vec<Binding>,
+    client_ip: ClientIp,
+    user: Option<UserSource<R>>,
+    cost: Option<Extract<R, u64>>,
+    exempt: Option<Extract<R, bool>>,
+    deduct_when: Option<Arc<dyn Fn(u16) -> bool + Send + Sync>>,
+    on_rejection: Option<Arc<dyn Fn(&Rejection) -> RejectionResponse + Send + Sync>>,
+    shadow: bool,
+    headers: bool,
+    enabled: bool,
+}
+
+impl<S: Store, R> fmt::Debug for Policy<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("rules", &self.bindings)
+            .field("client_ip", &self.client_ip)
+            .field("user", &self.user)
+            .field("cost", &self.cost.is_some())
+            .field("exempt_when", &self.exempt.is_some())
+            .field("deduct_when", &self.deduct_when.is_some())
+            .field("on_rejection", &self.on_rejection.is_some())
+            .field("shadow", &self.shadow)
+            .field("headers", &self.headers)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store, R> fmt::Debug for PolicyBuilder<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyBuilder")
+            .field("policy", &self.policy)
+            .field("errors", &self.errors)
+            .finish()
+    }
+}
+
+/// # Building
+impl<S: Store, R> PolicyBuilder<S, R> {
+    /// A builder checking requests with `limiter`: no rules yet, client = peer address,
+    /// headers on, shadow mode off.
+    pub fn new(limiter: Limiter<S>) -> Self {
+        PolicyBuilder {
+            policy: Policy {
+                limiter,
+                bindings: Vec::new(),
+                client_ip: ClientIp::default(),
+                user: None,
+                cost: None,
+                exempt: None,
+                deduct_when: None,
+                on_rejection: None,
+                shadow: false,
+                headers: true,
+                enabled: true,
+            },
+            errors: Vec::new(),
+        }
+    }
+
+    /// Applies the limiter's rule `rule` to every request. Its
+    /// [`scope`](ratethrottle::Rule::scope) picks the identifier: `ip` the client address,
+    /// `user` the [user](Self::user), `endpoint` the method and route template, `global` one
+    /// key for everybody. Several rules may apply; all are checked in the order added.
+    pub fn rule(mut self, rule: impl Into<String>) -> Self {
+        self.policy.bindings.push(Binding {
+            rule: rule.into(),
+            route: None,
+        });
+        self
+    }
+
+    /// Applies `rule` to requests on `route` only (a path prefix like `"/login"` or a
+    /// [`Route`] with methods). With axum, a layer per route (`route_layer`) does the same.
+    pub fn rule_for(mut self, route: impl Into<Route>, rule: impl Into<String>) -> Self {
+        let route = route.into();
+        if !route.prefix.starts_with('/') {
+            self.errors.push(Error::InvalidRoute {
+                prefix: route.prefix.clone(),
+            });
+        }
+        self.policy.bindings.push(Binding {
+            rule: rule.into(),
+            route: Some(route),
+        });
+        self
+    }
+
+    /// How the client address is found (trusted proxies, IPv6 grouping). Default: the peer.
+    pub fn client_ip(mut self, mut client_ip: ClientIp) -> Self {
+        self.errors.extend(client_ip.take_error());
+        self.policy.client_ip = client_ip;
+        self
+    }
+
+    /// The identifier of `user`-scoped rules. `None` (anonymous) falls back to the client
+    /// address.
+    pub fn user<F>(mut self, user: F) -> Self
+    where
+        F: Fn(&R) -> Option<String> + Send + Sync + 'static,
+    {
+        self.policy.user = Some(UserSource::Closure(Arc::new(user)));
+        self
+    }
+
+    /// Takes the user from the header `name` (an API key, or a user id set by an
+    /// authenticating proxy).
+    pub fn user_header(mut self, name: &str) -> Self {
+        if !user::is_header_name(name) {
+            self.errors.push(Error::InvalidHeaderName {
+                name: name.to_owned(),
+            });
+        }
+        self.policy.user = Some(UserSource::Header(name.to_ascii_lowercase()));
+        self
+    }
+
+    /// Takes the user from the `sub` claim of an `Authorization: Bearer` JWT. The token is
+    /// **not verified** here: verify it before this layer (or also limit by IP), or a client
+    /// can spread its requests over made-up subjects.
+    pub fn user_jwt_subject(mut self) -> Self {
+        self.policy.user = Some(UserSource::JwtSubject);
+        self
+    }
+
+    /// The cost of a request (default 1). A cost of 0 counts nothing (the client is still
+    /// rejected while over a limit or blocked); a cost above a rule's capacity is rejected
+    /// (429), so a request cannot skip a limit by costing too much.
+    pub fn cost<F>(mut self, cost: F) -> Self
+    where
+        F: Fn(&R) -> u64 + Send + Sync + 'static,
+    {
+        self.policy.cost = Some(Arc::new(cost));
+        self
+    }
+
+    /// Requests for which this returns `true` are not limited, counted or given headers.
+    pub fn exempt_when<F>(mut self, exempt: F) -> Self
+    where
+        F: Fn(&R) -> bool + Send + Sync + 'static,
+    {
+        self.policy.exempt = Some(Arc::new(exempt));
+        self
+    }
+
+    /// Counts a request only when its response status makes this return `true` (for
+    /// example `|status| status >= 400` to limit failed logins). A client over the limit
+    /// is still rejected before the handler runs.
+    ///
+    /// ## Behavior
+    /// Before the handler, each rule is *peeked*; after it, the rules are counted if the
+    /// status qualifies. Requests running at the same time all see the count before any of
+    /// them, so a burst of concurrent requests can pass a limit by up to its concurrency.
+    pub fn deduct_when<F>(mut self, deduct: F) -> Self
+    where
+        F: Fn(u16) -> bool + Send + Sync + 'static,
+    {
+        self.policy.deduct_when = Some(Arc::new(deduct));
+        self
+    }
+
+    /// Shadow mode: decide and count as usual (metrics, violations, blocks) and log what
+    /// would be rejected, but let every request through without rate-limit headers.
+    pub fn shadow(mut self, shadow: bool) -> Self {
+        self.policy.shadow = shadow;
+        self
+    }
+
+    /// Whether allowed responses carry the rate-limit headers (default `true`; config
+    /// `global.headers_enabled`). Rejections always carry them.
+    pub fn headers(mut self, headers: bool) -> Self {
+        self.policy.headers = headers;
+        self
+    }
+
+    /// When `false`, every request passes and nothing is counted (config `global.enabled`).
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.policy.enabled = enabled;
+        self
+    }
+
+    /// Builds rejections with `hook` instead of [`Rejection::default_response`].
+    pub fn on_rejection<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Rejection) -> RejectionResponse + Send + Sync + 'static,
+    {
+        self.policy.on_rejection = Some(Arc::new(hook));
+        self
+    }
+
+    /// The policy, or the first mistake: no rule bound, a rule the limiter does not have, a
+    /// bad route, proxy network or header name.
+    pub fn build(mut self) -> Result<Policy<S, R>, Error> {
+        if let Some(error) = self.errors.into_iter().next() {
+            return Err(error);
+        }
+        if self.policy.bindings.is_empty() {
+            return Err(Error::NoRules);
+        }
+        let limiter = &self.policy.limiter;
+        if let Some(unknown) = self
+            .policy
+            .bindings
+            .iter()
+            .find(|b| limiter.scope_of(&b.rule).is_none())
+        {
+            return Err(Error::Limiter(ratethrottle::Error::UnknownRule {
+                rule: unknown.rule.clone(),
+                known: limiter.rules().into_iter().map(|r| r.name).collect(),
+            }));
+        }
+        self.policy.bindings.shrink_to_fit();
+        Ok(self.policy)
+    }
+}
+
+/// What the middleware does with a request once the rules have answered.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// Let it through; nothing to add to the response.
+    Pass,
+    /// Let it through; [`Policy::settle`] gives the headers once the response status is known.
+    Admit(Pending),
+    /// Answer with this instead of calling the handler.
+    Reject(RejectionResponse),
+}
+
+/// The part of a decision that waits for the response.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// The most restrictive status, when headers are wanted.
+    headers: Option<Status>,
+    /// Rules to count once the response qualifies (`deduct_when`).
+    deferred: Vec<Deferred>,
+}
+
+#[derive(Debug)]
+struct Deferred {
+    rule: &'static str,
+    identifier: String,
+    cost: u64,
+}
+
+/// A client key, borrowed from the request or the resolved address.
+enum Identifier<'a> {
+    Client(ClientKey),
+    Text(Cow<'a, str>),
+}
+
+impl Identifier<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Identifier::Client(key) => key.as_str(),
+            Identifier::Text(text) => text,
+        }
+    }
+}
+
+/// # Deciding
+impl<S: Store, R: RequestView> Policy<S, R> {
+    /// The limiter this policy checks with.
+    pub fn limiter(&self) -> &Limiter<S> {
+        &self.limiter
+    }
+
+    /// Checks `request` against every rule that applies to it.
+    pub(crate) async fn admit(&self, request: &R) -> Admission {
+        if !self.enabled {
+            return Admission::Pass;
+        }
+        if let Some(exempt) = &self.exempt
+            && guarded("exempt_when", false, || exempt(request))
+        {
+            return Admission::Pass;
+        }
+        let cost = self
+            .cost
+            .as_ref()
+            .map_or(1, |cost| guarded("cost", 1, || cost(request)));
+        let defer = self.deduct_when.is_some();
+        let (method, path) = (request.method(), request.path());
+        let mut pending = Pending::default();
+        let mut worst: Option<(Status, String)> = None;
+        let mut client = None;
+        for binding in &self.bindings {
+            if binding.route.as_ref().is_some_and(|r| !r.matches(method, path)) {
+                continue;
+            }
+            let Some(scope) = self.limiter.scope_of(&binding.rule) else {
+                tracing::warn!(rule = %binding.rule, "rule no longer exists; not applied");
+                continue;
+            };
+            let identifier = self.identifier(scope, request, &mut client);
+            let identifier = identifier.as_str();
+            let rejected = worst.as_ref().is_some_and(|(s, _)| !s.allowed);
+            let answer = if rejected || defer || cost == 0 {
+                self.limiter.peek(identifier, &binding.rule).await
+            } else {
+                self.limiter.check_n(identifier, &binding.rule, cost).await
+            };
+            let status = match answer {
+                Ok(status) => status,
+                Err(error) => match self.failure(error, identifier) {
+                    Some(rejection) => return self.reject_or_shadow(rejection, pending),
+                    None => continue,
+                },
+            };
+            if status.verdict == Verdict::Whitelisted {
+                continue;
+            }
+            if defer && status.allowed && cost > 0 {
+                pending.deferred.push(Deferred {
+                    rule: status.rule,
+                    identifier: identifier.to_owned(),
+                    cost,
+                });
+            }
+            if worst.as_ref().is_none_or(|(w, _)| more_restrictive(&status, w)) {
+                let id = if status.allowed {
+                    String::new()
+                } else {
+                    identifier.to_owned()
+                };
+                worst = Some((status, id));
+            }
+        }
+        match worst {
+            Some((status, identifier)) if !status.allowed => {
+                let kind = match status.verdict {
+                    Verdict::Blacklisted => RejectionKind::Blacklisted,
+                    Verdict::Blocked => RejectionKind::Blocked,
+                    _ => RejectionKind::Limited,
+                };
+                let rejection = Rejection {
+                    kind,
+                    detail: detail(kind, Some(&status)),
+                    status: Some(status),
+                    identifier,
+                };
+                self.reject_or_shadow(rejection, pending)
+            }
+            Some((status, _)) => {
+                pending.headers = (self.headers && !self.shadow).then_some(status);
+                Admission::Admit(pending)
+            }
+            None if pending.deferred.is_empty() => Admission::Pass,
+            None => Admission::Admit(pending),
+        }
+    }
+
+    /// Counts deferred rules if the response `status_code` qualifies; the headers to add.
+    pub(crate) async fn settle(&self, pending: Pending, status_code: u16) -> Option<Status> {
+        let Pending {
+            mut headers,
+            deferred,
+        } = pending;
+        let deduct = match &self.deduct_when {
+            Some(deduct) if !deferred.is_empty() => {
+                guarded("deduct_when", true, || deduct(status_code))
+            }
+            _ => false,
+        };
+        if deduct {
+            for item in deferred {
+                match self
+                    .limiter
+                    .check_n(&item.identifier, item.rule, item.cost)
+                    .await
+                {
+                    Ok(status) => {
+                        if headers.as_ref().is_some_and(|h| !more_restrictive(h, &status)) {
+                            headers = Some(status);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(rule = item.rule, "counting a finished request failed: {error}")
+                    }
+                }
+            }
+        }
+        headers
+    }
+
+    /// The rejection for a failed check, or `None` to go on without the rule (logged).
+    fn failure(&self, error: ratethrottle::Error, identifier: &str) -> Option<Rejection> {
+        let kind = match &error {
+            e if e.is_store_unavailable() => RejectionKind::Unavailable,
+            ratethrottle::Error::InvalidCost { .. } => RejectionKind::TooCostly,
+            _ => {
+                tracing::error!("rate limit check failed, request let through: {error}");
+                return None;
+            }
+        };
+        tracing::warn!(identifier, "request rejected: {error}");
+        let detail = match kind {
+            RejectionKind::TooCostly => error.to_string(),
+            _ => detail(kind, None),
+        };
+        Some(Rejection {
+            kind,
+            status: None,
+            identifier: identifier.to_owned(),
+            detail,
+        })
+    }
+
+    fn reject_or_shadow(&self, rejection: Rejection, pending: Pending) -> Admission {
+        if self.shadow {
+            tracing::info!(
+                identifier = %rejection.identifier,
+                kind = ?rejection.kind,
+                "shadow mode: would reject: {}",
+                rejection.detail
+            );
+            return Admission::Admit(pending);
+        }
+        let response = match &self.on_rejection {
+            Some(hook) => guarded("on_rejection", rejection.default_response(), || {
+                hook(&rejection)
+            }),
+            None => rejection.default_response(),
+        };
+        Admission::Reject(response)
+    }
+
+    /// The identifier a rule of `scope` counts this request under.
+    fn identifier<'r>(
+        &self,
+        scope: Scope,
+        request: &'r R,
+        client: &mut Option<ClientKey>,
+    ) -> Identifier<'r> {
+        let mut client_key = || *client.get_or_insert_with(|| self.client_key(request));
+        match scope {
+            Scope::User => match self.user_of(request) {
+                Some(user) => Identifier::Text(Cow::Owned(user)),
+                None => Identifier::Client(client_key()),
+            },
+            Scope::Endpoint => {
+                let route = request.route();
+                let route = route.as_deref().unwrap_or_else(|| request.path());
+                Identifier::Text(Cow::Owned(format!("{} {route}", request.method())))
+            }
+            Scope::Global => Identifier::Text(Cow::Borrowed("global")),
+            _ => Identifier::Client(client_key()),
+        }
+    }
+
+    fn client_key(&self, request: &R) -> ClientKey {
+        let peer = request.peer();
+        let key = if self.client_ip.trusts_proxies() {
+            let header = self.client_ip.forwarded_header().name();
+            self.client_ip.resolve(peer, request.header_values(header))
+        } else {
+            self.client_ip.resolve(peer, std::iter::empty())
+        };
+        key.unwrap_or_else(|| {
+            static WARNED: Once = Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "the peer address of requests is unknown, so IP-scoped rules count them all \
+                     under 0.0.0.0; with axum serve `into_make_service_with_connect_info::\
+                     <SocketAddr>()`"
+                );
+            });
+            ClientKey::new(IpAddr::from([0, 0, 0, 0]), ClientIp::DEFAULT_IPV6_PREFIX)
+        })
+    }
+
+    fn user_of(&self, request: &R) -> Option<String> {
+        let user = match self.user.as_ref()? {
+            UserSource::Closure(user) => guarded("user", None, || user(request)),
+            UserSource::Header(name) => request.header(name).and_then(user::header_text),
+            UserSource::JwtSubject => request
+                .header("authorization")
+                .and_then(user::jwt_subject),
+        };
+        user.filter(|u| !u.is_empty())
+    }
+}
+
+/// Runs a user closure; a panic inside is logged and replaced by `fallback`, so one bad
+/// request cannot take the connection (or others) down.
+fn guarded<T>(what: &str, fallback: T, run: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| {
+        tracing::error!("the {what} closure panicked; using its default for this request");
+        fallback
+    })
+}
+
+/// Whether `a` should speak for the request rather than `than`: blacklisted first, then
+/// denied with the longest wait, then allowed with the least left.
+fn more_restrictive(a: &Status, than: &Status) -> bool {
+    let rank = |s: &Status| {
+        let blacklisted = s.verdict == Verdict::Blacklisted;
+        let wait = if s.allowed {
+            None
+        } else {
+            Some(s.retry_after.unwrap_or(std::time::Duration::MAX))
+        };
+        (blacklisted, !s.allowed, wait, std::cmp::Reverse(s.remaining), s.reset_after)
+    };
+    rank(a) > rank(than)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_whole_segments_and_methods() {
+        assert!(Route::prefix("/api").matches("GET", "/api"));
+        assert!(Route::prefix("/api/").matches("GET", "/api/users"));
+        assert!(Route::prefix("/api").matches("DELETE", "/api/users/1"));
+        assert!(!Route::prefix("/api").matches("GET", "/apis"));
+        assert!(Route::prefix("/").matches("GET", "/anything"));
+        let login = Route::prefix("/login").method("post").method("PUT");
+        assert!(login.matches("POST", "/login") && login.matches("PUT", "/login"));
+        assert!(!login.matches("GET", "/login"));
+    }
+
+    #[test]
+    fn panicking_closures_fall_back() {
+        assert_eq!(guarded("cost", 1, || panic!("boom")), 1);
+        assert_eq!(guarded("cost", 1, || 5), 5);
+    }
+}

@@ -1,0 +1,222 @@
+//! What a rejected request gets back: one place for 429, 403 and 503, whatever the framework.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use ratethrottle::Status;
+
+/// Why a request was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RejectionKind {
+    /// A rule's limit is exceeded (429).
+    Limited,
+    /// The client serves a block after an earlier violation (429).
+    Blocked,
+    /// The client is blacklisted (403).
+    Blacklisted,
+    /// The request costs more than a rule ever admits at once (429, no `Retry-After`).
+    TooCostly,
+    /// The store is unavailable and its fault policy is `fail_closed` (503).
+    Unavailable,
+}
+
+impl RejectionKind {
+    /// The HTTP status code: 429, 403 or 503.
+    pub const fn status_code(self) -> u16 {
+        match self {
+            RejectionKind::Blacklisted => 403,
+            RejectionKind::Unavailable => 503,
+            _ => 429,
+        }
+    }
+
+    /// The status code's reason phrase, used as the problem's `title`.
+    pub const fn title(self) -> &'static str {
+        match self {
+            RejectionKind::Blacklisted => "Forbidden",
+            RejectionKind::Unavailable => "Service Unavailable",
+            _ => "Too Many Requests",
+        }
+    }
+}
+
+/// A rejected request, as handed to a custom rejection hook
+/// ([`PolicyBuilder::on_rejection`](crate::PolicyBuilder::on_rejection)).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Rejection {
+    /// Why.
+    pub kind: RejectionKind,
+    /// The deciding status (the most restrictive rule's); `None` for
+    /// [`Unavailable`](RejectionKind::Unavailable) and [`TooCostly`](RejectionKind::TooCostly).
+    pub status: Option<Status>,
+    /// The client key the deciding rule counted (IP, user, endpoint or `global`).
+    pub identifier: String,
+    /// A sentence for the client.
+    pub detail: String,
+}
+
+/// The seconds a client is told to wait while the store is down (fail-closed).
+const UNAVAILABLE_RETRY_SECS: u64 = 1;
+
+impl Rejection {
+    /// Whole seconds until a retry can succeed (rounded up), if known.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self.kind {
+            RejectionKind::Unavailable => Some(UNAVAILABLE_RETRY_SECS),
+            _ => self.status.as_ref()?.retry_after.map(secs_ceil),
+        }
+    }
+
+    /// The standard response: the status code, `Retry-After`, the rate-limit headers and an
+    /// RFC 9457 problem body (`application/problem+json`):
+    ///
+    /// ```json
+    /// {"type":"about:blank","title":"Too Many Requests","status":429,
+    ///  "detail":"rate limit \"api\" exceeded: 10 requests per 60s; retry in 14s",
+    ///  "rule":"api","retry_after":14}
+    /// ```
+    pub fn default_response(&self) -> RejectionResponse {
+        let code = self.kind.status_code();
+        let retry_after = self.retry_after_secs();
+        let body = Problem {
+            kind: "about:blank",
+            title: self.kind.title(),
+            status: code,
+            detail: &self.detail,
+            rule: self
+                .status
+                .as_ref()
+                .filter(|_| self.kind != RejectionKind::Blacklisted)
+                .map(|s| s.rule),
+            retry_after,
+        };
+        let body = serde_json::to_string(&body).unwrap_or_default();
+        let mut headers: Vec<(Cow<'static, str>, String)> = vec![(
+            Cow::Borrowed("content-type"),
+            "application/problem+json".to_owned(),
+        )];
+        match &self.status {
+            // A blacklist has no limit to describe.
+            Some(status) if self.kind != RejectionKind::Blacklisted => headers.extend(
+                status
+                    .headers()
+                    .into_iter()
+                    .map(|(name, value)| (Cow::Borrowed(name), value)),
+            ),
+            _ => headers.extend(
+                retry_after.map(|secs| (Cow::Borrowed("Retry-After"), secs.to_string())),
+            ),
+        }
+        RejectionResponse {
+            status: code,
+            headers,
+            body,
+        }
+    }
+}
+
+/// An RFC 9457 problem, fields in the RFC's order.
+#[derive(serde::Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
+}
+
+/// A framework-neutral response: what a rejection hook returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RejectionResponse {
+    /// The HTTP status code (an invalid one becomes 429).
+    pub status: u16,
+    /// Header names and values (invalid ones are skipped and logged).
+    pub headers: Vec<(Cow<'static, str>, String)>,
+    /// The body.
+    pub body: String,
+}
+
+impl RejectionResponse {
+    /// A response with this status, no headers and this body.
+    pub fn new(status: u16, body: impl Into<String>) -> Self {
+        RejectionResponse {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// A response's header map, for [`write_headers`].
+pub(crate) trait HeaderSink {
+    /// Sets `name: value` (keeping a value already there unless `replace`); `false` if the
+    /// name or value is not valid HTTP.
+    fn set(&mut self, name: &str, value: String, replace: bool) -> bool;
+}
+
+/// Writes rate-limit or rejection headers, skipping (and logging) invalid ones.
+pub(crate) fn write_headers(
+    sink: &mut impl HeaderSink,
+    headers: impl IntoIterator<Item = (Cow<'static, str>, String)>,
+    replace: bool,
+) {
+    for (name, value) in headers {
+        if !sink.set(&name, value, replace) {
+            tracing::warn!(header = %name, "skipped an invalid response header");
+        }
+    }
+}
+
+/// The sentence in a rejection's `detail`.
+pub(crate) fn detail(kind: RejectionKind, status: Option<&Status>) -> String {
+    let Some(status) = status else {
+        return match kind {
+            RejectionKind::Unavailable => {
+                "rate limiting is unavailable; try again shortly".to_owned()
+            }
+            _ => "request rejected".to_owned(),
+        };
+    };
+    let wait = match status.retry_after {
+        Some(retry) => format!("retry in {}s", secs_ceil(retry)),
+        None => "no retry will succeed".to_owned(),
+    };
+    match kind {
+        RejectionKind::Blacklisted => "this client is blocked".to_owned(),
+        RejectionKind::Blocked => format!(
+            "blocked after exceeding rate limit {:?}; {wait}",
+            status.rule
+        ),
+        _ => format!(
+            "rate limit {:?} exceeded: {} requests per {}; {wait}",
+            status.rule,
+            status.limit,
+            window_text(status.window)
+        ),
+    }
+}
+
+fn window_text(window: Duration) -> String {
+    if window.subsec_nanos() == 0 {
+        format!("{}s", window.as_secs())
+    } else {
+        format!("{}ms", window.as_millis())
+    }
+}
+
+fn secs_ceil(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}

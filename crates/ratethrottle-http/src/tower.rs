@@ -1,0 +1,265 @@
+//! The tower `Layer`: axum, hyper and anything else built on `http` 1.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::{ConnectInfo, MatchedPath};
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use ratethrottle::Limiter;
+use ratethrottle::store::{MemoryStore, Store};
+
+use crate::policy::{Admission, Policy, PolicyBuilder, RequestView, sealed};
+use crate::response::{HeaderSink, RejectionResponse, write_headers};
+use crate::Error;
+
+/// The body of a response through [`RateLimitService`]: the handler's, untouched (streaming
+/// included), or the rejection's.
+pub type ResponseBody<B> = Either<B, Full<Bytes>>;
+
+/// A tower [`Layer`](tower_layer::Layer) limiting requests with a [`Policy`]. Cheap to clone.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use ratethrottle::{Limiter, Rule};
+/// use ratethrottle_http::RateLimitLayer;
+/// use std::time::Duration;
+///
+/// let limiter = Limiter::in_memory();
+/// limiter.add_rule(Rule::new("api", 100, Duration::from_secs(60)))?;
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hello" }))
+///     .layer(RateLimitLayer::builder(limiter).rule("api").layer()?);
+/// // Serve with `app.into_make_service_with_connect_info::<std::net::SocketAddr>()`
+/// // so the layer sees client addresses.
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RateLimitLayer<S: Store = MemoryStore> {
+    policy: Arc<Policy<S, Parts>>,
+}
+
+impl<S: Store> Clone for RateLimitLayer<S> {
+    fn clone(&self) -> Self {
+        RateLimitLayer {
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+impl<S: Store> std::fmt::Debug for RateLimitLayer<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl<S: Store> RateLimitLayer<S> {
+    /// A builder for the layer's policy; finish with
+    /// [`layer`](PolicyBuilder::layer).
+    pub fn builder(limiter: Limiter<S>) -> PolicyBuilder<S, Parts> {
+        PolicyBuilder::new(limiter)
+    }
+
+    /// The layer enforcing `policy`.
+    pub fn new(policy: Policy<S, Parts>) -> Self {
+        RateLimitLayer {
+            policy: Arc::new(policy),
+        }
+    }
+
+    /// The policy it enforces.
+    pub fn policy(&self) -> &Policy<S, Parts> {
+        &self.policy
+    }
+}
+
+impl<S: Store> PolicyBuilder<S, Parts> {
+    /// Builds the policy into a tower layer.
+    pub fn layer(self) -> Result<RateLimitLayer<S>, Error> {
+        Ok(RateLimitLayer::new(self.build()?))
+    }
+}
+
+impl<S: Store, Inner> tower_layer::Layer<Inner> for RateLimitLayer<S> {
+    type Service = RateLimitService<Inner, S>;
+
+    fn layer(&self, inner: Inner) -> Self::Service {
+        RateLimitService {
+            inner,
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+/// The service [`RateLimitLayer`] wraps around another: rejections are answered here, other
+/// requests go to the inner service and get rate-limit headers on the way back.
+pub struct RateLimitService<Inner, S: Store = MemoryStore> {
+    inner: Inner,
+    policy: Arc<Policy<S, Parts>>,
+}
+
+impl<Inner: Clone, S: Store> Clone for RateLimitService<Inner, S> {
+    fn clone(&self) -> Self {
+        RateLimitService {
+            inner: self.inner.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+impl<Inner, S: Store> std::fmt::Debug for RateLimitService<Inner, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitService")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Inner, S: Store> RateLimitService<Inner, S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &Inner {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut Inner {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> Inner {
+        self.inner
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<Inner, S, ReqBody, ResBody> tower_service::Service<Request<ReqBody>>
+    for RateLimitService<Inner, S>
+where
+    Inner: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    Inner::Future: Send,
+    S: Store,
+    ReqBody: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = Inner::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // The clone may not be ready; the instance that was is the one to call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let pending = match policy.admit(&parts).await {
+                Admission::Pass => {
+                    let response = inner.call(Request::from_parts(parts, body)).await?;
+                    return Ok(response.map(Either::Left));
+                }
+                Admission::Reject(rejection) => {
+                    return Ok(rejection_response(rejection).map(Either::Right));
+                }
+                Admission::Admit(pending) => pending,
+            };
+            let mut response = inner.call(Request::from_parts(parts, body)).await?;
+            if let Some(status) = policy.settle(pending, response.status().as_u16()).await {
+                write_headers(
+                    response.headers_mut(),
+                    status.headers().into_iter().map(|(n, v)| (Cow::Borrowed(n), v)),
+                    false,
+                );
+            }
+            Ok(response.map(Either::Left))
+        })
+    }
+}
+
+/// An `http` response for `rejection`.
+fn rejection_response(rejection: RejectionResponse) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(rejection.body)));
+    *response.status_mut() =
+        StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+    write_headers(response.headers_mut(), rejection.headers, true);
+    response
+}
+
+impl HeaderSink for HeaderMap {
+    fn set(&mut self, name: &str, value: String, replace: bool) -> bool {
+        let (Some(name), Ok(value)) = (header_name(name), HeaderValue::try_from(value)) else {
+            return false;
+        };
+        if replace {
+            self.insert(name, value);
+        } else {
+            self.entry(name).or_insert(value);
+        }
+        true
+    }
+}
+
+/// The header name, without allocating for the ones `Status::headers` uses.
+fn header_name(name: &str) -> Option<HeaderName> {
+    Some(match name {
+        "X-RateLimit-Limit" => HeaderName::from_static("x-ratelimit-limit"),
+        "X-RateLimit-Remaining" => HeaderName::from_static("x-ratelimit-remaining"),
+        "X-RateLimit-Reset" => HeaderName::from_static("x-ratelimit-reset"),
+        "Retry-After" => http::header::RETRY_AFTER,
+        "RateLimit-Policy" => HeaderName::from_static("ratelimit-policy"),
+        "RateLimit" => HeaderName::from_static("ratelimit"),
+        "content-type" => http::header::CONTENT_TYPE,
+        other => HeaderName::try_from(other).ok()?,
+    })
+}
+
+impl sealed::Sealed for Parts {}
+
+impl RequestView for Parts {
+    fn method(&self) -> &str {
+        self.method.as_str()
+    }
+
+    fn path(&self) -> &str {
+        self.uri.path()
+    }
+
+    fn route(&self) -> Option<Cow<'_, str>> {
+        self.extensions
+            .get::<MatchedPath>()
+            .map(|route| Cow::Borrowed(route.as_str()))
+    }
+
+    fn header_values(&self, name: &'static str) -> impl Iterator<Item = &[u8]> {
+        self.headers.get_all(name).iter().map(HeaderValue::as_bytes)
+    }
+
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.get(name).map(HeaderValue::as_bytes)
+    }
+
+    /// axum's `ConnectInfo<SocketAddr>`, or a `SocketAddr` another layer inserted.
+    fn peer(&self) -> Option<IpAddr> {
+        let extensions = &self.extensions;
+        extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+            .or_else(|| extensions.get::<SocketAddr>().map(SocketAddr::ip))
+    }
+}

@@ -1,0 +1,464 @@
+//! The tower layer in an axum app.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{StatusCode, request::Parts};
+use axum::routing;
+use ratethrottle::{Limiter, Scope};
+use ratethrottle_http::{
+    ClientIp, ForwardedHeader, PolicyBuilder, RateLimitLayer, RejectionKind, RejectionResponse,
+    Route,
+};
+
+use crate::support::*;
+
+fn app(layer: RateLimitLayer) -> Router {
+    Router::new()
+        .route("/", routing::get(|| async { "hello" }))
+        .route("/users/{id}", routing::get(|| async { "user" }))
+        .route("/health", routing::get(|| async { "ok" }))
+        .route(
+            "/login",
+            routing::post(|parts: Parts| async move {
+                match parts.headers.get("x-password").map(|v| v.as_bytes()) {
+                    Some(b"right") => (StatusCode::OK, "welcome"),
+                    _ => (StatusCode::UNAUTHORIZED, "wrong password"),
+                }
+            }),
+        )
+        .route(
+            "/stream",
+            routing::get(|| async {
+                let chunks = (0..100).map(|i| Ok::<_, std::io::Error>(format!("chunk {i:03}\n")));
+                Body::new(chunked_body(chunks))
+            }),
+        )
+        .layer(layer)
+}
+
+/// A body sent one chunk at a time.
+struct Chunks<I>(I);
+
+fn chunked_body<I>(items: I) -> Chunks<I> {
+    Chunks(items)
+}
+
+impl<I> axum::body::HttpBody for Chunks<I>
+where
+    I: Iterator<Item = Result<String, std::io::Error>> + Unpin,
+{
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let next = self.0.next();
+        std::task::Poll::Ready(next.map(|item| item.map(|s| http_body::Frame::data(s.into()))))
+    }
+}
+
+async fn serve(builder: PolicyBuilder<ratethrottle::store::MemoryStore, Parts>) -> std::net::SocketAddr {
+    serve_axum(app(builder.layer().unwrap())).await
+}
+
+#[tokio::test]
+async fn a_client_over_its_limit_gets_an_exact_429_others_carry_on() {
+    let (limiter, _clock) = limiter([per_minute("api", 3)]);
+    let base = serve(RateLimitLayer::builder(limiter).rule("api")).await;
+    let alice = client_from("127.0.0.2");
+
+    let first = get(&alice, base, "/", &[]).await;
+    assert_eq!((first.status, first.body.as_str()), (200, "hello"));
+    assert_eq!(
+        first.rate_headers(),
+        [
+            "x-ratelimit-limit: 3",
+            "x-ratelimit-remaining: 2",
+            &format!("x-ratelimit-reset: {}", START + 60),
+            "ratelimit-policy: \"api\";q=3;w=60",
+            "ratelimit: \"api\";r=2;t=60",
+        ]
+    );
+    assert_eq!(statuses(&alice, base, "/", &[], 2).await, [200, 200]);
+    let denied = get(&alice, base, "/", &[]).await;
+    assert_eq!(denied.status, 429);
+    assert_eq!(denied.header("content-type"), "application/problem+json");
+    assert_eq!(denied.rate_headers(), expected_429_headers());
+    assert_eq!(denied.body, EXPECTED_429_BODY);
+
+    let bob = client_from("127.0.0.3");
+    assert_eq!(statuses(&bob, base, "/", &[], 4).await, [200, 200, 200, 429]);
+}
+
+#[tokio::test]
+async fn blacklisted_clients_get_403_and_whitelisted_ones_no_limit() {
+    let (limiter, _clock) = limiter([per_minute("api", 1)]);
+    limiter.blacklist_add("127.0.0.4", None).await.unwrap();
+    limiter.whitelist_add("127.0.0.5").await.unwrap();
+    let base = serve(RateLimitLayer::builder(limiter).rule("api")).await;
+
+    let banned = get(&client_from("127.0.0.4"), base, "/", &[]).await;
+    assert_eq!(banned.status, 403);
+    assert_eq!(banned.header("content-type"), "application/problem+json");
+    assert_eq!(banned.body, EXPECTED_403_BODY);
+    assert!(banned.rate_headers().is_empty(), "{:?}", banned.rate_headers());
+
+    let friend = client_from("127.0.0.5");
+    assert_eq!(statuses(&friend, base, "/", &[], 5).await, [200; 5]);
+    assert!(get(&friend, base, "/", &[]).await.rate_headers().is_empty());
+}
+
+#[tokio::test]
+async fn a_block_after_a_violation_says_so_and_lasts() {
+    let rule = per_minute("api", 1).block_duration(Duration::from_secs(600));
+    let (limiter, clock) = limiter([rule]);
+    let base = serve(RateLimitLayer::builder(limiter).rule("api")).await;
+    let client = client_from("127.0.0.6");
+    assert_eq!(statuses(&client, base, "/", &[], 2).await, [200, 429]);
+    clock.advance(Duration::from_secs(120));
+    let blocked = get(&client, base, "/", &[]).await;
+    assert_eq!(blocked.status, 429);
+    assert_eq!(blocked.header("retry-after"), "480");
+    assert_eq!(
+        blocked.json()["detail"],
+        "blocked after exceeding rate limit \"api\"; retry in 480s"
+    );
+}
+
+#[tokio::test]
+async fn spoofed_forwarded_headers_from_untrusted_peers_are_ignored() {
+    let (limiter, _clock) = limiter([per_minute("api", 2)]);
+    let builder = RateLimitLayer::builder(limiter.clone())
+        .rule("api")
+        .client_ip(ClientIp::new().trust_proxies(["10.0.0.0/8"]));
+    let base = serve(builder).await;
+    let client = client_from("127.0.0.7");
+    let mut codes = Vec::new();
+    for i in 0..4 {
+        let spoof = format!("203.0.113.{i}");
+        codes.push(get(&client, base, "/", &[("x-forwarded-for", &spoof)]).await.status);
+    }
+    assert_eq!(codes, [200, 200, 429, 429]);
+    assert_eq!(limiter.peek("203.0.113.0", "api").await.unwrap().remaining, 2);
+}
+
+#[tokio::test]
+async fn trusted_proxy_chains_resolve_to_the_right_most_untrusted_address() {
+    let (limiter, _clock) = limiter([per_minute("api", 2)]);
+    let builder = RateLimitLayer::builder(limiter.clone())
+        .rule("api")
+        .client_ip(ClientIp::new().trust_proxies(["127.0.0.0/8", "10.0.0.0/8"]));
+    let base = serve(builder).await;
+    let proxy = client_from("127.0.0.8");
+    // The client forged "6.6.6.6"; our proxies (10.x) appended what they saw.
+    let chain = [("x-forwarded-for", "6.6.6.6, 198.51.100.9, 10.1.1.1")];
+    assert_eq!(statuses(&proxy, base, "/", &chain, 3).await, [200, 200, 429]);
+    assert_eq!(limiter.peek("198.51.100.9", "api").await.unwrap().remaining, 0);
+    assert_eq!(limiter.peek("6.6.6.6", "api").await.unwrap().remaining, 2);
+    // Another client behind the same proxy has its own allowance.
+    let other = [("x-forwarded-for", "198.51.100.10")];
+    assert_eq!(get(&proxy, base, "/", &other).await.status, 200);
+    // A malformed header falls back safely (to the proxy's own address), never a 500.
+    let garbage = [("x-forwarded-for", "not-an-ip, also bad")];
+    assert_eq!(get(&proxy, base, "/", &garbage).await.status, 200);
+    assert_eq!(limiter.peek("127.0.0.8", "api").await.unwrap().remaining, 1);
+}
+
+#[tokio::test]
+async fn ipv6_clients_share_a_limit_per_64() {
+    let (limiter, _clock) = limiter([per_minute("api", 2)]);
+    let builder = RateLimitLayer::builder(limiter.clone()).rule("api").client_ip(
+        ClientIp::new()
+            .trust_proxies(["127.0.0.1"])
+            .header(ForwardedHeader::Forwarded),
+    );
+    let base = serve(builder).await;
+    let proxy = client_from("127.0.0.1");
+    let from = |address: &'static str| [("forwarded", address)];
+    assert_eq!(get(&proxy, base, "/", &from("for=\"[2001:db8:1:2::1]\"")).await.status, 200);
+    assert_eq!(get(&proxy, base, "/", &from("for=\"[2001:db8:1:2::ffff]:443\"")).await.status, 200);
+    assert_eq!(get(&proxy, base, "/", &from("for=\"[2001:db8:1:2:3::9]\"")).await.status, 429);
+    assert_eq!(get(&proxy, base, "/", &from("for=\"[2001:db8:1:3::1]\"")).await.status, 200);
+    assert_eq!(limiter.peek("2001:db8:1:2::/64", "api").await.unwrap().remaining, 0);
+}
+
+#[tokio::test]
+async fn user_endpoint_and_global_scopes_pick_their_keys() {
+    let (limiter, _clock) = limiter([
+        per_minute("per_user", 2).scope(Scope::User),
+        per_minute("per_endpoint", 3).scope(Scope::Endpoint),
+        per_minute("everyone", 100).scope(Scope::Global),
+    ]);
+    let user = RateLimitLayer::builder(limiter.clone())
+        .rule_for("/health", "per_user")
+        .rule_for("/users", "per_endpoint")
+        .rule("everyone")
+        .user_header("x-user");
+    let base = serve(user).await;
+    let one = client_from("127.0.1.1");
+    let two = client_from("127.0.1.2");
+
+    // user: by header, whatever the address; without one, by address.
+    let alice = [("x-user", "alice")];
+    assert_eq!(statuses(&one, base, "/health", &alice, 2).await, [200, 200]);
+    assert_eq!(get(&two, base, "/health", &alice).await.status, 429);
+    assert_eq!(statuses(&two, base, "/health", &[], 3).await, [200, 200, 429]);
+
+    // endpoint: the route template, across clients and ids.
+    assert_eq!(get(&one, base, "/users/1", &[]).await.status, 200);
+    assert_eq!(get(&two, base, "/users/2", &[]).await.status, 200);
+    assert_eq!(get(&one, base, "/users/3", &[]).await.status, 200);
+    assert_eq!(get(&two, base, "/users/4", &[]).await.status, 429);
+    assert_eq!(limiter.peek("GET /users/{id}", "per_endpoint").await.unwrap().remaining, 0);
+
+    // global: the seven admitted requests above, from both clients; the three rejected by
+    // an earlier rule spent nothing here.
+    assert_eq!(limiter.peek("global", "everyone").await.unwrap().remaining, 100 - 7);
+}
+
+#[tokio::test]
+async fn jwt_subjects_identify_users() {
+    let (limiter, _clock) = limiter([per_minute("per_user", 1).scope(Scope::User)]);
+    let base = serve(RateLimitLayer::builder(limiter.clone()).rule("per_user").user_jwt_subject()).await;
+    // {"sub":"carol"} and {"sub":"dave"}, unsigned.
+    let carol = [("authorization", "Bearer e30.eyJzdWIiOiJjYXJvbCJ9.c2ln")];
+    let dave = [("authorization", "Bearer e30.eyJzdWIiOiJkYXZlIn0.c2ln")];
+    let client = client_from("127.0.1.3");
+    assert_eq!(statuses(&client, base, "/", &carol, 2).await, [200, 429]);
+    assert_eq!(get(&client, base, "/", &dave).await.status, 200);
+    assert_eq!(limiter.peek("carol", "per_user").await.unwrap().remaining, 0);
+}
+
+#[tokio::test]
+async fn the_most_restrictive_rule_speaks_and_a_rejection_spends_no_other_limit() {
+    let (limiter, _clock) = limiter([per_minute("wide", 100), per_minute("narrow", 2)]);
+    let base = serve(RateLimitLayer::builder(limiter.clone()).rule("narrow").rule("wide")).await;
+    let client = client_from("127.0.1.4");
+    let first = get(&client, base, "/", &[]).await;
+    assert_eq!(first.header("ratelimit-policy"), "\"narrow\";q=2;w=60");
+    assert_eq!(first.header("x-ratelimit-remaining"), "1");
+    assert_eq!(statuses(&client, base, "/", &[], 3).await, [200, 429, 429]);
+    // "wide" counted only the two admitted requests.
+    assert_eq!(limiter.peek("127.0.1.4", "wide").await.unwrap().remaining, 98);
+}
+
+#[tokio::test]
+async fn shadow_mode_counts_but_never_rejects() {
+    let (limiter, _clock) = limiter([per_minute("api", 1)]);
+    limiter.blacklist_add("127.0.1.5", None).await.unwrap();
+    let base = serve(RateLimitLayer::builder(limiter.clone()).rule("api").shadow(true)).await;
+    let client = client_from("127.0.1.5");
+    let replies = [get(&client, base, "/", &[]).await, get(&client, base, "/", &[]).await];
+    assert!(replies.iter().all(|r| r.status == 200 && r.rate_headers().is_empty()));
+    let other = client_from("127.0.1.6");
+    assert_eq!(statuses(&other, base, "/", &[], 3).await, [200; 3]);
+    let metrics = limiter.metrics();
+    assert_eq!((metrics.total_requests, metrics.blocked_requests), (5, 4));
+}
+
+#[tokio::test]
+async fn exempt_requests_are_neither_limited_nor_counted() {
+    let (limiter, _clock) = limiter([per_minute("api", 1)]);
+    let builder = RateLimitLayer::builder(limiter.clone())
+        .rule("api")
+        .exempt_when(|request: &Parts| request.uri.path() == "/health");
+    let base = serve(builder).await;
+    let client = client_from("127.0.1.7");
+    let health = get(&client, base, "/health", &[]).await;
+    assert_eq!((health.status, health.rate_headers().len()), (200, 0));
+    assert_eq!(statuses(&client, base, "/health", &[], 3).await, [200; 3]);
+    assert_eq!(statuses(&client, base, "/", &[], 2).await, [200, 429]);
+    assert_eq!(limiter.metrics().total_requests, 2);
+}
+
+#[tokio::test]
+async fn deduct_when_counts_only_failed_logins() {
+    let (limiter, _clock) = limiter([per_minute("login", 2)]);
+    let builder = RateLimitLayer::builder(limiter.clone())
+        .rule_for(Route::prefix("/login").method("POST"), "login")
+        .deduct_when(|status| status >= 400);
+    let base = serve(builder).await;
+    let client = client_from("127.0.1.8");
+    let right = [("x-password", "right")];
+    let wrong = [("x-password", "wrong")];
+    for _ in 0..5 {
+        assert_eq!(post(&client, base, "/login", &right).await.status, 200);
+    }
+    let failed = post(&client, base, "/login", &wrong).await;
+    assert_eq!((failed.status, failed.header("x-ratelimit-remaining")), (401, "1"));
+    assert_eq!(post(&client, base, "/login", &wrong).await.status, 401);
+    // Two failures: even the right password waits now.
+    let locked = post(&client, base, "/login", &right).await;
+    assert_eq!((locked.status, locked.header("retry-after")), (429, "60"));
+    // GET /login is not on the route.
+    assert_eq!(get(&client, base, "/login", &[]).await.status, 405);
+}
+
+#[tokio::test]
+async fn headers_can_be_left_off_allowed_responses() {
+    let (limiter, _clock) = limiter([per_minute("api", 3)]);
+    let base = serve(RateLimitLayer::builder(limiter).rule("api").headers(false)).await;
+    let client = client_from("127.0.1.9");
+    for _ in 0..3 {
+        assert!(get(&client, base, "/", &[]).await.rate_headers().is_empty());
+    }
+    let denied = get(&client, base, "/", &[]).await;
+    assert_eq!(denied.rate_headers(), expected_429_headers());
+}
+
+#[tokio::test]
+async fn a_custom_rejection_hook_shapes_the_response() {
+    let (limiter, _clock) = limiter([per_minute("api", 1)]);
+    let builder = RateLimitLayer::builder(limiter).rule("api").on_rejection(|rejection| {
+        assert_eq!(rejection.kind, RejectionKind::Limited);
+        RejectionResponse::new(503, format!("slow down, {}", rejection.identifier))
+            .header("retry-after", rejection.retry_after_secs().unwrap_or(0).to_string())
+            .header("bad header name", "skipped")
+    });
+    let base = serve(builder).await;
+    let client = client_from("127.0.2.1");
+    assert_eq!(get(&client, base, "/", &[]).await.status, 200);
+    let denied = get(&client, base, "/", &[]).await;
+    assert_eq!((denied.status, denied.body.as_str()), (503, "slow down, 127.0.2.1"));
+    assert_eq!(denied.header("retry-after"), "60");
+}
+
+#[tokio::test]
+async fn costs_come_from_the_request_and_cannot_skip_a_limit() {
+    let (limiter, _clock) = limiter([per_minute("api", 10)]);
+    let builder = RateLimitLayer::builder(limiter).rule("api").cost(|request: &Parts| {
+        request
+            .headers
+            .get("x-cost")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(1)
+    });
+    let base = serve(builder).await;
+    let client = client_from("127.0.2.2");
+    let heavy = get(&client, base, "/", &[("x-cost", "7")]).await;
+    assert_eq!((heavy.status, heavy.header("x-ratelimit-remaining")), (200, "3"));
+    let huge = get(&client, base, "/", &[("x-cost", "1000")]).await;
+    assert_eq!(huge.status, 429);
+    assert_eq!(huge.header("retry-after"), "");
+    assert_eq!(
+        huge.json()["detail"],
+        "cost 1000 is not allowed for rule \"api\": it must be between 1 and the rule's capacity 10"
+    );
+    assert_eq!(get(&client, base, "/", &[("x-cost", "4")]).await.status, 429);
+    assert_eq!(get(&client, base, "/", &[("x-cost", "3")]).await.status, 200);
+    // Free requests are not counted.
+    assert_eq!(statuses(&client, base, "/", &[("x-cost", "0")], 3).await, [429; 3]);
+}
+
+#[tokio::test]
+async fn a_panicking_closure_hurts_no_request() {
+    let (limiter, _clock) = limiter([per_minute("api", 2).scope(Scope::User)]);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let builder = RateLimitLayer::builder(limiter).rule("api").user(move |_: &Parts| {
+        counted.fetch_add(1, Ordering::Relaxed);
+        panic!("user lookup bug")
+    });
+    let base = serve(builder).await;
+    let client = client_from("127.0.2.3");
+    assert_eq!(statuses(&client, base, "/", &[], 3).await, [200, 200, 429]);
+    assert_eq!(calls.load(Ordering::Relaxed), 3);
+}
+
+#[tokio::test]
+async fn concurrent_requests_admit_exactly_the_limit() {
+    let (limiter, _clock) = limiter([per_minute("api", 50)]);
+    let base = serve(RateLimitLayer::builder(limiter).rule("api")).await;
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        tasks.push(tokio::spawn(async move {
+            let client = client_from("127.0.3.1");
+            statuses(&client, base, "/", &[], 5).await
+        }));
+    }
+    let mut admitted = 0;
+    let mut rejected = 0;
+    for task in tasks {
+        for status in task.await.unwrap() {
+            match status {
+                200 => admitted += 1,
+                429 => rejected += 1,
+                other => panic!("unexpected status {other}"),
+            }
+        }
+    }
+    assert_eq!((admitted, rejected), (50, 150));
+}
+
+#[tokio::test]
+async fn http2_and_streaming_bodies_pass_through() {
+    let (limiter, _clock) = limiter([per_minute("api", 2)]);
+    let base = serve(RateLimitLayer::builder(limiter).rule("api")).await;
+    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let response = client.get(format!("http://{base}/stream")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.headers()["x-ratelimit-remaining"], "1");
+    let body = response.text().await.unwrap();
+    assert_eq!(body.lines().count(), 100);
+    assert!(body.ends_with("chunk 099\n"));
+    assert_eq!(get(&client, base, "/stream", &[]).await.status, 200);
+    let denied = get(&client, base, "/stream", &[]).await;
+    assert_eq!(denied.status, 429);
+}
+
+#[tokio::test]
+async fn without_a_peer_address_requests_still_pass_and_are_counted() {
+    let (limiter, _clock) = limiter([per_minute("api", 2)]);
+    let app = app(RateLimitLayer::builder(limiter.clone()).rule("api").layer().unwrap());
+    // Served without connect info: the layer cannot know the peer.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = client_from("127.0.2.4");
+    assert_eq!(statuses(&client, base, "/", &[], 3).await, [200, 200, 429]);
+    assert_eq!(limiter.peek("0.0.0.0", "api").await.unwrap().remaining, 0);
+}
+
+#[tokio::test]
+async fn disabled_policies_let_everything_through() {
+    let (limiter, _clock) = limiter([per_minute("api", 1)]);
+    let base = serve(RateLimitLayer::builder(limiter.clone()).rule("api").enabled(false)).await;
+    let client = client_from("127.0.2.5");
+    assert_eq!(statuses(&client, base, "/", &[], 3).await, [200; 3]);
+    assert_eq!(limiter.metrics().total_requests, 0);
+}
+
+#[test]
+fn configuration_mistakes_are_reported_by_build() {
+    let (limiter, _clock) = limiter([per_minute("api", 1), per_minute("login", 1)]);
+    let error = |builder: PolicyBuilder<_, Parts>| builder.build().unwrap_err().to_string();
+    let builder = || RateLimitLayer::builder(limiter.clone());
+    assert_eq!(
+        error(builder()),
+        "no rule is applied: call .rule(\"name\") or .rule_for(route, \"name\") on the builder"
+    );
+    assert_eq!(
+        error(builder().rule("apii")),
+        "unknown rule \"apii\"; known rules: api, login"
+    );
+    assert_eq!(
+        error(builder().rule_for("login", "login")),
+        "route prefix \"login\" must start with '/'"
+    );
+    assert_eq!(
+        error(builder().rule("api").client_ip(ClientIp::new().trust_proxies(["10.0.0.300"]))),
+        "trusted proxy \"10.0.0.300\" is not an IP address or CIDR network (like \"10.0.0.0/8\" \
+         or \"fd00::/8\")"
+    );
+    assert_eq!(
+        error(builder().rule("api").user_header("x user")),
+        "\"x user\" is not a valid HTTP header name"
+    );
+    let _: Limiter = limiter;
+}

@@ -1,0 +1,9 @@
+//! The middleware over real HTTP: servers on loopback ports, requests with reqwest.
+
+mod actix_middleware;
+mod axum_layer;
+mod redis_shared;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../ratethrottle-redis/tests/server.rs"]
+mod server;
+mod support;
