@@ -46,9 +46,10 @@ impl ForwardedHeader {
 /// let client_ip = ClientIp::new()
 ///     .trust_proxies(["10.0.0.0/8", "fd00::/8"])
 ///     .ipv6_prefix(64);
-/// let peer = "10.0.0.5".parse()?;
+/// let peer: std::net::IpAddr = "10.0.0.5".parse()?;
 /// let chain = ["203.0.113.7, 198.51.100.2, 10.0.0.9".as_bytes()];
-/// assert_eq!(client_ip.resolve(Some(peer), chain)?.to_string(), "198.51.100.2");
+/// let client = client_ip.resolve(Some(peer), chain).expect("the peer is known");
+/// assert_eq!(client.as_str(), "198.51.100.2");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]

@@ -286,8 +286,10 @@ impl<S: Store, R> PolicyBuilder<S, R> {
     ///
     /// ## Behavior
     /// Before the handler, each rule is *peeked*; after it, the rules are counted if the
-    /// status qualifies. Requests running at the same time all see the count before any of
-    /// them, so a burst of concurrent requests can pass a limit by up to its concurrency.
+    /// status qualifies. A client already over the limit is rejected, which records a
+    /// violation and starts the rule's block. Requests running at the same time all see the
+    /// count before any of them, so a burst of concurrent requests can pass a limit by up to
+    /// its concurrency.
     pub fn deduct_when<F>(mut self, deduct: F) -> Self
     where
         F: Fn(u16) -> bool + Send + Sync + 'static,
@@ -430,11 +432,16 @@ impl<S: Store, R: RequestView> Policy<S, R> {
             let identifier = self.identifier(scope, request, &mut client);
             let identifier = identifier.as_str();
             let rejected = worst.as_ref().is_some_and(|(s, _)| !s.allowed);
-            let answer = if rejected || defer || cost == 0 {
+            let mut answer = if rejected || defer || cost == 0 {
                 self.limiter.peek(identifier, &binding.rule).await
             } else {
                 self.limiter.check_n(identifier, &binding.rule, cost).await
             };
+            // A client over a deferred limit is rejected; a real check records the violation
+            // (and starts the rule's block) as any other rejection would.
+            if defer && !rejected && cost > 0 && answer.as_ref().is_ok_and(|s| !s.allowed) {
+                answer = self.limiter.check_n(identifier, &binding.rule, cost).await;
+            }
             let status = match answer {
                 Ok(status) => status,
                 Err(error) => match self.failure(error, identifier) {

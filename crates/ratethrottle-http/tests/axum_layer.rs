@@ -279,7 +279,8 @@ async fn exempt_requests_are_neither_limited_nor_counted() {
 
 #[tokio::test]
 async fn deduct_when_counts_only_failed_logins() {
-    let (limiter, _clock) = limiter([per_minute("login", 2)]);
+    let rule = per_minute("login", 2).block_duration(Duration::from_secs(600));
+    let (limiter, clock) = limiter([rule]);
     let builder = RateLimitLayer::builder(limiter.clone())
         .rule_for(Route::prefix("/login").method("POST"), "login")
         .deduct_when(|status| status >= 400);
@@ -293,9 +294,13 @@ async fn deduct_when_counts_only_failed_logins() {
     let failed = post(&client, base, "/login", &wrong).await;
     assert_eq!((failed.status, failed.header("x-ratelimit-remaining")), (401, "1"));
     assert_eq!(post(&client, base, "/login", &wrong).await.status, 401);
-    // Two failures: even the right password waits now.
+    // Two failures: even the right password waits now, and trying starts the block.
     let locked = post(&client, base, "/login", &right).await;
-    assert_eq!((locked.status, locked.header("retry-after")), (429, "60"));
+    assert_eq!((locked.status, locked.header("retry-after")), (429, "600"));
+    assert_eq!(limiter.metrics().violations, 1);
+    clock.advance(Duration::from_secs(60));
+    let blocked = post(&client, base, "/login", &right).await;
+    assert_eq!((blocked.status, blocked.header("retry-after")), (429, "540"));
     // GET /login is not on the route.
     assert_eq!(get(&client, base, "/login", &[]).await.status, 405);
 }
