@@ -153,6 +153,11 @@ impl Store for ConfiguredStore {
         either!(self, s => s.check_at_once(query))
     }
 
+    #[inline]
+    fn answers_at_once(&self) -> bool {
+        either!(self, s => s.answers_at_once())
+    }
+
     async fn reset(&self, rule: &RuleSpec, identifier: &str) -> Result<(), StoreError> {
         either!(self, s => s.reset(rule, identifier).await)
     }

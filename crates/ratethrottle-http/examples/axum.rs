@@ -44,8 +44,15 @@ async fn main() -> anyhow::Result<()> {
     let _watcher = ConfigWatcher::spawn(&path, config, limiter, Environment::from_process())?;
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".to_owned());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
-    tracing::info!("listening on http://{} (config {path})", listener.local_addr()?);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+    tracing::info!(
+        "listening on http://{} (config {path})",
+        listener.local_addr()?
+    );
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }
 

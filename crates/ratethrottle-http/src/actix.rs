@@ -148,12 +148,9 @@ where
             };
             let mut response = service.call(request).await?;
             if let Some(status) = policy.settle(pending, response.status().as_u16()).await {
-                let headers = status.headers().into_iter();
-                write_headers(
-                    response.headers_mut(),
-                    headers.map(|(n, v)| (Cow::Borrowed(n), v)),
-                    false,
-                );
+                let values = status.header_values();
+                let headers = values.iter().map(|(n, v)| (Cow::Borrowed(n), v.to_owned()));
+                write_headers(response.headers_mut(), headers, false);
             }
             Ok(response.map_into_left_body())
         })

@@ -328,8 +328,14 @@ mod tests {
     #[test]
     fn untrusted_peers_are_taken_as_they_are_whatever_the_headers_say() {
         let client_ip = behind_proxies();
-        assert_eq!(resolve(&client_ip, "203.0.113.9", &["1.1.1.1"]), "203.0.113.9");
-        assert_eq!(resolve(&ClientIp::new(), "10.0.0.1", &["1.1.1.1"]), "10.0.0.1");
+        assert_eq!(
+            resolve(&client_ip, "203.0.113.9", &["1.1.1.1"]),
+            "203.0.113.9"
+        );
+        assert_eq!(
+            resolve(&ClientIp::new(), "10.0.0.1", &["1.1.1.1"]),
+            "10.0.0.1"
+        );
     }
 
     #[test]
@@ -341,7 +347,10 @@ mod tests {
         let lines = ["6.6.6.6, 203.0.113.7", "10.1.1.1", "10.2.2.2"];
         assert_eq!(resolve(&client_ip, "10.0.0.1", &lines), "203.0.113.7");
         // Every hop trusted: the left-most.
-        assert_eq!(resolve(&client_ip, "10.0.0.1", &["10.9.9.9, 10.1.1.1"]), "10.9.9.9");
+        assert_eq!(
+            resolve(&client_ip, "10.0.0.1", &["10.9.9.9, 10.1.1.1"]),
+            "10.9.9.9"
+        );
         // No header: the proxy itself.
         assert_eq!(resolve(&client_ip, "10.0.0.1", &[]), "10.0.0.1");
     }
@@ -349,10 +358,19 @@ mod tests {
     #[test]
     fn malformed_hops_end_the_walk_at_the_last_good_address() {
         let client_ip = behind_proxies();
-        assert_eq!(resolve(&client_ip, "10.0.0.1", &["1.2.3.4, garbage"]), "10.0.0.1");
-        assert_eq!(resolve(&client_ip, "10.0.0.1", &["nope, 10.3.3.3"]), "10.3.3.3");
+        assert_eq!(
+            resolve(&client_ip, "10.0.0.1", &["1.2.3.4, garbage"]),
+            "10.0.0.1"
+        );
+        assert_eq!(
+            resolve(&client_ip, "10.0.0.1", &["nope, 10.3.3.3"]),
+            "10.3.3.3"
+        );
         assert_eq!(resolve(&client_ip, "10.0.0.1", &[""]), "10.0.0.1");
-        assert_eq!(resolve(&client_ip, "10.0.0.1", &["1.2.3.4:99999"]), "10.0.0.1");
+        assert_eq!(
+            resolve(&client_ip, "10.0.0.1", &["1.2.3.4:99999"]),
+            "10.0.0.1"
+        );
         let bytes: &[u8] = b"\xff\xfe";
         let key = client_ip.resolve("10.0.0.1".parse().ok(), [bytes]);
         assert_eq!(key.unwrap().as_str(), "10.0.0.1");
@@ -361,7 +379,10 @@ mod tests {
     #[test]
     fn hops_may_carry_ports_and_brackets() {
         let client_ip = behind_proxies();
-        assert_eq!(resolve(&client_ip, "::1", &["203.0.113.7:5555"]), "203.0.113.7");
+        assert_eq!(
+            resolve(&client_ip, "::1", &["203.0.113.7:5555"]),
+            "203.0.113.7"
+        );
         assert_eq!(
             resolve(&client_ip, "::1", &["[2001:db8:aa:bb:1:2:3:4]:443"]),
             "2001:db8:aa:bb::/64"
@@ -371,23 +392,39 @@ mod tests {
     #[test]
     fn forwarded_and_x_real_ip_headers() {
         let forwarded = behind_proxies().header(ForwardedHeader::Forwarded);
-        let value = r#"for=6.6.6.6, for="[2001:db8::7]:4711";proto=https, For=10.1.1.1;by=10.0.0.1"#;
+        let value =
+            r#"for=6.6.6.6, for="[2001:db8::7]:4711";proto=https, For=10.1.1.1;by=10.0.0.1"#;
         assert_eq!(resolve(&forwarded, "10.0.0.1", &[value]), "2001:db8::/64");
-        assert_eq!(resolve(&forwarded, "10.0.0.1", &["for=unknown"]), "10.0.0.1");
-        assert_eq!(resolve(&forwarded, "10.0.0.1", &["proto=https"]), "10.0.0.1");
+        assert_eq!(
+            resolve(&forwarded, "10.0.0.1", &["for=unknown"]),
+            "10.0.0.1"
+        );
+        assert_eq!(
+            resolve(&forwarded, "10.0.0.1", &["proto=https"]),
+            "10.0.0.1"
+        );
         let real_ip = behind_proxies().header(ForwardedHeader::XRealIp);
-        assert_eq!(resolve(&real_ip, "10.0.0.1", &["198.51.100.4"]), "198.51.100.4");
+        assert_eq!(
+            resolve(&real_ip, "10.0.0.1", &["198.51.100.4"]),
+            "198.51.100.4"
+        );
     }
 
     #[test]
     fn ipv6_clients_are_grouped_by_prefix() {
         let peer = "2001:db8:1:2:aaaa:bbbb:cccc:dddd";
         assert_eq!(resolve(&ClientIp::new(), peer, &[]), "2001:db8:1:2::/64");
-        assert_eq!(resolve(&ClientIp::new().ipv6_prefix(48), peer, &[]), "2001:db8:1::/48");
+        assert_eq!(
+            resolve(&ClientIp::new().ipv6_prefix(48), peer, &[]),
+            "2001:db8:1::/48"
+        );
         assert_eq!(resolve(&ClientIp::new().ipv6_prefix(128), peer, &[]), peer);
         assert_eq!(resolve(&ClientIp::new().ipv6_prefix(0), peer, &[]), "::/0");
         // IPv4 seen through a dual-stack socket is IPv4.
-        assert_eq!(resolve(&ClientIp::new(), "::ffff:192.0.2.1", &[]), "192.0.2.1");
+        assert_eq!(
+            resolve(&ClientIp::new(), "::ffff:192.0.2.1", &[]),
+            "192.0.2.1"
+        );
         let longest = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
         let key = resolve(&ClientIp::new().ipv6_prefix(127), longest, &[]);
         assert_eq!(key, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/127");

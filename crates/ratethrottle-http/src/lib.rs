@@ -49,6 +49,8 @@
 //!   (cost 1, not exempt, no user, counted).
 //! - Request and response bodies are never read or buffered (HTTP/1.1 and HTTP/2).
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// Without a framework feature only the building blocks are compiled.
+#![cfg_attr(not(any(feature = "tower", feature = "actix")), allow(dead_code))]
 
 #[cfg(feature = "actix")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
@@ -72,7 +74,9 @@ pub use tower::{RateLimitLayer, RateLimitService, ResponseBody};
 #[non_exhaustive]
 pub enum Error {
     /// No rule was bound.
-    #[error("no rule is applied: call .rule(\"name\") or .rule_for(route, \"name\") on the builder")]
+    #[error(
+        "no rule is applied: call .rule(\"name\") or .rule_for(route, \"name\") on the builder"
+    )]
     NoRules,
     /// A bound rule does not exist in the limiter (or another limiter error).
     #[error(transparent)]

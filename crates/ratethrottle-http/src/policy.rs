@@ -92,6 +92,7 @@ struct Binding {
 }
 
 type Extract<R, T> = Arc<dyn Fn(&R) -> T + Send + Sync>;
+type RejectionHook = Arc<dyn Fn(&Rejection) -> RejectionResponse + Send + Sync>;
 
 /// Where the identifier of `user`-scoped rules comes from.
 enum UserSource<R> {
@@ -140,7 +141,7 @@ pub struct Policy<S: Store = MemoryStore, R = ()> {
     cost: Option<Extract<R, u64>>,
     exempt: Option<Extract<R, bool>>,
     deduct_when: Option<Arc<dyn Fn(u16) -> bool + Send + Sync>>,
-    on_rejection: Option<Arc<dyn Fn(&Rejection) -> RejectionResponse + Send + Sync>>,
+    on_rejection: Option<RejectionHook>,
     shadow: bool,
     headers: bool,
     enabled: bool,
@@ -373,6 +374,20 @@ pub(crate) struct Pending {
     deferred: Vec<Deferred>,
 }
 
+#[cfg_attr(not(feature = "tower"), allow(dead_code))]
+impl Pending {
+    /// Whether nothing waits for the response (no deferred counting), so the headers are
+    /// known now.
+    pub(crate) fn is_settled(&self) -> bool {
+        self.deferred.is_empty()
+    }
+
+    /// The headers' status of a settled decision.
+    pub(crate) fn into_headers(self) -> Option<Status> {
+        self.headers
+    }
+}
+
 #[derive(Debug)]
 struct Deferred {
     rule: &'static str,
@@ -422,7 +437,11 @@ impl<S: Store, R: RequestView> Policy<S, R> {
         let mut worst: Option<(Status, String)> = None;
         let mut client = None;
         for binding in &self.bindings {
-            if binding.route.as_ref().is_some_and(|r| !r.matches(method, path)) {
+            if binding
+                .route
+                .as_ref()
+                .is_some_and(|r| !r.matches(method, path))
+            {
                 continue;
             }
             let Some(scope) = self.limiter.scope_of(&binding.rule) else {
@@ -459,7 +478,10 @@ impl<S: Store, R: RequestView> Policy<S, R> {
                     cost,
                 });
             }
-            if worst.as_ref().is_none_or(|(w, _)| more_restrictive(&status, w)) {
+            if worst
+                .as_ref()
+                .is_none_or(|(w, _)| more_restrictive(&status, w))
+            {
                 let id = if status.allowed {
                     String::new()
                 } else {
@@ -512,12 +534,18 @@ impl<S: Store, R: RequestView> Policy<S, R> {
                     .await
                 {
                     Ok(status) => {
-                        if headers.as_ref().is_some_and(|h| !more_restrictive(h, &status)) {
+                        if headers
+                            .as_ref()
+                            .is_some_and(|h| !more_restrictive(h, &status))
+                        {
                             headers = Some(status);
                         }
                     }
                     Err(error) => {
-                        tracing::warn!(rule = item.rule, "counting a finished request failed: {error}")
+                        tracing::warn!(
+                            rule = item.rule,
+                            "counting a finished request failed: {error}"
+                        )
                     }
                 }
             }
@@ -615,9 +643,7 @@ impl<S: Store, R: RequestView> Policy<S, R> {
         let user = match self.user.as_ref()? {
             UserSource::Closure(user) => guarded("user", None, || user(request)),
             UserSource::Header(name) => request.header(name).and_then(user::header_text),
-            UserSource::JwtSubject => request
-                .header("authorization")
-                .and_then(user::jwt_subject),
+            UserSource::JwtSubject => request.header("authorization").and_then(user::jwt_subject),
         };
         user.filter(|u| !u.is_empty())
     }
@@ -642,7 +668,13 @@ fn more_restrictive(a: &Status, than: &Status) -> bool {
         } else {
             Some(s.retry_after.unwrap_or(std::time::Duration::MAX))
         };
-        (blacklisted, !s.allowed, wait, std::cmp::Reverse(s.remaining), s.reset_after)
+        (
+            blacklisted,
+            !s.allowed,
+            wait,
+            std::cmp::Reverse(s.remaining),
+            s.reset_after,
+        )
     };
     rank(a) > rank(than)
 }

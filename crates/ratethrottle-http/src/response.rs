@@ -105,9 +105,8 @@ impl Rejection {
                     .into_iter()
                     .map(|(name, value)| (Cow::Borrowed(name), value)),
             ),
-            _ => headers.extend(
-                retry_after.map(|secs| (Cow::Borrowed("Retry-After"), secs.to_string())),
-            ),
+            _ => headers
+                .extend(retry_after.map(|secs| (Cow::Borrowed("Retry-After"), secs.to_string()))),
         }
         RejectionResponse {
             status: code,

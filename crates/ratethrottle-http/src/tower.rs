@@ -13,12 +13,12 @@ use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use ratethrottle::Limiter;
 use ratethrottle::store::{MemoryStore, Store};
+use ratethrottle::{Limiter, Status};
 
-use crate::policy::{Admission, Policy, PolicyBuilder, RequestView, sealed};
-use crate::response::{HeaderSink, RejectionResponse, write_headers};
 use crate::Error;
+use crate::policy::{Admission, Pending, Policy, PolicyBuilder, RequestView, sealed};
+use crate::response::{HeaderSink, RejectionResponse, write_headers};
 
 /// The body of a response through [`RateLimitService`]: the handler's, untouched (streaming
 /// included), or the rejection's.
@@ -156,39 +156,147 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = Inner::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+    type Future = ResponseFuture<Inner::Future, ResBody, Inner::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let (parts, body) = request.into_parts();
+        if self.policy.limiter().store().answers_at_once() {
+            // The memory store: decide here and call the inner service directly.
+            let decided = {
+                let admit = std::pin::pin!(self.policy.admit(&parts));
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                admit.poll(&mut cx)
+            };
+            if let Poll::Ready(admission) = decided {
+                let request = Request::from_parts(parts, body);
+                return respond(&mut self.inner, &self.policy, admission, request);
+            }
+            tracing::error!("a store that answers at once did not; checking again");
+        }
         // The clone may not be ready; the instance that was is the one to call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let policy = self.policy.clone();
-        Box::pin(async move {
-            let (parts, body) = request.into_parts();
-            let pending = match policy.admit(&parts).await {
-                Admission::Pass => {
-                    let response = inner.call(Request::from_parts(parts, body)).await?;
-                    return Ok(response.map(Either::Left));
+        ResponseFuture::Boxed {
+            future: Box::pin(async move {
+                let pending = match policy.admit(&parts).await {
+                    Admission::Pass => {
+                        let response = inner.call(Request::from_parts(parts, body)).await?;
+                        return Ok(response.map(Either::Left));
+                    }
+                    Admission::Reject(rejection) => {
+                        return Ok(rejection_response(rejection).map(Either::Right));
+                    }
+                    Admission::Admit(pending) => pending,
+                };
+                let mut response = inner.call(Request::from_parts(parts, body)).await?;
+                let code = response.status().as_u16();
+                if let Some(status) = policy.settle(pending, code).await {
+                    add_status_headers(response.headers_mut(), &status);
                 }
-                Admission::Reject(rejection) => {
-                    return Ok(rejection_response(rejection).map(Either::Right));
-                }
-                Admission::Admit(pending) => pending,
+                Ok(response.map(Either::Left))
+            }),
+        }
+    }
+}
+
+/// The response to a request decided without waiting.
+fn respond<Inner, S, ReqBody, ResBody>(
+    inner: &mut Inner,
+    policy: &Arc<Policy<S, Parts>>,
+    admission: Admission,
+    request: Request<ReqBody>,
+) -> ResponseFuture<Inner::Future, ResBody, Inner::Error>
+where
+    Inner: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>>,
+    Inner::Future: Send + 'static,
+    S: Store,
+    ResBody: Send + 'static,
+{
+    let pending = match admission {
+        Admission::Reject(rejection) => {
+            return ResponseFuture::Rejected {
+                response: Some(rejection_response(rejection)),
             };
-            let mut response = inner.call(Request::from_parts(parts, body)).await?;
-            if let Some(status) = policy.settle(pending, response.status().as_u16()).await {
-                write_headers(
-                    response.headers_mut(),
-                    status.headers().into_iter().map(|(n, v)| (Cow::Borrowed(n), v)),
-                    false,
-                );
+        }
+        Admission::Pass => None,
+        Admission::Admit(pending) => Some(pending),
+    };
+    let future = inner.call(request);
+    match pending {
+        Some(pending) if !pending.is_settled() => {
+            let policy = policy.clone();
+            ResponseFuture::Boxed {
+                future: Box::pin(async move {
+                    let mut response = future.await?;
+                    let code = response.status().as_u16();
+                    if let Some(status) = policy.settle(pending, code).await {
+                        add_status_headers(response.headers_mut(), &status);
+                    }
+                    Ok(response.map(Either::Left))
+                }),
             }
-            Ok(response.map(Either::Left))
+        }
+        pending => ResponseFuture::Inner {
+            future,
+            headers: pending.and_then(Pending::into_headers),
+        },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`RateLimitService`]'s response.
+    #[project = ResponseFutureProjection]
+    pub enum ResponseFuture<F, B, E> {
+        /// Admitted: the inner service's response, plus these headers.
+        Inner {
+            #[pin]
+            future: F,
+            headers: Option<Status>,
+        },
+        /// Rejected without calling the inner service.
+        Rejected { response: Option<Response<Full<Bytes>>> },
+        /// Waiting on the store (or on the response, to count it).
+        Boxed { future: BoxFuture<Result<Response<ResponseBody<B>>, E>> },
+    }
+}
+
+impl<F, B, E> std::fmt::Debug for ResponseFuture<F, B, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ResponseFuture::Inner { .. } => "ResponseFuture::Inner",
+            ResponseFuture::Rejected { .. } => "ResponseFuture::Rejected",
+            ResponseFuture::Boxed { .. } => "ResponseFuture::Boxed",
         })
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ResponseFutureProjection::Inner { future, headers } => {
+                let mut response = std::task::ready!(future.poll(cx))?;
+                if let Some(status) = headers.take() {
+                    add_status_headers(response.headers_mut(), &status);
+                }
+                Poll::Ready(Ok(response.map(Either::Left)))
+            }
+            ResponseFutureProjection::Rejected { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response.map(Either::Right))),
+                // Polled again after completion: stay pending rather than panic.
+                None => Poll::Pending,
+            },
+            ResponseFutureProjection::Boxed { future } => future.as_mut().poll(cx),
+        }
     }
 }
 
@@ -199,6 +307,22 @@ fn rejection_response(rejection: RejectionResponse) -> Response<Full<Bytes>> {
         StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
     write_headers(response.headers_mut(), rejection.headers, true);
     response
+}
+
+/// Adds `status`'s headers where the response has none of that name: one allocation for all
+/// values, sliced without copying.
+fn add_status_headers(headers: &mut HeaderMap, status: &Status) {
+    let (text, fields) = status.header_values().into_parts();
+    let text = Bytes::from(text);
+    headers.reserve(6);
+    for (name, range) in fields {
+        if let (Some(name), Ok(value)) = (
+            header_name(name),
+            HeaderValue::from_maybe_shared(text.slice(range)),
+        ) {
+            headers.entry(name).or_insert(value);
+        }
+    }
 }
 
 impl HeaderSink for HeaderMap {
@@ -215,15 +339,21 @@ impl HeaderSink for HeaderMap {
     }
 }
 
-/// The header name, without allocating for the ones `Status::headers` uses.
+const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// The header name; the ones `Status::headers` uses are constants.
 fn header_name(name: &str) -> Option<HeaderName> {
     Some(match name {
-        "X-RateLimit-Limit" => HeaderName::from_static("x-ratelimit-limit"),
-        "X-RateLimit-Remaining" => HeaderName::from_static("x-ratelimit-remaining"),
-        "X-RateLimit-Reset" => HeaderName::from_static("x-ratelimit-reset"),
+        "X-RateLimit-Limit" => X_RATELIMIT_LIMIT,
+        "X-RateLimit-Remaining" => X_RATELIMIT_REMAINING,
+        "X-RateLimit-Reset" => X_RATELIMIT_RESET,
         "Retry-After" => http::header::RETRY_AFTER,
-        "RateLimit-Policy" => HeaderName::from_static("ratelimit-policy"),
-        "RateLimit" => HeaderName::from_static("ratelimit"),
+        "RateLimit-Policy" => RATELIMIT_POLICY,
+        "RateLimit" => RATELIMIT,
         "content-type" => http::header::CONTENT_TYPE,
         other => HeaderName::try_from(other).ok()?,
     })

@@ -9,9 +9,9 @@ const MAX_TOKEN_LEN: usize = 8 * 1024;
 /// Whether `name` is a valid HTTP header name (an RFC 9110 token).
 pub(crate) fn is_header_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A header value as an identifier: trimmed UTF-8, else `None`.
@@ -30,9 +30,7 @@ pub(crate) fn jwt_subject(authorization: &[u8]) -> Option<String> {
     }
     let mut parts = token.split('.');
     let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
-    let claims = URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
+    let claims = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&claims).ok()?;
     match claims.get("sub")? {
         serde_json::Value::String(sub) => Some(sub.clone()),
@@ -54,8 +52,14 @@ mod tests {
 
     #[test]
     fn jwt_subjects_are_read_from_bearer_tokens() {
-        assert_eq!(jwt_subject(token(r#"{"sub":"alice"}"#).as_bytes()).as_deref(), Some("alice"));
-        assert_eq!(jwt_subject(token(r#"{"sub":42}"#).as_bytes()).as_deref(), Some("42"));
+        assert_eq!(
+            jwt_subject(token(r#"{"sub":"alice"}"#).as_bytes()).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            jwt_subject(token(r#"{"sub":42}"#).as_bytes()).as_deref(),
+            Some("42")
+        );
         let lower = token(r#"{"sub":"bob"}"#).replace("Bearer", "bearer");
         assert_eq!(jwt_subject(lower.as_bytes()).as_deref(), Some("bob"));
     }

@@ -24,7 +24,10 @@ pub(crate) fn serve_actix<S: Store>(rate_limit: RateLimit<S>) -> SocketAddr {
                     .route(
                         "/whoami",
                         web::get().to(|request: HttpRequest| async move {
-                            request.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+                            request
+                                .peer_addr()
+                                .map(|a| a.ip().to_string())
+                                .unwrap_or_default()
                         }),
                     )
             })
@@ -42,7 +45,12 @@ pub(crate) fn serve_actix<S: Store>(rate_limit: RateLimit<S>) -> SocketAddr {
 #[tokio::test]
 async fn over_the_limit_is_the_same_exact_429_as_with_axum() {
     let (limiter, _clock) = limiter([per_minute("api", 3)]);
-    let base = serve_actix(RateLimit::builder(limiter).rule("api").middleware().unwrap());
+    let base = serve_actix(
+        RateLimit::builder(limiter)
+            .rule("api")
+            .middleware()
+            .unwrap(),
+    );
     let client = client_from("127.0.4.1");
     let first = get(&client, base, "/", &[]).await;
     assert_eq!((first.status, first.body.as_str()), (200, "hello"));
@@ -78,19 +86,40 @@ async fn blacklists_proxies_and_endpoints() {
     assert_eq!(get(&direct, base, "/", &spoof).await.status, 200);
     // Through our proxy: the forwarded client is the one blacklisted.
     let proxy = client_from("127.0.4.3");
-    let banned = get(&proxy, base, "/", &[("x-forwarded-for", "6.6.6.6, 198.51.100.66")]).await;
-    assert_eq!((banned.status, banned.body.as_str()), (403, EXPECTED_403_BODY));
+    let banned = get(
+        &proxy,
+        base,
+        "/",
+        &[("x-forwarded-for", "6.6.6.6, 198.51.100.66")],
+    )
+    .await;
+    assert_eq!(
+        (banned.status, banned.body.as_str()),
+        (403, EXPECTED_403_BODY)
+    );
     // Endpoint scope uses actix's route pattern.
     assert_eq!(get(&direct, base, "/users/1", &[]).await.status, 200);
     assert_eq!(get(&proxy, base, "/users/2", &[]).await.status, 200);
     assert_eq!(get(&direct, base, "/users/3", &[]).await.status, 429);
-    assert_eq!(limiter.peek("GET /users/{id}", "per_endpoint").await.unwrap().remaining, 0);
+    assert_eq!(
+        limiter
+            .peek("GET /users/{id}", "per_endpoint")
+            .await
+            .unwrap()
+            .remaining,
+        0
+    );
 }
 
 #[tokio::test]
 async fn concurrent_requests_admit_exactly_the_limit() {
     let (limiter, _clock) = limiter([per_minute("api", 30)]);
-    let base = serve_actix(RateLimit::builder(limiter).rule("api").middleware().unwrap());
+    let base = serve_actix(
+        RateLimit::builder(limiter)
+            .rule("api")
+            .middleware()
+            .unwrap(),
+    );
     let mut tasks = Vec::new();
     for _ in 0..20 {
         tasks.push(tokio::spawn(async move {

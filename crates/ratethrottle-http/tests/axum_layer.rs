@@ -63,7 +63,9 @@ where
     }
 }
 
-async fn serve(builder: PolicyBuilder<ratethrottle::store::MemoryStore, Parts>) -> std::net::SocketAddr {
+async fn serve(
+    builder: PolicyBuilder<ratethrottle::store::MemoryStore, Parts>,
+) -> std::net::SocketAddr {
     serve_axum(app(builder.layer().unwrap())).await
 }
 
@@ -93,7 +95,10 @@ async fn a_client_over_its_limit_gets_an_exact_429_others_carry_on() {
     assert_eq!(denied.body, EXPECTED_429_BODY);
 
     let bob = client_from("127.0.0.3");
-    assert_eq!(statuses(&bob, base, "/", &[], 4).await, [200, 200, 200, 429]);
+    assert_eq!(
+        statuses(&bob, base, "/", &[], 4).await,
+        [200, 200, 200, 429]
+    );
 }
 
 #[tokio::test]
@@ -107,7 +112,11 @@ async fn blacklisted_clients_get_403_and_whitelisted_ones_no_limit() {
     assert_eq!(banned.status, 403);
     assert_eq!(banned.header("content-type"), "application/problem+json");
     assert_eq!(banned.body, EXPECTED_403_BODY);
-    assert!(banned.rate_headers().is_empty(), "{:?}", banned.rate_headers());
+    assert!(
+        banned.rate_headers().is_empty(),
+        "{:?}",
+        banned.rate_headers()
+    );
 
     let friend = client_from("127.0.0.5");
     assert_eq!(statuses(&friend, base, "/", &[], 5).await, [200; 5]);
@@ -142,10 +151,17 @@ async fn spoofed_forwarded_headers_from_untrusted_peers_are_ignored() {
     let mut codes = Vec::new();
     for i in 0..4 {
         let spoof = format!("203.0.113.{i}");
-        codes.push(get(&client, base, "/", &[("x-forwarded-for", &spoof)]).await.status);
+        codes.push(
+            get(&client, base, "/", &[("x-forwarded-for", &spoof)])
+                .await
+                .status,
+        );
     }
     assert_eq!(codes, [200, 200, 429, 429]);
-    assert_eq!(limiter.peek("203.0.113.0", "api").await.unwrap().remaining, 2);
+    assert_eq!(
+        limiter.peek("203.0.113.0", "api").await.unwrap().remaining,
+        2
+    );
 }
 
 #[tokio::test]
@@ -158,8 +174,14 @@ async fn trusted_proxy_chains_resolve_to_the_right_most_untrusted_address() {
     let proxy = client_from("127.0.0.8");
     // The client forged "6.6.6.6"; our proxies (10.x) appended what they saw.
     let chain = [("x-forwarded-for", "6.6.6.6, 198.51.100.9, 10.1.1.1")];
-    assert_eq!(statuses(&proxy, base, "/", &chain, 3).await, [200, 200, 429]);
-    assert_eq!(limiter.peek("198.51.100.9", "api").await.unwrap().remaining, 0);
+    assert_eq!(
+        statuses(&proxy, base, "/", &chain, 3).await,
+        [200, 200, 429]
+    );
+    assert_eq!(
+        limiter.peek("198.51.100.9", "api").await.unwrap().remaining,
+        0
+    );
     assert_eq!(limiter.peek("6.6.6.6", "api").await.unwrap().remaining, 2);
     // Another client behind the same proxy has its own allowance.
     let other = [("x-forwarded-for", "198.51.100.10")];
@@ -173,19 +195,48 @@ async fn trusted_proxy_chains_resolve_to_the_right_most_untrusted_address() {
 #[tokio::test]
 async fn ipv6_clients_share_a_limit_per_64() {
     let (limiter, _clock) = limiter([per_minute("api", 2)]);
-    let builder = RateLimitLayer::builder(limiter.clone()).rule("api").client_ip(
-        ClientIp::new()
-            .trust_proxies(["127.0.0.1"])
-            .header(ForwardedHeader::Forwarded),
-    );
+    let builder = RateLimitLayer::builder(limiter.clone())
+        .rule("api")
+        .client_ip(
+            ClientIp::new()
+                .trust_proxies(["127.0.0.1"])
+                .header(ForwardedHeader::Forwarded),
+        );
     let base = serve(builder).await;
     let proxy = client_from("127.0.0.1");
     let from = |address: &'static str| [("forwarded", address)];
-    assert_eq!(get(&proxy, base, "/", &from("for=\"[2001:db8:1:2::1]\"")).await.status, 200);
-    assert_eq!(get(&proxy, base, "/", &from("for=\"[2001:db8:1:2::ffff]:443\"")).await.status, 200);
-    assert_eq!(get(&proxy, base, "/", &from("for=\"[2001:db8:1:2:3::9]\"")).await.status, 429);
-    assert_eq!(get(&proxy, base, "/", &from("for=\"[2001:db8:1:3::1]\"")).await.status, 200);
-    assert_eq!(limiter.peek("2001:db8:1:2::/64", "api").await.unwrap().remaining, 0);
+    assert_eq!(
+        get(&proxy, base, "/", &from("for=\"[2001:db8:1:2::1]\""))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&proxy, base, "/", &from("for=\"[2001:db8:1:2::ffff]:443\""))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&proxy, base, "/", &from("for=\"[2001:db8:1:2:3::9]\""))
+            .await
+            .status,
+        429
+    );
+    assert_eq!(
+        get(&proxy, base, "/", &from("for=\"[2001:db8:1:3::1]\""))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        limiter
+            .peek("2001:db8:1:2::/64", "api")
+            .await
+            .unwrap()
+            .remaining,
+        0
+    );
 }
 
 #[tokio::test]
@@ -208,54 +259,95 @@ async fn user_endpoint_and_global_scopes_pick_their_keys() {
     let alice = [("x-user", "alice")];
     assert_eq!(statuses(&one, base, "/health", &alice, 2).await, [200, 200]);
     assert_eq!(get(&two, base, "/health", &alice).await.status, 429);
-    assert_eq!(statuses(&two, base, "/health", &[], 3).await, [200, 200, 429]);
+    assert_eq!(
+        statuses(&two, base, "/health", &[], 3).await,
+        [200, 200, 429]
+    );
 
     // endpoint: the route template, across clients and ids.
     assert_eq!(get(&one, base, "/users/1", &[]).await.status, 200);
     assert_eq!(get(&two, base, "/users/2", &[]).await.status, 200);
     assert_eq!(get(&one, base, "/users/3", &[]).await.status, 200);
     assert_eq!(get(&two, base, "/users/4", &[]).await.status, 429);
-    assert_eq!(limiter.peek("GET /users/{id}", "per_endpoint").await.unwrap().remaining, 0);
+    assert_eq!(
+        limiter
+            .peek("GET /users/{id}", "per_endpoint")
+            .await
+            .unwrap()
+            .remaining,
+        0
+    );
 
     // global: the seven admitted requests above, from both clients; the three rejected by
     // an earlier rule spent nothing here.
-    assert_eq!(limiter.peek("global", "everyone").await.unwrap().remaining, 100 - 7);
+    assert_eq!(
+        limiter.peek("global", "everyone").await.unwrap().remaining,
+        100 - 7
+    );
 }
 
 #[tokio::test]
 async fn jwt_subjects_identify_users() {
     let (limiter, _clock) = limiter([per_minute("per_user", 1).scope(Scope::User)]);
-    let base = serve(RateLimitLayer::builder(limiter.clone()).rule("per_user").user_jwt_subject()).await;
+    let base = serve(
+        RateLimitLayer::builder(limiter.clone())
+            .rule("per_user")
+            .user_jwt_subject(),
+    )
+    .await;
     // {"sub":"carol"} and {"sub":"dave"}, unsigned.
     let carol = [("authorization", "Bearer e30.eyJzdWIiOiJjYXJvbCJ9.c2ln")];
     let dave = [("authorization", "Bearer e30.eyJzdWIiOiJkYXZlIn0.c2ln")];
     let client = client_from("127.0.1.3");
     assert_eq!(statuses(&client, base, "/", &carol, 2).await, [200, 429]);
     assert_eq!(get(&client, base, "/", &dave).await.status, 200);
-    assert_eq!(limiter.peek("carol", "per_user").await.unwrap().remaining, 0);
+    assert_eq!(
+        limiter.peek("carol", "per_user").await.unwrap().remaining,
+        0
+    );
 }
 
 #[tokio::test]
 async fn the_most_restrictive_rule_speaks_and_a_rejection_spends_no_other_limit() {
     let (limiter, _clock) = limiter([per_minute("wide", 100), per_minute("narrow", 2)]);
-    let base = serve(RateLimitLayer::builder(limiter.clone()).rule("narrow").rule("wide")).await;
+    let base = serve(
+        RateLimitLayer::builder(limiter.clone())
+            .rule("narrow")
+            .rule("wide"),
+    )
+    .await;
     let client = client_from("127.0.1.4");
     let first = get(&client, base, "/", &[]).await;
     assert_eq!(first.header("ratelimit-policy"), "\"narrow\";q=2;w=60");
     assert_eq!(first.header("x-ratelimit-remaining"), "1");
     assert_eq!(statuses(&client, base, "/", &[], 3).await, [200, 429, 429]);
     // "wide" counted only the two admitted requests.
-    assert_eq!(limiter.peek("127.0.1.4", "wide").await.unwrap().remaining, 98);
+    assert_eq!(
+        limiter.peek("127.0.1.4", "wide").await.unwrap().remaining,
+        98
+    );
 }
 
 #[tokio::test]
 async fn shadow_mode_counts_but_never_rejects() {
     let (limiter, _clock) = limiter([per_minute("api", 1)]);
     limiter.blacklist_add("127.0.1.5", None).await.unwrap();
-    let base = serve(RateLimitLayer::builder(limiter.clone()).rule("api").shadow(true)).await;
+    let base = serve(
+        RateLimitLayer::builder(limiter.clone())
+            .rule("api")
+            .shadow(true),
+    )
+    .await;
     let client = client_from("127.0.1.5");
-    let replies = [get(&client, base, "/", &[]).await, get(&client, base, "/", &[]).await];
-    assert!(replies.iter().all(|r| r.status == 200 && r.rate_headers().is_empty()));
+    let replies = [
+        get(&client, base, "/", &[]).await,
+        get(&client, base, "/", &[]).await,
+    ];
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.status == 200 && r.rate_headers().is_empty())
+    );
     let other = client_from("127.0.1.6");
     assert_eq!(statuses(&other, base, "/", &[], 3).await, [200; 3]);
     let metrics = limiter.metrics();
@@ -292,7 +384,10 @@ async fn deduct_when_counts_only_failed_logins() {
         assert_eq!(post(&client, base, "/login", &right).await.status, 200);
     }
     let failed = post(&client, base, "/login", &wrong).await;
-    assert_eq!((failed.status, failed.header("x-ratelimit-remaining")), (401, "1"));
+    assert_eq!(
+        (failed.status, failed.header("x-ratelimit-remaining")),
+        (401, "1")
+    );
     assert_eq!(post(&client, base, "/login", &wrong).await.status, 401);
     // Two failures: even the right password waits now, and trying starts the block.
     let locked = post(&client, base, "/login", &right).await;
@@ -300,7 +395,10 @@ async fn deduct_when_counts_only_failed_logins() {
     assert_eq!(limiter.metrics().violations, 1);
     clock.advance(Duration::from_secs(60));
     let blocked = post(&client, base, "/login", &right).await;
-    assert_eq!((blocked.status, blocked.header("retry-after")), (429, "540"));
+    assert_eq!(
+        (blocked.status, blocked.header("retry-after")),
+        (429, "540")
+    );
     // GET /login is not on the route.
     assert_eq!(get(&client, base, "/login", &[]).await.status, 405);
 }
@@ -320,34 +418,47 @@ async fn headers_can_be_left_off_allowed_responses() {
 #[tokio::test]
 async fn a_custom_rejection_hook_shapes_the_response() {
     let (limiter, _clock) = limiter([per_minute("api", 1)]);
-    let builder = RateLimitLayer::builder(limiter).rule("api").on_rejection(|rejection| {
-        assert_eq!(rejection.kind, RejectionKind::Limited);
-        RejectionResponse::new(503, format!("slow down, {}", rejection.identifier))
-            .header("retry-after", rejection.retry_after_secs().unwrap_or(0).to_string())
-            .header("bad header name", "skipped")
-    });
+    let builder = RateLimitLayer::builder(limiter)
+        .rule("api")
+        .on_rejection(|rejection| {
+            assert_eq!(rejection.kind, RejectionKind::Limited);
+            RejectionResponse::new(503, format!("slow down, {}", rejection.identifier))
+                .header(
+                    "retry-after",
+                    rejection.retry_after_secs().unwrap_or(0).to_string(),
+                )
+                .header("bad header name", "skipped")
+        });
     let base = serve(builder).await;
     let client = client_from("127.0.2.1");
     assert_eq!(get(&client, base, "/", &[]).await.status, 200);
     let denied = get(&client, base, "/", &[]).await;
-    assert_eq!((denied.status, denied.body.as_str()), (503, "slow down, 127.0.2.1"));
+    assert_eq!(
+        (denied.status, denied.body.as_str()),
+        (503, "slow down, 127.0.2.1")
+    );
     assert_eq!(denied.header("retry-after"), "60");
 }
 
 #[tokio::test]
 async fn costs_come_from_the_request_and_cannot_skip_a_limit() {
     let (limiter, _clock) = limiter([per_minute("api", 10)]);
-    let builder = RateLimitLayer::builder(limiter).rule("api").cost(|request: &Parts| {
-        request
-            .headers
-            .get("x-cost")
-            .and_then(|v| v.to_str().ok()?.parse().ok())
-            .unwrap_or(1)
-    });
+    let builder = RateLimitLayer::builder(limiter)
+        .rule("api")
+        .cost(|request: &Parts| {
+            request
+                .headers
+                .get("x-cost")
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .unwrap_or(1)
+        });
     let base = serve(builder).await;
     let client = client_from("127.0.2.2");
     let heavy = get(&client, base, "/", &[("x-cost", "7")]).await;
-    assert_eq!((heavy.status, heavy.header("x-ratelimit-remaining")), (200, "3"));
+    assert_eq!(
+        (heavy.status, heavy.header("x-ratelimit-remaining")),
+        (200, "3")
+    );
     let huge = get(&client, base, "/", &[("x-cost", "1000")]).await;
     assert_eq!(huge.status, 429);
     assert_eq!(huge.header("retry-after"), "");
@@ -355,10 +466,19 @@ async fn costs_come_from_the_request_and_cannot_skip_a_limit() {
         huge.json()["detail"],
         "cost 1000 is not allowed for rule \"api\": it must be between 1 and the rule's capacity 10"
     );
-    assert_eq!(get(&client, base, "/", &[("x-cost", "4")]).await.status, 429);
-    assert_eq!(get(&client, base, "/", &[("x-cost", "3")]).await.status, 200);
+    assert_eq!(
+        get(&client, base, "/", &[("x-cost", "4")]).await.status,
+        429
+    );
+    assert_eq!(
+        get(&client, base, "/", &[("x-cost", "3")]).await.status,
+        200
+    );
     // Free requests are not counted.
-    assert_eq!(statuses(&client, base, "/", &[("x-cost", "0")], 3).await, [429; 3]);
+    assert_eq!(
+        statuses(&client, base, "/", &[("x-cost", "0")], 3).await,
+        [429; 3]
+    );
 }
 
 #[tokio::test]
@@ -366,10 +486,12 @@ async fn a_panicking_closure_hurts_no_request() {
     let (limiter, _clock) = limiter([per_minute("api", 2).scope(Scope::User)]);
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
-    let builder = RateLimitLayer::builder(limiter).rule("api").user(move |_: &Parts| {
-        counted.fetch_add(1, Ordering::Relaxed);
-        panic!("user lookup bug")
-    });
+    let builder = RateLimitLayer::builder(limiter)
+        .rule("api")
+        .user(move |_: &Parts| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            panic!("user lookup bug")
+        });
     let base = serve(builder).await;
     let client = client_from("127.0.2.3");
     assert_eq!(statuses(&client, base, "/", &[], 3).await, [200, 200, 429]);
@@ -405,8 +527,15 @@ async fn concurrent_requests_admit_exactly_the_limit() {
 async fn http2_and_streaming_bodies_pass_through() {
     let (limiter, _clock) = limiter([per_minute("api", 2)]);
     let base = serve(RateLimitLayer::builder(limiter).rule("api")).await;
-    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
-    let response = client.get(format!("http://{base}/stream")).send().await.unwrap();
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("http://{base}/stream"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.headers()["x-ratelimit-remaining"], "1");
     let body = response.text().await.unwrap();
@@ -420,7 +549,10 @@ async fn http2_and_streaming_bodies_pass_through() {
 #[tokio::test]
 async fn without_a_peer_address_requests_still_pass_and_are_counted() {
     let (limiter, _clock) = limiter([per_minute("api", 2)]);
-    let app = app(RateLimitLayer::builder(limiter.clone()).rule("api").layer().unwrap());
+    let app = app(RateLimitLayer::builder(limiter.clone())
+        .rule("api")
+        .layer()
+        .unwrap());
     // Served without connect info: the layer cannot know the peer.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = listener.local_addr().unwrap();
@@ -433,7 +565,12 @@ async fn without_a_peer_address_requests_still_pass_and_are_counted() {
 #[tokio::test]
 async fn disabled_policies_let_everything_through() {
     let (limiter, _clock) = limiter([per_minute("api", 1)]);
-    let base = serve(RateLimitLayer::builder(limiter.clone()).rule("api").enabled(false)).await;
+    let base = serve(
+        RateLimitLayer::builder(limiter.clone())
+            .rule("api")
+            .enabled(false),
+    )
+    .await;
     let client = client_from("127.0.2.5");
     assert_eq!(statuses(&client, base, "/", &[], 3).await, [200; 3]);
     assert_eq!(limiter.metrics().total_requests, 0);
@@ -457,7 +594,11 @@ fn configuration_mistakes_are_reported_by_build() {
         "route prefix \"login\" must start with '/'"
     );
     assert_eq!(
-        error(builder().rule("api").client_ip(ClientIp::new().trust_proxies(["10.0.0.300"]))),
+        error(
+            builder()
+                .rule("api")
+                .client_ip(ClientIp::new().trust_proxies(["10.0.0.300"]))
+        ),
         "trusted proxy \"10.0.0.300\" is not an IP address or CIDR network (like \"10.0.0.0/8\" \
          or \"fd00::/8\")"
     );

@@ -11,7 +11,11 @@ use crate::actix_middleware::serve_actix;
 use crate::server::RedisServer;
 use crate::support::*;
 
-async fn redis_limiter(server: &RedisServer, prefix: &str, policy: FaultPolicy) -> Limiter<RedisStore> {
+async fn redis_limiter(
+    server: &RedisServer,
+    prefix: &str,
+    policy: FaultPolicy,
+) -> Limiter<RedisStore> {
     let config = RedisConfig::new(server.url())
         .key_prefix(format!("http-{}-{prefix}:", std::process::id()))
         .fault_policy(policy);
@@ -64,7 +68,12 @@ async fn a_failing_store_gives_503_only_when_failing_closed() {
     let app = |limiter| {
         axum::Router::new()
             .route("/", axum::routing::get(|| async { "hello" }))
-            .layer(RateLimitLayer::builder(limiter).rule("api").layer().unwrap())
+            .layer(
+                RateLimitLayer::builder(limiter)
+                    .rule("api")
+                    .layer()
+                    .unwrap(),
+            )
     };
     let closed_base = serve_axum(app(closed)).await;
     let open_base = serve_axum(app(open)).await;

@@ -148,4 +148,5 @@ pub(crate) fn expected_429_headers() -> Vec<String> {
 pub(crate) const EXPECTED_429_BODY: &str = r#"{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"rate limit \"api\" exceeded: 3 requests per 60s; retry in 60s","rule":"api","retry_after":60}"#;
 
 /// The 403 of a blacklisted client.
-pub(crate) const EXPECTED_403_BODY: &str = r#"{"type":"about:blank","title":"Forbidden","status":403,"detail":"this client is blocked"}"#;
+pub(crate) const EXPECTED_403_BODY: &str =
+    r#"{"type":"about:blank","title":"Forbidden","status":403,"detail":"this client is blocked"}"#;

@@ -57,4 +57,4 @@ pub use rule::{
     MAX_RULE_NAME_LEN, MAX_SLIDING_WINDOW_LIMIT, MAX_WINDOW, Rule, RuleError, Scope, Strategy,
     parse_rate,
 };
-pub use status::{Status, Verdict};
+pub use status::{HeaderValues, Status, Verdict};

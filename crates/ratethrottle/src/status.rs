@@ -95,57 +95,136 @@ impl Status {
     ///   fields of draft-ietf-httpapi-ratelimit-headers, where `t` is the seconds until the
     ///   request could succeed (the retry wait when denied, else until the full reset).
     pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut headers = Vec::with_capacity(6);
-        headers.push(("X-RateLimit-Limit", self.limit.to_string()));
-        headers.push(("X-RateLimit-Remaining", self.remaining.to_string()));
-        headers.push((
-            "X-RateLimit-Reset",
-            self.reset_at().as_secs_ceil().to_string(),
-        ));
+        let values = self.header_values();
+        values
+            .iter()
+            .map(|(name, value)| (name, value.to_owned()))
+            .collect()
+    }
+
+    /// The same headers as [`Status::headers`], written into one buffer: one allocation for
+    /// all of them (adapters slice the buffer into header values without copying).
+    ///
+    /// ```
+    /// # use ratethrottle::{Limiter, Rule};
+    /// # use std::time::Duration;
+    /// # tokio_test_block_on(async {
+    /// # let limiter = Limiter::in_memory();
+    /// # limiter.add_rule(Rule::new("api", 2, Duration::from_secs(60)))?;
+    /// let status = limiter.check("10.0.0.1", "api").await?;
+    /// let values = status.header_values();
+    /// let (name, value) = values.iter().next().unwrap();
+    /// assert_eq!((name, value), ("X-RateLimit-Limit", "2"));
+    /// # Ok::<(), ratethrottle::Error>(())
+    /// # }).unwrap();
+    /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    /// # }
+    /// ```
+    pub fn header_values(&self) -> HeaderValues {
+        let mut values = HeaderValues {
+            text: String::with_capacity(96 + 2 * self.rule.len()),
+            fields: [("", 0, 0); MAX_HEADERS],
+            len: 0,
+        };
+        values.field("X-RateLimit-Limit", |v| v.number(self.limit));
+        values.field("X-RateLimit-Remaining", |v| v.number(self.remaining));
+        values.field("X-RateLimit-Reset", |v| {
+            v.number(self.reset_at().as_secs_ceil())
+        });
         if !self.allowed {
             if let Some(retry) = self.retry_after {
-                headers.push(("Retry-After", secs_ceil(retry).to_string()));
+                values.field("Retry-After", |v| v.number(secs_ceil(retry)));
             }
         }
-        let name = sf_string(self.rule);
-        headers.push((
-            "RateLimit-Policy",
-            format!("{name};q={};w={}", self.limit, secs_ceil(self.window)),
-        ));
+        values.field("RateLimit-Policy", |v| {
+            v.sf_string(self.rule);
+            v.text.push_str(";q=");
+            v.number(self.limit);
+            v.text.push_str(";w=");
+            v.number(secs_ceil(self.window));
+        });
         let until = match (self.allowed, self.retry_after) {
             (false, Some(retry)) => retry,
             _ => self.reset_after,
         };
-        headers.push((
-            "RateLimit",
-            format!("{name};r={};t={}", self.remaining, secs_ceil(until)),
-        ));
-        headers
+        values.field("RateLimit", |v| {
+            v.sf_string(self.rule);
+            v.text.push_str(";r=");
+            v.number(self.remaining);
+            v.text.push_str(";t=");
+            v.number(secs_ceil(until));
+        });
+        values
+    }
+}
+
+const MAX_HEADERS: usize = 6;
+
+/// A status's HTTP headers in one buffer ([`Status::header_values`]).
+#[derive(Clone, Debug)]
+pub struct HeaderValues {
+    text: String,
+    fields: [(&'static str, usize, usize); MAX_HEADERS],
+    len: usize,
+}
+
+impl HeaderValues {
+    /// Appends the header `name`, its value written by `write`.
+    fn field(&mut self, name: &'static str, write: impl FnOnce(&mut Self)) {
+        let start = self.text.len();
+        write(self);
+        self.fields[self.len] = (name, start, self.text.len());
+        self.len += 1;
+    }
+
+    fn number(&mut self, n: u64) {
+        self.text.push_str(itoa::Buffer::new().format(n));
+    }
+
+    /// `text` as a structured-field string (RFC 8941 §3.3.3): printable ASCII, with `"` and
+    /// `\` escaped and anything else replaced by `_`.
+    fn sf_string(&mut self, text: &str) {
+        self.text.push('"');
+        for c in text.chars() {
+            match c {
+                '"' | '\\' => {
+                    self.text.push('\\');
+                    self.text.push(c);
+                }
+                ' '..='~' => self.text.push(c),
+                _ => self.text.push('_'),
+            }
+        }
+        self.text.push('"');
+    }
+
+    /// The headers as `(name, value)`, in [`Status::headers`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.fields[..self.len]
+            .iter()
+            .map(|&(name, start, end)| (name, &self.text[start..end]))
+    }
+
+    /// The buffer and each header's name and byte range in it.
+    pub fn into_parts(
+        self,
+    ) -> (
+        String,
+        impl Iterator<Item = (&'static str, std::ops::Range<usize>)>,
+    ) {
+        let fields = self.fields;
+        let ranges = fields
+            .into_iter()
+            .take(self.len)
+            .map(|(name, start, end)| (name, start..end));
+        (self.text, ranges)
     }
 }
 
 /// Whole seconds, rounded up.
 pub(crate) fn secs_ceil(duration: Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
-}
-
-/// `text` as a structured-field string (RFC 8941 §3.3.3): printable ASCII, with `"` and `\`
-/// escaped and anything else replaced by `_`.
-fn sf_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            ' '..='~' => out.push(c),
-            _ => out.push('_'),
-        }
-    }
-    out.push('"');
-    out
 }
 
 impl std::fmt::Display for Status {
@@ -216,6 +295,12 @@ mod tests {
 
     #[test]
     fn rule_names_are_escaped_as_structured_field_strings() {
-        assert_eq!(sf_string(r#"a"b\c é"#), r#""a\"b\\c _""#);
+        let values = Status {
+            rule: r#"a"b\c é"#,
+            ..denied()
+        }
+        .header_values();
+        let policy = values.iter().find(|(name, _)| *name == "RateLimit-Policy");
+        assert_eq!(policy.unwrap().1, r#""a\"b\\c _";q=100;w=60"#);
     }
 }

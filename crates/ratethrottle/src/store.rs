@@ -321,6 +321,14 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Whether [`Store::check_at_once`] always answers and every future of this store is
+    /// ready when first polled (the [`MemoryStore`]). Adapters then decide inside the call
+    /// that receives a request, with no task or allocation for the wait.
+    #[inline]
+    fn answers_at_once(&self) -> bool {
+        false
+    }
+
     /// Forgets the state and any block of `identifier` under `rule`.
     fn reset(
         &self,

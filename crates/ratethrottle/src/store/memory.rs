@@ -533,6 +533,11 @@ impl Store for MemoryStore {
         Some(Ok(self.check_now(query)))
     }
 
+    #[inline]
+    fn answers_at_once(&self) -> bool {
+        true
+    }
+
     fn reset(
         &self,
         rule: &RuleSpec,
