@@ -102,11 +102,7 @@ async fn blacklists_proxies_and_endpoints() {
     assert_eq!(get(&proxy, base, "/users/2", &[]).await.status, 200);
     assert_eq!(get(&direct, base, "/users/3", &[]).await.status, 429);
     assert_eq!(
-        limiter
-            .peek("GET /users/{id}", "per_endpoint")
-            .await
-            .unwrap()
-            .remaining,
+        remaining(&limiter, "GET /users/{id}", "per_endpoint").await,
         0
     );
 }
@@ -120,16 +116,6 @@ async fn concurrent_requests_admit_exactly_the_limit() {
             .middleware()
             .unwrap(),
     );
-    let mut tasks = Vec::new();
-    for _ in 0..20 {
-        tasks.push(tokio::spawn(async move {
-            statuses(&client_from("127.0.6.1"), base, "/", &[], 5).await
-        }));
-    }
-    let mut codes = Vec::new();
-    for task in tasks {
-        codes.extend(task.await.unwrap());
-    }
-    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 30);
-    assert_eq!(codes.iter().filter(|&&c| c == 429).count(), 70);
+    let counts = from_many_tasks(&[base], "127.0.6.1", 20, 5).await;
+    assert_eq!(counts, (30, 70));
 }

@@ -158,10 +158,7 @@ async fn spoofed_forwarded_headers_from_untrusted_peers_are_ignored() {
         );
     }
     assert_eq!(codes, [200, 200, 429, 429]);
-    assert_eq!(
-        limiter.peek("203.0.113.0", "api").await.unwrap().remaining,
-        2
-    );
+    assert_eq!(remaining(&limiter, "203.0.113.0", "api").await, 2);
 }
 
 #[tokio::test]
@@ -178,18 +175,15 @@ async fn trusted_proxy_chains_resolve_to_the_right_most_untrusted_address() {
         statuses(&proxy, base, "/", &chain, 3).await,
         [200, 200, 429]
     );
-    assert_eq!(
-        limiter.peek("198.51.100.9", "api").await.unwrap().remaining,
-        0
-    );
-    assert_eq!(limiter.peek("6.6.6.6", "api").await.unwrap().remaining, 2);
+    assert_eq!(remaining(&limiter, "198.51.100.9", "api").await, 0);
+    assert_eq!(remaining(&limiter, "6.6.6.6", "api").await, 2);
     // Another client behind the same proxy has its own allowance.
     let other = [("x-forwarded-for", "198.51.100.10")];
     assert_eq!(get(&proxy, base, "/", &other).await.status, 200);
     // A malformed header falls back safely (to the proxy's own address), never a 500.
     let garbage = [("x-forwarded-for", "not-an-ip, also bad")];
     assert_eq!(get(&proxy, base, "/", &garbage).await.status, 200);
-    assert_eq!(limiter.peek("127.0.0.8", "api").await.unwrap().remaining, 1);
+    assert_eq!(remaining(&limiter, "127.0.0.8", "api").await, 1);
 }
 
 #[tokio::test]
@@ -229,14 +223,7 @@ async fn ipv6_clients_share_a_limit_per_64() {
             .status,
         200
     );
-    assert_eq!(
-        limiter
-            .peek("2001:db8:1:2::/64", "api")
-            .await
-            .unwrap()
-            .remaining,
-        0
-    );
+    assert_eq!(remaining(&limiter, "2001:db8:1:2::/64", "api").await, 0);
 }
 
 #[tokio::test]
@@ -270,20 +257,13 @@ async fn user_endpoint_and_global_scopes_pick_their_keys() {
     assert_eq!(get(&one, base, "/users/3", &[]).await.status, 200);
     assert_eq!(get(&two, base, "/users/4", &[]).await.status, 429);
     assert_eq!(
-        limiter
-            .peek("GET /users/{id}", "per_endpoint")
-            .await
-            .unwrap()
-            .remaining,
+        remaining(&limiter, "GET /users/{id}", "per_endpoint").await,
         0
     );
 
     // global: the seven admitted requests above, from both clients; the three rejected by
     // an earlier rule spent nothing here.
-    assert_eq!(
-        limiter.peek("global", "everyone").await.unwrap().remaining,
-        100 - 7
-    );
+    assert_eq!(remaining(&limiter, "global", "everyone").await, 100 - 7);
 }
 
 #[tokio::test]
@@ -301,10 +281,7 @@ async fn jwt_subjects_identify_users() {
     let client = client_from("127.0.1.3");
     assert_eq!(statuses(&client, base, "/", &carol, 2).await, [200, 429]);
     assert_eq!(get(&client, base, "/", &dave).await.status, 200);
-    assert_eq!(
-        limiter.peek("carol", "per_user").await.unwrap().remaining,
-        0
-    );
+    assert_eq!(remaining(&limiter, "carol", "per_user").await, 0);
 }
 
 #[tokio::test]
@@ -322,10 +299,7 @@ async fn the_most_restrictive_rule_speaks_and_a_rejection_spends_no_other_limit(
     assert_eq!(first.header("x-ratelimit-remaining"), "1");
     assert_eq!(statuses(&client, base, "/", &[], 3).await, [200, 429, 429]);
     // "wide" counted only the two admitted requests.
-    assert_eq!(
-        limiter.peek("127.0.1.4", "wide").await.unwrap().remaining,
-        98
-    );
+    assert_eq!(remaining(&limiter, "127.0.1.4", "wide").await, 98);
 }
 
 #[tokio::test]
@@ -502,25 +476,8 @@ async fn a_panicking_closure_hurts_no_request() {
 async fn concurrent_requests_admit_exactly_the_limit() {
     let (limiter, _clock) = limiter([per_minute("api", 50)]);
     let base = serve(RateLimitLayer::builder(limiter).rule("api")).await;
-    let mut tasks = Vec::new();
-    for _ in 0..40 {
-        tasks.push(tokio::spawn(async move {
-            let client = client_from("127.0.3.1");
-            statuses(&client, base, "/", &[], 5).await
-        }));
-    }
-    let mut admitted = 0;
-    let mut rejected = 0;
-    for task in tasks {
-        for status in task.await.unwrap() {
-            match status {
-                200 => admitted += 1,
-                429 => rejected += 1,
-                other => panic!("unexpected status {other}"),
-            }
-        }
-    }
-    assert_eq!((admitted, rejected), (50, 150));
+    let counts = from_many_tasks(&[base], "127.0.3.1", 40, 5).await;
+    assert_eq!(counts, (50, 150));
 }
 
 #[tokio::test]
@@ -559,7 +516,7 @@ async fn without_a_peer_address_requests_still_pass_and_are_counted() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let client = client_from("127.0.2.4");
     assert_eq!(statuses(&client, base, "/", &[], 3).await, [200, 200, 429]);
-    assert_eq!(limiter.peek("0.0.0.0", "api").await.unwrap().remaining, 0);
+    assert_eq!(remaining(&limiter, "0.0.0.0", "api").await, 0);
 }
 
 #[tokio::test]
@@ -607,4 +564,13 @@ fn configuration_mistakes_are_reported_by_build() {
         "\"x user\" is not a valid HTTP header name"
     );
     let _: Limiter = limiter;
+}
+
+#[test]
+fn layers_services_and_middleware_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<RateLimitLayer>();
+    send_sync::<RateLimitLayer<ratethrottle_redis::RedisStore>>();
+    send_sync::<ratethrottle_http::RateLimitService<Router>>();
+    send_sync::<ratethrottle_http::actix::RateLimit<ratethrottle_redis::RedisStore>>();
 }

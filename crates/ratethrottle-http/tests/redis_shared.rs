@@ -43,19 +43,9 @@ async fn two_servers_share_one_limit() {
     .await;
     let actix_base = serve_actix(RateLimit::builder(second).rule("api").middleware().unwrap());
 
-    let mut tasks = Vec::new();
-    for i in 0..10 {
-        let base = if i % 2 == 0 { axum_base } else { actix_base };
-        tasks.push(tokio::spawn(async move {
-            statuses(&client_from("127.0.7.1"), base, "/", &[], 6).await
-        }));
-    }
-    let mut codes = Vec::new();
-    for task in tasks {
-        codes.extend(task.await.unwrap());
-    }
-    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 25, "{codes:?}");
-    assert_eq!(codes.iter().filter(|&&c| c == 429).count(), 35);
+    // Every other task through each server.
+    let counts = from_many_tasks(&[axum_base, actix_base], "127.0.7.1", 10, 6).await;
+    assert_eq!(counts, (25, 35));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

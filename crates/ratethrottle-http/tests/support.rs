@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::Router;
 use ratethrottle::clock::{ManualClock, Nanos};
+use ratethrottle::store::Store;
 use ratethrottle::{Limiter, Rule};
 
 /// A Unix time on a minute boundary, so windows start with the test.
@@ -150,3 +151,35 @@ pub(crate) const EXPECTED_429_BODY: &str = r#"{"type":"about:blank","title":"Too
 /// The 403 of a blacklisted client.
 pub(crate) const EXPECTED_403_BODY: &str =
     r#"{"type":"about:blank","title":"Forbidden","status":403,"detail":"this client is blocked"}"#;
+
+/// What `rule` has left for `identifier`.
+pub(crate) async fn remaining<S: Store>(limiter: &Limiter<S>, identifier: &str, rule: &str) -> u64 {
+    limiter.peek(identifier, rule).await.unwrap().remaining
+}
+
+/// `(admitted, rejected)` of `tasks` tasks at once, each sending `each` GETs of `/` from
+/// `ip`, task `i` to `bases[i % bases.len()]`. Any other status fails the test.
+pub(crate) async fn from_many_tasks(
+    bases: &[SocketAddr],
+    ip: &'static str,
+    tasks: usize,
+    each: usize,
+) -> (usize, usize) {
+    let handles: Vec<_> = (0..tasks)
+        .map(|i| {
+            let base = bases[i % bases.len()];
+            tokio::spawn(async move { statuses(&client_from(ip), base, "/", &[], each).await })
+        })
+        .collect();
+    let (mut admitted, mut rejected) = (0, 0);
+    for handle in handles {
+        for status in handle.await.unwrap() {
+            match status {
+                200 => admitted += 1,
+                429 => rejected += 1,
+                other => panic!("unexpected status {other}"),
+            }
+        }
+    }
+    (admitted, rejected)
+}
