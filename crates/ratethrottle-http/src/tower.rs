@@ -193,12 +193,8 @@ where
                     }
                     Admission::Admit(pending) => pending,
                 };
-                let mut response = inner.call(Request::from_parts(parts, body)).await?;
-                let code = response.status().as_u16();
-                if let Some(status) = policy.settle(pending, code).await {
-                    add_status_headers(response.headers_mut(), &status);
-                }
-                Ok(response.map(Either::Left))
+                let response = inner.call(Request::from_parts(parts, body));
+                settled(&policy, pending, response).await
             }),
         }
     }
@@ -231,14 +227,7 @@ where
         Some(pending) if !pending.is_settled() => {
             let policy = policy.clone();
             ResponseFuture::Boxed {
-                future: Box::pin(async move {
-                    let mut response = future.await?;
-                    let code = response.status().as_u16();
-                    if let Some(status) = policy.settle(pending, code).await {
-                        add_status_headers(response.headers_mut(), &status);
-                    }
-                    Ok(response.map(Either::Left))
-                }),
+                future: Box::pin(async move { settled(&policy, pending, future).await }),
             }
         }
         pending => ResponseFuture::Inner {
@@ -246,6 +235,24 @@ where
             headers: pending.and_then(Pending::into_headers),
         },
     }
+}
+
+/// The response of an admitted request whose decision waits for it: counted if `deduct_when`
+/// says so, with the headers of the result.
+async fn settled<S, B, E>(
+    policy: &Policy<S, Parts>,
+    pending: Pending,
+    response: impl Future<Output = Result<Response<B>, E>>,
+) -> Result<Response<ResponseBody<B>>, E>
+where
+    S: Store,
+{
+    let mut response = response.await?;
+    let code = response.status().as_u16();
+    if let Some(status) = policy.settle(pending, code).await {
+        add_status_headers(response.headers_mut(), &status);
+    }
+    Ok(response.map(Either::Left))
 }
 
 pin_project_lite::pin_project! {
