@@ -24,7 +24,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use ratethrottle::{Limiter, Rule, Strategy};
-use ratethrottle_http::RateLimitLayer;
+use ratethrottle_http::{HeaderStyle, RateLimitLayer};
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
 
@@ -41,7 +41,7 @@ fn hello() -> Router {
 
 /// The variants, by name.
 fn apps() -> Vec<(&'static str, Router)> {
-    let rule = |headers: bool| {
+    let rule = |headers: bool, style: HeaderStyle| {
         // One per-IP rule that never denies: the cost measured is the check itself.
         let limiter = Limiter::in_memory();
         let rule = Rule::new("api", 1_000_000_000, Duration::from_secs(1))
@@ -50,6 +50,7 @@ fn apps() -> Vec<(&'static str, Router)> {
         RateLimitLayer::builder(limiter)
             .rule("api")
             .headers(headers)
+            .header_style(style)
             .layer()
             .expect("a valid policy")
     };
@@ -61,8 +62,18 @@ fn apps() -> Vec<(&'static str, Router)> {
     };
     vec![
         ("bare axum", hello()),
-        ("ratethrottle (headers)", hello().layer(rule(true))),
-        ("ratethrottle (no headers)", hello().layer(rule(false))),
+        (
+            "ratethrottle (headers)",
+            hello().layer(rule(true, HeaderStyle::Both)),
+        ),
+        (
+            "ratethrottle (3 legacy headers)",
+            hello().layer(rule(true, HeaderStyle::Legacy)),
+        ),
+        (
+            "ratethrottle (no headers)",
+            hello().layer(rule(false, HeaderStyle::Both)),
+        ),
         ("tower_governor", {
             let config = quota().finish().expect("quota");
             hello().layer(GovernorLayer::new(Arc::new(config)))
@@ -271,5 +282,12 @@ fn main() {
     println!(
         "  headers on both:        {}",
         versus("ratethrottle (headers)", "tower_governor (headers)")
+    );
+    println!(
+        "  three headers on both:  {}",
+        versus(
+            "ratethrottle (3 legacy headers)",
+            "tower_governor (headers)"
+        )
     );
 }

@@ -149,7 +149,11 @@ where
             let mut response = service.call(request).await?;
             if let Some(status) = policy.settle(pending, response.status().as_u16()).await {
                 let values = status.header_values();
-                let headers = values.iter().map(|(n, v)| (Cow::Borrowed(n), v.to_owned()));
+                let style = policy.header_style();
+                let headers = values
+                    .iter()
+                    .filter(|(name, _)| style.includes(name))
+                    .map(|(n, v)| (Cow::Borrowed(n), v.to_owned()));
                 write_headers(response.headers_mut(), headers, false);
             }
             Ok(response.map_into_left_body())

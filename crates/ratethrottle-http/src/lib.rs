@@ -64,7 +64,7 @@ mod user;
 
 pub use client_ip::{ClientIp, ClientKey, ForwardedHeader};
 pub use policy::{Policy, PolicyBuilder, RequestView, Route};
-pub use response::{Rejection, RejectionKind, RejectionResponse};
+pub use response::{HeaderStyle, Rejection, RejectionKind, RejectionResponse};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use tower::{RateLimitLayer, RateLimitService, ResponseBody};

@@ -11,7 +11,7 @@ use ratethrottle::store::{MemoryStore, Store};
 use ratethrottle::{Limiter, Scope, Status, Verdict};
 
 use crate::client_ip::{ClientIp, ClientKey};
-use crate::response::{Rejection, RejectionKind, RejectionResponse, detail};
+use crate::response::{HeaderStyle, Rejection, RejectionKind, RejectionResponse, detail};
 use crate::{Error, user};
 
 /// What the middleware needs to know of a request. Implemented for `http::request::Parts`
@@ -144,6 +144,7 @@ pub struct Policy<S: Store = MemoryStore, R = ()> {
     on_rejection: Option<RejectionHook>,
     shadow: bool,
     headers: bool,
+    header_style: HeaderStyle,
     enabled: bool,
 }
 
@@ -159,6 +160,7 @@ impl<S: Store, R> fmt::Debug for Policy<S, R> {
             .field("on_rejection", &self.on_rejection.is_some())
             .field("shadow", &self.shadow)
             .field("headers", &self.headers)
+            .field("header_style", &self.header_style)
             .field("enabled", &self.enabled)
             .finish_non_exhaustive()
     }
@@ -190,6 +192,7 @@ impl<S: Store, R> PolicyBuilder<S, R> {
                 on_rejection: None,
                 shadow: false,
                 headers: true,
+                header_style: HeaderStyle::default(),
                 enabled: true,
             },
             errors: Vec::new(),
@@ -313,6 +316,13 @@ impl<S: Store, R> PolicyBuilder<S, R> {
         self
     }
 
+    /// Which rate-limit headers to send (default [`HeaderStyle::Both`]); fewer headers cost
+    /// less per response.
+    pub fn header_style(mut self, style: HeaderStyle) -> Self {
+        self.policy.header_style = style;
+        self
+    }
+
     /// When `false`, every request passes and nothing is counted (config `global.enabled`).
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.policy.enabled = enabled;
@@ -417,6 +427,11 @@ impl<S: Store, R: RequestView> Policy<S, R> {
         &self.limiter
     }
 
+    /// The rate-limit headers it sends.
+    pub fn header_style(&self) -> HeaderStyle {
+        self.header_style
+    }
+
     /// Checks `request` against every rule that applies to it.
     pub(crate) async fn admit(&self, request: &R) -> Admission {
         if !self.enabled {
@@ -502,6 +517,7 @@ impl<S: Store, R: RequestView> Policy<S, R> {
                     detail: detail(kind, Some(&status)),
                     status: Some(status),
                     identifier,
+                    header_style: self.header_style,
                 };
                 self.reject_or_shadow(rejection, pending)
             }
@@ -573,6 +589,7 @@ impl<S: Store, R: RequestView> Policy<S, R> {
             status: None,
             identifier: identifier.to_owned(),
             detail,
+            header_style: self.header_style,
         })
     }
 

@@ -41,6 +41,30 @@ impl RejectionKind {
     }
 }
 
+/// Which rate-limit headers responses carry (`Retry-After` always goes on a 429).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderStyle {
+    /// `X-RateLimit-Limit/Remaining/Reset` and the IETF `RateLimit-Policy`/`RateLimit`.
+    #[default]
+    Both,
+    /// `X-RateLimit-Limit/Remaining/Reset` only, as the original Python library sends.
+    Legacy,
+    /// `RateLimit-Policy` and `RateLimit` only (draft-ietf-httpapi-ratelimit-headers).
+    Ietf,
+}
+
+impl HeaderStyle {
+    /// Whether a header named `name` (as [`Status::headers`] names them) is sent.
+    pub fn includes(self, name: &str) -> bool {
+        match self {
+            HeaderStyle::Both => true,
+            HeaderStyle::Legacy => !name.starts_with("RateLimit"),
+            HeaderStyle::Ietf => !name.starts_with("X-RateLimit"),
+        }
+    }
+}
+
 /// A rejected request, as handed to a custom rejection hook
 /// ([`PolicyBuilder::on_rejection`](crate::PolicyBuilder::on_rejection)).
 #[derive(Clone, Debug)]
@@ -55,6 +79,8 @@ pub struct Rejection {
     pub identifier: String,
     /// A sentence for the client.
     pub detail: String,
+    /// The rate-limit headers the policy sends.
+    pub header_style: HeaderStyle,
 }
 
 /// The seconds a client is told to wait while the store is down (fail-closed).
@@ -103,6 +129,7 @@ impl Rejection {
                 status
                     .headers()
                     .into_iter()
+                    .filter(|(name, _)| self.header_style.includes(name))
                     .map(|(name, value)| (Cow::Borrowed(name), value)),
             ),
             _ => headers

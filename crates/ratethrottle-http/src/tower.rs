@@ -18,7 +18,7 @@ use ratethrottle::{Limiter, Status};
 
 use crate::Error;
 use crate::policy::{Admission, Pending, Policy, PolicyBuilder, RequestView, sealed};
-use crate::response::{HeaderSink, RejectionResponse, write_headers};
+use crate::response::{HeaderSink, HeaderStyle, RejectionResponse, write_headers};
 
 /// The body of a response through [`RateLimitService`]: the handler's, untouched (streaming
 /// included), or the rejection's.
@@ -233,6 +233,7 @@ where
         pending => ResponseFuture::Inner {
             future,
             headers: pending.and_then(Pending::into_headers),
+            style: policy.header_style(),
         },
     }
 }
@@ -250,7 +251,7 @@ where
     let mut response = response.await?;
     let code = response.status().as_u16();
     if let Some(status) = policy.settle(pending, code).await {
-        add_status_headers(response.headers_mut(), &status);
+        add_status_headers(response.headers_mut(), &status, policy.header_style());
     }
     Ok(response.map(Either::Left))
 }
@@ -264,6 +265,7 @@ pin_project_lite::pin_project! {
             #[pin]
             future: F,
             headers: Option<Status>,
+            style: HeaderStyle,
         },
         /// Rejected without calling the inner service.
         Rejected { response: Option<Response<Full<Bytes>>> },
@@ -290,10 +292,14 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            ResponseFutureProjection::Inner { future, headers } => {
+            ResponseFutureProjection::Inner {
+                future,
+                headers,
+                style,
+            } => {
                 let mut response = std::task::ready!(future.poll(cx))?;
                 if let Some(status) = headers.take() {
-                    add_status_headers(response.headers_mut(), &status);
+                    add_status_headers(response.headers_mut(), &status, *style);
                 }
                 Poll::Ready(Ok(response.map(Either::Left)))
             }
@@ -316,13 +322,13 @@ fn rejection_response(rejection: RejectionResponse) -> Response<Full<Bytes>> {
     response
 }
 
-/// Adds `status`'s headers where the response has none of that name: one allocation for all
-/// values, sliced without copying.
-fn add_status_headers(headers: &mut HeaderMap, status: &Status) {
+/// Adds `status`'s headers of `style` where the response has none of that name: one
+/// allocation for all values, sliced without copying.
+fn add_status_headers(headers: &mut HeaderMap, status: &Status, style: HeaderStyle) {
     let (text, fields) = status.header_values().into_parts();
     let text = Bytes::from(text);
     headers.reserve(6);
-    for (name, range) in fields {
+    for (name, range) in fields.filter(|(name, _)| style.includes(name)) {
         if let (Some(name), Ok(value)) = (
             header_name(name),
             HeaderValue::from_maybe_shared(text.slice(range)),

@@ -10,8 +10,8 @@ use axum::http::{StatusCode, request::Parts};
 use axum::routing;
 use ratethrottle::{Limiter, Scope};
 use ratethrottle_http::{
-    ClientIp, ForwardedHeader, PolicyBuilder, RateLimitLayer, RejectionKind, RejectionResponse,
-    Route,
+    ClientIp, ForwardedHeader, HeaderStyle, PolicyBuilder, RateLimitLayer, RejectionKind,
+    RejectionResponse, Route,
 };
 
 use crate::support::*;
@@ -387,6 +387,55 @@ async fn headers_can_be_left_off_allowed_responses() {
     }
     let denied = get(&client, base, "/", &[]).await;
     assert_eq!(denied.rate_headers(), expected_429_headers());
+}
+
+#[tokio::test]
+async fn a_header_style_picks_the_header_family() {
+    let (limiter, _clock) = limiter([per_minute("api", 1)]);
+    let legacy = RateLimitLayer::builder(limiter.clone())
+        .rule("api")
+        .header_style(HeaderStyle::Legacy);
+    let base = serve(legacy).await;
+    let client = client_from("127.0.2.6");
+    let reset = format!("x-ratelimit-reset: {}", START + 60);
+    let allowed = get(&client, base, "/", &[]).await;
+    assert_eq!(
+        allowed.rate_headers(),
+        ["x-ratelimit-limit: 1", "x-ratelimit-remaining: 0", &reset]
+    );
+    let denied = get(&client, base, "/", &[]).await;
+    assert_eq!(
+        denied.rate_headers(),
+        [
+            "x-ratelimit-limit: 1",
+            "x-ratelimit-remaining: 0",
+            &reset,
+            "retry-after: 60"
+        ]
+    );
+
+    let ietf = RateLimitLayer::builder(limiter)
+        .rule("api")
+        .header_style(HeaderStyle::Ietf);
+    let base = serve(ietf).await;
+    let client = client_from("127.0.2.7");
+    let allowed = get(&client, base, "/", &[]).await;
+    assert_eq!(
+        allowed.rate_headers(),
+        [
+            "ratelimit-policy: \"api\";q=1;w=60",
+            "ratelimit: \"api\";r=0;t=60"
+        ]
+    );
+    let denied = get(&client, base, "/", &[]).await;
+    assert_eq!(
+        denied.rate_headers(),
+        [
+            "retry-after: 60",
+            "ratelimit-policy: \"api\";q=1;w=60",
+            "ratelimit: \"api\";r=0;t=60"
+        ]
+    );
 }
 
 #[tokio::test]
