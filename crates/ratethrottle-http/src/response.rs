@@ -91,7 +91,7 @@ impl Rejection {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self.kind {
             RejectionKind::Unavailable => Some(UNAVAILABLE_RETRY_SECS),
-            _ => self.status.as_ref()?.retry_after.map(secs_ceil),
+            _ => self.status.as_ref()?.retry_after_secs(),
         }
     }
 
@@ -216,8 +216,8 @@ pub(crate) fn detail(kind: RejectionKind, status: Option<&Status>) -> String {
             _ => "request rejected".to_owned(),
         };
     };
-    let wait = match status.retry_after {
-        Some(retry) => format!("retry in {}s", secs_ceil(retry)),
+    let wait = match status.retry_after_secs() {
+        Some(retry) => format!("retry in {retry}s"),
         None => "no retry will succeed".to_owned(),
     };
     match kind {
@@ -241,8 +241,4 @@ fn window_text(window: Duration) -> String {
     } else {
         format!("{}ms", window.as_millis())
     }
-}
-
-fn secs_ceil(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }

@@ -86,6 +86,12 @@ impl Status {
         self.checked_at.saturating_add(self.reset_after)
     }
 
+    /// [`retry_after`](Status::retry_after) in whole seconds, rounded up (the `Retry-After`
+    /// value).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after.map(secs_ceil)
+    }
+
     /// The HTTP headers describing this status:
     ///
     /// - `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (Unix seconds, as
@@ -133,8 +139,8 @@ impl Status {
             v.number(self.reset_at().as_secs_ceil())
         });
         if !self.allowed {
-            if let Some(retry) = self.retry_after {
-                values.field("Retry-After", |v| v.number(secs_ceil(retry)));
+            if let Some(retry) = self.retry_after_secs() {
+                values.field("Retry-After", |v| v.number(retry));
             }
         }
         values.field("RateLimit-Policy", |v| {
