@@ -245,7 +245,10 @@ impl<S: Store> Limiter<S> {
     /// The scope of the rule named `name`, without copying the rule (cheap enough for every
     /// request: adapters use it to pick the identifier).
     pub fn scope_of(&self, name: &str) -> Option<Scope> {
-        self.shared.rules.load().get(name).map(|e| e.rule.scope)
+        let scope = |rules: &table::RuleTable| rules.get(name).map(|e| e.rule.scope);
+        // The thread's cached table, as `check` reads it; the shared one if the thread exits.
+        table::with_current(&self.shared.rules, scope)
+            .unwrap_or_else(|| scope(&self.shared.rules.load()))
     }
 
     /// All rules, sorted by name.
