@@ -183,18 +183,9 @@ where
         let policy = self.policy.clone();
         ResponseFuture::Boxed {
             future: Box::pin(async move {
-                let pending = match policy.admit(&parts).await {
-                    Admission::Pass => {
-                        let response = inner.call(Request::from_parts(parts, body)).await?;
-                        return Ok(response.map(Either::Left));
-                    }
-                    Admission::Reject(rejection) => {
-                        return Ok(rejection_response(rejection).map(Either::Right));
-                    }
-                    Admission::Admit(pending) => pending,
-                };
-                let response = inner.call(Request::from_parts(parts, body));
-                settled(&policy, pending, response).await
+                let admission = policy.admit(&parts).await;
+                let request = Request::from_parts(parts, body);
+                respond(&mut inner, &policy, admission, request).await
             }),
         }
     }
