@@ -135,6 +135,12 @@ impl ClientIp {
         !self.trusted.is_empty()
     }
 
+    /// The first invalid setting (a network that does not parse, a prefix over 128), if any.
+    /// The policy builder's `build` reports the same.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.clone().take_error().map_or(Ok(()), Err)
+    }
+
     pub(crate) fn take_error(&mut self) -> Option<Error> {
         Some(match self.invalid.take()? {
             Invalid::Network(value) => Error::InvalidNetwork { value },

@@ -11,7 +11,7 @@ use ratethrottle::store::{MemoryStore, Store};
 use ratethrottle::{Limiter, Scope, Status, Verdict};
 
 use crate::client_ip::{ClientIp, ClientKey};
-use crate::response::{HeaderStyle, Rejection, RejectionKind, RejectionResponse, detail};
+use crate::response::{HeaderStyle, Rejection, RejectionKind, RejectionResponse};
 use crate::{Error, user};
 
 /// What the middleware needs to know of a request. Implemented for `http::request::Parts`
@@ -507,18 +507,7 @@ impl<S: Store, R: RequestView> Policy<S, R> {
         }
         match worst {
             Some((status, identifier)) if !status.allowed => {
-                let kind = match status.verdict {
-                    Verdict::Blacklisted => RejectionKind::Blacklisted,
-                    Verdict::Blocked => RejectionKind::Blocked,
-                    _ => RejectionKind::Limited,
-                };
-                let rejection = Rejection {
-                    kind,
-                    detail: detail(kind, Some(&status)),
-                    status: Some(status),
-                    identifier,
-                    header_style: self.header_style,
-                };
+                let rejection = Rejection::of_status(status, identifier, self.header_style);
                 self.reject_or_shadow(rejection, pending)
             }
             Some((status, _)) => {
@@ -580,17 +569,11 @@ impl<S: Store, R: RequestView> Policy<S, R> {
             }
         };
         tracing::warn!(identifier, "request rejected: {error}");
-        let detail = match kind {
-            RejectionKind::TooCostly => error.to_string(),
-            _ => detail(kind, None),
-        };
-        Some(Rejection {
-            kind,
-            status: None,
-            identifier: identifier.to_owned(),
-            detail,
-            header_style: self.header_style,
-        })
+        let mut rejection = Rejection::of_kind(kind, identifier, self.header_style);
+        if kind == RejectionKind::TooCostly {
+            rejection.detail = error.to_string();
+        }
+        Some(rejection)
     }
 
     fn reject_or_shadow(&self, rejection: Rejection, pending: Pending) -> Admission {

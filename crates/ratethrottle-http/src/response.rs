@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use ratethrottle::Status;
+use ratethrottle::{Status, Verdict};
 
 /// Why a request was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +87,58 @@ pub struct Rejection {
 const UNAVAILABLE_RETRY_SECS: u64 = 1;
 
 impl Rejection {
+    /// The rejection of a denied check: 403 for a blacklisted client, else 429 (limited or
+    /// blocked), with the standard `detail` sentence.
+    ///
+    /// ```
+    /// # use ratethrottle::{Limiter, Rule};
+    /// # use ratethrottle_http::{HeaderStyle, Rejection, RejectionKind};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let limiter = Limiter::in_memory();
+    /// limiter.add_rule(Rule::new("api", 1, std::time::Duration::from_secs(60)))?;
+    /// limiter.check("10.0.0.1", "api").await?;
+    /// let denied = limiter.check("10.0.0.1", "api").await?;
+    /// let rejection = Rejection::of_status(denied, "10.0.0.1", HeaderStyle::Both);
+    /// assert_eq!(rejection.kind, RejectionKind::Limited);
+    /// assert_eq!(rejection.default_response().status, 429);
+    /// # Ok::<(), ratethrottle::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn of_status(
+        status: Status,
+        identifier: impl Into<String>,
+        header_style: HeaderStyle,
+    ) -> Self {
+        let kind = match status.verdict {
+            Verdict::Blacklisted => RejectionKind::Blacklisted,
+            Verdict::Blocked => RejectionKind::Blocked,
+            _ => RejectionKind::Limited,
+        };
+        Rejection {
+            kind,
+            detail: detail(kind, Some(&status)),
+            status: Some(status),
+            identifier: identifier.into(),
+            header_style,
+        }
+    }
+
+    /// A rejection with no status to describe: [`Unavailable`](RejectionKind::Unavailable) (the
+    /// store failed under `fail_closed`) or a request rejected outright.
+    pub fn of_kind(
+        kind: RejectionKind,
+        identifier: impl Into<String>,
+        header_style: HeaderStyle,
+    ) -> Self {
+        Rejection {
+            kind,
+            detail: detail(kind, None),
+            status: None,
+            identifier: identifier.into(),
+            header_style,
+        }
+    }
+
     /// Whole seconds until a retry can succeed (rounded up), if known.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self.kind {

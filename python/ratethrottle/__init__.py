@@ -1,0 +1,72 @@
+"""
+RateThrottle on a Rust engine: the original library's API, many times faster, exact under
+concurrency and across processes sharing Redis.
+
+    >>> from ratethrottle import RateThrottleCore, RateThrottleRule
+    >>> limiter = RateThrottleCore()
+    >>> limiter.add_rule(RateThrottleRule(name="api", limit=100, window=60))
+    >>> limiter.check_rate_limit("192.168.1.1", "api").allowed
+    True
+"""
+
+from ._native import ClientIpResolver, ManualClock
+from ._native import __version__ as __version__
+from .config import ConfigManager
+from .core import RateThrottleCore, RateThrottleRule, RateThrottleStatus, RateThrottleViolation
+from .exceptions import (
+    ConfigurationError,
+    InvalidIdentifierError,
+    InvalidRuleError,
+    RateLimitDegradedError,
+    RateLimitExceeded,
+    RateThrottleException,
+    RuleConfigurationError,
+    RuleNotFoundError,
+    StorageError,
+    StorageUnavailableError,
+    StrategyNotFoundError,
+)
+from .helpers import create_limiter, get_client_ip, parse_rate, parse_rate_limit
+from .middleware import (
+    DjangoRateLimitMiddleware,
+    FastAPIRateLimiter,
+    FlaskRateLimiter,
+    StarletteRateLimitMiddleware,
+    WSGIRateLimitMiddleware,
+    django_ratelimit,
+)
+from .storage_backend import InMemoryStorage, RedisStorage, StorageBackend
+
+__all__ = [
+    "ClientIpResolver",
+    "ConfigManager",
+    "ConfigurationError",
+    "DjangoRateLimitMiddleware",
+    "FastAPIRateLimiter",
+    "FlaskRateLimiter",
+    "InMemoryStorage",
+    "InvalidIdentifierError",
+    "InvalidRuleError",
+    "ManualClock",
+    "RateLimitDegradedError",
+    "RateLimitExceeded",
+    "RateThrottleCore",
+    "RateThrottleException",
+    "RateThrottleRule",
+    "RateThrottleStatus",
+    "RateThrottleViolation",
+    "RedisStorage",
+    "RuleConfigurationError",
+    "RuleNotFoundError",
+    "StarletteRateLimitMiddleware",
+    "StorageBackend",
+    "StorageError",
+    "StorageUnavailableError",
+    "StrategyNotFoundError",
+    "WSGIRateLimitMiddleware",
+    "create_limiter",
+    "django_ratelimit",
+    "get_client_ip",
+    "parse_rate",
+    "parse_rate_limit",
+]

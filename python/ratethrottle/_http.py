@@ -1,0 +1,229 @@
+"""
+What every framework adapter shares: finding the client's key, checking a request against its
+rules, and the headers and rejection responses of the Rust HTTP middleware (429 with
+`Retry-After`, `X-RateLimit-*` and IETF `RateLimit` headers and an RFC 9457 JSON body; 403
+for a blacklisted client; 503 when Redis is down under `fail_closed`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
+
+from ._native import ClientIpResolver, RateThrottleStatus
+from .core import RateThrottleCore, RateThrottleRule
+from .exceptions import ConfigurationError, RuleNotFoundError
+from .helpers import parse_rate
+
+Headers = List[Tuple[str, str]]
+
+HEADER_STYLES = ("both", "legacy", "ietf")
+
+
+def rule_from_limit(
+    name: str,
+    limit: Union[int, str],
+    window: float,
+    *,
+    scope: str = "ip",
+    strategy: str = "sliding_counter",
+    block_duration: float = 300,
+) -> RateThrottleRule:
+    """A rule from `limit` given as a count (with `window` seconds) or a rate string
+    (`"100/minute"`). Raises ConfigurationError naming the mistake."""
+    try:
+        if isinstance(limit, str):
+            count, window = parse_rate(limit)
+        else:
+            count = limit
+        window_value = int(window) if float(window).is_integer() else window
+        return RateThrottleRule(
+            name=name,
+            limit=count,
+            window=window_value,  # type: ignore[arg-type]
+            scope=scope,
+            strategy=strategy,
+            block_duration=block_duration,  # type: ignore[arg-type]
+        )
+    except (ValueError, TypeError) as error:
+        raise ConfigurationError(f"Invalid rate limit {limit!r}: {error}") from error
+    except ConfigurationError:
+        raise
+    except Exception as error:  # InvalidRuleError and friends keep their message
+        raise ConfigurationError(f"Invalid rate limit {limit!r}: {error}") from error
+
+
+@dataclass
+class Decision:
+    """The outcome for one request: the status whose numbers go into the headers, and the
+    rejection `(status_code, headers, body)` when the request is refused."""
+
+    status: Optional[RateThrottleStatus] = None
+    rejection: Optional[Tuple[int, Headers, str]] = None
+    headers: Headers = field(default_factory=list)
+
+
+def reason_phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Too Many Requests"
+
+
+class Guard:
+    """
+    Checks requests against rules of one limiter, the way the Rust middleware does: every
+    rule in order; the first denial decides and the later rules are not counted; when all
+    allow, the most restrictive status (fewest remaining) goes into the headers.
+    """
+
+    def __init__(
+        self,
+        limiter: RateThrottleCore,
+        rules: Sequence[str] = (),
+        *,
+        trusted_proxies: Optional[Iterable[str]] = None,
+        forwarded_header: str = "x-forwarded-for",
+        header_style: str = "both",
+        headers_enabled: bool = True,
+    ) -> None:
+        if header_style not in HEADER_STYLES:
+            raise ConfigurationError(
+                f"Unknown header_style {header_style!r}; expected one of {', '.join(HEADER_STYLES)}"
+            )
+        self.limiter = limiter
+        self.rules: List[str] = []
+        for rule in rules:
+            self.add_rule(rule)
+        self.resolver = ClientIpResolver(list(trusted_proxies or ()), forwarded_header)
+        self.header_style = header_style
+        self.headers_enabled = headers_enabled
+
+    def add_rule(self, rule: Union[str, RateThrottleRule]) -> str:
+        """Checks requests against `rule` too (a RateThrottleRule is added to the limiter; a
+        name must name one of its rules)."""
+        if isinstance(rule, RateThrottleRule):
+            self.limiter.add_rule(rule)
+            name = rule.name
+        else:
+            name = rule
+            if self.limiter.get_rule(name) is None:
+                known = ", ".join(self.limiter.list_rules()) or "none"
+                raise RuleNotFoundError(f"unknown rule {name!r}; known rules: {known}")
+        if name not in self.rules:
+            self.rules.append(name)
+        return name
+
+    @property
+    def forwarded_header(self) -> str:
+        return self.resolver.header
+
+    def client_ip(self, peer: Optional[str], header_values: Callable[[str], List[str]]) -> str:
+        """The client's key: `peer`, or the forwarded address behind a trusted proxy."""
+        values = header_values(self.resolver.header) if self.resolver.trusts_proxies else []
+        return self.resolver.resolve(peer, values)
+
+    def keys(
+        self,
+        ip: str,
+        endpoint: str,
+        user: Optional[str] = None,
+        override: Optional[str] = None,
+    ) -> Callable[[str], str]:
+        """`rule -> identifier` for one request, by each rule's scope: "ip" counts the
+        client IP, "user" the user (else the IP), "endpoint" the method and route, "global"
+        one key. `override` (a key function's answer) replaces the IP and the user."""
+
+        def key(rule: str) -> str:
+            found = self.limiter.rules.get(rule)
+            scope = found.scope if found is not None else "ip"
+            if scope == "endpoint":
+                return endpoint
+            if scope == "global":
+                return "global"
+            if override is not None:
+                return override
+            return (user or ip) if scope == "user" else ip
+
+        return key
+
+    def _finish(self, statuses: List[Tuple[str, RateThrottleStatus]]) -> Decision:
+        for identifier, status in statuses:
+            if not status.allowed:
+                rejection = status.rejection(identifier, self.header_style)
+                return Decision(status=status, rejection=rejection)
+        if not statuses:
+            return Decision()
+        status = min((s for _, s in statuses), key=lambda s: s.remaining)
+        headers = status.http_headers(self.header_style) if self.headers_enabled else []
+        return Decision(status=status, headers=headers)
+
+    def decide(
+        self,
+        keys: Callable[[str], str],
+        metadata: Optional[dict] = None,
+        rules: Optional[Sequence[str]] = None,
+    ) -> Decision:
+        """Checks the request whose identifier under each rule is `keys(rule)`."""
+        statuses = []
+        for rule in self.rules if rules is None else rules:
+            identifier = keys(rule)
+            status = self.limiter.check_rate_limit(identifier, rule, metadata)
+            statuses.append((identifier, status))
+            if not status.allowed:
+                break
+        return self._finish(statuses)
+
+    async def adecide(
+        self,
+        keys: Callable[[str], str],
+        metadata: Optional[dict] = None,
+        rules: Optional[Sequence[str]] = None,
+    ) -> Decision:
+        """`decide` without blocking the event loop."""
+        statuses = []
+        for rule in self.rules if rules is None else rules:
+            identifier = keys(rule)
+            status = await self.limiter.acheck_rate_limit(identifier, rule, metadata)
+            statuses.append((identifier, status))
+            if not status.allowed:
+                break
+        return self._finish(statuses)
+
+
+def header_getter(headers: Any) -> Callable[[str], List[str]]:
+    """`name -> values` over a framework's header object (case-insensitive)."""
+
+    def values(name: str) -> List[str]:
+        getlist = getattr(headers, "getlist", None) or getattr(headers, "get_all", None)
+        if getlist is not None:
+            return [str(v) for v in getlist(name) or []]
+        value = headers.get(name)
+        return [str(value)] if value else []
+
+    return values
+
+
+def environ_header_getter(environ: Any) -> Callable[[str], List[str]]:
+    """`name -> values` over a WSGI environ (or Django's META)."""
+
+    def values(name: str) -> List[str]:
+        value = environ.get("HTTP_" + name.upper().replace("-", "_"))
+        return [str(value)] if value else []
+
+    return values
+
+
+def asgi_header_getter(scope: Any) -> Callable[[str], List[str]]:
+    """`name -> values` over an ASGI scope's raw headers."""
+
+    def values(name: str) -> List[str]:
+        wanted = name.lower().encode("latin-1")
+        return [
+            value.decode("latin-1")
+            for key, value in scope.get("headers") or []
+            if key.lower() == wanted
+        ]
+
+    return values

@@ -1,0 +1,190 @@
+"""
+`ConfigManager`: the YAML + `RT_*` environment configuration, read and validated by the same
+Rust code as the `ratethrottle` command line (so a mistake is reported with its file and line).
+
+    >>> from ratethrottle import ConfigManager
+    >>> config = ConfigManager()                 # the built-in defaults + RT_* variables
+    >>> config.get("storage.type")
+    'memory'
+    >>> limiter = config.create_limiter()        # rules, lists and storage applied
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+from ._native import Configuration
+from .core import RateThrottleCore, RateThrottleRule
+from .exceptions import ConfigurationError
+from .storage_backend import StorageBackend
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ConfigManager"]
+
+_MISSING = object()
+
+
+class _ConfiguredStorage(StorageBackend):
+    """The storage a configuration's `storage` section names."""
+
+    def __init__(self, configuration: Configuration) -> None:
+        self._native = configuration.connect_store()
+
+
+class ConfigManager:
+    """
+    The configuration, with the original's methods (`get`, `set`, `get_rules`,
+    `get_storage_config`, `add_rule_config`, `save_config`, ...).
+
+    Load order: the built-in defaults, or the YAML file `config_file`; then the `RT_*`
+    environment variables (`RT_STORAGE_TYPE=redis`, `RT_REDIS_URL`, ...). A file that does not
+    exist is created with the commented defaults.
+
+    Raises:
+        ConfigurationError: If the file cannot be read or the configuration is invalid; the
+            message names the file and line
+    """
+
+    def __init__(self, config_file: Optional[Union[str, Path]] = None) -> None:
+        self.config_file = Path(config_file) if config_file else None
+        if self.config_file is not None and not self.config_file.exists():
+            self._native = Configuration.load(None)
+            self.save_config(self.config_file)
+            logger.info("Configuration file not found; wrote defaults to %s", self.config_file)
+        else:
+            self._native = Configuration.load(self.config_file)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.config: Dict[str, Any] = json.loads(self._native.to_json())
+        for warning in self._native.warnings:
+            logger.warning("%s", warning)
+
+    def load_config(self) -> None:
+        """Reads the file again (a manual hot reload); on error the current one stays."""
+        if not self.config_file:
+            raise ConfigurationError("No configuration file specified")
+        self._native = Configuration.load(self.config_file)
+        self._refresh()
+        logger.info("Configuration reloaded")
+
+    def validate(self) -> None:
+        """Checks the configuration (it is checked on every change, so this passes)."""
+        Configuration.from_text(self._native.text, self._native.origin)
+
+    # Sections
+
+    def _section(self, name: str) -> Dict[str, Any]:
+        return dict(self.config.get(name, {}))
+
+    def get_storage_config(self) -> Dict[str, Any]:
+        """The `storage` section (secrets masked)."""
+        return self._section("storage")
+
+    def get_global_config(self) -> Dict[str, Any]:
+        """The `global` section."""
+        return self._section("global")
+
+    def get_ddos_config(self) -> Dict[str, Any]:
+        """The `ddos_protection` section."""
+        return self._section("ddos_protection")
+
+    def get_adaptive_config(self) -> Dict[str, Any]:
+        """The `adaptive` section."""
+        return self._section("adaptive")
+
+    def get_monitoring_config(self) -> Dict[str, Any]:
+        """The `monitoring` section."""
+        return self._section("monitoring")
+
+    def get_alerting_config(self) -> Dict[str, Any]:
+        """The `alerting` section (secrets masked)."""
+        return self._section("alerting")
+
+    def get_rules(self) -> List[RateThrottleRule]:
+        """The rules as RateThrottleRule instances (with `global.default_strategy`)."""
+        return [RateThrottleRule(**kwargs) for kwargs in self._native.rules()]
+
+    # Dotted access
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A value by dotted path: `config.get("storage.type")`, `config.get("rules.0.limit")`."""
+        node: Any = self.config
+        for part in key.split("."):
+            if isinstance(node, dict):
+                node = node.get(part, _MISSING)
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                node = _MISSING
+            if node is _MISSING:
+                return default
+        return node
+
+    def set(self, key: str, value: Any) -> None:
+        """Sets a value by dotted path. The result is validated first: an invalid value
+        raises ConfigurationError and changes nothing."""
+        self._native = self._native.with_value(key, json.dumps(value))
+        self._refresh()
+
+    def add_rule_config(self, rule_data: Dict[str, Any]) -> None:
+        """Adds a rule (validated). Raises ConfigurationError if invalid or the name exists."""
+        rules = list(self.config.get("rules", []))
+        if any(r.get("name") == rule_data.get("name") for r in rules):
+            raise ConfigurationError(f"Rule '{rule_data.get('name')}' already exists")
+        self.set("rules", [*rules, rule_data])
+
+    def remove_rule_config(self, rule_name: str) -> bool:
+        """Removes a rule by name; False if there was none."""
+        rules = list(self.config.get("rules", []))
+        kept = [r for r in rules if r.get("name") != rule_name]
+        if len(kept) == len(rules):
+            return False
+        self.set("rules", kept)
+        return True
+
+    # Using it
+
+    def create_limiter(self) -> RateThrottleCore:
+        """A RateThrottleCore over the configured storage, with its rules and lists."""
+        limiter = RateThrottleCore(_ConfiguredStorage(self._native))
+        self.apply_to(limiter)
+        return limiter
+
+    def apply_to(self, limiter: RateThrottleCore) -> None:
+        """Gives `limiter` this configuration's rules (replacing rules no longer present)
+        and adds its whitelist and blacklist."""
+        rules = self.get_rules()
+        for name in set(limiter.list_rules()) - {r.name for r in rules}:
+            limiter.remove_rule(name)
+        for rule in rules:
+            limiter.add_rule(rule)
+        for identifier in self._native.whitelist():
+            limiter.add_to_whitelist(identifier)
+        for identifier, duration in self._native.blacklist():
+            limiter.add_to_blacklist(identifier, duration)
+
+    # Persistence
+
+    def save_config(self, path: Optional[Union[str, Path]] = None) -> None:
+        """Writes the configuration as YAML to `path` (default: the file it came from).
+        Secrets it holds are written too: restrict the file's permissions."""
+        save_path = Path(path) if path else self.config_file
+        if not save_path:
+            raise ConfigurationError("No save path specified")
+        try:
+            save_path.parent.mkdir(parents=True, exist_ok=True)
+            save_path.write_text(self._native.text, encoding="utf-8")
+        except OSError as error:
+            raise ConfigurationError(f"Failed to save configuration: {error}") from error
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A copy of the configuration (secrets masked)."""
+        return json.loads(self._native.to_json())
+
+    def __repr__(self) -> str:
+        return f"ConfigManager(file={self.config_file}, rules={len(self.config.get('rules', []))})"

@@ -1,0 +1,151 @@
+"""
+Helpers: `create_limiter`, `parse_rate_limit` / `parse_rate` and `get_client_ip`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, List, Mapping, Optional, Tuple
+
+from . import _native
+from .core import RateThrottleCore
+from .exceptions import ConfigurationError, StorageError
+from .storage_backend import InMemoryStorage, RedisStorage, StorageBackend
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["create_limiter", "get_client_ip", "parse_rate", "parse_rate_limit"]
+
+
+def create_limiter(
+    storage: str = "memory", redis_url: Optional[str] = None, **storage_kwargs: Any
+) -> RateThrottleCore:
+    """
+    A limiter over in-memory storage, or over Redis at `redis_url`.
+
+        >>> limiter = create_limiter()
+        >>> limiter = create_limiter("redis", "redis://localhost:6379/0")  # doctest: +SKIP
+
+    `storage_kwargs` go to `RedisStorage` (`key_prefix`, `fault_policy`, ...).
+
+    Raises:
+        ConfigurationError: For an unknown storage type, a missing URL or a Redis that does
+            not answer
+    """
+    backend: StorageBackend
+    if storage == "memory":
+        backend = InMemoryStorage()
+    elif storage == "redis":
+        if not redis_url:
+            raise ConfigurationError(
+                "redis_url is required when using Redis storage. "
+                "Example: create_limiter('redis', 'redis://localhost:6379/0')"
+            )
+        for option in ("decode_responses", "socket_connect_timeout", "retry_on_timeout",
+                       "health_check_interval", "max_connections"):
+            storage_kwargs.pop(option, None)  # redis-py options with no meaning here
+        if "socket_timeout" in storage_kwargs:
+            storage_kwargs["connection_timeout"] = storage_kwargs.pop("socket_timeout")
+        try:
+            backend = RedisStorage(redis_url, **storage_kwargs)
+        except StorageError as error:
+            raise ConfigurationError(f"Failed to connect to Redis at {redis_url}: {error}") from error
+    else:
+        raise ConfigurationError(
+            f"Unknown storage type: {storage}. Valid options are: 'memory', 'redis'"
+        )
+    return RateThrottleCore(storage=backend)
+
+
+def parse_rate(rate: str) -> Tuple[int, float]:
+    """
+    `(limit, window_seconds)` of a rate: `"100/minute"`, `"5/second"`, `"1000/hour"`,
+    `"10 per 30s"`, `"50/2m"`.
+
+        >>> parse_rate("100/minute")
+        (100, 60.0)
+
+    Raises:
+        ValueError: For anything else, naming what is accepted (`"100/fortnight"`)
+    """
+    return _native.parse_rate(rate)
+
+
+def parse_rate_limit(rate_string: str) -> Tuple[int, int]:
+    """
+    The original's `parse_rate_limit`: `(limit, window_seconds)` with whole seconds.
+
+        >>> parse_rate_limit("100/minute")
+        (100, 60)
+
+    Raises:
+        ValueError: If the format is invalid
+    """
+    limit, window = parse_rate(rate_string)
+    if window < 1 or window != int(window):
+        raise ValueError(f"Window of {rate_string!r} is not a whole number of seconds")
+    return limit, int(window)
+
+
+def _header_values(headers: Any, name: str) -> List[str]:
+    """All values of header `name` from a framework's header object or a WSGI environ."""
+    getlist = getattr(headers, "getlist", None) or getattr(headers, "get_all", None)
+    if getlist is not None:
+        values = getlist(name)
+        return [str(v) for v in values] if values else []
+    if isinstance(headers, Mapping):
+        for key in (name, name.title(), "HTTP_" + name.upper().replace("-", "_")):
+            value = headers.get(key)
+            if value:
+                return [str(value)]
+    return []
+
+
+def _peer_of(request: Any) -> Optional[str]:
+    """The TCP peer of a Flask/Werkzeug, Django or Starlette request."""
+    remote_addr = getattr(request, "remote_addr", None)
+    if remote_addr:
+        return str(remote_addr)
+    client = getattr(request, "client", None)
+    if client is not None and getattr(client, "host", None):
+        return str(client.host)
+    meta = getattr(request, "META", None)
+    if isinstance(meta, Mapping) and meta.get("REMOTE_ADDR"):
+        return str(meta["REMOTE_ADDR"])
+    return None
+
+
+def get_client_ip(
+    request: Any,
+    trusted_proxies: Optional[Iterable[str]] = None,
+    default: str = "0.0.0.0",  # nosec B104
+    header: str = "x-forwarded-for",
+) -> str:
+    """
+    The client address of a Flask, Django, FastAPI/Starlette or WSGI request.
+
+    `X-Forwarded-For` (or `header`) is only read when the request comes from one of
+    `trusted_proxies` (addresses or networks such as `"10.0.0.0/8"`), and then from the right
+    past the trusted proxies, as the Rust middleware does: a client cannot choose its key by
+    sending the header itself. IPv6 clients are grouped by their /64. `default` is returned
+    when no address is known.
+    """
+    resolver = _resolver(tuple(trusted_proxies or ()), header)
+    headers = getattr(request, "headers", None)
+    if headers is None:
+        headers = getattr(request, "META", None) or {}
+    values = _header_values(headers, resolver.header) if resolver.trusts_proxies else []
+    return resolver.resolve(_peer_of(request), values, default)
+
+
+_RESOLVERS: dict = {}
+
+
+def _resolver(trusted: Tuple[str, ...], header: str) -> "_native.ClientIpResolver":
+    key = (trusted, header)
+    resolver = _RESOLVERS.get(key)
+    if resolver is None:
+        resolver = _native.ClientIpResolver(list(trusted), header)
+        if len(_RESOLVERS) < 64:
+            _RESOLVERS[key] = resolver
+    return resolver

@@ -1,0 +1,128 @@
+"""
+Where the engine keeps its state: `InMemoryStorage` (one process) or `RedisStorage` (shared by
+every process and server using the same Redis: standalone, TLS, Sentinel or Cluster).
+
+The state itself lives in Rust (the `NativeStore` each backend wraps); these classes choose
+and describe it.
+
+    >>> from ratethrottle import RateThrottleCore, RedisStorage
+    >>> limiter = RateThrottleCore(RedisStorage("redis://localhost:6379/0"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC
+from typing import Any, Dict, Optional
+from urllib.parse import quote
+
+from ._native import NativeStore
+
+__all__ = ["InMemoryStorage", "RedisStorage", "StorageBackend"]
+
+
+class StorageBackend(ABC):
+    """A store the engine can keep its state in (only the two classes below can)."""
+
+    _native: NativeStore
+
+    def health_check(self) -> bool:
+        """Whether the store answers (a round trip for Redis)."""
+        return self._native.health_check()
+
+    def get_info(self) -> Dict[str, Any]:
+        """What the store is and where."""
+        return self._native.get_info()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._native.get_info()})"
+
+
+class InMemoryStorage(StorageBackend):
+    """
+    State in this process's memory: sharded, lock-free reads, idle keys swept.
+
+    Args:
+        cleanup_interval: Kept for compatibility (idle keys are swept as they age)
+        max_keys: Kept for compatibility
+    """
+
+    def __init__(self, cleanup_interval: int = 300, max_keys: int = 1000000) -> None:
+        self.cleanup_interval = cleanup_interval
+        self.max_keys = max_keys
+        self._native = NativeStore.memory()
+
+
+def _url_of_redis_client(client: Any) -> str:
+    """The URL a redis-py client connects to (host, port, db, credentials, TLS)."""
+    kwargs = dict(client.connection_pool.connection_kwargs)
+    if kwargs.get("path"):
+        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+    connection_class = getattr(client.connection_pool, "connection_class", type(None))
+    scheme = "rediss" if "ssl" in connection_class.__name__.lower() else "redis"
+    auth = ""
+    if kwargs.get("password"):
+        user = quote(str(kwargs.get("username") or ""), safe="")
+        auth = f"{user}:{quote(str(kwargs['password']), safe='')}@"
+    host = kwargs.get("host", "localhost")
+    return f"{scheme}://{auth}{host}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+class RedisStorage(StorageBackend):
+    """
+    State in Redis, shared by every process that uses the same server and prefix. Each check
+    is one atomic script call: a limit of N admits at most N across all of them.
+
+    Args:
+        redis_client: A Redis URL (`redis://[user:pass@]host:6379/0`, `rediss://` for TLS) or a
+            redis-py client (its host, port, db and credentials are used)
+        key_prefix: Prefix of every key
+        serialize_json: Kept for compatibility
+        connection_timeout: The longest one Redis call may take, in seconds
+        retry_on_timeout: Kept for compatibility
+        fault_policy: What checks answer while Redis fails: 'fail_open' (default: allow),
+            'fail_closed' (deny) or 'fallback_memory' (limit per process)
+        sentinel: {'master': name, 'nodes': ['host:26379', ...]} to find the master through
+            Redis Sentinel
+        cluster: {'nodes': ['host:7000', ...]} for Redis Cluster
+        **options: Other keys of the configuration's `storage` section (`ssl_ca_certs`,
+            `time_source`, `list_cache_ttl`, ...)
+
+    Raises:
+        StorageError: If Redis does not answer
+        ConfigurationError: If a setting is invalid
+    """
+
+    def __init__(
+        self,
+        redis_client: Any = "redis://localhost:6379/0",
+        key_prefix: str = "ratethrottle:",
+        serialize_json: bool = True,
+        connection_timeout: float = 5,
+        retry_on_timeout: bool = True,
+        *,
+        fault_policy: str = "fail_open",
+        sentinel: Optional[Dict[str, Any]] = None,
+        cluster: Optional[Dict[str, Any]] = None,
+        **options: Any,
+    ) -> None:
+        url = redis_client if isinstance(redis_client, str) else _url_of_redis_client(redis_client)
+        section: Dict[str, Any] = {
+            "type": "redis",
+            "url": url,
+            "key_prefix": key_prefix,
+            "timeout": connection_timeout,
+            "fault_policy": fault_policy,
+            **options,
+        }
+        if sentinel is not None:
+            section["sentinel"] = sentinel
+        if cluster is not None:
+            section["cluster"] = cluster
+        self.key_prefix = key_prefix
+        self._native = NativeStore.connect(json.dumps(section))
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> "RedisStorage":
+        """A store on the Redis at `url`."""
+        return cls(url, **kwargs)

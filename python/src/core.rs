@@ -1,0 +1,417 @@
+//! `NativeCore`: the engine behind `RateThrottleCore`. The Python class subclasses it and keeps
+//! the original's Python-side attributes (`rules`, `whitelist`, `violation_callbacks`, ...).
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
+use pyo3::types::{PyDict, PyList};
+use ratethrottle::store::{ListKind, MemoryStore, Store};
+use ratethrottle::{Error, Limiter, Rule, RuleError, Scope, Strategy, Violation};
+use ratethrottle_config::ConfiguredStore;
+
+use crate::clock::ManualClock;
+use crate::errors::{Raise, engine_error};
+use crate::runtime::{Ready, wait};
+use crate::status::RateThrottleStatus;
+use crate::store::NativeStore;
+
+/// The engine: rules, lists, checks and metrics over one store.
+#[pyclass(frozen, subclass, module = "ratethrottle._native")]
+pub(crate) struct NativeCore {
+    limiter: Limiter<ConfiguredStore>,
+    /// Whether checks complete without waiting (the memory store): then they run on the
+    /// caller's thread with the GIL held, which is cheaper than releasing it.
+    at_once: bool,
+    /// Each rule's strategy name, for `RateThrottleStatus.strategy`.
+    strategies: RwLock<HashMap<String, &'static str>>,
+    /// Checks naming no rule that exists, counted as denied (as the original does).
+    unknown_rule_checks: AtomicU64,
+}
+
+impl NativeCore {
+    fn strategy_of(&self, rule: &str) -> Option<&'static str> {
+        let strategies = self.strategies.read().unwrap_or_else(|p| p.into_inner());
+        strategies.get(rule).copied()
+    }
+
+    /// The Python status for the result of a check; runs the violation callbacks of a denial
+    /// by the strategy.
+    fn answer(
+        &self,
+        slf: &Bound<'_, Self>,
+        identifier: &str,
+        result: Result<ratethrottle::Status, Error>,
+        metadata: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<RateThrottleStatus>> {
+        let py = slf.py();
+        let status = match result {
+            Ok(status) => {
+                let limited = status.verdict == ratethrottle::Verdict::Limited;
+                let strategy = self.strategy_of(status.rule);
+                let out = RateThrottleStatus::from_status(status, strategy);
+                if limited {
+                    let out = Py::new(py, out)?;
+                    self.report_violation(slf, identifier, &out, metadata)?;
+                    return Ok(out);
+                }
+                out
+            }
+            Err(error @ Error::UnknownRule { .. }) => {
+                self.unknown_rule_checks.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("{error}");
+                RateThrottleStatus::failure("unknown_rule", self.now_secs())
+            }
+            Err(error @ Error::InvalidCost { .. }) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(error.to_string()));
+            }
+            Err(error) => {
+                tracing::error!("rate limit check failed: {error}");
+                RateThrottleStatus::failure("storage_error", self.now_secs())
+            }
+        };
+        Py::new(py, status)
+    }
+
+    /// Hands a violation to `self._report_violation` (Python) when callbacks are registered.
+    fn report_violation(
+        &self,
+        slf: &Bound<'_, Self>,
+        identifier: &str,
+        status: &Py<RateThrottleStatus>,
+        metadata: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let Ok(callbacks) = slf.getattr(pyo3::intern!(slf.py(), "violation_callbacks")) else {
+            return Ok(());
+        };
+        if callbacks.is_truthy()? {
+            slf.call_method1(
+                pyo3::intern!(slf.py(), "_report_violation"),
+                (identifier, status, metadata),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn now_secs(&self) -> u64 {
+        self.limiter.now().as_nanos() / 1_000_000_000
+    }
+
+    fn empty_identifier() -> RateThrottleStatus {
+        tracing::warn!("Empty identifier provided to check_rate_limit");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        RateThrottleStatus::failure("error", now.as_secs())
+    }
+
+    fn wait<F>(&self, py: Python<'_>, future: F) -> F::Output
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        wait(py, self.at_once, future)
+    }
+}
+
+fn rule_error(error: RuleError) -> PyErr {
+    match error {
+        RuleError::UnknownStrategy { .. } => Raise::StrategyNotFound.err(error.to_string()),
+        other => Raise::InvalidRule.err(other.to_string()),
+    }
+}
+
+fn seconds(what: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        Raise::InvalidRule.err(format!("{what} must be a number of seconds >= 0, got {value}"))
+    })
+}
+
+fn violation_dict<'py>(py: Python<'py>, violation: &Violation) -> PyResult<Bound<'py, PyDict>> {
+    let unix = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+    };
+    let dict = PyDict::new(py);
+    dict.set_item("identifier", &violation.identifier)?;
+    dict.set_item("rule_name", violation.rule)?;
+    dict.set_item("timestamp", unix(violation.at))?;
+    dict.set_item("limit", violation.limit)?;
+    dict.set_item("cost", violation.cost)?;
+    dict.set_item("blocked_until", violation.blocked_until.map(unix))?;
+    dict.set_item("retry_after", violation.retry_after.as_secs_f64().ceil() as u64)?;
+    dict.set_item("scope", violation.scope.as_str())?;
+    Ok(dict)
+}
+
+#[pymethods]
+impl NativeCore {
+    /// An engine over `storage` (an `InMemoryStorage`/`RedisStorage`, or a `NativeStore`;
+    /// default: a new in-memory store). `clock` (a `ManualClock`) replaces the system clock.
+    #[new]
+    #[pyo3(signature = (storage = None, use_distributed_lists = true, *, clock = None))]
+    fn new(
+        storage: Option<&Bound<'_, PyAny>>,
+        use_distributed_lists: bool,
+        clock: Option<&Bound<'_, ManualClock>>,
+    ) -> PyResult<Self> {
+        let _ = use_distributed_lists; // Lists always live in the store: shared when Redis.
+        let store = match storage {
+            None => ConfiguredStore::Memory(MemoryStore::new()),
+            Some(storage) => {
+                let native = match storage.cast::<NativeStore>() {
+                    Ok(native) => native.clone(),
+                    Err(_) => storage
+                        .getattr("_native")
+                        .and_then(|n| Ok(n.cast_into::<NativeStore>()?))
+                        .map_err(|_| {
+                            Raise::Configuration.err(format!(
+                                "unsupported storage {}: use ratethrottle.InMemoryStorage or \
+                                 ratethrottle.RedisStorage (custom StorageBackend subclasses \
+                                 cannot hold the engine's state)",
+                                storage.get_type().name().map_or("?".into(), |n| n.to_string())
+                            ))
+                        })?,
+                };
+                native.get().store.clone()
+            }
+        };
+        let at_once = store.answers_at_once();
+        let builder = Limiter::builder().store(store);
+        let limiter = match clock {
+            Some(clock) => builder.clock(clock.get().0.clone()).build(),
+            None => builder.build(),
+        };
+        Ok(NativeCore {
+            limiter,
+            at_once,
+            strategies: RwLock::default(),
+            unknown_rule_checks: AtomicU64::new(0),
+        })
+    }
+
+    /// Adds or replaces a rule; raises `InvalidRuleError` or `StrategyNotFoundError`.
+    #[pyo3(signature = (name, limit, window, scope = "ip", block_duration = 300.0, strategy = "sliding_counter", burst = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn _add_rule(
+        &self,
+        name: &str,
+        limit: u64,
+        window: f64,
+        scope: &str,
+        block_duration: f64,
+        strategy: &str,
+        burst: Option<u64>,
+    ) -> PyResult<()> {
+        let strategy: Strategy = strategy.parse().map_err(rule_error)?;
+        let scope: Scope = scope.parse().map_err(rule_error)?;
+        let mut rule = Rule::new(name, limit, seconds("window", window)?)
+            .strategy(strategy)
+            .scope(scope)
+            .block_duration(seconds("block_duration", block_duration)?);
+        if let Some(burst) = burst {
+            rule = rule.burst(burst);
+        }
+        rule.validate().map_err(rule_error)?;
+        self.limiter.add_rule(rule).map_err(engine_error)?;
+        self.strategies
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), strategy.as_str());
+        Ok(())
+    }
+
+    /// Removes a rule; `False` if there was none of that name.
+    fn _remove_rule(&self, name: &str) -> bool {
+        self.strategies
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        self.limiter.remove_rule(name)
+    }
+
+    /// Checks one request of `identifier` under the rule `rule_name` and counts it if
+    /// allowed. Never raises for a missing rule or a store failure: those return a denied
+    /// status whose `rule_name` is `"unknown_rule"` or `"storage_error"` (as the original).
+    /// `cost` counts the request as that many (1..=the rule's capacity; else `ValueError`).
+    #[pyo3(signature = (identifier, rule_name, metadata = None, *, cost = 1))]
+    fn check_rate_limit(
+        slf: &Bound<'_, Self>,
+        identifier: PyBackedStr,
+        rule_name: PyBackedStr,
+        metadata: Option<&Bound<'_, PyAny>>,
+        cost: u64,
+    ) -> PyResult<Py<RateThrottleStatus>> {
+        let this = slf.get();
+        if identifier.is_empty() {
+            return Py::new(slf.py(), Self::empty_identifier());
+        }
+        let result = this.wait(
+            slf.py(),
+            this.limiter.check_n(&identifier, &rule_name, cost),
+        );
+        this.answer(slf, &identifier, result, metadata)
+    }
+
+    /// `check_rate_limit` as an awaitable. Against memory it is resolved at once; against
+    /// Redis it runs on the Rust runtime and never blocks the event loop.
+    #[pyo3(signature = (identifier, rule_name, metadata = None, *, cost = 1))]
+    fn acheck_rate_limit<'py>(
+        slf: &Bound<'py, Self>,
+        identifier: String,
+        rule_name: String,
+        metadata: Option<Bound<'py, PyAny>>,
+        cost: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.at_once || identifier.is_empty() {
+            let status = Self::check_rate_limit(
+                slf,
+                PyBackedStr::try_from(pyo3::types::PyString::new(py, &identifier))?,
+                PyBackedStr::try_from(pyo3::types::PyString::new(py, &rule_name))?,
+                metadata.as_ref(),
+                cost,
+            )?;
+            return Ok(Bound::new(py, Ready::new(status.into_any()))?.into_any());
+        }
+        let core: Py<Self> = slf.clone().unbind();
+        let limiter = this.limiter.clone();
+        let metadata = metadata.map(Bound::unbind);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let result = limiter.check_n(&identifier, &rule_name, cost).await;
+            Python::attach(|py| {
+                let core = core.bind(py);
+                core.get()
+                    .answer(core, &identifier, result, metadata.as_ref().map(|m| m.bind(py)))
+            })
+        })
+    }
+
+    /// What a check would answer now, counting nothing; raises `RuleNotFoundError` for an
+    /// unknown rule.
+    fn peek(&self, py: Python<'_>, identifier: &str, rule_name: &str) -> PyResult<RateThrottleStatus> {
+        let status = self
+            .wait(py, self.limiter.peek(identifier, rule_name))
+            .map_err(engine_error)?;
+        let strategy = self.strategy_of(status.rule);
+        Ok(RateThrottleStatus::from_status(status, strategy))
+    }
+
+    /// Forgets `identifier`'s state and block under `rule_name`; raises `RuleNotFoundError`
+    /// for an unknown rule.
+    fn reset(&self, py: Python<'_>, identifier: &str, rule_name: &str) -> PyResult<()> {
+        self.wait(py, self.limiter.reset(identifier, rule_name))
+            .map_err(engine_error)
+    }
+
+    fn _whitelist_add(&self, py: Python<'_>, identifier: &str) -> PyResult<()> {
+        self.wait(py, self.limiter.whitelist_add(identifier))
+            .map_err(engine_error)
+    }
+
+    fn _whitelist_remove(&self, py: Python<'_>, identifier: &str) -> PyResult<bool> {
+        self.wait(py, self.limiter.whitelist_remove(identifier))
+            .map_err(engine_error)
+    }
+
+    fn _is_whitelisted(&self, py: Python<'_>, identifier: &str) -> PyResult<bool> {
+        self.wait(py, self.limiter.is_whitelisted(identifier))
+            .map_err(engine_error)
+    }
+
+    #[pyo3(signature = (identifier, duration = None))]
+    fn _blacklist_add(&self, py: Python<'_>, identifier: &str, duration: Option<f64>) -> PyResult<()> {
+        let duration = duration
+            .filter(|d| *d > 0.0)
+            .map(|d| seconds("duration", d))
+            .transpose()?;
+        self.wait(py, self.limiter.blacklist_add(identifier, duration))
+            .map_err(engine_error)
+    }
+
+    fn _blacklist_remove(&self, py: Python<'_>, identifier: &str) -> PyResult<bool> {
+        self.wait(py, self.limiter.blacklist_remove(identifier))
+            .map_err(engine_error)
+    }
+
+    fn _is_blacklisted(&self, py: Python<'_>, identifier: &str) -> PyResult<bool> {
+        self.wait(py, self.limiter.is_blacklisted(identifier))
+            .map_err(engine_error)
+    }
+
+    /// The identifiers on a list (`"whitelist"` or `"blacklist"`), from the store.
+    fn _list_entries(&self, py: Python<'_>, list: &str) -> PyResult<Vec<String>> {
+        let kind = match list {
+            "whitelist" => ListKind::Whitelist,
+            "blacklist" => ListKind::Blacklist,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "unknown list {other:?}; expected \"whitelist\" or \"blacklist\""
+                )));
+            }
+        };
+        let entries = self
+            .wait(py, self.limiter.list_entries(kind))
+            .map_err(engine_error)?;
+        Ok(entries.into_iter().map(|e| e.identifier).collect())
+    }
+
+    /// The engine's counters, with the original's `get_metrics()` keys (violations as dicts).
+    fn _metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let metrics = self.limiter.metrics();
+        let unknown = self.unknown_rule_checks.load(Ordering::Relaxed);
+        let total = metrics.total_requests + unknown;
+        let blocked = metrics.blocked_requests + unknown;
+        let dict = PyDict::new(py);
+        dict.set_item("total_requests", total)?;
+        dict.set_item("allowed_requests", metrics.allowed_requests)?;
+        dict.set_item("blocked_requests", blocked)?;
+        let rate = if total == 0 {
+            0.0
+        } else {
+            blocked as f64 * 100.0 / total as f64
+        };
+        dict.set_item("block_rate", rate)?;
+        dict.set_item("total_violations", metrics.violations)?;
+        let recent = PyList::empty(py);
+        for violation in &metrics.recent_violations {
+            recent.append(violation_dict(py, violation)?)?;
+        }
+        dict.set_item("recent_violations", recent)?;
+        dict.set_item("active_rules", metrics.active_rules)?;
+        dict.set_item("whitelisted_count", metrics.whitelisted)?;
+        dict.set_item("blacklisted_count", metrics.blacklisted)?;
+        dict.set_item("callback_panics", metrics.callback_panics)?;
+        let per_rule = PyDict::new(py);
+        for rule in &metrics.rules {
+            let counts = PyDict::new(py);
+            counts.set_item("allowed", rule.allowed)?;
+            counts.set_item("denied", rule.denied)?;
+            counts.set_item("violations", rule.violations)?;
+            per_rule.set_item(rule.rule, counts)?;
+        }
+        dict.set_item("rules", per_rule)?;
+        Ok(dict)
+    }
+
+    fn _reset_metrics(&self) {
+        self.limiter.reset_metrics();
+        self.unknown_rule_checks.store(0, Ordering::Relaxed);
+    }
+
+    /// `"memory"` or `"redis"`.
+    #[getter]
+    fn _store_kind(&self) -> &'static str {
+        self.limiter.store().kind()
+    }
+
+    /// The time on the engine's clock, in Unix seconds.
+    fn _now(&self) -> f64 {
+        self.limiter.now().as_nanos() as f64 / 1e9
+    }
+}

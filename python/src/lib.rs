@@ -1,0 +1,46 @@
+//! `ratethrottle._native`: the Rust engine under the `ratethrottle` Python package.
+//!
+//! The Python modules (`ratethrottle.core`, `ratethrottle.middleware`, ...) keep the original
+//! library's names and signatures; everything that decides runs here, in the `ratethrottle`
+//! crates. Checks against the in-memory store complete on the caller's thread without
+//! releasing the GIL (they take well under a microsecond); checks against Redis release the GIL
+//! and run on a shared Tokio runtime, and their async variants resolve as asyncio awaitables.
+
+use pyo3::prelude::*;
+
+mod clock;
+mod config;
+mod core;
+mod errors;
+mod http;
+mod runtime;
+mod status;
+mod store;
+
+/// `(limit, window_seconds)` of a rate such as `"100/minute"`, `"5 per second"` or `"10/30s"`.
+///
+/// Raises `ValueError` naming the accepted units for anything else (`"100/fortnight"`).
+#[pyfunction]
+fn parse_rate(rate: &Bound<'_, PyAny>) -> PyResult<(u64, f64)> {
+    let text: String = rate.extract().map_err(|_| {
+        pyo3::exceptions::PyValueError::new_err("Rate string must be a string such as \"100/minute\"")
+    })?;
+    ratethrottle::parse_rate(&text)
+        .map(|(limit, window)| (limit, window.as_secs_f64()))
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+}
+
+/// The extension module.
+#[pymodule]
+fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<core::NativeCore>()?;
+    module.add_class::<status::RateThrottleStatus>()?;
+    module.add_class::<store::NativeStore>()?;
+    module.add_class::<clock::ManualClock>()?;
+    module.add_class::<http::ClientIpResolver>()?;
+    module.add_class::<runtime::Ready>()?;
+    module.add_function(wrap_pyfunction!(parse_rate, module)?)?;
+    module.add_class::<config::Configuration>()?;
+    module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
