@@ -285,6 +285,9 @@ class FastAPIRateLimiter:
             for header, value in decision.headers:
                 response.headers[header] = value
 
+        # Real classes, not the strings `from __future__ import annotations` leaves: FastAPI
+        # resolves them to inject the request and the response.
+        dependency.__annotations__ = {"request": Request, "response": Response, "return": None}
         return dependency
 
     def add_middleware(self, app: Any, limit: Union[int, str], window: int = 60, **rule: Any) -> None:

@@ -51,15 +51,19 @@ fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), String> {
                 .entry(Value::String(segment.to_owned()))
                 .or_insert(Value::Null),
             Value::Sequence(items) => {
-                let index: usize = segment
-                    .parse()
-                    .map_err(|_| format!("invalid key {path:?}: {segment:?} is not a list index"))?;
+                let index: usize = segment.parse().map_err(|_| {
+                    format!("invalid key {path:?}: {segment:?} is not a list index")
+                })?;
                 let len = items.len();
                 items.get_mut(index).ok_or_else(|| {
                     format!("invalid key {path:?}: index {index} is past the {len} items")
                 })?
             }
-            _ => return Err(format!("invalid key {path:?}: {segment:?} is inside a value")),
+            _ => {
+                return Err(format!(
+                    "invalid key {path:?}: {segment:?} is inside a value"
+                ));
+            }
         };
     }
     *node = value;
@@ -102,15 +106,14 @@ impl Configuration {
         let value: Value = serde_json::from_str(value_json)
             .map_err(|e| Raise::Configuration.err(format!("{key}: {e}")))?;
         set_path(&mut root, key, value).map_err(|e| Raise::Configuration.err(e))?;
-        let text = serde_yaml_ng::to_string(&root)
-            .map_err(|e| Raise::Configuration.err(e.to_string()))?;
+        let text =
+            serde_yaml_ng::to_string(&root).map_err(|e| Raise::Configuration.err(e.to_string()))?;
         Self::parse(text, self.origin.clone())
     }
 
     /// The configuration as JSON, every section with its defaults, secrets masked.
     fn to_json(&self) -> PyResult<String> {
-        serde_json::to_string(&self.config)
-            .map_err(|e| Raise::Configuration.err(e.to_string()))
+        serde_json::to_string(&self.config).map_err(|e| Raise::Configuration.err(e.to_string()))
     }
 
     /// The YAML text (secrets included): what `save_config` writes.

@@ -1,14 +1,13 @@
 //! `NativeCore`: the engine behind `RateThrottleCore`. The Python class subclasses it and keeps
 //! the original's Python-side attributes (`rules`, `whitelist`, `violation_callbacks`, ...).
 
-use std::collections::HashMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use compact_str::CompactString;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PyString};
 use ratethrottle::store::{ListKind, MemoryStore, Store};
 use ratethrottle::{Error, Limiter, Rule, RuleError, Scope, Strategy, Violation};
 use ratethrottle_config::ConfiguredStore;
@@ -26,18 +25,14 @@ pub(crate) struct NativeCore {
     /// Whether checks complete without waiting (the memory store): then they run on the
     /// caller's thread with the GIL held, which is cheaper than releasing it.
     at_once: bool,
-    /// Each rule's strategy name, for `RateThrottleStatus.strategy`.
-    strategies: RwLock<HashMap<String, &'static str>>,
     /// Checks naming no rule that exists, counted as denied (as the original does).
     unknown_rule_checks: AtomicU64,
+    /// The last rule name checked, as Python passed it and as text: callers pass the same
+    /// string object again and again, and recognising it skips converting it.
+    last_rule: parking_lot::Mutex<Option<(Py<PyString>, CompactString)>>,
 }
 
 impl NativeCore {
-    fn strategy_of(&self, rule: &str) -> Option<&'static str> {
-        let strategies = self.strategies.read().unwrap_or_else(|p| p.into_inner());
-        strategies.get(rule).copied()
-    }
-
     /// The Python status for the result of a check; runs the violation callbacks of a denial
     /// by the strategy.
     fn answer(
@@ -51,8 +46,7 @@ impl NativeCore {
         let status = match result {
             Ok(status) => {
                 let limited = status.verdict == ratethrottle::Verdict::Limited;
-                let strategy = self.strategy_of(status.rule);
-                let out = RateThrottleStatus::from_status(status, strategy);
+                let out = RateThrottleStatus::from_status(status);
                 if limited {
                     let out = Py::new(py, out)?;
                     self.report_violation(slf, identifier, &out, metadata)?;
@@ -96,6 +90,20 @@ impl NativeCore {
         Ok(())
     }
 
+    /// The rule name `name` as text, from the cache when it is the string object of the
+    /// last call (the cache keeps that object alive, so its address cannot be reused).
+    fn rule_name(&self, name: &Bound<'_, PyString>) -> PyResult<CompactString> {
+        let mut last = self.last_rule.lock();
+        if let Some((cached, text)) = last.as_ref() {
+            if cached.as_ptr() == name.as_ptr() {
+                return Ok(text.clone());
+            }
+        }
+        let text = CompactString::from(name.to_cow()?);
+        *last = Some((name.clone().unbind(), text.clone()));
+        Ok(text)
+    }
+
     fn now_secs(&self) -> u64 {
         self.limiter.now().as_nanos() / 1_000_000_000
     }
@@ -126,7 +134,9 @@ fn rule_error(error: RuleError) -> PyErr {
 
 fn seconds(what: &str, value: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(value).map_err(|_| {
-        Raise::InvalidRule.err(format!("{what} must be a number of seconds >= 0, got {value}"))
+        Raise::InvalidRule.err(format!(
+            "{what} must be a number of seconds >= 0, got {value}"
+        ))
     })
 }
 
@@ -143,7 +153,10 @@ fn violation_dict<'py>(py: Python<'py>, violation: &Violation) -> PyResult<Bound
     dict.set_item("limit", violation.limit)?;
     dict.set_item("cost", violation.cost)?;
     dict.set_item("blocked_until", violation.blocked_until.map(unix))?;
-    dict.set_item("retry_after", violation.retry_after.as_secs_f64().ceil() as u64)?;
+    dict.set_item(
+        "retry_after",
+        violation.retry_after.as_secs_f64().ceil() as u64,
+    )?;
     dict.set_item("scope", violation.scope.as_str())?;
     Ok(dict)
 }
@@ -160,26 +173,28 @@ impl NativeCore {
         clock: Option<&Bound<'_, ManualClock>>,
     ) -> PyResult<Self> {
         let _ = use_distributed_lists; // Lists always live in the store: shared when Redis.
-        let store = match storage {
-            None => ConfiguredStore::Memory(MemoryStore::new()),
-            Some(storage) => {
-                let native = match storage.cast::<NativeStore>() {
-                    Ok(native) => native.clone(),
-                    Err(_) => storage
-                        .getattr("_native")
-                        .and_then(|n| Ok(n.cast_into::<NativeStore>()?))
-                        .map_err(|_| {
-                            Raise::Configuration.err(format!(
+        let store =
+            match storage {
+                None => ConfiguredStore::Memory(MemoryStore::new()),
+                Some(storage) => {
+                    let native =
+                        match storage.cast::<NativeStore>() {
+                            Ok(native) => native.clone(),
+                            Err(_) => storage
+                                .getattr("_native")
+                                .and_then(|n| Ok(n.cast_into::<NativeStore>()?))
+                                .map_err(|_| {
+                                    Raise::Configuration.err(format!(
                                 "unsupported storage {}: use ratethrottle.InMemoryStorage or \
                                  ratethrottle.RedisStorage (custom StorageBackend subclasses \
                                  cannot hold the engine's state)",
                                 storage.get_type().name().map_or("?".into(), |n| n.to_string())
                             ))
-                        })?,
-                };
-                native.get().store.clone()
-            }
-        };
+                                })?,
+                        };
+                    native.get().store.clone()
+                }
+            };
         let at_once = store.answers_at_once();
         let builder = Limiter::builder().store(store);
         let limiter = match clock {
@@ -189,8 +204,8 @@ impl NativeCore {
         Ok(NativeCore {
             limiter,
             at_once,
-            strategies: RwLock::default(),
             unknown_rule_checks: AtomicU64::new(0),
+            last_rule: parking_lot::Mutex::new(None),
         })
     }
 
@@ -217,20 +232,11 @@ impl NativeCore {
             rule = rule.burst(burst);
         }
         rule.validate().map_err(rule_error)?;
-        self.limiter.add_rule(rule).map_err(engine_error)?;
-        self.strategies
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned(), strategy.as_str());
-        Ok(())
+        self.limiter.add_rule(rule).map_err(engine_error)
     }
 
     /// Removes a rule; `False` if there was none of that name.
     fn _remove_rule(&self, name: &str) -> bool {
-        self.strategies
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
         self.limiter.remove_rule(name)
     }
 
@@ -242,7 +248,7 @@ impl NativeCore {
     fn check_rate_limit(
         slf: &Bound<'_, Self>,
         identifier: PyBackedStr,
-        rule_name: PyBackedStr,
+        rule_name: &Bound<'_, PyString>,
         metadata: Option<&Bound<'_, PyAny>>,
         cost: u64,
     ) -> PyResult<Py<RateThrottleStatus>> {
@@ -250,6 +256,7 @@ impl NativeCore {
         if identifier.is_empty() {
             return Py::new(slf.py(), Self::empty_identifier());
         }
+        let rule_name = this.rule_name(rule_name)?;
         let result = this.wait(
             slf.py(),
             this.limiter.check_n(&identifier, &rule_name, cost),
@@ -272,8 +279,8 @@ impl NativeCore {
         if this.at_once || identifier.is_empty() {
             let status = Self::check_rate_limit(
                 slf,
-                PyBackedStr::try_from(pyo3::types::PyString::new(py, &identifier))?,
-                PyBackedStr::try_from(pyo3::types::PyString::new(py, &rule_name))?,
+                PyBackedStr::try_from(PyString::new(py, &identifier))?,
+                &PyString::new(py, &rule_name),
                 metadata.as_ref(),
                 cost,
             )?;
@@ -286,20 +293,28 @@ impl NativeCore {
             let result = limiter.check_n(&identifier, &rule_name, cost).await;
             Python::attach(|py| {
                 let core = core.bind(py);
-                core.get()
-                    .answer(core, &identifier, result, metadata.as_ref().map(|m| m.bind(py)))
+                core.get().answer(
+                    core,
+                    &identifier,
+                    result,
+                    metadata.as_ref().map(|m| m.bind(py)),
+                )
             })
         })
     }
 
     /// What a check would answer now, counting nothing; raises `RuleNotFoundError` for an
     /// unknown rule.
-    fn peek(&self, py: Python<'_>, identifier: &str, rule_name: &str) -> PyResult<RateThrottleStatus> {
+    fn peek(
+        &self,
+        py: Python<'_>,
+        identifier: &str,
+        rule_name: &str,
+    ) -> PyResult<RateThrottleStatus> {
         let status = self
             .wait(py, self.limiter.peek(identifier, rule_name))
             .map_err(engine_error)?;
-        let strategy = self.strategy_of(status.rule);
-        Ok(RateThrottleStatus::from_status(status, strategy))
+        Ok(RateThrottleStatus::from_status(status))
     }
 
     /// Forgets `identifier`'s state and block under `rule_name`; raises `RuleNotFoundError`
@@ -325,7 +340,12 @@ impl NativeCore {
     }
 
     #[pyo3(signature = (identifier, duration = None))]
-    fn _blacklist_add(&self, py: Python<'_>, identifier: &str, duration: Option<f64>) -> PyResult<()> {
+    fn _blacklist_add(
+        &self,
+        py: Python<'_>,
+        identifier: &str,
+        duration: Option<f64>,
+    ) -> PyResult<()> {
         let duration = duration
             .filter(|d| *d > 0.0)
             .map(|d| seconds("duration", d))

@@ -23,7 +23,9 @@ mod store;
 #[pyfunction]
 fn parse_rate(rate: &Bound<'_, PyAny>) -> PyResult<(u64, f64)> {
     let text: String = rate.extract().map_err(|_| {
-        pyo3::exceptions::PyValueError::new_err("Rate string must be a string such as \"100/minute\"")
+        pyo3::exceptions::PyValueError::new_err(
+            "Rate string must be a string such as \"100/minute\"",
+        )
     })?;
     ratethrottle::parse_rate(&text)
         .map(|(limit, window)| (limit, window.as_secs_f64()))

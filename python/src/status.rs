@@ -33,7 +33,8 @@ impl Name {
 /// Fields as in the original: `allowed`, `remaining`, `limit`, `reset_time` (Unix seconds),
 /// `retry_after` (seconds, when denied), `rule_name`, `blocked`, `strategy`. Statuses the engine
 /// returns also know their `verdict`, `window` and the full HTTP header set.
-#[pyclass(module = "ratethrottle._native")]
+// A free list: statuses are made and dropped once per check.
+#[pyclass(module = "ratethrottle._native", freelist = 64)]
 #[derive(Clone, Debug)]
 pub(crate) struct RateThrottleStatus {
     #[pyo3(get, set)]
@@ -66,7 +67,7 @@ fn secs(duration: Duration) -> i64 {
 
 impl RateThrottleStatus {
     /// The status for the engine's answer, numbered as the original reports it.
-    pub(crate) fn from_status(status: Status, strategy: Option<&'static str>) -> Self {
+    pub(crate) fn from_status(status: Status) -> Self {
         let now = clamp(status.checked_at.as_nanos() / 1_000_000_000);
         let verdict = status.verdict;
         let blacklist_retry = status.retry_after.map_or(BLACKLIST_RETRY_SECS, secs);
@@ -78,7 +79,7 @@ impl RateThrottleStatus {
             retry_after: status.retry_after_secs().map(clamp),
             rule_name: Some(Name::Static(status.rule)),
             blocked: status.blocked,
-            strategy: strategy.map(Name::Static),
+            strategy: Some(Name::Static(status.strategy.as_str())),
             native: Some(status),
             failure: None,
         };
@@ -329,7 +330,8 @@ impl RateThrottleStatus {
             self.remaining,
             self.limit,
             self.reset_time,
-            self.retry_after.map_or("None".to_owned(), |r| r.to_string()),
+            self.retry_after
+                .map_or("None".to_owned(), |r| r.to_string()),
             text(self.get_rule_name()),
             py_bool(self.blocked),
             text(self.get_strategy()),

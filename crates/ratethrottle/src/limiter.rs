@@ -546,6 +546,7 @@ fn status_of(rule: &Rule, name: &'static str, outcome: Outcome, now: Nanos) -> S
         reset_after: Duration::ZERO,
         retry_after: None,
         rule: name,
+        strategy: rule.strategy,
         blocked: false,
         verdict: Verdict::Limited,
         checked_at: now,

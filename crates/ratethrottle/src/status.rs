@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::clock::Nanos;
+use crate::rule::Strategy;
 
 /// Why a check was allowed or denied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -72,6 +73,8 @@ pub struct Status {
     pub retry_after: Option<Duration>,
     /// The rule applied, or `"whitelist"` / `"blacklist"` when a list decided.
     pub rule: &'static str,
+    /// The strategy of the rule applied.
+    pub strategy: Strategy,
     /// Whether the client is blocked (temporarily after a violation, or blacklisted).
     pub blocked: bool,
     /// Why the request was allowed or denied.
@@ -263,6 +266,7 @@ mod tests {
             reset_after: Duration::from_millis(59_001),
             retry_after: Some(Duration::from_millis(16_200)),
             rule: "api",
+            strategy: Strategy::default(),
             blocked: false,
             verdict: Verdict::Limited,
             checked_at: Nanos::from_secs(1_700_000_000),

@@ -1,0 +1,68 @@
+"""Shared fixtures: a limiter on a hand-set clock, and a private redis-server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+import ratethrottle as rt
+
+START = 1_700_000_040  # a whole minute, so fixed windows start here
+
+
+@pytest.fixture
+def clock() -> rt.ManualClock:
+    return rt.ManualClock(START)
+
+
+@pytest.fixture
+def core(clock: rt.ManualClock) -> rt.RateThrottleCore:
+    return rt.RateThrottleCore(clock=clock)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A redis-server of the test session's own on a free port. Outside CI the tests that
+    need it are skipped when redis-server is not installed; in CI they must run."""
+    server = shutil.which("redis-server")
+    if server is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is required in CI")
+        pytest.skip("redis-server not installed: Redis tests skipped")
+    port = _free_port()
+    workdir = tempfile.mkdtemp(prefix="rt-py-redis-")
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(250):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            time.sleep(0.02)
+    else:
+        proc.kill()
+        pytest.fail("redis-server did not start")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.kill()
+    proc.wait()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_prefix(request) -> str:
+    """A key prefix of the test's own."""
+    return f"test:{request.node.name}:{time.time_ns()}:"

@@ -1,0 +1,96 @@
+"""Redis: one limit shared exactly by 4 processes, async checks, and Redis down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import ratethrottle as rt
+from ratethrottle import RateThrottleRule
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys, time
+    import ratethrottle as rt
+    url, prefix, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    core = rt.RateThrottleCore(rt.RedisStorage(url, key_prefix=prefix))
+    core.add_rule(rt.RateThrottleRule(name="api", limit=150, window=3600, strategy=sys.argv[4]))
+    while time.time() < start_at:
+        time.sleep(0.001)
+    print(json.dumps(sum(core.check_rate_limit("shared", "api").allowed for _ in range(100))))
+    """
+)
+
+
+@pytest.mark.parametrize("strategy", ["sliding_counter", "token_bucket", "sliding_window"])
+def test_four_processes_share_one_limit_exactly(redis_url, redis_prefix, strategy):
+    start_at = time.time() + 2.0
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, redis_url, redis_prefix, str(start_at), strategy],
+            stdout=subprocess.PIPE, text=True,
+        )
+        for _ in range(4)
+    ]
+    admitted = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sum(admitted) == 150, admitted
+
+
+def test_lists_and_blocks_are_shared_through_redis(redis_url, redis_prefix):
+    one = rt.RateThrottleCore(rt.RedisStorage(redis_url, key_prefix=redis_prefix))
+    two = rt.create_limiter("redis", redis_url, key_prefix=redis_prefix)
+    for core in (one, two):
+        core.add_rule(RateThrottleRule(name="api", limit=1, window=60))
+    one.add_to_blacklist("foe")
+    assert two.is_blacklisted("foe")
+    assert two.check_rate_limit("foe", "api").rule_name == "blacklist"
+    assert one.check_rate_limit("a", "api").allowed
+    denied = two.check_rate_limit("a", "api")
+    # The server's clock decides; the wait rounds up to 300 or 301 s.
+    assert not denied.allowed and denied.retry_after in (300, 301)
+    assert one.storage.health_check()
+    assert one.storage.get_info()["type"] == "redis"
+
+
+def test_async_checks_on_redis_do_not_block_the_loop(redis_url, redis_prefix):
+    core = rt.RateThrottleCore(rt.RedisStorage(redis_url, key_prefix=redis_prefix))
+    core.add_rule(RateThrottleRule(name="api", limit=10, window=60))
+
+    async def main():
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        statuses = await asyncio.gather(*(core.acheck_rate_limit("a", "api") for _ in range(25)))
+        task.cancel()
+        return sum(s.allowed for s in statuses), ticks
+
+    allowed, ticks = asyncio.run(main())
+    assert allowed == 10
+    assert ticks > 0
+
+
+def test_an_unreachable_redis_is_a_clear_error():
+    with pytest.raises(rt.StorageError, match="redis"):
+        rt.RedisStorage("redis://127.0.0.1:1/0", connection_timeout=0.5)
+    with pytest.raises(rt.ConfigurationError, match="Failed to connect to Redis"):
+        rt.create_limiter("redis", "redis://127.0.0.1:1/0", connection_timeout=0.5)
+
+
+def test_a_redis_py_client_is_accepted(redis_url, redis_prefix):
+    redis = pytest.importorskip("redis")
+    core = rt.RateThrottleCore(rt.RedisStorage(redis.from_url(redis_url), key_prefix=redis_prefix))
+    core.add_rule(RateThrottleRule(name="api", limit=1, window=60))
+    assert core.check_rate_limit("a", "api").allowed
