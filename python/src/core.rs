@@ -94,10 +94,10 @@ impl NativeCore {
     /// last call (the cache keeps that object alive, so its address cannot be reused).
     fn rule_name(&self, name: &Bound<'_, PyString>) -> PyResult<CompactString> {
         let mut last = self.last_rule.lock();
-        if let Some((cached, text)) = last.as_ref() {
-            if cached.as_ptr() == name.as_ptr() {
-                return Ok(text.clone());
-            }
+        if let Some((cached, text)) = last.as_ref()
+            && cached.as_ptr() == name.as_ptr()
+        {
+            return Ok(text.clone());
         }
         let text = CompactString::from(name.to_cow()?);
         *last = Some((name.clone().unbind(), text.clone()));

@@ -23,13 +23,12 @@ where
     F::Output: Send,
 {
     let mut future = pin!(future);
-    if at_once {
-        if let Poll::Ready(output) = future
+    if at_once
+        && let Poll::Ready(output) = future
             .as_mut()
             .poll(&mut Context::from_waker(Waker::noop()))
-        {
-            return output;
-        }
+    {
+        return output;
     }
     py.detach(|| runtime().block_on(future))
 }

@@ -12,6 +12,9 @@ const WHITELIST_ALLOWANCE: i64 = 999_999;
 /// What it reports as the wait of a permanently blacklisted identifier (a day).
 const BLACKLIST_RETRY_SECS: i64 = 86_400;
 
+/// A response as Python gets it: `(status_code, [(header, value)], body)`.
+type Response = (u16, Vec<(String, String)>, String);
+
 /// A rule name: the engine's interned names need no copy.
 #[derive(Clone, Debug, PartialEq)]
 enum Name {
@@ -279,7 +282,7 @@ impl RateThrottleStatus {
         identifier: &str,
         style: &str,
         detail: Option<String>,
-    ) -> PyResult<Option<(u16, Vec<(String, String)>, String)>> {
+    ) -> PyResult<Option<Response>> {
         let Some(mut rejection) = self.to_rejection(identifier, header_style(style)?) else {
             return Ok(None);
         };
