@@ -8,7 +8,7 @@ use compact_str::CompactString;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyDict, PyList, PyString};
-use ratethrottle::store::{ListKind, MemoryStore, Store};
+use ratethrottle::store::{MemoryStore, Store};
 use ratethrottle::{Error, Limiter, Rule, RuleError, Scope, Strategy, Violation};
 use ratethrottle_config::ConfiguredStore;
 
@@ -362,23 +362,6 @@ impl NativeCore {
     fn _is_blacklisted(&self, py: Python<'_>, identifier: &str) -> PyResult<bool> {
         self.wait(py, self.limiter.is_blacklisted(identifier))
             .map_err(engine_error)
-    }
-
-    /// The identifiers on a list (`"whitelist"` or `"blacklist"`), from the store.
-    fn _list_entries(&self, py: Python<'_>, list: &str) -> PyResult<Vec<String>> {
-        let kind = match list {
-            "whitelist" => ListKind::Whitelist,
-            "blacklist" => ListKind::Blacklist,
-            other => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "unknown list {other:?}; expected \"whitelist\" or \"blacklist\""
-                )));
-            }
-        };
-        let entries = self
-            .wait(py, self.limiter.list_entries(kind))
-            .map_err(engine_error)?;
-        Ok(entries.into_iter().map(|e| e.identifier).collect())
     }
 
     /// The engine's counters, with the original's `get_metrics()` keys (violations as dicts).
