@@ -33,6 +33,29 @@ HERE = Path(__file__).resolve().parent
 PACKAGE = HERE.parent
 IDENTIFIERS = 1000
 CONTESTANTS = ("ours", "original", "limits")
+#: The original 1.4.0's Redis block check returns `{0, nil}`, which Redis truncates to `{0}`;
+#: the IndexError makes every check a denial (rule_name "error"). "original_fixed" is the
+#: original with that one script corrected, so its Redis path can be timed doing real work.
+FIXED_BLOCK_CHECK = """
+local value = redis.call('GET', KEYS[1])
+if not value then return {0, false} end
+local expiry = tonumber(value) or 0
+if expiry > 0 and expiry <= tonumber(ARGV[1]) then
+    redis.call('DEL', KEYS[1])
+    return {0, false}
+end
+return {1, value}
+"""
+
+
+def fix_original_block_check() -> None:
+    from ratethrottle.storage_backend import RedisStorage
+
+    def check_and_delete_if_expired(self, key):
+        result = self.redis.eval(FIXED_BLOCK_CHECK, 1, self._make_key(key), str(time.time()))
+        return bool(result[0]), self._deserialize(result[1]) if result[1] else None
+
+    RedisStorage.check_and_delete_if_expired = check_and_delete_if_expired
 
 
 # Workers: one contestant, one backend, timed in its own process.
@@ -41,8 +64,11 @@ CONTESTANTS = ("ours", "original", "limits")
 def make_checker(name: str, backend: str, redis_url: str, limit: int, window: int, prefix: str):
     """`(call, first_argument)`: a check is `call(identifier, first_argument)` (or, for
     `limits`, `call(first_argument, identifier)`), returning whether it was allowed."""
-    if name in ("ours", "original"):
+    if name in ("ours", "original", "original_fixed"):
         import ratethrottle as rt
+
+        if name == "original_fixed":
+            fix_original_block_check()
 
         if backend == "memory":
             storage = rt.InMemoryStorage()
@@ -170,7 +196,7 @@ def exactness(name: str, redis_url: str, pythons: dict, processes: int, limit: i
              "--contestant", name, "--backend", "redis", "--redis-url", redis_url,
              "--limit", str(limit), "--requests", str(requests), "--prefix", prefix,
              "--start-at", str(start_at)],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         for _ in range(processes)
     ]
@@ -194,15 +220,17 @@ def driver(args: argparse.Namespace) -> None:
     try:
         for backend in args.backends:
             seconds = args.seconds if backend == "memory" else args.seconds * 2
+            names = CONTESTANTS if backend == "memory" else ("ours", "original_fixed", "limits")
             rounds = []
             for r in range(args.rounds):
-                row = {name: measure(name, backend, seconds, redis_url, pythons) for name in CONTESTANTS}
+                row = {name: measure(name, backend, seconds, redis_url, pythons) for name in names}
                 rounds.append(row)
                 print(f"{backend} round {r + 1}: " + ", ".join(f"{k} {v:,.0f}/s" for k, v in row.items()),
                       file=sys.stderr)
+            original = names[1]
             results[backend] = {
-                "checks_per_sec": {n: statistics.median(r[n] for r in rounds) for n in CONTESTANTS},
-                "ours_vs_original": statistics.median(r["ours"] / r["original"] for r in rounds),
+                "checks_per_sec": {n: statistics.median(r[n] for r in rounds) for n in names},
+                f"ours_vs_{original}": statistics.median(r["ours"] / r[original] for r in rounds),
                 "ours_vs_limits": statistics.median(r["ours"] / r["limits"] for r in rounds),
             }
         if "redis" in args.backends:
@@ -211,7 +239,7 @@ def driver(args: argparse.Namespace) -> None:
                 "limit": args.limit,
                 "requests": args.processes * args.requests,
                 "admitted": {name: exactness(name, redis_url, pythons, args.processes, args.limit, args.requests)
-                             for name in CONTESTANTS},
+                             for name in (*CONTESTANTS, "original_fixed")},
             }
     finally:
         if redis_proc is not None:
@@ -232,7 +260,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="per process, for exactness")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--exactness", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--contestant", choices=CONTESTANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--contestant", choices=(*CONTESTANTS, "original_fixed"), help=argparse.SUPPRESS)
     parser.add_argument("--backend", choices=["memory", "redis"], help=argparse.SUPPRESS)
     parser.add_argument("--prefix", default="", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)

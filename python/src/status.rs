@@ -36,8 +36,7 @@ impl Name {
 /// Fields as in the original: `allowed`, `remaining`, `limit`, `reset_time` (Unix seconds),
 /// `retry_after` (seconds, when denied), `rule_name`, `blocked`, `strategy`. Statuses the engine
 /// returns also know their `verdict`, `window` and the full HTTP header set.
-// A free list: statuses are made and dropped once per check.
-#[pyclass(module = "ratethrottle._native", freelist = 64)]
+#[pyclass(module = "ratethrottle._native")]
 #[derive(Clone, Debug)]
 pub(crate) struct RateThrottleStatus {
     #[pyo3(get, set)]
