@@ -87,20 +87,6 @@ def parse_rate_limit(rate_string: str) -> Tuple[int, int]:
     return limit, int(window)
 
 
-def _header_values(headers: Any, name: str) -> List[str]:
-    """All values of header `name` from a framework's header object or a WSGI environ."""
-    getlist = getattr(headers, "getlist", None) or getattr(headers, "get_all", None)
-    if getlist is not None:
-        values = getlist(name)
-        return [str(v) for v in values] if values else []
-    if isinstance(headers, Mapping):
-        for key in (name, name.title(), "HTTP_" + name.upper().replace("-", "_")):
-            value = headers.get(key)
-            if value:
-                return [str(value)]
-    return []
-
-
 def _peer_of(request: Any) -> Optional[str]:
     """The TCP peer of a Flask/Werkzeug, Django or Starlette request."""
     remote_addr = getattr(request, "remote_addr", None)
@@ -130,11 +116,16 @@ def get_client_ip(
     sending the header itself. IPv6 clients are grouped by their /64. `default` is returned
     when no address is known.
     """
+    from ._http import environ_header_getter, header_getter
+
     resolver = _resolver(tuple(trusted_proxies or ()), header)
-    headers = getattr(request, "headers", None)
-    if headers is None:
-        headers = getattr(request, "META", None) or {}
-    values = _header_values(headers, resolver.header) if resolver.trusts_proxies else []
+    values: List[str] = []
+    if resolver.trusts_proxies:
+        headers = getattr(request, "headers", None)
+        if headers is not None:
+            values = header_getter(headers)(resolver.header)
+        else:
+            values = environ_header_getter(getattr(request, "META", None) or {})(resolver.header)
     return resolver.resolve(_peer_of(request), values, default)
 
 

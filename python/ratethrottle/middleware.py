@@ -374,8 +374,7 @@ class StarletteRateLimitMiddleware:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         path = scope.get("path", "/")
-        if scope["type"] != "http" or not self.guard.rules or path.startswith(self.exempt_paths)\
-                and self.exempt_paths:
+        if scope["type"] != "http" or not self.guard.rules or path.startswith(self.exempt_paths):
             await self.app(scope, receive, send)
             return
         client = scope.get("client")

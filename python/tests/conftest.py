@@ -32,10 +32,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def redis_url():
-    """A redis-server of the test session's own on a free port. Outside CI the tests that
-    need it are skipped when redis-server is not installed; in CI they must run."""
+def start_redis():
+    """`(process, url)` of a new redis-server on a free port. Outside CI the tests that need
+    it are skipped when redis-server is not installed; in CI they must run."""
     server = shutil.which("redis-server")
     if server is None:
         if os.environ.get("CI"):
@@ -50,16 +49,24 @@ def redis_url():
     for _ in range(250):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
+            return proc, f"redis://127.0.0.1:{port}/0"
         except OSError:
             time.sleep(0.02)
-    else:
-        proc.kill()
-        pytest.fail("redis-server did not start")
-    yield f"redis://127.0.0.1:{port}/0"
+    proc.kill()
+    pytest.fail("redis-server did not start")
+
+
+def stop_redis(proc) -> None:
     proc.kill()
     proc.wait()
-    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A redis-server of the test session's own."""
+    proc, url = start_redis()
+    yield url
+    stop_redis(proc)
 
 
 @pytest.fixture

@@ -314,3 +314,17 @@ def test_django_view_decorator(django_settings):
 
     client = Client(REMOTE_ADDR="203.0.113.9")
     assert [client.get("/deco").status_code for _ in range(2)] == [200, 429]
+
+
+def test_get_client_ip_trusts_only_its_proxies():
+    class Request:  # Flask/Werkzeug-like
+        def __init__(self, peer, **headers):
+            self.remote_addr = peer
+            self.headers = headers
+
+    spoofed = Request("203.0.113.7", **{"x-forwarded-for": "1.2.3.4"})
+    assert rt.get_client_ip(spoofed) == "203.0.113.7"
+    proxied = Request("10.0.0.2", **{"x-forwarded-for": "1.2.3.4, 198.51.100.7"})
+    assert rt.get_client_ip(proxied, trusted_proxies=["10.0.0.0/8"]) == "198.51.100.7"
+    assert rt.get_client_ip(Request(None)) == "0.0.0.0"
+    assert rt.get_client_ip(Request("2001:db8:1:2::99")) == "2001:db8:1:2::/64"

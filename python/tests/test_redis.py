@@ -14,6 +14,8 @@ import pytest
 import ratethrottle as rt
 from ratethrottle import RateThrottleRule
 
+from conftest import start_redis, stop_redis
+
 WORKER = textwrap.dedent(
     """
     import json, sys, time
@@ -94,3 +96,18 @@ def test_a_redis_py_client_is_accepted(redis_url, redis_prefix):
     core = rt.RateThrottleCore(rt.RedisStorage(redis.from_url(redis_url), key_prefix=redis_prefix))
     core.add_rule(RateThrottleRule(name="api", limit=1, window=60))
     assert core.check_rate_limit("a", "api").allowed
+
+
+@pytest.mark.parametrize("policy, allowed", [("fail_open", True), ("fail_closed", False)])
+def test_a_redis_that_goes_down_follows_the_fault_policy(policy, allowed):
+    proc, url = start_redis()
+    core = rt.RateThrottleCore(rt.RedisStorage(url, fault_policy=policy, connection_timeout=0.2))
+    core.add_rule(RateThrottleRule(name="api", limit=5, window=60))
+    assert core.check_rate_limit("a", "api").allowed
+    stop_redis(proc)
+    status = core.check_rate_limit("a", "api")
+    assert status.allowed is allowed
+    if not allowed:
+        assert status.rule_name == "storage_error"
+        code, headers, body = status.rejection("a")
+        assert code == 503 and dict(headers)["Retry-After"] == "1"
