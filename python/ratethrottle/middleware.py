@@ -323,10 +323,38 @@ class RateLimitRejected(_rate_limit_rejected_base()):  # type: ignore[misc]
         super().__init__(status_code=code, detail=json.loads(body), headers=dict(headers))
 
 
-# Starlette / any ASGI app
+# Starlette / any ASGI app, and WSGI
 
 
-class StarletteRateLimitMiddleware:
+class _AppMiddleware:
+    """What the ASGI and WSGI middleware share: the wrapped app, the limiter and its guard."""
+
+    def _setup(
+        self,
+        app: Any,
+        storage: Optional[StorageBackend],
+        rules: Sequence[Union[RateThrottleRule, str]],
+        key_func: Optional[Callable[[Any], str]],
+        limiter: Optional[RateThrottleCore],
+        **guard: Any,
+    ) -> None:
+        self.app = app
+        self.limiter = limiter or RateThrottleCore(storage=storage)
+        self.key_func = key_func
+        self.guard = Guard(self.limiter, rules, **guard)
+
+    def _keys(self, request: Any, ip: str, endpoint: str) -> Callable[[str], str]:
+        override = self.key_func(request) if self.key_func is not None else None
+        return self.guard.keys(ip, endpoint, override=override)
+
+
+def _merged(headers: List[Any], extra: List[Any]) -> List[Any]:
+    """`headers` without the names in `extra`, then `extra` (names compared in lower case)."""
+    names = {k.lower() for k, _ in extra}
+    return [(k, v) for k, v in headers if k.lower() not in names] + extra
+
+
+class StarletteRateLimitMiddleware(_AppMiddleware):
     """
     ASGI middleware (Starlette, FastAPI, any ASGI app): every HTTP request is checked
     against `rules` in order.
@@ -360,17 +388,9 @@ class StarletteRateLimitMiddleware:
         headers_enabled: bool = True,
         exempt_paths: Sequence[str] = (),
     ) -> None:
-        self.app = app
-        self.limiter = limiter or RateThrottleCore(storage=storage)
-        self.key_func = key_func
         self.exempt_paths = tuple(exempt_paths)
-        self.guard = Guard(
-            self.limiter,
-            rules or (),
-            trusted_proxies=trusted_proxies,
-            header_style=header_style,
-            headers_enabled=headers_enabled,
-        )
+        self._setup(app, storage, rules or (), key_func, limiter, trusted_proxies=trusted_proxies,
+                    header_style=header_style, headers_enabled=headers_enabled)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         path = scope.get("path", "/")
@@ -379,10 +399,9 @@ class StarletteRateLimitMiddleware:
             return
         client = scope.get("client")
         ip = self.guard.client_ip(client[0] if client else None, asgi_header_getter(scope))
-        override = self.key_func(scope) if self.key_func is not None else None
         method = scope.get("method", "GET")
         route = getattr(scope.get("route"), "path", path)
-        key = self.guard.keys(ip, f"{method} {route}", override=override)
+        key = self._keys(scope, ip, f"{method} {route}")
 
         decision = await self.guard.adecide(key, {"path": path, "method": method})
         if decision.rejection is not None:
@@ -401,9 +420,7 @@ class StarletteRateLimitMiddleware:
 
         async def send_with_headers(message: Dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                names = {k for k, _ in extra}
-                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
-                message = {**message, "headers": kept + extra}
+                message = {**message, "headers": _merged(list(message.get("headers", [])), extra)}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -412,7 +429,7 @@ class StarletteRateLimitMiddleware:
 # WSGI
 
 
-class WSGIRateLimitMiddleware:
+class WSGIRateLimitMiddleware(_AppMiddleware):
     """
     WSGI middleware for any WSGI app (default: 100 requests per minute per client).
 
@@ -438,25 +455,16 @@ class WSGIRateLimitMiddleware:
         header_style: str = "both",
         headers_enabled: bool = True,
     ) -> None:
-        self.app = app
-        self.limiter = limiter or RateThrottleCore(storage=storage)
-        self.key_func = key_func
         if rules is None:
             rules = [RateThrottleRule(name="wsgi_default", limit=100, window=60)]
-        self.guard = Guard(
-            self.limiter,
-            rules,
-            trusted_proxies=trusted_proxies,
-            header_style=header_style,
-            headers_enabled=headers_enabled,
-        )
+        self._setup(app, storage, rules, key_func, limiter, trusted_proxies=trusted_proxies,
+                    header_style=header_style, headers_enabled=headers_enabled)
 
     def __call__(self, environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         ip = self.guard.client_ip(environ.get("REMOTE_ADDR"), environ_header_getter(environ))
-        override = self.key_func(environ) if self.key_func is not None else None
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/")
-        key = self.guard.keys(ip, f"{method} {path}", override=override)
+        key = self._keys(environ, ip, f"{method} {path}")
 
         decision = self.guard.decide(key, {"path": path, "method": method})
         if decision.rejection is not None:
@@ -468,9 +476,7 @@ class WSGIRateLimitMiddleware:
         extra = list(decision.headers)
 
         def start_with_headers(status: str, headers: List[Any], exc_info: Any = None) -> Any:
-            names = {k.lower() for k, _ in extra}
-            kept = [(k, v) for k, v in headers if k.lower() not in names]
-            return start_response(status, kept + extra, exc_info)
+            return start_response(status, _merged(list(headers), extra), exc_info)
 
         return self.app(environ, start_with_headers)
 
@@ -493,6 +499,10 @@ def _django_user(request: Any) -> Optional[str]:
     if user is not None and getattr(user, "is_authenticated", False):
         return str(getattr(user, "pk", None) or getattr(user, "id", ""))
     return None
+
+
+def _django_ip(guard: Guard, request: Any) -> str:
+    return guard.client_ip(request.META.get("REMOTE_ADDR"), environ_header_getter(request.META))
 
 
 def _django_guard(limiter: RateThrottleCore, settings: Any, **overrides: Any) -> Guard:
@@ -552,7 +562,7 @@ class DjangoRateLimitMiddleware:
         rule = self._rule_for_path(request.path)
         if rule is None:
             return self.get_response(request)
-        ip = self.guard.client_ip(request.META.get("REMOTE_ADDR"), environ_header_getter(request.META))
+        ip = _django_ip(self.guard, request)
         user = _django_user(request)
         decision = self.guard.decide(
             self.guard.keys(ip, f"{request.method} {request.path}", user=user),
@@ -601,7 +611,7 @@ def django_ratelimit(
 
         @wraps(view)
         def limited(request: Any, *args: Any, **kwargs: Any) -> Any:
-            ip = guard.client_ip(request.META.get("REMOTE_ADDR"), environ_header_getter(request.META))
+            ip = _django_ip(guard, request)
             if callable(key):
                 identifier = str(key(request))
             elif key == "user":

@@ -2,11 +2,10 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use ratethrottle_config::{Config, ConfigError, ConfiguredStore, EXAMPLE_YAML, Environment};
+use ratethrottle_config::{Config, ConfigError, EXAMPLE_YAML, Environment};
 use serde_yaml_ng::Value;
 
 use crate::errors::Raise;
-use crate::runtime::runtime;
 use crate::store::NativeStore;
 
 fn config_error(error: ConfigError) -> PyErr {
@@ -167,13 +166,6 @@ impl Configuration {
 
     /// Connects the configured store (Redis must answer; the GIL is released meanwhile).
     fn connect_store(&self, py: Python<'_>) -> PyResult<NativeStore> {
-        let storage = &self.config.storage;
-        let store = py
-            .detach(|| runtime().block_on(ConfiguredStore::connect(storage)))
-            .map_err(|e| match e {
-                ConfigError::Store { .. } => Raise::Storage.err(e.to_string()),
-                other => config_error(other),
-            })?;
-        Ok(NativeStore { store })
+        NativeStore::connect_section(py, &self.config.storage)
     }
 }

@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use ratethrottle::store::{ListKind, MemoryStore, Store};
-use ratethrottle_config::{ConfiguredStore, StorageConfig};
+use ratethrottle_config::{ConfigError, ConfiguredStore, StorageConfig};
 
 use crate::errors::Raise;
 use crate::runtime::{runtime, wait};
@@ -13,6 +13,19 @@ use crate::runtime::{runtime, wait};
 #[derive(Debug)]
 pub(crate) struct NativeStore {
     pub(crate) store: ConfiguredStore,
+}
+
+impl NativeStore {
+    /// Sets up the store `storage` describes; connecting to Redis releases the GIL.
+    pub(crate) fn connect_section(py: Python<'_>, storage: &StorageConfig) -> PyResult<Self> {
+        let store = py
+            .detach(|| runtime().block_on(ConfiguredStore::connect(storage)))
+            .map_err(|e| match e {
+                ConfigError::Store { .. } => Raise::Storage.err(e.to_string()),
+                other => Raise::Configuration.err(other.to_string()),
+            })?;
+        Ok(NativeStore { store })
+    }
 }
 
 #[pymethods]
@@ -34,13 +47,7 @@ impl NativeStore {
     fn connect(py: Python<'_>, storage_json: &str) -> PyResult<Self> {
         let storage: StorageConfig = serde_json::from_str(storage_json)
             .map_err(|e| Raise::Configuration.err(format!("storage: {e}")))?;
-        let store = py
-            .detach(|| runtime().block_on(ConfiguredStore::connect(&storage)))
-            .map_err(|e| match e {
-                ratethrottle_config::ConfigError::Store { .. } => Raise::Storage.err(e.to_string()),
-                other => Raise::Configuration.err(other.to_string()),
-            })?;
-        Ok(NativeStore { store })
+        Self::connect_section(py, &storage)
     }
 
     /// `"memory"` or `"redis"`.
