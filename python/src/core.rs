@@ -116,6 +116,22 @@ impl NativeCore {
         RateThrottleStatus::failure("error", now.as_secs())
     }
 
+    /// A check on this thread (the GIL released only while Redis is awaited).
+    fn check_here(
+        slf: &Bound<'_, Self>,
+        identifier: &str,
+        rule_name: &str,
+        metadata: Option<&Bound<'_, PyAny>>,
+        cost: u64,
+    ) -> PyResult<Py<RateThrottleStatus>> {
+        let this = slf.get();
+        if identifier.is_empty() {
+            return Py::new(slf.py(), Self::empty_identifier());
+        }
+        let result = this.wait(slf.py(), this.limiter.check_n(identifier, rule_name, cost));
+        this.answer(slf, identifier, result, metadata)
+    }
+
     fn wait<F>(&self, py: Python<'_>, future: F) -> F::Output
     where
         F: Future + Send,
@@ -252,16 +268,8 @@ impl NativeCore {
         metadata: Option<&Bound<'_, PyAny>>,
         cost: u64,
     ) -> PyResult<Py<RateThrottleStatus>> {
-        let this = slf.get();
-        if identifier.is_empty() {
-            return Py::new(slf.py(), Self::empty_identifier());
-        }
-        let rule_name = this.rule_name(rule_name)?;
-        let result = this.wait(
-            slf.py(),
-            this.limiter.check_n(&identifier, &rule_name, cost),
-        );
-        this.answer(slf, &identifier, result, metadata)
+        let rule_name = slf.get().rule_name(rule_name)?;
+        Self::check_here(slf, &identifier, &rule_name, metadata, cost)
     }
 
     /// `check_rate_limit` as an awaitable. Against memory it is resolved at once; against
@@ -277,13 +285,7 @@ impl NativeCore {
         let py = slf.py();
         let this = slf.get();
         if this.at_once || identifier.is_empty() {
-            let status = Self::check_rate_limit(
-                slf,
-                PyBackedStr::try_from(PyString::new(py, &identifier))?,
-                &PyString::new(py, &rule_name),
-                metadata.as_ref(),
-                cost,
-            )?;
+            let status = Self::check_here(slf, &identifier, &rule_name, metadata.as_ref(), cost)?;
             return Ok(Bound::new(py, Ready::new(status.into_any()))?.into_any());
         }
         let core: Py<Self> = slf.clone().unbind();
