@@ -16,7 +16,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A point in time as whole nanoseconds since the Unix epoch (1970-01-01T00:00:00Z).
@@ -101,21 +101,33 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 ///
 /// Reads the CPU's time-stamp counter (through `quanta`, about 4× cheaper than
 /// [`SystemTime::now`] in a VM) and adds an offset to Unix time that is re-taken from
-/// [`SystemTime::now`] once a second, so it follows the wall clock (and NTP) to within the
-/// counter's drift over one second (microseconds). Where no usable counter exists, `quanta`
-/// falls back to the OS monotonic clock.
+/// [`SystemTime::now`] 10 ms, 100 ms and then every second after start, so it follows the wall
+/// clock (and NTP) to within the counter's drift over one interval. Each re-anchoring also
+/// checks the counter: if it strayed from the wall clock by more than 0.1% of the interval
+/// plus 1 ms — a calibration thrown off by a loaded VM, a wall-clock step — the clock reads
+/// [`SystemTime::now`] from then on. Where no usable counter exists, `quanta` falls back
+/// to the OS monotonic clock.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
-/// How often [`SystemClock`] re-anchors the counter to the wall clock.
+/// The first re-anchoring's interval; each next one is 10× longer, up to [`RESYNC_NANOS`].
+const FIRST_RESYNC_NANOS: u64 = 10_000_000;
+/// How often [`SystemClock`] re-anchors the counter to the wall clock once settled.
 const RESYNC_NANOS: u64 = 1_000_000_000;
+/// How far from the wall clock (beyond 0.1% of the interval) the counter may be found at a
+/// re-anchoring before it is no longer trusted.
+const STRAY_SLACK_NANOS: u64 = 1_000_000;
 
 struct Anchor {
     counter: quanta::Clock,
     /// Wall time minus counter time, in ns (wrapping arithmetic).
     offset: AtomicU64,
+    /// Counter time of the last re-anchoring.
+    last_sync: AtomicU64,
     /// Counter time of the next re-anchoring.
     next_sync: AtomicU64,
+    /// Whether the counter strayed from the wall clock: then the wall clock is read directly.
+    strayed: AtomicBool,
 }
 
 impl Anchor {
@@ -126,23 +138,42 @@ impl Anchor {
 
     fn sync(&self, counter_now: u64) -> u64 {
         let wall = Nanos::from_system_time(SystemTime::now()).as_nanos();
+        let last = self.last_sync.load(Ordering::Relaxed);
+        if last != 0 {
+            let elapsed = counter_now.saturating_sub(last);
+            let predicted = counter_now.wrapping_add(self.offset.load(Ordering::Relaxed));
+            if predicted.abs_diff(wall) > elapsed / 1000 + STRAY_SLACK_NANOS {
+                self.strayed.store(true, Ordering::Relaxed);
+            }
+        }
+        let interval = match self.next_sync.load(Ordering::Relaxed).saturating_sub(last) {
+            0 => FIRST_RESYNC_NANOS,
+            previous => previous.saturating_mul(10).min(RESYNC_NANOS),
+        };
         let offset = wall.wrapping_sub(counter_now);
         self.offset.store(offset, Ordering::Relaxed);
+        self.last_sync.store(counter_now.max(1), Ordering::Relaxed);
         self.next_sync
-            .store(counter_now.saturating_add(RESYNC_NANOS), Ordering::Relaxed);
+            .store(counter_now.saturating_add(interval), Ordering::Relaxed);
         offset
     }
 }
 
-static ANCHOR: std::sync::LazyLock<Anchor> = std::sync::LazyLock::new(|| {
-    let anchor = Anchor {
-        counter: quanta::Clock::new(),
-        offset: AtomicU64::new(0),
-        next_sync: AtomicU64::new(0),
-    };
-    anchor.sync(anchor.counter_nanos());
-    anchor
-});
+impl Anchor {
+    fn new() -> Self {
+        let anchor = Anchor {
+            counter: quanta::Clock::new(),
+            offset: AtomicU64::new(0),
+            last_sync: AtomicU64::new(0),
+            next_sync: AtomicU64::new(0),
+            strayed: AtomicBool::new(false),
+        };
+        anchor.sync(anchor.counter_nanos());
+        anchor
+    }
+}
+
+static ANCHOR: std::sync::LazyLock<Anchor> = std::sync::LazyLock::new(Anchor::new);
 
 impl SystemClock {
     /// Makes sure the time-stamp counter is calibrated (under a millisecond, once per process),
@@ -156,6 +187,9 @@ impl Clock for SystemClock {
     #[inline]
     fn now(&self) -> Nanos {
         let anchor = &*ANCHOR;
+        if anchor.strayed.load(Ordering::Relaxed) {
+            return Nanos::from_system_time(SystemTime::now());
+        }
         let counter = anchor.counter_nanos();
         let offset = if counter >= anchor.next_sync.load(Ordering::Relaxed) {
             anchor.sync(counter)
@@ -261,6 +295,29 @@ mod tests {
             let gap = ours.as_nanos().abs_diff(wall.as_nanos());
             assert!(gap < 50_000_000, "{ours} vs wall {wall}");
         }
+    }
+
+    #[test]
+    fn the_counter_is_re_anchored_sooner_at_first_and_distrusted_when_it_strays() {
+        let anchor = Anchor::new();
+        let first = anchor.last_sync.load(Ordering::Relaxed);
+        assert_eq!(
+            anchor.next_sync.load(Ordering::Relaxed) - first,
+            FIRST_RESYNC_NANOS
+        );
+        anchor.sync(anchor.counter_nanos());
+        assert!(
+            !anchor.strayed.load(Ordering::Relaxed),
+            "an honest counter is kept"
+        );
+        let last = anchor.last_sync.load(Ordering::Relaxed);
+        assert_eq!(
+            anchor.next_sync.load(Ordering::Relaxed) - last,
+            10 * FIRST_RESYNC_NANOS
+        );
+        // A counter that claims 50 ms passed while the wall clock moved far less.
+        anchor.sync(last + 50_000_000);
+        assert!(anchor.strayed.load(Ordering::Relaxed));
     }
 
     #[test]
