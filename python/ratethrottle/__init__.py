@@ -11,6 +11,8 @@ concurrency and across processes sharing Redis.
 
 from ._native import ClientIpResolver, ManualClock
 from ._native import __version__ as __version__
+from .async_core import AsyncRateThrottleCore
+from .async_storage import AsyncInMemoryStorage, AsyncRedisStorage, AsyncStorageBackend
 from .config import ConfigManager
 from .core import RateThrottleCore, RateThrottleRule, RateThrottleStatus, RateThrottleViolation
 from .exceptions import (
@@ -26,7 +28,13 @@ from .exceptions import (
     StorageUnavailableError,
     StrategyNotFoundError,
 )
-from .helpers import create_limiter, get_client_ip, parse_rate, parse_rate_limit
+from .helpers import (
+    create_async_limiter,
+    create_limiter,
+    get_client_ip,
+    parse_rate,
+    parse_rate_limit,
+)
 from .middleware import (
     DjangoRateLimitMiddleware,
     FastAPIRateLimiter,
@@ -38,6 +46,10 @@ from .middleware import (
 from .storage_backend import InMemoryStorage, RedisStorage, StorageBackend
 
 __all__ = [
+    "AsyncInMemoryStorage",
+    "AsyncRateThrottleCore",
+    "AsyncRedisStorage",
+    "AsyncStorageBackend",
     "ClientIpResolver",
     "ConfigManager",
     "ConfigurationError",
@@ -64,6 +76,7 @@ __all__ = [
     "StorageUnavailableError",
     "StrategyNotFoundError",
     "WSGIRateLimitMiddleware",
+    "create_async_limiter",
     "create_limiter",
     "django_ratelimit",
     "get_client_ip",

@@ -5,16 +5,19 @@ Helpers: `create_limiter`, `parse_rate_limit` / `parse_rate` and `get_client_ip`
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Iterable, List, Mapping, Optional, Tuple
 
 from . import _native
 from .core import RateThrottleCore
 from .exceptions import ConfigurationError, StorageError
 from .storage_backend import InMemoryStorage, RedisStorage, StorageBackend
 
+if TYPE_CHECKING:
+    from .async_core import AsyncRateThrottleCore
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["create_limiter", "get_client_ip", "parse_rate", "parse_rate_limit"]
+__all__ = ["create_async_limiter", "create_limiter", "get_client_ip", "parse_rate", "parse_rate_limit"]
 
 
 def create_limiter(
@@ -32,6 +35,11 @@ def create_limiter(
         ConfigurationError: For an unknown storage type, a missing URL or a Redis that does
             not answer
     """
+    return RateThrottleCore(storage=_storage(storage, redis_url, storage_kwargs))
+
+
+def _storage(storage: str, redis_url: Optional[str], storage_kwargs: dict) -> StorageBackend:
+    """The backend `create_limiter` names; ConfigurationError for a bad choice."""
     backend: StorageBackend
     if storage == "memory":
         backend = InMemoryStorage()
@@ -54,7 +62,19 @@ def create_limiter(
         raise ConfigurationError(
             f"Unknown storage type: {storage}. Valid options are: 'memory', 'redis'"
         )
-    return RateThrottleCore(storage=backend)
+    return backend
+
+
+async def create_async_limiter(
+    storage: str = "memory", redis_url: Optional[str] = None, **storage_kwargs: Any
+) -> "AsyncRateThrottleCore":
+    """`create_limiter` for async code: an AsyncRateThrottleCore (connecting off the loop)."""
+    import asyncio
+
+    from .async_core import AsyncRateThrottleCore
+
+    backend = await asyncio.to_thread(_storage, storage, redis_url, storage_kwargs)
+    return AsyncRateThrottleCore(backend)
 
 
 def parse_rate(rate: str) -> Tuple[int, float]:

@@ -283,3 +283,22 @@ def test_custom_storage_backends_are_refused_clearly():
 
     with pytest.raises(rt.ConfigurationError, match="unsupported storage Mine"):
         rt.RateThrottleCore(Mine())
+
+
+def test_the_async_core_keeps_the_originals_coroutines(clock):
+    async def main():
+        core = rt.AsyncRateThrottleCore(clock=clock)
+        core.add_rule(RateThrottleRule(name="api", limit=2, window=60))
+        allowed = [(await core.check_rate_limit("a", "api")).allowed for _ in range(3)]
+        await core.add_to_whitelist("friend")
+        await core.add_to_blacklist("foe", duration=30)
+        lists = (await core.is_whitelisted("friend"), await core.is_blacklisted("foe"))
+        removed = await core.remove_from_blacklist("foe")
+        metrics = await core.get_metrics()
+        await core.reset_metrics()
+        return allowed, lists, removed, metrics["total_requests"], (await core.get_metrics())["total_requests"]
+
+    assert asyncio.run(main()) == ([True, True, False], (True, True), True, 3, 0)
+    assert isinstance(rt.AsyncRateThrottleCore().storage, rt.AsyncInMemoryStorage)
+    limiter = asyncio.run(rt.create_async_limiter())
+    assert isinstance(limiter, rt.AsyncRateThrottleCore)

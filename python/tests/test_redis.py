@@ -111,3 +111,16 @@ def test_a_redis_that_goes_down_follows_the_fault_policy(policy, allowed):
         assert status.rule_name == "storage_error"
         code, headers, body = status.rejection("a")
         assert code == 503 and dict(headers)["Retry-After"] == "1"
+
+
+def test_the_async_core_on_redis(redis_url, redis_prefix):
+    async def main():
+        core = await rt.create_async_limiter("redis", redis_url, key_prefix=redis_prefix)
+        other = rt.AsyncRateThrottleCore(rt.AsyncRedisStorage(redis_url, key_prefix=redis_prefix))
+        core.add_rule(RateThrottleRule(name="api", limit=3, window=60))
+        other.add_rule(RateThrottleRule(name="api", limit=3, window=60))
+        await core.add_to_blacklist("foe")
+        statuses = await asyncio.gather(*(c.check_rate_limit("a", "api") for c in (core, other) * 3))
+        return sum(s.allowed for s in statuses), await other.is_blacklisted("foe"), await other.storage.health_check()
+
+    assert asyncio.run(main()) == (3, True, True)
