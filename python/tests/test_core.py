@@ -302,3 +302,48 @@ def test_the_async_core_keeps_the_originals_coroutines(clock):
     assert isinstance(rt.AsyncRateThrottleCore().storage, rt.AsyncInMemoryStorage)
     limiter = asyncio.run(rt.create_async_limiter())
     assert isinstance(limiter, rt.AsyncRateThrottleCore)
+
+
+def test_leaky_bucket_drains_at_its_rate(core, clock):
+    core.add_rule(RateThrottleRule(name="r", limit=4, window=4, strategy="leaky_bucket", block_duration=0))
+    assert admitted(core, "a", "r", 10) == 4
+    clock.advance(2)
+    assert admitted(core, "a", "r", 10) == 2
+
+
+def test_gcra_spaces_requests_by_the_emission_interval(core, clock):
+    core.add_rule(RateThrottleRule(name="r", limit=10, window=10, strategy="gcra", block_duration=0))
+    assert admitted(core, "a", "r", 20) == 10
+    denied = core.check_rate_limit("a", "r")
+    assert denied.retry_after == 1
+    clock.advance(1)
+    assert admitted(core, "a", "r", 5) == 1
+
+
+def test_sliding_counter_weights_the_previous_window(core, clock):
+    core.add_rule(RateThrottleRule(name="r", limit=10, window=60, block_duration=0))
+    assert admitted(core, "a", "r", 10) == 10
+    clock.advance(90)  # half-way through the next window: half of the previous 10 still count
+    assert admitted(core, "a", "r", 10) == 5
+
+
+def test_blocks_are_per_rule_and_identifier_and_peeks_record_nothing(core):
+    core.add_rule(RateThrottleRule(name="r", limit=1, window=60))
+    core.add_rule(RateThrottleRule(name="s", limit=1, window=60))
+    core.check_rate_limit("a", "r")
+    core.check_rate_limit("a", "r")
+    assert core.check_rate_limit("a", "r").blocked
+    assert core.check_rate_limit("a", "s").allowed
+    assert core.check_rate_limit("b", "r").allowed
+    before = core.get_metrics()["total_violations"]
+    assert not core.peek("b", "r").allowed
+    assert core.get_metrics()["total_violations"] == before
+
+
+def test_replacing_a_rule_keeps_state_only_if_unchanged(core):
+    core.add_rule(RateThrottleRule(name="r", limit=2, window=60))
+    core.check_rate_limit("a", "r")
+    core.add_rule(RateThrottleRule(name="r", limit=2, window=60))
+    assert core.check_rate_limit("a", "r").remaining == 0
+    core.add_rule(RateThrottleRule(name="r", limit=3, window=60))
+    assert core.check_rate_limit("a", "r").remaining == 2
