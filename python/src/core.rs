@@ -13,7 +13,7 @@ use ratethrottle::{Error, Limiter, Rule, RuleError, Scope, Strategy, Violation};
 use ratethrottle_config::ConfiguredStore;
 
 use crate::clock::ManualClock;
-use crate::errors::{Raise, engine_error};
+use crate::errors::{Raise, engine_error, log};
 use crate::runtime::{Ready, wait};
 use crate::status::RateThrottleStatus;
 use crate::store::NativeStore;
@@ -56,14 +56,14 @@ impl NativeCore {
             }
             Err(error @ Error::UnknownRule { .. }) => {
                 self.unknown_rule_checks.fetch_add(1, Ordering::Relaxed);
-                tracing::error!("{error}");
+                log(py, "error", &error.to_string());
                 RateThrottleStatus::failure("unknown_rule", self.now_secs())
             }
             Err(error @ Error::InvalidCost { .. }) => {
                 return Err(pyo3::exceptions::PyValueError::new_err(error.to_string()));
             }
             Err(error) => {
-                tracing::error!("rate limit check failed: {error}");
+                log(py, "error", &format!("rate limit check failed: {error}"));
                 RateThrottleStatus::failure("storage_error", self.now_secs())
             }
         };
@@ -108,8 +108,12 @@ impl NativeCore {
         self.limiter.now().as_nanos() / 1_000_000_000
     }
 
-    fn empty_identifier() -> RateThrottleStatus {
-        tracing::warn!("Empty identifier provided to check_rate_limit");
+    fn empty_identifier(py: Python<'_>) -> RateThrottleStatus {
+        log(
+            py,
+            "warning",
+            "Empty identifier provided to check_rate_limit",
+        );
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -126,7 +130,7 @@ impl NativeCore {
     ) -> PyResult<Py<RateThrottleStatus>> {
         let this = slf.get();
         if identifier.is_empty() {
-            return Py::new(slf.py(), Self::empty_identifier());
+            return Py::new(slf.py(), Self::empty_identifier(slf.py()));
         }
         let result = this.wait(slf.py(), this.limiter.check_n(identifier, rule_name, cost));
         this.answer(slf, identifier, result, metadata)

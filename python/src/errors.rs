@@ -59,3 +59,17 @@ pub(crate) fn engine_error(error: ratethrottle::Error) -> PyErr {
         _ => Raise::Storage.err(error.to_string()),
     }
 }
+
+/// Logs `message` on the `ratethrottle.core` Python logger at `level` (`"error"`,
+/// `"warning"`), as the original logs such events. A failure to log is ignored.
+pub(crate) fn log(py: Python<'_>, level: &str, message: &str) {
+    static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let logger = LOGGER.get_or_try_init(py, || {
+        py.import("logging")?
+            .call_method1("getLogger", ("ratethrottle.core",))
+            .map(Bound::unbind)
+    });
+    if let Ok(logger) = logger {
+        let _ = logger.bind(py).call_method1(level, (message,));
+    }
+}

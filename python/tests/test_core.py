@@ -119,13 +119,15 @@ def test_a_timed_blacklist_expires(core, clock):
     assert core.check_rate_limit("foe", "api").allowed
 
 
-def test_unknown_rules_and_empty_identifiers_are_denied_not_raised(core):
+def test_unknown_rules_and_empty_identifiers_are_denied_not_raised(core, caplog):
     core.add_rule(RateThrottleRule(name="api", limit=5, window=60))
     unknown = core.check_rate_limit("a", "apii")
+    assert 'unknown rule "apii"; known rules: api' in caplog.text
     assert (unknown.allowed, unknown.rule_name, unknown.blocked, unknown.verdict) == (
         False, "unknown_rule", True, "unknown_rule")
     empty = core.check_rate_limit("", "api")
     assert (empty.allowed, empty.rule_name) == (False, "error")
+    assert "Empty identifier" in caplog.text
     with pytest.raises(RuleNotFoundError, match='unknown rule "apii"; known rules: api'):
         core.reset("a", "apii")
     with pytest.raises(RuleNotFoundError):
