@@ -22,13 +22,18 @@ fn duration(seconds: f64) -> PyResult<Duration> {
         .map_err(|_| PyValueError::new_err(format!("{seconds} is not a number of seconds >= 0")))
 }
 
+/// The time `unix_seconds` after the Unix epoch.
+fn unix_time(unix_seconds: f64) -> PyResult<Nanos> {
+    Ok(Nanos::from_nanos(duration(unix_seconds)?.as_nanos() as u64))
+}
+
 #[pymethods]
 impl ManualClock {
     /// A clock at `unix_seconds` (default 1,700,000,000).
     #[new]
     #[pyo3(signature = (unix_seconds = 1_700_000_000.0))]
     fn new(unix_seconds: f64) -> PyResult<Self> {
-        let at = Nanos::from_nanos(duration(unix_seconds)?.as_nanos() as u64);
+        let at = unix_time(unix_seconds)?;
         Ok(ManualClock(ratethrottle::clock::ManualClock::at(at)))
     }
 
@@ -40,8 +45,7 @@ impl ManualClock {
 
     /// Sets the clock to `unix_seconds`.
     fn set(&self, unix_seconds: f64) -> PyResult<()> {
-        self.0
-            .set(Nanos::from_nanos(duration(unix_seconds)?.as_nanos() as u64));
+        self.0.set(unix_time(unix_seconds)?);
         Ok(())
     }
 

@@ -108,16 +108,13 @@ impl NativeCore {
         self.limiter.now().as_nanos() / 1_000_000_000
     }
 
-    fn empty_identifier(py: Python<'_>) -> RateThrottleStatus {
+    fn empty_identifier(&self, py: Python<'_>) -> RateThrottleStatus {
         log(
             py,
             "warning",
             "Empty identifier provided to check_rate_limit",
         );
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        RateThrottleStatus::failure("error", now.as_secs())
+        RateThrottleStatus::failure("error", self.now_secs())
     }
 
     /// A check on this thread (the GIL released only while Redis is awaited).
@@ -130,7 +127,7 @@ impl NativeCore {
     ) -> PyResult<Py<RateThrottleStatus>> {
         let this = slf.get();
         if identifier.is_empty() {
-            return Py::new(slf.py(), Self::empty_identifier(slf.py()));
+            return Py::new(slf.py(), this.empty_identifier(slf.py()));
         }
         let result = this.wait(slf.py(), this.limiter.check_n(identifier, rule_name, cost));
         this.answer(slf, identifier, result, metadata)

@@ -1,7 +1,5 @@
 //! `RateThrottleStatus`: the answer to a check, with the original's fields and methods.
 
-use std::time::Duration;
-
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use ratethrottle::{Status, Verdict};
@@ -63,16 +61,14 @@ fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn secs(duration: Duration) -> i64 {
-    clamp(duration.as_secs() + u64::from(duration.subsec_nanos() > 0))
-}
-
 impl RateThrottleStatus {
     /// The status for the engine's answer, numbered as the original reports it.
     pub(crate) fn from_status(status: Status) -> Self {
         let now = clamp(status.checked_at.as_nanos() / 1_000_000_000);
         let verdict = status.verdict;
-        let blacklist_retry = status.retry_after.map_or(BLACKLIST_RETRY_SECS, secs);
+        let blacklist_retry = status
+            .retry_after_secs()
+            .map_or(BLACKLIST_RETRY_SECS, clamp);
         let mut out = RateThrottleStatus {
             allowed: status.allowed,
             remaining: clamp(status.remaining),
