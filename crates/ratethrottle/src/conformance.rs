@@ -87,6 +87,7 @@ macro_rules! conformance_suite {
             check_n_consumes_its_cost,
             a_denied_large_cost_leaves_room_for_smaller_requests,
             a_cost_above_capacity_or_zero_is_an_error,
+            costs_at_the_integer_edges_never_saturate_into_admission,
             peek_consumes_nothing,
             peek_reports_the_allowance_before_the_request,
             peek_records_no_violation_and_starts_no_block,
@@ -637,6 +638,20 @@ pub mod scenarios {
         clock.advance(Duration::from_secs(24 * 3600));
         for strategy in Strategy::ALL {
             assert_eq!(admitted(&limiter, "i", strategy.as_str(), 4).await, 3);
+        }
+    }
+
+    pub async fn costs_at_the_integer_edges_never_saturate_into_admission<S: Store>(store: S) {
+        let (limiter, _) = setup(store);
+        let cost = (1 << 63) + 1;
+        for strategy in [Strategy::FixedWindow, Strategy::SlidingCounter, Strategy::TokenBucket] {
+            limiter.add_rule(rule(strategy, u64::MAX, 60)).unwrap();
+            let mut allowed = Vec::new();
+            for _ in 0..4 {
+                let status = limiter.check_n("edge", strategy.as_str(), cost).await;
+                allowed.push(status.unwrap().allowed);
+            }
+            assert_eq!(allowed, [true, false, false, false], "{strategy}");
         }
     }
 

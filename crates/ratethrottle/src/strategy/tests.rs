@@ -297,10 +297,51 @@ fn scenario() -> impl proptest::strategy::Strategy<Value = (Strategy, Params, Ve
         })
 }
 
+/// A rule and arrivals at the integer edges: limits, bursts and costs near `u64::MAX` and
+/// `2^63`, where a saturating sum could land exactly on the limit.
+fn edge_scenario() -> impl proptest::strategy::Strategy<Value = (Strategy, Params, Vec<(u64, u64)>)>
+{
+    const EDGES: [u64; 6] = [u64::MAX, u64::MAX - 1, (1 << 63) + 1, 1 << 63, (1 << 63) - 1, 3];
+    let strategies = proptest::sample::select(
+        Strategy::ALL
+            .into_iter()
+            .filter(|s| *s != Strategy::SlidingWindow)
+            .collect::<Vec<_>>(),
+    );
+    let windows = proptest::sample::select(vec![1, MS, SEC, 3_600 * SEC]);
+    (strategies, proptest::sample::select(EDGES.to_vec()), windows)
+        .prop_filter_map("a valid rule", |(strategy, limit, window)| {
+            let rule = Rule::new("edge", limit, Duration::from_nanos(window)).strategy(strategy);
+            rule.validate().ok().map(|()| (strategy, Params::of(&rule)))
+        })
+        .prop_flat_map(|(strategy, p)| {
+            let costs = EDGES
+                .into_iter()
+                .chain([1, p.capacity, p.capacity / 2 + 1])
+                .filter(|&c| c >= 1 && c <= p.capacity)
+                .collect::<Vec<_>>();
+            let arrival = (
+                proptest::sample::select(vec![0, 1, p.window / 2, p.window]),
+                proptest::sample::select(costs),
+            );
+            (
+                Just(strategy),
+                Just(p),
+                proptest::collection::vec(arrival, 1..12),
+            )
+        })
+}
+
 /// Checks that the admissions `(time, cost)` never exceed what `strategy` allows.
 fn assert_within_bounds(strategy: Strategy, p: &Params, admitted: &[(u64, u64)]) {
     let window_of = |t: u64| t - t % p.window;
-    let sum = |from: usize, to: usize| admitted[from..=to].iter().map(|a| a.1).sum::<u64>();
+    // Sums in u128: costs near `u64::MAX` must not wrap in the check itself.
+    let sum = |from: usize, to: usize| {
+        admitted[from..=to]
+            .iter()
+            .map(|a| u128::from(a.1))
+            .sum::<u128>()
+    };
     for j in 0..admitted.len() {
         let (tj, _) = admitted[j];
         match Compact::of(strategy) {
@@ -308,19 +349,19 @@ fn assert_within_bounds(strategy: Strategy, p: &Params, admitted: &[(u64, u64)])
                 // In any span [ti, tj]: cost <= burst + (tj − ti) · limit / window.
                 for (i, &(ti, _)) in admitted[..=j].iter().enumerate() {
                     let span = u128::from(tj - ti);
-                    let lhs = u128::from(sum(i, j)) * u128::from(p.window);
+                    let lhs = sum(i, j) * u128::from(p.window);
                     let rhs =
                         u128::from(p.capacity) * u128::from(p.window) + span * u128::from(p.limit);
                     prop_assert_ok(lhs <= rhs, || format!("{strategy} exceeded at {j}"));
                 }
             }
             None => {
-                let in_window: u64 = admitted[..=j]
+                let in_window: u128 = admitted[..=j]
                     .iter()
                     .filter(|a| a.0 + p.window > tj)
-                    .map(|a| a.1)
+                    .map(|a| u128::from(a.1))
                     .sum();
-                prop_assert_ok(in_window <= p.limit, || format!("log exceeded at {j}"));
+                prop_assert_ok(in_window <= u128::from(p.limit), || format!("log exceeded at {j}"));
             }
             Some(kind) => {
                 let current = window_of(tj);
@@ -328,16 +369,15 @@ fn assert_within_bounds(strategy: Strategy, p: &Params, admitted: &[(u64, u64)])
                     admitted[..=j]
                         .iter()
                         .filter(|a| window_of(a.0) == start)
-                        .map(|a| a.1)
-                        .sum::<u64>()
+                        .map(|a| u128::from(a.1))
+                        .sum::<u128>()
                 };
                 let cur = count_in(current);
-                prop_assert_ok(cur <= p.limit, || format!("{strategy} window over"));
+                prop_assert_ok(cur <= u128::from(p.limit), || format!("{strategy} window over"));
                 if kind == Compact::SlidingCounter && current >= p.window {
                     let prev = count_in(current - p.window);
                     let weight = u128::from(p.window - (tj - current));
-                    let weighted =
-                        u128::from(prev) * weight + u128::from(cur) * u128::from(p.window);
+                    let weighted = prev * weight + cur * u128::from(p.window);
                     prop_assert_ok(
                         weighted <= u128::from(p.limit) * u128::from(p.window),
                         || "weighted count over the limit".to_owned(),
@@ -366,6 +406,22 @@ proptest! {
     /// Over any arrivals and costs, admissions stay within each strategy's bound.
     #[test]
     fn never_admits_more_than_allowed((strategy, p, arrivals) in scenario()) {
+        let mut model = Model::new(strategy);
+        let mut now = T0;
+        let mut admitted = Vec::new();
+        for (gap, cost) in arrivals {
+            now += gap;
+            if model.check(&p, now, cost).allowed {
+                admitted.push((now, cost));
+            }
+        }
+        assert_within_bounds(strategy, &p, &admitted);
+    }
+
+    /// At the integer edges (limit `u64::MAX`, cost `2^63 + 1`, ...) nothing saturates into an
+    /// admission.
+    #[test]
+    fn integer_edges_never_over_admit((strategy, p, arrivals) in edge_scenario()) {
         let mut model = Model::new(strategy);
         let mut now = T0;
         let mut admitted = Vec::new();
@@ -434,4 +490,15 @@ proptest! {
             prop_assert!(!a.allowed || b.allowed);
         }
     }
+}
+
+/// Regression: with a limit of `u64::MAX`, two costs of `2^63 + 1` saturated to exactly the
+/// limit and every later request was admitted.
+#[test]
+fn fixed_window_at_u64_max_is_enforced() {
+    let p = params(Strategy::FixedWindow, u64::MAX, 60, u64::MAX);
+    let mut model = Model::new(Strategy::FixedWindow);
+    let cost = (1 << 63) + 1;
+    let allowed: Vec<bool> = (0..4).map(|_| model.check(&p, T0, cost).allowed).collect();
+    assert_eq!(allowed, [true, false, false, false]);
 }

@@ -27,8 +27,8 @@ pub mod fixed_window {
             (current, 0)
         };
         let end_in = start.saturating_add(params.window).saturating_sub(now);
-        let used = count.saturating_add(cost);
-        if used <= params.limit {
+        // `checked_add`: a saturating sum could land exactly on a limit of `u64::MAX`.
+        if let Some(used) = count.checked_add(cost).filter(|&used| used <= params.limit) {
             let decision = Decision {
                 allowed: true,
                 remaining: params.limit - used,
@@ -128,7 +128,8 @@ pub mod sliding_counter {
         let window = u128::from(params.window);
         // Later in this window, as the previous window's weight fades:
         // prev · (window − e) <= (limit − cur − cost) · window.
-        if let Some(room) = params.limit.checked_sub(cur.saturating_add(cost)) {
+        let room = cur.checked_add(cost).and_then(|n| params.limit.checked_sub(n));
+        if let Some(room) = room {
             if prev > 0 {
                 let span = div_wide(u128::from(room) * window, prev);
                 if span < window {
