@@ -473,6 +473,8 @@ pub mod scenarios {
             let violation = limiter.check("v", name).await.unwrap();
             assert_eq!(violation.verdict, Verdict::Limited);
             assert_eq!(violation.retry_after, Some(secs(300)), "{strategy}");
+            // The reset is never earlier than the retry time of a denial.
+            assert_eq!(violation.reset_after, secs(300), "{strategy}");
             clock.advance(secs(100));
             let blocked = limiter.check("v", name).await.unwrap();
             assert!(blocked.blocked && !blocked.allowed, "{strategy}");

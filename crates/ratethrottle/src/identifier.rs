@@ -49,6 +49,27 @@ fn digest_identifier(identifier: &str) -> String {
     key
 }
 
+/// How many characters of an untrusted value (a rate string, a rule name asked for) error
+/// messages and logs repeat; the rest is summarized by its length.
+pub const MAX_ECHO_CHARS: usize = 64;
+
+/// `text` as error messages and logs may repeat it: whole when it has at most
+/// [`MAX_ECHO_CHARS`] characters, otherwise its first ones, `…` and its length in bytes — so a
+/// 10 MB input never makes a 10 MB message.
+///
+/// ```
+/// use ratethrottle::identifier::elide;
+///
+/// assert_eq!(elide("api"), "api");
+/// assert_eq!(elide(&"x".repeat(1000)), format!("{}… (1000 bytes)", "x".repeat(64)));
+/// ```
+pub fn elide(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        None => Cow::Borrowed(text),
+        Some((cut, _)) => Cow::Owned(format!("{}… ({} bytes)", &text[..cut], text.len())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

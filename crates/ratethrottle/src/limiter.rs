@@ -587,6 +587,11 @@ fn status_of(rule: &Rule, name: &'static str, outcome: Outcome, now: Nanos) -> S
             status.retry_after = decision
                 .retry_after
                 .map(|retry| Duration::from_nanos(retry).max(block));
+            // The full allowance cannot return before the client may retry.
+            status.reset_after = status
+                .reset_after
+                .max(block)
+                .max(status.retry_after.unwrap_or_default());
         }
     }
     status
@@ -596,7 +601,7 @@ fn unknown_rule(rules: &RuleTable, rule: &str) -> Error {
     let mut known: Vec<String> = rules.iter().map(|e| e.name().to_owned()).collect();
     known.sort();
     Error::UnknownRule {
-        rule: rule.to_owned(),
+        rule: crate::identifier::elide(rule).into_owned(),
         known,
     }
 }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::clock::duration_to_nanos;
+use crate::identifier::elide;
 
 /// The longest window or refill span a rule may have: 100 years. Beyond it nanosecond arithmetic
 /// would approach the limits of `u64` time.
@@ -30,6 +31,14 @@ pub enum RuleError {
     NameTooLong {
         /// The name's length in bytes.
         len: usize,
+    },
+    /// The rule name contains a control character (a newline, NUL, ...).
+    #[error(
+        "rule name {name:?} contains a control character; use printable characters such as \"api\" or \"login-v2\""
+    )]
+    NameHasControl {
+        /// The name, escaped and elided.
+        name: String,
     },
     /// `limit` is zero.
     #[error("rule {rule:?}: limit must be at least 1 (use the blacklist to deny everything)")]
@@ -97,7 +106,8 @@ pub enum RuleError {
     },
 }
 
-/// The algorithm a rule uses to decide. See `docs/strategies` in the README for the semantics.
+/// The algorithm a rule uses to decide. The crate README's *Strategies* section gives each one's
+/// admission rule, state and `reset_after`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Strategy {
@@ -171,7 +181,7 @@ impl FromStr for Strategy {
             "sliding_counter" | "sliding_window_counter" => Strategy::SlidingCounter,
             _ => {
                 return Err(RuleError::UnknownStrategy {
-                    input: input.to_owned(),
+                    input: elide(input).into_owned(),
                 });
             }
         };
@@ -225,7 +235,7 @@ impl FromStr for Scope {
             "endpoint" => Ok(Scope::Endpoint),
             "global" => Ok(Scope::Global),
             _ => Err(RuleError::UnknownScope {
-                input: input.to_owned(),
+                input: elide(input).into_owned(),
             }),
         }
     }
@@ -285,7 +295,19 @@ impl Rule {
     pub const DEFAULT_BLOCK_DURATION: Duration = Duration::from_secs(300);
 
     /// A rule admitting `limit` requests per `window`, with the defaults: sliding_counter,
-    /// burst = limit, scope ip, block 300 s.
+    /// burst = limit, scope ip, and **a 300 s block after a violation** (as in the original
+    /// library): a client that exceeds a "10/minute" rule is refused for five minutes. Add
+    /// `.block_duration(Duration::ZERO)` to only limit, never block.
+    ///
+    /// ```
+    /// use ratethrottle::Rule;
+    /// use std::time::Duration;
+    ///
+    /// let rule = Rule::new("api", 10, Duration::from_secs(60));
+    /// assert_eq!(rule.block_duration, Duration::from_secs(300));
+    /// let no_block = rule.block_duration(Duration::ZERO);
+    /// assert_eq!(no_block.block_duration, Duration::ZERO);
+    /// ```
     pub fn new(name: impl Into<String>, limit: u64, window: Duration) -> Self {
         Rule {
             name: name.into(),
@@ -298,7 +320,8 @@ impl Rule {
         }
     }
 
-    /// A rule from a rate string such as `"100/minute"` (see [`parse_rate`]).
+    /// A rule from a rate string such as `"100/minute"` (see [`parse_rate`]), with the defaults
+    /// of [`Rule::new`] — including the 300 s block after a violation.
     pub fn from_rate(name: impl Into<String>, rate: &str) -> Result<Self, RuleError> {
         let (limit, window) = parse_rate(rate)?;
         Ok(Rule::new(name, limit, window))
@@ -353,6 +376,11 @@ impl Rule {
                 len: self.name.len(),
             });
         }
+        if self.name.chars().any(char::is_control) {
+            return Err(RuleError::NameHasControl {
+                name: elide(&self.name).into_owned(),
+            });
+        }
         if self.limit == 0 {
             return Err(RuleError::ZeroLimit { rule: rule() });
         }
@@ -402,7 +430,7 @@ impl Rule {
 /// ```
 pub fn parse_rate(input: &str) -> Result<(u64, Duration), RuleError> {
     let fail = |reason: &str| RuleError::InvalidRate {
-        input: input.to_owned(),
+        input: elide(input).into_owned(),
         reason: reason.to_owned(),
     };
     let text = input.trim().to_ascii_lowercase();
@@ -417,11 +445,26 @@ pub fn parse_rate(input: &str) -> Result<(u64, Duration), RuleError> {
     if count.is_empty() {
         return Err(fail("missing the count before the unit"));
     }
-    let limit: u64 = count
-        .parse()
-        .map_err(|_| fail(&format!("count {count:?} is not a whole number")))?;
+    let limit: u64 = count.parse().map_err(|_| {
+        // The original's sentence first, then what is wrong with this count.
+        let digits = count.strip_prefix(['-', '+']).unwrap_or(count);
+        let reason = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            if count.starts_with('-') {
+                format!("Limit must be positive: count {} is negative", elide(count))
+            } else {
+                format!(
+                    "Limit must be positive: count {} is too large (at most {})",
+                    elide(count),
+                    u64::MAX
+                )
+            }
+        } else {
+            format!("count {:?} is not a whole number", elide(count))
+        };
+        fail(&reason)
+    })?;
     if limit == 0 {
-        return Err(fail("count must be at least 1"));
+        return Err(fail("Limit must be positive: count must be at least 1"));
     }
     let period = period.trim();
     let digits = period
@@ -433,7 +476,7 @@ pub fn parse_rate(input: &str) -> Result<(u64, Duration), RuleError> {
     } else {
         multiple
             .parse()
-            .map_err(|_| fail(&format!("multiple {multiple:?} is too large")))?
+            .map_err(|_| fail(&format!("multiple {:?} is too large", elide(multiple))))?
     };
     if multiple == 0 {
         return Err(fail("the multiple before the unit must be at least 1"));
@@ -447,7 +490,7 @@ pub fn parse_rate(input: &str) -> Result<(u64, Duration), RuleError> {
         "d" | "day" | "days" => 86_400_000_000_000,
         "w" | "wk" | "week" | "weeks" => 604_800_000_000_000,
         "" => return Err(fail("missing the time unit")),
-        other => return Err(fail(&format!("unknown time unit {other:?}"))),
+        other => return Err(fail(&format!("unknown time unit {:?}", elide(other)))),
     };
     let window = multiple
         .checked_mul(unit_nanos)
@@ -503,7 +546,11 @@ mod tests {
             ("/minute", "missing the count"),
             ("abc/minute", "not a whole number"),
             ("0/minute", "at least 1"),
-            ("-5/minute", "not a whole number"),
+            ("-5/minute", "Limit must be positive: count -5 is negative"),
+            (
+                "18446744073709551616/second",
+                "Limit must be positive: count 18446744073709551616 is too large",
+            ),
             ("100/", "missing the time unit"),
             ("100/0s", "multiple before the unit must be at least 1"),
             ("100/99999999999999999999s", "too large"),
@@ -561,7 +608,22 @@ mod tests {
             Rule::new("x".repeat(200), 1, secs(1)).validate(),
             Err(RuleError::NameTooLong { len: 200 })
         ));
+        for name in ["api\nX-Injected: 1", "a\0b", "tab\there"] {
+            let error = Rule::new(name, 1, secs(1)).validate().unwrap_err();
+            assert!(matches!(error, RuleError::NameHasControl { .. }), "{name:?}");
+            assert!(!error.to_string().contains('\n'), "{error}");
+        }
         assert!(base.validate().is_ok());
+    }
+
+    #[test]
+    fn huge_inputs_are_elided_in_messages() {
+        let rate = format!("1/{}", "x".repeat(10_000_000));
+        let message = parse_rate(&rate).unwrap_err().to_string();
+        assert!(message.len() < 1_000, "{} bytes", message.len());
+        assert!(message.contains("(10000002 bytes)"), "{message}");
+        let strategy = "y".repeat(1_000_000).parse::<Strategy>().unwrap_err();
+        assert!(strategy.to_string().len() < 1_000);
     }
 
     #[test]
