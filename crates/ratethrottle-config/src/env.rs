@@ -1,9 +1,10 @@
 //! The environment: `${VAR}` / `${VAR:-default}` interpolation in the file, and the `RT_*`
 //! variables that override it.
 
+use ratethrottle::identifier::elide;
 use std::collections::BTreeMap;
 
-use crate::error::{ConfigError, Location, did_you_mean};
+use crate::error::{ConfigError, did_you_mean};
 use crate::schema::{Config, LogLevel, StorageKind};
 use crate::values::{MASK, RedisUrl, Seconds, Secret, parse_bool};
 
@@ -53,92 +54,53 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Environment {
     }
 }
 
-/// Replaces `${VAR}` and `${VAR:-default}` in `text` (outside comments); `$${` is a literal
-/// `${`. A variable that is not set and has no default is an error at its position.
-pub(crate) fn interpolate(
-    text: &str,
-    origin: &str,
-    env: &Environment,
-) -> Result<String, ConfigError> {
-    let mut out = String::with_capacity(text.len());
-    for (number, line) in text.split_inclusive('\n').enumerate() {
-        let comment = comment_start(line);
-        let (body, tail) = line.split_at(comment);
-        let mut rest = body;
-        while let Some(start) = rest.find("${") {
-            if rest[..start].ends_with('$') {
-                out.push_str(&rest[..start - 1]);
-                out.push_str("${");
-                rest = &rest[start + 2..];
-                continue;
-            }
-            out.push_str(&rest[..start]);
-            let column = body.len() - rest.len() + start + 1;
-            let at = |message: String| {
-                ConfigError::invalid(
-                    origin,
-                    Some(Location {
-                        line: number + 1,
-                        column,
-                    }),
-                    message,
-                )
-            };
-            let Some(end) = rest[start..].find('}') else {
-                return Err(at(
-                    "unclosed \"${\": write ${VAR} or ${VAR:-default}".to_owned()
+/// Replaces `${VAR}` and `${VAR:-default}` in one scalar's `value`; `$${` is a literal `${`.
+/// Returns the new value and the variables used. A variable that is not set and has no default
+/// is an error naming it.
+pub(crate) fn substitute(value: &str, env: &Environment) -> Result<(String, Vec<String>), String> {
+    let mut out = String::with_capacity(value.len());
+    let mut names = Vec::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        if rest[..start].ends_with('$') {
+            out.push_str(&rest[..start - 1]);
+            out.push_str("${");
+            rest = &rest[start + 2..];
+            continue;
+        }
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            return Err("unclosed \"${\": write ${VAR} or ${VAR:-default}".to_owned());
+        };
+        let inner = &rest[start + 2..start + end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (inner, None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "invalid variable name {:?} in \"${{{}}}\"",
+                elide(name),
+                elide(inner)
+            ));
+        }
+        let value = match (env.get(name), default) {
+            (Some(value), None) => value,
+            (Some(value), Some(_)) if !value.is_empty() => value,
+            (_, Some(default)) => default,
+            (None, None) => {
+                return Err(format!(
+                    "environment variable {name} is not set (referenced as ${{{name}}}; \
+                     write ${{{name}:-default}} for a fallback)"
                 ));
-            };
-            let inner = &rest[start + 2..start + end];
-            let (name, default) = match inner.split_once(":-") {
-                Some((name, default)) => (name, Some(default)),
-                None => (inner, None),
-            };
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(at(format!(
-                    "invalid variable name {name:?} in \"${{{inner}}}\""
-                )));
             }
-            let value = match (env.get(name), default) {
-                (Some(value), None) => value,
-                (Some(value), Some(_)) if !value.is_empty() => value,
-                (_, Some(default)) => default,
-                (None, None) => {
-                    return Err(at(format!(
-                        "environment variable {name} is not set (referenced as ${{{name}}}; \
-                         write ${{{name}:-default}} for a fallback)"
-                    )));
-                }
-            };
-            if value.contains('\n') {
-                return Err(at(format!(
-                    "environment variable {name} holds a line break, which cannot be interpolated"
-                )));
-            }
-            out.push_str(value);
-            rest = &rest[start + end + 1..];
-        }
-        out.push_str(rest);
-        out.push_str(tail);
+        };
+        out.push_str(value);
+        names.push(name.to_owned());
+        rest = &rest[start + end + 1..];
     }
-    Ok(out)
-}
-
-/// Where a YAML comment starts in `line` (a `#` at the start or after whitespace, outside
-/// quotes), or the line's length.
-fn comment_start(line: &str) -> usize {
-    let mut quote = None;
-    let mut previous = ' ';
-    for (i, c) in line.char_indices() {
-        match (quote, c) {
-            (None, '"' | '\'') => quote = Some(c),
-            (Some(q), c) if c == q => quote = None,
-            (None, '#') if previous.is_whitespace() => return i,
-            _ => {}
-        }
-        previous = c;
-    }
-    line.len()
+    out.push_str(rest);
+    Ok((out, names))
 }
 
 /// One `RT_*` variable: its name, whether its value is a secret, and how it applies.
@@ -182,6 +144,9 @@ const OVERRIDES: &[Override] = &[
         secret: true,
         apply: |c, v| {
             url::Url::parse(v).map_err(|e| format!("expected a redis:// URL ({e})"))?;
+            ratethrottle_redis::RedisConfig::new(v)
+                .check()
+                .map_err(|e| e.to_string())?;
             c.storage.url = Some(RedisUrl::new(v));
             Ok(())
         },
@@ -198,7 +163,11 @@ const OVERRIDES: &[Override] = &[
         name: "RT_REDIS_PORT",
         secret: false,
         apply: |c, v| {
-            c.storage.port = Some(number(v, "a port number (1-65535)")?);
+            let port = number(v, "a port number (1-65535)")?;
+            if port == 0 {
+                return Err("expected a port number (1-65535)".to_owned());
+            }
+            c.storage.port = Some(port);
             Ok(())
         },
     },
@@ -341,7 +310,7 @@ const OVERRIDES: &[Override] = &[
 ];
 
 /// `RT_*` variables read elsewhere (by the command line) or by tools, not by the schema.
-const OTHER_KNOWN: &[&str] = &["RT_CONFIG"];
+const OTHER_KNOWN: &[&str] = &["RT_CONFIG", crate::guard::LoadLimits::MAX_BYTES_VARIABLE];
 
 /// The names of the `RT_*` variables that override the file, in the order they apply.
 pub fn override_names() -> impl Iterator<Item = &'static str> {
@@ -389,35 +358,27 @@ mod tests {
     }
 
     #[test]
-    fn interpolates_variables_and_defaults() {
-        let text = "url: redis://${HOST}:${PORT:-6379}/0\nx: ${EMPTY:-fallback} $${literal}\n";
-        assert_eq!(
-            interpolate(text, "f.yaml", &env()).unwrap(),
-            "url: redis://redis.internal:6379/0\nx: fallback ${literal}\n"
-        );
+    fn substitutes_variables_and_defaults() {
+        let (value, names) = substitute(
+            "redis://${HOST}:${PORT:-6379}/0 ${EMPTY:-fallback} $${literal}",
+            &env(),
+        )
+        .unwrap();
+        assert_eq!(value, "redis://redis.internal:6379/0 fallback ${literal}");
+        assert_eq!(names, ["HOST", "PORT", "EMPTY"]);
     }
 
     #[test]
-    fn leaves_comments_alone() {
-        let text = "a: 1 # ${NOT_SET}\n# ${ALSO_NOT_SET}\nb: \"#${HOST}\"\n";
+    fn a_missing_variable_is_an_error_naming_it() {
         assert_eq!(
-            interpolate(text, "f.yaml", &env()).unwrap(),
-            "a: 1 # ${NOT_SET}\n# ${ALSO_NOT_SET}\nb: \"#redis.internal\"\n"
-        );
-    }
-
-    #[test]
-    fn a_missing_variable_is_an_error_at_its_place() {
-        let error = interpolate("a: 1\nb: x${MISSING}\n", "f.yaml", &env()).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "f.yaml:2:5: environment variable MISSING is not set (referenced as ${MISSING}; \
+            substitute("x${MISSING}", &env()).unwrap_err(),
+            "environment variable MISSING is not set (referenced as ${MISSING}; \
              write ${MISSING:-default} for a fallback)"
         );
-        let error = interpolate("b: ${OPEN\n", "f.yaml", &env()).unwrap_err();
         assert!(
-            error.to_string().starts_with("f.yaml:1:4: unclosed"),
-            "{error}"
+            substitute("${OPEN", &env())
+                .unwrap_err()
+                .starts_with("unclosed")
         );
     }
 }

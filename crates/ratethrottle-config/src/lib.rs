@@ -41,6 +41,7 @@
 
 mod env;
 mod error;
+mod guard;
 mod locate;
 mod reload;
 mod schema;
@@ -58,6 +59,7 @@ use ratethrottle_redis::telemetry::Telemetry;
 
 pub use env::{Environment, override_names};
 pub use error::{ConfigError, Location};
+pub use guard::LoadLimits;
 pub use reload::{ConfigWatcher, ReloadStatus};
 pub use schema::{
     AdaptiveConfig, AlertThresholds, AlertingConfig, BlacklistEntry, ClusterConfig, Config,
@@ -79,14 +81,45 @@ impl Config {
         Config::load_with_env(path, &Environment::from_process())
     }
 
-    /// Reads `path` with the variables of `env`.
+    /// Reads `path` with the variables of `env` (and the file size limit of
+    /// `RT_CONFIG_MAX_BYTES`, default 1 MiB).
     pub fn load_with_env(path: impl AsRef<Path>, env: &Environment) -> Result<Config, ConfigError> {
+        Config::load_with_limits(path, env, &LoadLimits::from_env(env)?)
+    }
+
+    /// Reads `path` with the variables of `env` under `limits` (file size, nesting, aliases).
+    /// Reading stops one byte past the size limit, so `/dev/zero` is refused, not read.
+    pub fn load_with_limits(
+        path: impl AsRef<Path>,
+        env: &Environment,
+        limits: &LoadLimits,
+    ) -> Result<Config, ConfigError> {
+        use std::io::Read;
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let origin = path.display().to_string();
+        let read_error = |source| ConfigError::Read {
             path: path.to_owned(),
             source,
-        })?;
-        Config::from_yaml(&text, &path.display().to_string(), env)
+        };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        let mut bytes = Vec::new();
+        let cap = u64::try_from(limits.max_bytes)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        file.take(cap).read_to_end(&mut bytes).map_err(read_error)?;
+        if bytes.len() > limits.max_bytes {
+            return Err(ConfigError::invalid(
+                &origin,
+                None,
+                format!(
+                    "the file is larger than {} bytes, the limit (set {} to allow more)",
+                    limits.max_bytes,
+                    LoadLimits::MAX_BYTES_VARIABLE
+                ),
+            ));
+        }
+        let text = guard::decode(bytes, &origin)?;
+        Config::from_yaml_with_limits(&text, &origin, env, limits)
     }
 
     /// The built-in example ([`EXAMPLE_YAML`]) with the `RT_*` variables of `env` applied.
@@ -94,15 +127,37 @@ impl Config {
         Config::from_yaml(EXAMPLE_YAML, "<builtin>", env)
     }
 
-    /// Parses `text` (from `origin`, used in messages): interpolates `${VAR}`, reads the YAML,
-    /// applies the `RT_*` variables of `env` and validates the result.
+    /// Parses `text` (from `origin`, used in messages) under the default [`LoadLimits`]:
+    /// substitutes `${VAR}`, reads the YAML, applies the `RT_*` variables of `env` and
+    /// validates the result.
     pub fn from_yaml(text: &str, origin: &str, env: &Environment) -> Result<Config, ConfigError> {
-        let text = env::interpolate(text, origin, env)?;
+        Config::from_yaml_with_limits(text, origin, env, &LoadLimits::default())
+    }
+
+    /// [`Config::from_yaml`] under `limits`.
+    pub fn from_yaml_with_limits(
+        text: &str,
+        origin: &str,
+        env: &Environment,
+        limits: &LoadLimits,
+    ) -> Result<Config, ConfigError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let (text, substitutions) = guard::prepare(text, origin, env, limits)?;
         let has_content = text
             .lines()
             .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#') && l.trim() != "---");
         let mut config: Config = if has_content {
-            serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::from_yaml(origin, &e))?
+            serde_yaml_ng::from_str(&text).map_err(|e| {
+                let mut error = ConfigError::from_yaml(origin, &e);
+                if let ConfigError::Invalid {
+                    location, message, ..
+                } = &mut error
+                    && let Some(note) = substitutions.note_for(*location)
+                {
+                    message.push_str(&note);
+                }
+                error
+            })?
         } else {
             Config::default()
         };
@@ -110,7 +165,8 @@ impl Config {
             // `ddos_protection` may be spelled `ddos` in the file.
             let location = locate::locate(&text, path)
                 .or_else(|| locate::locate(&text, &path.replacen("ddos_protection", "ddos", 1)));
-            ConfigError::invalid(origin, location, message)
+            let note = substitutions.note_for(location).unwrap_or_default();
+            ConfigError::invalid(origin, location, message + &note)
         };
         config.merge_nested_redis().map_err(|(p, m)| fail(p, m))?;
         env::apply_overrides(&mut config, env)?;
@@ -326,6 +382,25 @@ impl Config {
                     "storage.cluster".into(),
                     "storage.cluster.nodes must list at least one node".into(),
                 );
+            }
+            if storage.port == Some(0) {
+                return at(
+                    "storage.port".into(),
+                    "storage.port must be a port number (1-65535), got 0".into(),
+                );
+            }
+            let addresses = storage.redis_config().and_then(|config| {
+                config
+                    .check()
+                    .map_err(|e| ConfigError::invalid("storage", None, e.to_string()))
+            });
+            if let Err(ConfigError::Invalid { message, .. }) = addresses {
+                let path = match (&storage.sentinel, &storage.cluster) {
+                    (Some(_), _) => "storage.sentinel",
+                    (_, Some(_)) => "storage.cluster",
+                    _ => "storage.url",
+                };
+                return at(path.into(), format!("storage: {message}"));
             }
             if storage.timeout.is_some_and(|t| t.0.is_zero()) {
                 return at(

@@ -60,11 +60,11 @@ fn the_originals_file_shapes_are_accepted() {
 fn broken_yaml_names_file_line_and_column() {
     assert_eq!(
         error("rules:\n  - name: api\n    limit: \"5\n"),
-        "test.yaml:4:1: found unexpected end of stream, while scanning a quoted scalar at line 3 column 12"
+        "test.yaml:3:12: while scanning a quoted scalar, found unexpected end of stream"
     );
     let message = error("rules:\n\t- name: a\n");
     assert!(
-        message.starts_with("test.yaml:2:1: found character that cannot start any token"),
+        message.starts_with("test.yaml:2:2: tabs disallowed"),
         "{message}"
     );
 }
@@ -371,4 +371,110 @@ fn blacklist_entries_take_two_forms() {
         message.ends_with("(did you mean `identifier`?)"),
         "{message}"
     );
+}
+
+/// Issue 15 (9): a variable's value is one scalar, never YAML syntax, typed by the schema.
+#[test]
+fn substituted_variables_are_taken_exactly_as_given() {
+    let yaml =
+        "storage:\n  type: redis\n  key_prefix: ${PFX}\n  port: ${PORT}\n  password: ${PW}\n";
+    let env = Environment::empty()
+        .with("PFX", "abc #def")
+        .with("PORT", "6390")
+        .with("PW", "!!binary aGVsbG8=");
+    let config = Config::from_yaml(yaml, "test.yaml", &env).unwrap();
+    assert_eq!(config.storage.key_prefix, "abc #def");
+    assert_eq!(config.storage.port, Some(6390));
+    assert_eq!(config.storage.password.expose(), "!!binary aGVsbG8=");
+    for value in ["*x", "@x", "[1, 2]", "{a: 1}", "&anchor", "- item", "'q'"] {
+        let env = env.clone().with("PFX", value);
+        let config = Config::from_yaml(yaml, "test.yaml", &env).unwrap();
+        assert_eq!(config.storage.key_prefix, value);
+    }
+    // A value of the wrong type is an error that names the variable.
+    let env = env.with("PORT", "not a port");
+    let message = Config::from_yaml(yaml, "test.yaml", &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("test.yaml:4:9: storage.port: invalid type"),
+        "{message}"
+    );
+    assert!(message.ends_with("(the value of ${PORT})"), "{message}");
+}
+
+/// Issue 15 (1, 2, 15): aliases, nesting and repeated keys are refused before serde runs.
+#[test]
+fn hostile_yaml_is_refused_quickly() {
+    let anchored = "x".repeat(1_000_000);
+    let bomb = format!(
+        "a: &a {anchored}\nwhitelist: [{}]\n",
+        vec!["*a"; 2000].join(", ")
+    );
+    let started = std::time::Instant::now();
+    assert!(error(&bomb).contains("alias bomb"));
+    let deep = format!("whitelist: {}{}\n", "[".repeat(80_000), "]".repeat(80_000));
+    assert!(error(&deep).contains("collections nest too deeply"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let headers = "alerting:\n  webhook:\n    headers:\n      X-Key: a\n      X-Key: b\n";
+    assert_eq!(
+        error(headers),
+        "test.yaml:5:7: duplicate key `X-Key`; each key may appear once in a mapping"
+    );
+    assert!(
+        error("rules:\n  - name: api\n    limit: 100\n   window: 60\n").starts_with("test.yaml:4:")
+    );
+    assert!(error("rules:\n  - name: \"a\\nb\"\n    rate: 1/s\n").contains("control character"));
+}
+
+/// Issue 15 (3, 14): files are read up to the size limit, and must be UTF-8.
+#[test]
+fn files_are_read_within_limits_and_as_utf8() {
+    let env = Environment::empty();
+    let message = Config::load_with_env("/dev/zero", &env)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("larger than 1048576 bytes"), "{message}");
+    let env = env.with("RT_CONFIG_MAX_BYTES", "10");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, "rules: []\n# more than ten bytes\n").unwrap();
+    let message = Config::load_with_env(&path, &env).unwrap_err().to_string();
+    assert!(message.contains("larger than 10 bytes"), "{message}");
+    let utf16: Vec<u8> = "rules: []\n"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    std::fs::write(&path, utf16).unwrap();
+    let message = Config::load_with_env(&path, &Environment::empty())
+        .unwrap_err()
+        .to_string();
+    assert!(message.ends_with("the file is UTF-16 encoded; expected UTF-8 (save it as UTF-8)"));
+}
+
+/// Issue 15 (10): every storage address is checked when the file is loaded.
+#[test]
+fn storage_addresses_are_validated_at_load() {
+    for url in ["http://x", "mongodb://u:pw@h/x"] {
+        let message = error(&format!("storage:\n  type: redis\n  url: {url}\n"));
+        assert!(
+            message.starts_with("test.yaml:3:3: storage: invalid Redis URL"),
+            "{message}"
+        );
+        assert!(!message.contains("pw"), "{message}");
+    }
+    let env = Environment::empty().with("RT_REDIS_PORT", "0");
+    let message = Config::from_yaml("", "t", &env).unwrap_err().to_string();
+    assert!(message.contains("RT_REDIS_PORT"), "{message}");
+    let env = Environment::empty().with("RT_REDIS_URL", "http://x");
+    let message = Config::from_yaml("", "t", &env).unwrap_err().to_string();
+    assert!(
+        message.contains("RT_REDIS_URL") && message.contains("scheme"),
+        "{message}"
+    );
+    assert!(error("storage:\n  type: redis\n  port: 0\n").contains("1-65535"));
 }

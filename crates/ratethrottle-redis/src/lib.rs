@@ -160,6 +160,38 @@ impl RedisConfig {
         }
     }
 
+    /// Checks that every address parses as a Redis URL, without connecting: the scheme must
+    /// be `redis://`, `rediss://` (TLS) or `unix://`.
+    pub fn check(&self) -> Result<(), StoreError> {
+        use redis::IntoConnectionInfo;
+        let urls: Vec<&String> = if self.sentinel_master.is_some() {
+            self.sentinel_nodes.iter().collect()
+        } else if !self.cluster_nodes.is_empty() {
+            self.cluster_nodes.iter().collect()
+        } else {
+            vec![&self.url]
+        };
+        for url in urls {
+            let invalid = |why: String| {
+                StoreError::new(
+                    StoreErrorKind::Protocol,
+                    format!("invalid Redis URL {:?}: {why}", redact(url)),
+                )
+            };
+            let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+            if !matches!(scheme, Some("redis" | "rediss" | "unix" | "redis+unix")) {
+                return Err(invalid(
+                    "the scheme must be redis://, rediss:// (TLS) or unix://; write redis://host:6379/0"
+                        .to_owned(),
+                ));
+            }
+            url.as_str()
+                .into_connection_info()
+                .map_err(|e| invalid(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// Sets what checks answer while Redis is failing.
     #[must_use]
     pub fn fault_policy(mut self, policy: FaultPolicy) -> Self {

@@ -646,7 +646,11 @@ pub mod scenarios {
     pub async fn costs_at_the_integer_edges_never_saturate_into_admission<S: Store>(store: S) {
         let (limiter, _) = setup(store);
         let cost = (1 << 63) + 1;
-        for strategy in [Strategy::FixedWindow, Strategy::SlidingCounter, Strategy::TokenBucket] {
+        for strategy in [
+            Strategy::FixedWindow,
+            Strategy::SlidingCounter,
+            Strategy::TokenBucket,
+        ] {
             limiter.add_rule(rule(strategy, u64::MAX, 60)).unwrap();
             let mut allowed = Vec::new();
             for _ in 0..4 {

@@ -610,7 +610,10 @@ mod tests {
         ));
         for name in ["api\nX-Injected: 1", "a\0b", "tab\there"] {
             let error = Rule::new(name, 1, secs(1)).validate().unwrap_err();
-            assert!(matches!(error, RuleError::NameHasControl { .. }), "{name:?}");
+            assert!(
+                matches!(error, RuleError::NameHasControl { .. }),
+                "{name:?}"
+            );
             assert!(!error.to_string().contains('\n'), "{error}");
         }
         assert!(base.validate().is_ok());

@@ -301,7 +301,14 @@ fn scenario() -> impl proptest::strategy::Strategy<Value = (Strategy, Params, Ve
 /// `2^63`, where a saturating sum could land exactly on the limit.
 fn edge_scenario() -> impl proptest::strategy::Strategy<Value = (Strategy, Params, Vec<(u64, u64)>)>
 {
-    const EDGES: [u64; 6] = [u64::MAX, u64::MAX - 1, (1 << 63) + 1, 1 << 63, (1 << 63) - 1, 3];
+    const EDGES: [u64; 6] = [
+        u64::MAX,
+        u64::MAX - 1,
+        (1 << 63) + 1,
+        1 << 63,
+        (1 << 63) - 1,
+        3,
+    ];
     let strategies = proptest::sample::select(
         Strategy::ALL
             .into_iter()
@@ -309,7 +316,11 @@ fn edge_scenario() -> impl proptest::strategy::Strategy<Value = (Strategy, Param
             .collect::<Vec<_>>(),
     );
     let windows = proptest::sample::select(vec![1, MS, SEC, 3_600 * SEC]);
-    (strategies, proptest::sample::select(EDGES.to_vec()), windows)
+    (
+        strategies,
+        proptest::sample::select(EDGES.to_vec()),
+        windows,
+    )
         .prop_filter_map("a valid rule", |(strategy, limit, window)| {
             let rule = Rule::new("edge", limit, Duration::from_nanos(window)).strategy(strategy);
             rule.validate().ok().map(|()| (strategy, Params::of(&rule)))
@@ -361,7 +372,9 @@ fn assert_within_bounds(strategy: Strategy, p: &Params, admitted: &[(u64, u64)])
                     .filter(|a| a.0 + p.window > tj)
                     .map(|a| u128::from(a.1))
                     .sum();
-                prop_assert_ok(in_window <= u128::from(p.limit), || format!("log exceeded at {j}"));
+                prop_assert_ok(in_window <= u128::from(p.limit), || {
+                    format!("log exceeded at {j}")
+                });
             }
             Some(kind) => {
                 let current = window_of(tj);
@@ -373,7 +386,9 @@ fn assert_within_bounds(strategy: Strategy, p: &Params, admitted: &[(u64, u64)])
                         .sum::<u128>()
                 };
                 let cur = count_in(current);
-                prop_assert_ok(cur <= u128::from(p.limit), || format!("{strategy} window over"));
+                prop_assert_ok(cur <= u128::from(p.limit), || {
+                    format!("{strategy} window over")
+                });
                 if kind == Compact::SlidingCounter && current >= p.window {
                     let prev = count_in(current - p.window);
                     let weight = u128::from(p.window - (tj - current));

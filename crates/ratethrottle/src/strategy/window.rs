@@ -128,7 +128,9 @@ pub mod sliding_counter {
         let window = u128::from(params.window);
         // Later in this window, as the previous window's weight fades:
         // prev · (window − e) <= (limit − cur − cost) · window.
-        let room = cur.checked_add(cost).and_then(|n| params.limit.checked_sub(n));
+        let room = cur
+            .checked_add(cost)
+            .and_then(|n| params.limit.checked_sub(n));
         if let Some(room) = room {
             if prev > 0 {
                 let span = div_wide(u128::from(room) * window, prev);
