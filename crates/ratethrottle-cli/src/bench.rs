@@ -1,5 +1,6 @@
 //! `ratethrottle bench`: check throughput on the configured store, with a progress bar.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,6 +31,37 @@ pub(crate) struct BenchArgs {
     duration: f64,
 }
 
+/// Roughly what one key costs in the memory store (cell, identifier, table slot).
+const BYTES_PER_KEY: u64 = 160;
+
+/// Refuses a `--keys` the memory store could not hold in half the available memory.
+fn check_memory(config: &Config, keys: u64) -> Outcome {
+    if config.storage.kind != ratethrottle_config::StorageKind::Memory {
+        return Ok(());
+    }
+    let Some(available) = available_memory() else {
+        return Ok(());
+    };
+    let needed = keys.saturating_mul(BYTES_PER_KEY);
+    if needed > available / 2 {
+        return Err(usage(anyhow::anyhow!(
+            "--keys {keys} would need about {} MiB in the memory store, more than half of the {} MiB available; use at most {} keys",
+            needed >> 20,
+            available >> 20,
+            available / 2 / BYTES_PER_KEY
+        )));
+    }
+    Ok(())
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes (Linux; `None` elsewhere).
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
 pub(crate) async fn run(config: &Config, args: &BenchArgs, format: Format) -> Outcome {
     let duration = Duration::try_from_secs_f64(args.duration)
         .ok()
@@ -39,6 +71,7 @@ pub(crate) async fn run(config: &Config, args: &BenchArgs, format: Format) -> Ou
                 "--duration must be above 0 and at most 3600 seconds"
             ))
         })?;
+    check_memory(config, args.keys)?;
     let limiter = config.build_limiter().await?;
     // Its own rule name, so a shared store's real rules are not touched.
     let rule_name = format!("ratethrottle-bench-{}", std::process::id());
@@ -46,7 +79,6 @@ pub(crate) async fn run(config: &Config, args: &BenchArgs, format: Format) -> Ou
         .strategy(args.strategy)
         .block_duration(Duration::ZERO);
     limiter.add_rule(rule).map_err(usage)?;
-    let ids: Arc<Vec<String>> = Arc::new((0..args.keys).map(|k| format!("bench-{k}")).collect());
     let (checks, allowed, errors) = (
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
@@ -56,7 +88,7 @@ pub(crate) async fn run(config: &Config, args: &BenchArgs, format: Format) -> Ou
     let started = Instant::now();
     let workers: Vec<_> = (0..args.threads)
         .map(|worker| {
-            let (limiter, ids, rule) = (limiter.clone(), Arc::clone(&ids), rule_name.clone());
+            let (limiter, keys, rule) = (limiter.clone(), args.keys, rule_name.clone());
             let (checks, allowed, errors, stop) = (
                 checks.clone(),
                 allowed.clone(),
@@ -64,11 +96,15 @@ pub(crate) async fn run(config: &Config, args: &BenchArgs, format: Format) -> Ou
                 stop.clone(),
             );
             tokio::spawn(async move {
-                let mut k = worker as usize;
+                let mut k = worker % keys;
+                // Identifiers are written into one buffer as they are needed: none are stored.
+                let mut id = String::with_capacity(32);
                 while !stop.load(Ordering::Relaxed) {
                     for _ in 0..256 {
-                        k = (k + 7919) % ids.len();
-                        match limiter.check(&ids[k], &rule).await {
+                        k = ((u128::from(k) + 7919) % u128::from(keys)) as u64;
+                        id.clear();
+                        let _ = write!(id, "bench-{k}");
+                        match limiter.check(&id, &rule).await {
                             Ok(status) => {
                                 allowed.fetch_add(u64::from(status.allowed), Ordering::Relaxed);
                             }
@@ -119,8 +155,8 @@ pub(crate) async fn run(config: &Config, args: &BenchArgs, format: Format) -> Ou
             "keys": args.keys, "threads": args.threads, "seconds": elapsed.as_secs_f64(),
             "checks": checks, "checks_per_second": per_second,
             "ns_per_check_per_thread": ns_per_check, "allowed": allowed, "errors": errors,
-        })),
-        Format::Table => print!(
+        }))?,
+        Format::Table => out!(
             "{}",
             table(
                 &[

@@ -58,14 +58,14 @@ pub(crate) fn run(config: &Config, command: &ConfigCommand, format: Format) -> O
             let defaults_config = Config::default();
             let shown = if *defaults { &defaults_config } else { config };
             match format {
-                Format::Json => print_json(&serde_json::to_value(shown)?),
-                Format::Table => print!("{}", shown.to_yaml()),
+                Format::Json => print_json(&serde_json::to_value(shown)?)?,
+                Format::Table => out!("{}", shown.to_yaml()),
             }
             Ok(())
         }
         ConfigCommand::Validate { .. } => {
             // The --config file (or the built-in one) was valid, or we would not be here.
-            report_valid(config, "the configuration", format);
+            report_valid(config, "the configuration", format)?;
             Ok(())
         }
         ConfigCommand::Export { file, force } => {
@@ -92,21 +92,20 @@ fn validate(file: &Path, format: Format) -> Outcome {
             for warning in &config.warnings {
                 eprintln!("warning: {warning}");
             }
-            report_valid(&config, &file.display().to_string(), format);
-            Ok(())
+            report_valid(&config, &file.display().to_string(), format)
         }
         Err(error) => {
             if format == Format::Json {
                 print_json(&json!({"valid": false, "error": error.to_string(),
                     "line": error.location().map(|l| l.line),
-                    "column": error.location().map(|l| l.column)}));
+                    "column": error.location().map(|l| l.column)}))?;
             }
             Err(usage(error))
         }
     }
 }
 
-fn report_valid(config: &Config, what: &str, format: Format) {
+fn report_valid(config: &Config, what: &str, format: Format) -> Outcome {
     let names: Vec<&str> = config.rules.iter().map(|r| r.name.as_str()).collect();
     match format {
         Format::Json => print_json(&json!({
@@ -114,14 +113,15 @@ fn report_valid(config: &Config, what: &str, format: Format) {
             "rules": names,
             "storage": config.storage.kind.to_string(),
             "warnings": config.warnings,
-        })),
-        Format::Table => println!(
+        }))?,
+        Format::Table => outln!(
             "{what} is valid: {} rule(s) ({}), storage {}",
             names.len(),
             names.join(", "),
             config.storage.kind
         ),
     }
+    Ok(())
 }
 
 fn write_new(file: &Path, text: &str, force: bool) -> Outcome {

@@ -4,11 +4,12 @@
 //! Exit codes: 0 ok; 1 a request was denied or a check failed (e.g. Redis unreachable);
 //! 2 usage or configuration error.
 
+#[macro_use]
+mod output;
 mod bench;
 mod config_cmd;
 mod manage;
 mod monitor;
-mod output;
 mod report;
 mod run_test;
 
@@ -79,6 +80,8 @@ pub(crate) enum Failure {
     Failed(anyhow::Error),
     /// Exit 1 with nothing more to say (the output already said it).
     Denied,
+    /// Standard output was closed by its reader (`| head -1`): end quietly, exit 0.
+    Closed,
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
@@ -122,18 +125,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = runtime.block_on(run(&cli));
+    let outcome = runtime
+        .block_on(run(&cli))
+        .and_then(|()| output::flush_out());
     // Background tasks (telemetry, a demo load) end with the runtime.
     runtime.shutdown_background();
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Denied) => ExitCode::from(1),
+        Ok(()) | Err(Failure::Closed) => ExitCode::SUCCESS,
+        Err(Failure::Denied) => match output::flush_out() {
+            Err(Failure::Failed(error)) => {
+                eprintln!("error: {}", output::error_chain(&error));
+                ExitCode::from(1)
+            }
+            _ => ExitCode::from(1),
+        },
         Err(Failure::Failed(error)) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", output::error_chain(&error));
             ExitCode::from(1)
         }
         Err(Failure::Usage(error)) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", output::error_chain(&error));
             ExitCode::from(2)
         }
     }

@@ -80,7 +80,7 @@ pub(crate) async fn run(config: &Config, args: &ManageArgs, format: Format) -> O
                 }
             }
             .context("could not change the list")?;
-            println!("added {id:?} to the {list}");
+            outln!("added {id:?} to the {list}");
         }
         Action::Remove => {
             let id = needs_id()?;
@@ -90,9 +90,9 @@ pub(crate) async fn run(config: &Config, args: &ManageArgs, format: Format) -> O
             }
             .context("could not change the list")?;
             if removed {
-                println!("removed {id:?} from the {list}");
+                outln!("removed {id:?} from the {list}");
             } else {
-                println!("{id:?} was not on the {list}");
+                outln!("{id:?} was not on the {list}");
             }
         }
         Action::List => {
@@ -111,14 +111,14 @@ pub(crate) async fn run(config: &Config, args: &ManageArgs, format: Format) -> O
                         "identifier": e.identifier,
                         "expires_in": left(e).map(|d| d.as_secs_f64()),
                     })).collect::<Vec<_>>(),
-                })),
+                }))?,
                 Format::Table => {
                     let rows: Vec<Vec<String>> = entries
                         .iter()
                         .map(|e| vec![e.identifier.clone(), duration(left(e))])
                         .collect();
-                    print!("{}", table(&["identifier", "expires_in"], &rows));
-                    println!(
+                    out!("{}", table(&["identifier", "expires_in"], &rows));
+                    outln!(
                         "{} entr{} on the {list}",
                         rows.len(),
                         if rows.len() == 1 { "y" } else { "ies" }

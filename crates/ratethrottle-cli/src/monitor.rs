@@ -112,7 +112,7 @@ pub(crate) async fn run(config: &Config, path: Option<&Path>, args: &MonitorArgs
             tokio::time::sleep(interval).await;
             source.refresh(&mut model).await;
         }
-        print!("{}", render_text(&model, 110, 34));
+        out!("{}", render_text(&model, 110, 34));
         return Ok(());
     }
     if !std::io::stdout().is_terminal() {

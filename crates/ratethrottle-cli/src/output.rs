@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::Failure;
+
 /// How read commands print.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Format {
@@ -44,12 +46,68 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Writes to standard output. A reader that went away (`| head -1`) ends the command quietly
+/// ([`Failure::Closed`]); any other failure (a full disk) is an error naming standard output.
+pub(crate) fn write_out(text: std::fmt::Arguments<'_>) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(text).map_err(stdout_failure)
+}
+
+/// Flushes standard output (at the end of a command), with [`write_out`]'s errors.
+pub(crate) fn flush_out() -> Result<(), Failure> {
+    use std::io::Write;
+    std::io::stdout().lock().flush().map_err(stdout_failure)
+}
+
+fn stdout_failure(error: std::io::Error) -> Failure {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        Failure::Closed
+    } else {
+        Failure::Failed(anyhow::anyhow!("cannot write to standard output: {error}"))
+    }
+}
+
+/// `print!` through [`write_out`]: returns the failure with `?`.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!($($arg)*))?
+    };
+}
+
+/// `println!` through [`write_out`]: returns the failure with `?`.
+macro_rules! outln {
+    () => {
+        $crate::output::write_out(format_args!("\n"))?
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
 /// Prints `value` as pretty JSON.
-pub(crate) fn print_json(value: &serde_json::Value) {
-    println!(
+pub(crate) fn print_json(value: &serde_json::Value) -> Result<(), Failure> {
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     );
+    Ok(())
+}
+
+/// An error and its causes on one line, each cause once: layers that repeat their source's
+/// message in their own are not repeated again.
+pub(crate) fn error_chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&message);
+        }
+    }
+    text
 }
 
 /// `1.5s`, `250ms`, `2m 30s`, or `-` for none.
@@ -89,6 +147,19 @@ mod tests {
         assert_eq!(
             table(&["rule", "allowed"], &rows),
             "rule    allowed\napi          10\nsearch     1500\n"
+        );
+    }
+
+    #[test]
+    fn error_chains_name_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("redis at h:1 unreachable: {0}")]
+        struct Store(#[source] std::io::Error);
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = anyhow::Error::new(Store(io)).context("cannot set up the redis store");
+        assert_eq!(
+            error_chain(&error),
+            "cannot set up the redis store: redis at h:1 unreachable: refused"
         );
     }
 

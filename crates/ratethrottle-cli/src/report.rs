@@ -76,10 +76,10 @@ pub(crate) async fn metrics(config: &Config, args: &MetricsArgs, format: Format)
         )));
     }
     match format {
-        Format::Json => print_json(&Value::Object(summary_json(&fleet, &rules))),
+        Format::Json => print_json(&Value::Object(summary_json(&fleet, &rules)))?,
         Format::Table => {
             if args.rule.is_none() {
-                println!(
+                outln!(
                     "total {}  allowed {}  denied {}  block rate {}  violations {}  processes reporting {}\n",
                     fleet.total(),
                     fleet.allowed,
@@ -89,7 +89,7 @@ pub(crate) async fn metrics(config: &Config, args: &MetricsArgs, format: Format)
                     fleet.processes.len()
                 );
             }
-            print!("{}", rules_table(&rules));
+            out!("{}", rules_table(&rules));
         }
     }
     Ok(())
@@ -129,9 +129,9 @@ pub(crate) async fn stats(config: &Config, args: &StatsArgs, format: Format) -> 
         .context("could not read the fleet's statistics")?;
     let report = report_json(&fleet);
     match format {
-        Format::Json => print_json(&report),
+        Format::Json => print_json(&report)?,
         Format::Table => {
-            println!(
+            outln!(
                 "total {}  allowed {}  denied {}  block rate {}  violations {}\n",
                 fleet.total(),
                 fleet.allowed,
@@ -139,15 +139,15 @@ pub(crate) async fn stats(config: &Config, args: &StatsArgs, format: Format) -> 
                 percent(fleet.block_rate()),
                 fleet.violations
             );
-            print!("{}", rules_table(&fleet.rules.iter().collect::<Vec<_>>()));
-            println!("\ntop limited identifiers (last 5 minutes):");
+            out!("{}", rules_table(&fleet.rules.iter().collect::<Vec<_>>()));
+            outln!("\ntop limited identifiers (last 5 minutes):");
             let top: Vec<Vec<String>> = fleet
                 .top_limited
                 .iter()
                 .take(10)
                 .map(|(id, n)| vec![id.clone(), n.to_string()])
                 .collect();
-            print!("{}", table(&["identifier", "violations"], &top));
+            out!("{}", table(&["identifier", "violations"], &top));
         }
     }
     if let Some(path) = &args.export {

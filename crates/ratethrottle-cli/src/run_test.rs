@@ -7,7 +7,7 @@ use ratethrottle::store::Store;
 use ratethrottle_config::Config;
 use serde_json::json;
 
-use crate::output::{Format, duration, percent, print_json, table};
+use crate::output::{Format, duration, percent};
 use crate::{Failure, Outcome, usage};
 
 /// Arguments of `ratethrottle test`.
@@ -30,13 +30,20 @@ pub(crate) struct TestArgs {
     pub(crate) cost: u64,
 }
 
+/// The longest `--delay` between requests: one day.
+const MAX_DELAY: Duration = Duration::from_secs(86_400);
+
 pub(crate) async fn run(config: &Config, args: &TestArgs, format: Format) -> Outcome {
-    let delay = Duration::try_from_secs_f64(args.delay).map_err(|_| {
-        usage(anyhow::anyhow!(
-            "--delay {} must be 0 or more seconds",
-            args.delay
-        ))
-    })?;
+    let delay = Duration::try_from_secs_f64(args.delay)
+        .ok()
+        .filter(|d| *d <= MAX_DELAY)
+        .ok_or_else(|| {
+            usage(anyhow::anyhow!(
+                "--delay must be from 0 to {} seconds, got {}",
+                MAX_DELAY.as_secs(),
+                args.delay
+            ))
+        })?;
     if !config.global.enabled {
         eprintln!(
             "note: global.enabled is false: adapters let every request through; testing the rule anyway"
@@ -56,7 +63,7 @@ pub(crate) async fn run(config: &Config, args: &TestArgs, format: Format) -> Out
         )));
     };
     if format == Format::Table {
-        println!(
+        outln!(
             "rule {}: {} per {:?}, {}, burst {}, scope {}, block {} ({} store)",
             rule.name,
             rule.limit,
@@ -71,7 +78,7 @@ pub(crate) async fn run(config: &Config, args: &TestArgs, format: Format) -> Out
             },
             limiter.store().kind()
         );
-        println!(
+        outln!(
             "{} requests from {:?}, cost {}, {} apart\n",
             args.requests,
             args.identifier,
@@ -79,22 +86,72 @@ pub(crate) async fn run(config: &Config, args: &TestArgs, format: Format) -> Out
             duration(Some(delay))
         );
     }
-    let mut decisions = Vec::new();
+    // Each decision is printed as it is made (nothing is collected), so a long run holds no
+    // memory and Ctrl-C keeps what was printed.
+    let widths = [
+        args.requests.to_string().len().max(1),
+        8,
+        rule.capacity().to_string().len().max("remaining".len()),
+    ];
+    match format {
+        Format::Json => out!(
+            "{{\"rule\":{},\"identifier\":{},\"store\":{},\"requests\":[",
+            json!(rule.name),
+            json!(args.identifier),
+            json!(limiter.store().kind())
+        ),
+        Format::Table => outln!(
+            "{:>w0$}  {:<w1$}  {:>w2$}  retry_after",
+            "#",
+            "decision",
+            "remaining",
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        ),
+    }
     let (mut allowed, mut denied) = (0u64, 0u64);
     for n in 1..=args.requests {
         if n > 1 && !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        let status = limiter
+        let s = limiter
             .check_n(&args.identifier, &args.rule, args.cost)
             .await
             .context("the check failed")?;
-        if status.allowed {
+        if s.allowed {
             allowed += 1;
         } else {
             denied += 1;
         }
-        decisions.push((n, status));
+        match format {
+            Format::Json => out!(
+                "{}\n{}",
+                if n == 1 { "" } else { "," },
+                json!({
+                    "request": n,
+                    "allowed": s.allowed,
+                    "blocked": s.blocked,
+                    "remaining": s.remaining,
+                    "limit": s.limit,
+                    "retry_after": s.retry_after.map(|d| d.as_secs_f64()),
+                    "reset_after": s.reset_after.as_secs_f64(),
+                })
+            ),
+            Format::Table => outln!(
+                "{n:>w0$}  {:<w1$}  {:>w2$}  {}",
+                match (s.allowed, s.blocked) {
+                    (true, _) => "allowed",
+                    (false, true) => "BLOCKED",
+                    (false, false) => "DENIED",
+                },
+                s.remaining,
+                duration(s.retry_after),
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            ),
+        }
     }
     let next = limiter
         .peek(&args.identifier, &args.rule)
@@ -106,51 +163,18 @@ pub(crate) async fn run(config: &Config, args: &TestArgs, format: Format) -> Out
         eprintln!("warning: could not publish the counts to Redis: {error}");
     }
     match format {
-        Format::Json => print_json(&json!({
-            "rule": rule.name,
-            "identifier": args.identifier,
-            "store": limiter.store().kind(),
-            "requests": decisions.iter().map(|(n, s)| json!({
-                "request": n,
-                "allowed": s.allowed,
-                "blocked": s.blocked,
-                "remaining": s.remaining,
-                "limit": s.limit,
-                "retry_after": s.retry_after.map(|d| d.as_secs_f64()),
-                "reset_after": s.reset_after.as_secs_f64(),
-            })).collect::<Vec<_>>(),
-            "allowed": allowed,
-            "denied": denied,
-            "next_allowed": next.allowed,
-            "next_retry_after": next.retry_after.map(|d| d.as_secs_f64()),
-        })),
+        Format::Json => outln!(
+            "\n],\"allowed\":{allowed},\"denied\":{denied},\"next_allowed\":{},\"next_retry_after\":{}}}",
+            next.allowed,
+            json!(next.retry_after.map(|d| d.as_secs_f64()))
+        ),
         Format::Table => {
-            let rows: Vec<Vec<String>> = decisions
-                .iter()
-                .map(|(n, s)| {
-                    vec![
-                        n.to_string(),
-                        match (s.allowed, s.blocked) {
-                            (true, _) => "allowed",
-                            (false, true) => "BLOCKED",
-                            (false, false) => "DENIED",
-                        }
-                        .to_owned(),
-                        s.remaining.to_string(),
-                        duration(s.retry_after),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                table(&["#", "decision", "remaining", "retry_after"], &rows)
-            );
             let next_text = if next.allowed {
                 format!("allowed ({} remaining)", next.remaining)
             } else {
                 format!("denied, retry after {}", duration(next.retry_after))
             };
-            println!(
+            outln!(
                 "\nsummary: {allowed} allowed, {denied} denied ({} denied); next request: {next_text}",
                 percent(100.0 * denied as f64 / args.requests as f64)
             );

@@ -305,3 +305,94 @@ fn bench_measures_and_reports_json() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// Issue 15 (5, 7): rows stream as they are decided, and a reader that goes away ends the
+/// command quietly (exit 0, nothing on stderr) instead of a panic.
+#[test]
+fn rows_stream_and_a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    let binary = assert_cmd::cargo::cargo_bin("ratethrottle");
+    for format in ["table", "json"] {
+        let mut child = std::process::Command::new(&binary)
+            .args([
+                "test",
+                "--rule",
+                "api",
+                "--requests",
+                "1000000",
+                "--format",
+                format,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        for _ in 0..5 {
+            lines.next().unwrap().unwrap();
+        }
+        drop(lines);
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{format}");
+        assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
+    }
+}
+
+/// Issue 15 (7): a full disk is a clear error with exit 1.
+#[test]
+fn a_full_disk_is_a_clear_error() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        eprintln!("skipped: no /dev/full here");
+        return;
+    };
+    let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("ratethrottle"))
+        .args(["config", "show"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("error: cannot write to standard output: No space left"),
+        "{stderr}"
+    );
+}
+
+/// Issue 15 (4, 14): numbers that cannot work are refused with a message that says why.
+#[test]
+fn impossible_numbers_are_refused_clearly() {
+    let output = ratethrottle()
+        .args(["bench", "--keys", "1000000000000"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("would need about"),
+        "{}",
+        text(&output.stderr)
+    );
+    let output = ratethrottle()
+        .args(["test", "--rule", "api", "--delay", "1e30"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "error: --delay must be from 0 to 86400 seconds, got 1000000000000000000000000000000\n"
+    );
+    // Each cause of an error is named once.
+    let output = ratethrottle()
+        .args(["test", "--rule", "api"])
+        .env("RT_STORAGE_TYPE", "redis")
+        .env("RT_REDIS_URL", "redis://127.0.0.1:1/0")
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
+    let config = ratethrottle()
+        .args(["--config", "/dev/zero", "config", "show"])
+        .output()
+        .unwrap();
+    assert_eq!(config.status.code(), Some(2));
+    assert!(text(&config.stderr).contains("larger than 1048576 bytes"));
+}
