@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Uni
 from ._native import ClientIpResolver, RateThrottleStatus
 from .core import RateThrottleCore, RateThrottleRule
 from .exceptions import ConfigurationError, RuleNotFoundError
-from .helpers import parse_rate
+from .helpers import parse_rate, proxy_list
 
 Headers = List[Tuple[str, str]]
 
@@ -96,7 +96,7 @@ class Guard:
         self.rules: List[str] = []
         for rule in rules:
             self.add_rule(rule)
-        self.resolver = ClientIpResolver(list(trusted_proxies or ()), forwarded_header)
+        self.resolver = ClientIpResolver(proxy_list(trusted_proxies), forwarded_header)
         self.header_style = header_style
         self.headers_enabled = headers_enabled
 

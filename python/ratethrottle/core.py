@@ -15,6 +15,7 @@ across processes sharing Redis.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Dict, List, Optional, Set
@@ -77,26 +78,70 @@ class RateThrottleRule:
     burst: Optional[int] = None
 
     def __post_init__(self) -> None:
-        if self.burst is None:
-            self.burst = self.limit
         if not self.name or not isinstance(self.name, str):
             raise InvalidRuleError("Rule name must be a non-empty string")
-        for what in ("limit", "window", "block_duration", "burst"):
-            value = getattr(self, what)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InvalidRuleError(f"{what.capitalize()} must be a number, got {value!r}")
-        if self.limit <= 0:
-            raise InvalidRuleError(f"Limit must be positive, got {self.limit}")
-        if self.window <= 0:
-            raise InvalidRuleError(f"Window must be positive, got {self.window}")
-        if self.block_duration < 0:
-            raise InvalidRuleError(f"Block duration cannot be negative, got {self.block_duration}")
+        if any(ch < " " or ch == "\x7f" for ch in self.name):
+            raise InvalidRuleError(
+                f"Rule name {_shown(self.name)!r} contains a control character; "
+                "use printable characters such as 'api' or 'login-v2'"
+            )
+        self.limit = _count("Limit", self.limit)
+        self.burst = self.limit if self.burst is None else _count("Burst", self.burst)
+        self.window = _seconds("Window", self.window, minimum=1e-9, maximum=MAX_WINDOW_SECONDS)
+        self.block_duration = _seconds("Block duration", self.block_duration, minimum=0)
         if self.burst < self.limit:
             raise InvalidRuleError(f"Burst ({self.burst}) cannot be less than limit ({self.limit})")
         if self.scope not in _VALID_SCOPES:
             raise InvalidRuleError(
-                f"Invalid scope '{self.scope}'. Valid options: {', '.join(_VALID_SCOPES)}"
+                f"Invalid scope '{_shown(str(self.scope))}'. Valid options: {', '.join(_VALID_SCOPES)}"
             )
+
+
+#: The longest window a rule may have: 100 years.
+MAX_WINDOW_SECONDS = 100 * 365 * 24 * 3600
+_U64_MAX = 2**64 - 1
+
+
+def _shown(text: str, limit: int = 64) -> str:
+    """`text` cut to `limit` characters for a message, with its length when cut."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _count(what: str, value: Any) -> int:
+    """A whole number from 1 to 2**64 - 1 (an integral float such as 10.0 is accepted).
+    The original accepted fractions, infinities and NaN here and then misbehaved."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRuleError(f"{what} must be a whole number, got {value!r}")
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise InvalidRuleError(f"{what} must be a whole number, got {value!r}")
+        value = int(value)
+    if value <= 0:
+        raise InvalidRuleError(f"{what} must be positive, got {value}")
+    if value > _U64_MAX:
+        raise InvalidRuleError(f"{what} must be at most {_U64_MAX}, got {value}")
+    return value
+
+
+def _seconds(what: str, value: Any, minimum: float, maximum: Optional[float] = None) -> Any:
+    """A finite number of seconds in `[minimum, maximum]`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRuleError(f"{what} must be a number of seconds, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRuleError(f"{what} must be a finite number of seconds, got {value!r}")
+    if value < 0 or (value <= 0 and minimum > 0):
+        raise InvalidRuleError(
+            f"{what} must be positive, got {value}"
+            if minimum > 0
+            else f"{what} cannot be negative, got {value}"
+        )
+    if value < minimum:
+        raise InvalidRuleError(f"{what} must be at least one nanosecond, got {value!r}")
+    limit = maximum if maximum is not None else _U64_MAX / 1e9
+    if value > limit:
+        years = f" ({round(limit / (365 * 24 * 3600))} years)" if maximum is not None else ""
+        raise InvalidRuleError(f"{what} must be at most {int(limit)} seconds{years}, got {value}")
+    return value
 
 
 @dataclass
@@ -129,6 +174,25 @@ class RateThrottleViolation:
     def to_dict(self) -> Dict[str, Any]:
         """The violation as a dict."""
         return asdict(self)
+
+
+def _list_duration(duration: Any) -> Optional[float]:
+    """A blacklist duration: None or 0 for "until removed" (as the original), else a finite
+    number of seconds above 0. The original made negative and NaN durations permanent."""
+    if duration is None or (duration == 0 and not isinstance(duration, bool)):
+        return None
+    if (
+        isinstance(duration, bool)
+        or not isinstance(duration, (int, float))
+        or not math.isfinite(duration)
+        or duration < 0
+        or duration > _U64_MAX / 1e9
+    ):
+        raise ValueError(
+            "duration must be a finite number of seconds above 0 (None or 0: until removed), "
+            f"got {duration!r}"
+        )
+    return float(duration)
 
 
 def _iso(unix_seconds: Optional[float]) -> Optional[str]:
@@ -260,6 +324,7 @@ class RateThrottleCore(NativeCore):
     ) -> None:
         """Blacklists `identifier` (for `duration` seconds, or until removed): every check
         is denied (HTTP 403 in the middleware)."""
+        duration = _list_duration(duration)
         if not identifier:
             logger.warning("Attempted to blacklist empty identifier")
             return

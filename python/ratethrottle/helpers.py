@@ -57,7 +57,9 @@ def _storage(storage: str, redis_url: Optional[str], storage_kwargs: dict) -> St
         try:
             backend = RedisStorage(redis_url, **storage_kwargs)
         except StorageError as error:
-            raise ConfigurationError(f"Failed to connect to Redis at {redis_url}: {error}") from error
+            raise ConfigurationError(
+                f"Failed to connect to Redis at {redact_url(redis_url)}: {error}"
+            ) from error
     else:
         raise ConfigurationError(
             f"Unknown storage type: {storage}. Valid options are: 'memory', 'redis'"
@@ -75,6 +77,17 @@ async def create_async_limiter(
 
     backend = await asyncio.to_thread(_storage, storage, redis_url, storage_kwargs)
     return AsyncRateThrottleCore(backend)
+
+
+def redact_url(url: Any) -> str:
+    """`url` with its password (if any) replaced by `***`, for messages and logs."""
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return text
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else f"{scheme}://***@{host}"
 
 
 def parse_rate(rate: str) -> Tuple[int, float]:
@@ -138,7 +151,7 @@ def get_client_ip(
     """
     from ._http import environ_header_getter, header_getter
 
-    resolver = _resolver(tuple(trusted_proxies or ()), header)
+    resolver = _resolver(tuple(proxy_list(trusted_proxies)), header)
     values: List[str] = []
     if resolver.trusts_proxies:
         headers = getattr(request, "headers", None)
@@ -147,6 +160,28 @@ def get_client_ip(
         else:
             values = environ_header_getter(getattr(request, "META", None) or {})(resolver.header)
     return resolver.resolve(_peer_of(request), values, default)
+
+
+def proxy_list(trusted_proxies: Any) -> List[str]:
+    """`trusted_proxies` as a list of strings: one string (`"10.0.0.0/8"`) is one proxy, not
+    a sequence of characters; anything else must hold only strings."""
+    if trusted_proxies is None:
+        return []
+    if isinstance(trusted_proxies, str):
+        return [trusted_proxies]
+    try:
+        proxies = list(trusted_proxies)
+    except TypeError:
+        raise ConfigurationError(
+            f"trusted_proxies must be a string or a list of strings, got {trusted_proxies!r}"
+        ) from None
+    for proxy in proxies:
+        if not isinstance(proxy, str):
+            raise ConfigurationError(
+                f"trusted proxy {proxy!r} is not a string; give addresses or networks such as "
+                "'10.0.0.0/8'"
+            )
+    return proxies
 
 
 _RESOLVERS: dict = {}

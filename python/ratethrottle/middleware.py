@@ -25,6 +25,7 @@ from ._http import (
     rule_from_limit,
 )
 from .core import RateThrottleCore, RateThrottleRule
+from .helpers import proxy_list
 from .storage_backend import RedisStorage, StorageBackend
 
 logger = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ class FastAPIRateLimiter:
         self.limiter = limiter or RateThrottleCore(storage=storage)
         self.key_func = key_func
         self.headers_enabled = headers_enabled
-        self.trusted_proxies = list(trusted_proxies or ())
+        self.trusted_proxies = proxy_list(trusted_proxies)
         self.guard = Guard(
             self.limiter,
             trusted_proxies=self.trusted_proxies,

@@ -12,11 +12,13 @@ and describe it.
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC
 from typing import Any, Dict, Optional
 from urllib.parse import quote
 
 from ._native import NativeStore
+from .exceptions import ConfigurationError
 
 __all__ = ["InMemoryStorage", "RedisStorage", "StorageBackend"]
 
@@ -106,6 +108,15 @@ class RedisStorage(StorageBackend):
         cluster: Optional[Dict[str, Any]] = None,
         **options: Any,
     ) -> None:
+        if (
+            isinstance(connection_timeout, bool)
+            or not isinstance(connection_timeout, (int, float))
+            or not math.isfinite(connection_timeout)
+            or connection_timeout <= 0
+        ):
+            raise ConfigurationError(
+                f"connection_timeout must be a finite number of seconds above 0, got {connection_timeout!r}"
+            )
         url = redis_client if isinstance(redis_client, str) else _url_of_redis_client(redis_client)
         section: Dict[str, Any] = {
             "type": "redis",
@@ -120,7 +131,13 @@ class RedisStorage(StorageBackend):
         if cluster is not None:
             section["cluster"] = cluster
         self.key_prefix = key_prefix
-        self._native = NativeStore.connect(json.dumps(section))
+        try:
+            section_json = json.dumps(section, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise ConfigurationError(
+                f"storage options must be strings, finite numbers, lists or dicts: {error}"
+            ) from None
+        self._native = NativeStore.connect(section_json)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> "RedisStorage":

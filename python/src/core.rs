@@ -6,12 +6,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use compact_str::CompactString;
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyDict, PyList, PyString};
 use ratethrottle::store::{MemoryStore, Store};
 use ratethrottle::{Error, Limiter, Rule, RuleError, Scope, Strategy, Violation};
 use ratethrottle_config::ConfiguredStore;
 
+use crate::args::{Cost, Text};
 use crate::clock::ManualClock;
 use crate::errors::{Raise, engine_error, log};
 use crate::runtime::{Ready, wait};
@@ -261,28 +261,29 @@ impl NativeCore {
     /// allowed. Never raises for a missing rule or a store failure: those return a denied
     /// status whose `rule_name` is `"unknown_rule"` or `"storage_error"` (as the original).
     /// `cost` counts the request as that many (1..=the rule's capacity; else `ValueError`).
-    #[pyo3(signature = (identifier, rule_name, metadata = None, *, cost = 1))]
+    #[pyo3(signature = (identifier, rule_name, metadata = None, *, cost = Cost(1)))]
     fn check_rate_limit(
         slf: &Bound<'_, Self>,
-        identifier: PyBackedStr,
+        identifier: Text,
         rule_name: &Bound<'_, PyString>,
         metadata: Option<&Bound<'_, PyAny>>,
-        cost: u64,
+        cost: Cost,
     ) -> PyResult<Py<RateThrottleStatus>> {
         let rule_name = slf.get().rule_name(rule_name)?;
-        Self::check_here(slf, &identifier, &rule_name, metadata, cost)
+        Self::check_here(slf, &identifier, &rule_name, metadata, cost.0)
     }
 
     /// `check_rate_limit` as an awaitable. Against memory it is resolved at once; against
     /// Redis it runs on the Rust runtime and never blocks the event loop.
-    #[pyo3(signature = (identifier, rule_name, metadata = None, *, cost = 1))]
+    #[pyo3(signature = (identifier, rule_name, metadata = None, *, cost = Cost(1)))]
     fn acheck_rate_limit<'py>(
         slf: &Bound<'py, Self>,
-        identifier: String,
-        rule_name: String,
+        identifier: Text,
+        rule_name: Text,
         metadata: Option<Bound<'py, PyAny>>,
-        cost: u64,
+        cost: Cost,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let (identifier, rule_name, cost) = (identifier.to_owned(), rule_name.to_owned(), cost.0);
         let py = slf.py();
         let this = slf.get();
         if this.at_once || identifier.is_empty() {
@@ -349,10 +350,18 @@ impl NativeCore {
         identifier: &str,
         duration: Option<f64>,
     ) -> PyResult<()> {
-        let duration = duration
-            .filter(|d| *d > 0.0)
-            .map(|d| seconds("duration", d))
-            .transpose()?;
+        // None or 0: until removed (as the original). Negative or NaN durations are refused
+        // (the original made them permanent).
+        let duration = match duration {
+            None => None,
+            Some(d) if d == 0.0 => None,
+            Some(d) if d > 0.0 && d.is_finite() => Some(seconds("duration", d)?),
+            Some(d) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "duration must be a finite number of seconds above 0 (None or 0: until removed), got {d}"
+                )));
+            }
+        };
         self.wait(py, self.limiter.blacklist_add(identifier, duration))
             .map_err(engine_error)
     }

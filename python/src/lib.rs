@@ -8,6 +8,7 @@
 
 use pyo3::prelude::*;
 
+mod args;
 mod clock;
 mod config;
 mod core;

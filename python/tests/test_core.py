@@ -169,7 +169,7 @@ def test_cost_counts_several_units(core):
         (dict(burst=5), r"Burst \(5\) cannot be less than limit \(10\)"),
         (dict(scope="planet"), "Invalid scope 'planet'"),
         (dict(name=""), "Rule name must be a non-empty string"),
-        (dict(limit="ten"), "Limit must be a number"),
+        (dict(limit="ten"), "Limit must be a whole number"),
     ],
 )
 def test_invalid_rules_raise_the_originals_errors(kwargs, message):
@@ -183,8 +183,12 @@ def test_unknown_strategies_and_non_rules_are_refused(core):
         core.add_rule(RateThrottleRule(name="r", limit=1, window=1, strategy="fastest"))
     with pytest.raises(InvalidRuleError, match="Expected RateThrottleRule, got dict"):
         core.add_rule({"name": "r"})
-    with pytest.raises(InvalidRuleError, match="window"):
-        core.add_rule(RateThrottleRule(name="r", limit=5, window=10**12))
+    with pytest.raises(InvalidRuleError, match="Window must be at most"):
+        RateThrottleRule(name="r", limit=5, window=10**12)
+    with pytest.raises(InvalidRuleError, match="exceeds 100 years"):
+        core.add_rule(
+            RateThrottleRule(name="r", limit=1, window=10**9, burst=10, strategy="token_bucket")
+        )
 
 
 @pytest.mark.parametrize("rate", ["100/fortnight", "ten/minute", "100", "", "0/second"])

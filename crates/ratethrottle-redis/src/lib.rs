@@ -815,6 +815,16 @@ fn failure(address: &str, error: redis::RedisError) -> StoreError {
     } else {
         StoreErrorKind::Protocol
     };
+    if error.kind() == redis::ErrorKind::Parse {
+        // Something answered, but not in the Redis protocol (an HTTP server, a database).
+        return StoreError::new(
+            StoreErrorKind::Protocol,
+            format!(
+                "the server at {address} did not answer like Redis (is it a Redis or Valkey server, and is this its port?)"
+            ),
+        )
+        .with_source(error);
+    }
     let what = match kind {
         StoreErrorKind::Unavailable => "unreachable",
         StoreErrorKind::Timeout => "timed out",
