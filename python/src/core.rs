@@ -354,7 +354,7 @@ impl NativeCore {
         // (the original made them permanent).
         let duration = match duration {
             None => None,
-            Some(d) if d == 0.0 => None,
+            Some(0.0) => None,
             Some(d) if d > 0.0 && d.is_finite() => Some(seconds("duration", d)?),
             Some(d) => {
                 return Err(pyo3::exceptions::PyValueError::new_err(format!(
