@@ -40,8 +40,10 @@
 //!
 //! ## Behavior
 //! - The client address is the TCP peer unless the peer is a trusted proxy ([`ClientIp`]).
-//!   With axum, serve with `into_make_service_with_connect_info::<SocketAddr>()`; without
-//!   a known peer, IP-scoped rules count under `0.0.0.0` (logged once), never a 500.
+//!   With axum, serve with `into_make_service_with_connect_info::<SocketAddr>()`. Without a
+//!   known peer, a request an IP-scoped rule applies to gets a 500 whose problem body names
+//!   that fix (logged at ERROR once): otherwise all clients would share one allowance.
+//!   [`UnknownPeer::SharedBucket`] chooses that sharing explicitly.
 //! - Store failures follow the store's fault policy: fail-open and fallback policies answer
 //!   normally, `fail_closed` gives `503` with `Retry-After: 1`. Other errors (a rule removed
 //!   at run time) are logged and the rule is skipped.
@@ -63,7 +65,7 @@ mod tower;
 mod user;
 
 pub use client_ip::{ClientIp, ClientKey, ForwardedHeader};
-pub use policy::{Policy, PolicyBuilder, RequestView, Route};
+pub use policy::{Policy, PolicyBuilder, RequestView, Route, UnknownPeer};
 pub use response::{HeaderStyle, Rejection, RejectionKind, RejectionResponse};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]

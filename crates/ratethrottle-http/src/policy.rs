@@ -121,6 +121,20 @@ impl<R> fmt::Debug for UserSource<R> {
     }
 }
 
+/// What to do with a request whose peer address is unknown when an IP-scoped rule applies
+/// (with axum: a server built without `into_make_service_with_connect_info::<SocketAddr>()`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnknownPeer {
+    /// Answer 500 with a problem body naming the fix, and log it at ERROR once (the default):
+    /// otherwise every client would share one allowance, and one could starve the others.
+    #[default]
+    Reject,
+    /// Count every such request under `0.0.0.0`: all clients share one allowance (logged at
+    /// WARN once). Choose it knowingly, e.g. behind a socket that has no peer addresses.
+    SharedBucket,
+}
+
 /// Builds a [`Policy`]: the rules, the client key, and what to do with the answers.
 ///
 /// `R` is the framework's request view: `http::request::Parts` for tower/axum
@@ -137,6 +151,7 @@ pub struct Policy<S: Store = MemoryStore, R = ()> {
     limiter: Limiter<S>,
     bindings: Vec<Binding>,
     client_ip: ClientIp,
+    unknown_peer: UnknownPeer,
     user: Option<UserSource<R>>,
     cost: Option<Extract<R, u64>>,
     exempt: Option<Extract<R, bool>>,
@@ -153,6 +168,7 @@ impl<S: Store, R> fmt::Debug for Policy<S, R> {
         f.debug_struct("Policy")
             .field("rules", &self.bindings)
             .field("client_ip", &self.client_ip)
+            .field("unknown_peer", &self.unknown_peer)
             .field("user", &self.user)
             .field("cost", &self.cost.is_some())
             .field("exempt_when", &self.exempt.is_some())
@@ -185,6 +201,7 @@ impl<S: Store, R> PolicyBuilder<S, R> {
                 limiter,
                 bindings: Vec::new(),
                 client_ip: ClientIp::default(),
+                unknown_peer: UnknownPeer::default(),
                 user: None,
                 cost: None,
                 exempt: None,
@@ -231,6 +248,13 @@ impl<S: Store, R> PolicyBuilder<S, R> {
     pub fn client_ip(mut self, mut client_ip: ClientIp) -> Self {
         self.errors.extend(client_ip.take_error());
         self.policy.client_ip = client_ip;
+        self
+    }
+
+    /// What to do when an IP-scoped rule applies and the peer address is unknown (default
+    /// [`UnknownPeer::Reject`]: a 500 that names the fix).
+    pub fn unknown_peer(mut self, unknown_peer: UnknownPeer) -> Self {
+        self.policy.unknown_peer = unknown_peer;
         self
     }
 
@@ -463,7 +487,11 @@ impl<S: Store, R: RequestView> Policy<S, R> {
                 tracing::warn!(rule = %binding.rule, "rule no longer exists; not applied");
                 continue;
             };
-            let identifier = self.identifier(scope, request, &mut client);
+            let Some(identifier) = self.identifier(scope, request, &mut client) else {
+                let rejection =
+                    Rejection::of_kind(RejectionKind::UnknownPeer, "", self.header_style);
+                return self.reject_or_shadow(rejection, pending);
+            };
             let identifier = identifier.as_str();
             let rejected = worst.as_ref().is_some_and(|(s, _)| !s.allowed);
             let mut answer = if rejected || defer || cost == 0 {
@@ -595,30 +623,38 @@ impl<S: Store, R: RequestView> Policy<S, R> {
         Admission::Reject(response)
     }
 
-    /// The identifier a rule of `scope` counts this request under.
+    /// The identifier a rule of `scope` counts this request under; `None` when it needs the
+    /// client address, which is unknown, and [`UnknownPeer::Reject`] applies.
     fn identifier<'r>(
         &self,
         scope: Scope,
         request: &'r R,
-        client: &mut Option<ClientKey>,
-    ) -> Identifier<'r> {
-        let mut client_key = || *client.get_or_insert_with(|| self.client_key(request));
+        client: &mut Option<Option<ClientKey>>,
+    ) -> Option<Identifier<'r>> {
+        let mut client_key = || {
+            client
+                .get_or_insert_with(|| self.client_key(request))
+                .map(Identifier::Client)
+        };
         match scope {
             Scope::User => match self.user_of(request) {
-                Some(user) => Identifier::Text(Cow::Owned(user)),
-                None => Identifier::Client(client_key()),
+                Some(user) => Some(Identifier::Text(Cow::Owned(user))),
+                None => client_key(),
             },
             Scope::Endpoint => {
                 let route = request.route();
                 let route = route.as_deref().unwrap_or_else(|| request.path());
-                Identifier::Text(Cow::Owned(format!("{} {route}", request.method())))
+                Some(Identifier::Text(Cow::Owned(format!(
+                    "{} {route}",
+                    request.method()
+                ))))
             }
-            Scope::Global => Identifier::Text(Cow::Borrowed("global")),
-            _ => Identifier::Client(client_key()),
+            Scope::Global => Some(Identifier::Text(Cow::Borrowed("global"))),
+            _ => client_key(),
         }
     }
 
-    fn client_key(&self, request: &R) -> ClientKey {
+    fn client_key(&self, request: &R) -> Option<ClientKey> {
         let peer = request.peer();
         let key = if self.client_ip.trusts_proxies() {
             let header = self.client_ip.forwarded_header().name();
@@ -626,17 +662,36 @@ impl<S: Store, R: RequestView> Policy<S, R> {
         } else {
             self.client_ip.resolve(peer, std::iter::empty())
         };
-        key.unwrap_or_else(|| {
-            static WARNED: Once = Once::new();
-            WARNED.call_once(|| {
-                tracing::warn!(
-                    "the peer address of requests is unknown, so IP-scoped rules count them all \
-                     under 0.0.0.0; with axum serve `into_make_service_with_connect_info::\
-                     <SocketAddr>()`"
-                );
-            });
-            ClientKey::new(IpAddr::from([0, 0, 0, 0]), ClientIp::DEFAULT_IPV6_PREFIX)
-        })
+        if key.is_some() {
+            return key;
+        }
+        static WARNED: Once = Once::new();
+        match self.unknown_peer {
+            UnknownPeer::Reject => {
+                WARNED.call_once(|| {
+                    tracing::error!(
+                        "the peer address of requests is unknown, so IP-scoped rules cannot tell \
+                         clients apart; answering 500. {}",
+                        crate::response::UNKNOWN_PEER_DETAIL
+                            .split_once(". ")
+                            .map_or("", |(_, fix)| fix)
+                    );
+                });
+                None
+            }
+            UnknownPeer::SharedBucket => {
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        "the peer address of requests is unknown; as chosen \
+                         (UnknownPeer::SharedBucket), IP-scoped rules count them all under 0.0.0.0"
+                    );
+                });
+                Some(ClientKey::new(
+                    IpAddr::from([0, 0, 0, 0]),
+                    ClientIp::DEFAULT_IPV6_PREFIX,
+                ))
+            }
+        }
     }
 
     fn user_of(&self, request: &R) -> Option<String> {

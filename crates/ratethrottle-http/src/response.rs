@@ -19,14 +19,18 @@ pub enum RejectionKind {
     TooCostly,
     /// The store is unavailable and its fault policy is `fail_closed` (503).
     Unavailable,
+    /// The server cannot tell clients apart: an IP-scoped rule applies and the peer address is
+    /// unknown (500). See [`UnknownPeer`](crate::UnknownPeer).
+    UnknownPeer,
 }
 
 impl RejectionKind {
-    /// The HTTP status code: 429, 403 or 503.
+    /// The HTTP status code: 429, 403, 503 or 500.
     pub const fn status_code(self) -> u16 {
         match self {
             RejectionKind::Blacklisted => 403,
             RejectionKind::Unavailable => 503,
+            RejectionKind::UnknownPeer => 500,
             _ => 429,
         }
     }
@@ -36,6 +40,7 @@ impl RejectionKind {
         match self {
             RejectionKind::Blacklisted => "Forbidden",
             RejectionKind::Unavailable => "Service Unavailable",
+            RejectionKind::UnknownPeer => "Internal Server Error",
             _ => "Too Many Requests",
         }
     }
@@ -259,12 +264,18 @@ pub(crate) fn write_headers(
 }
 
 /// The sentence in a rejection's `detail`.
+/// What an [`UnknownPeer`](RejectionKind::UnknownPeer) rejection says: the fix.
+pub(crate) const UNKNOWN_PEER_DETAIL: &str = "the server cannot tell clients apart: the peer address of the request is unknown. \
+     With axum, serve `app.into_make_service_with_connect_info::<SocketAddr>()`; or build the layer with \
+     `.unknown_peer(UnknownPeer::SharedBucket)` to count all such requests under one key";
+
 pub(crate) fn detail(kind: RejectionKind, status: Option<&Status>) -> String {
     let Some(status) = status else {
         return match kind {
             RejectionKind::Unavailable => {
                 "rate limiting is unavailable; try again shortly".to_owned()
             }
+            RejectionKind::UnknownPeer => UNKNOWN_PEER_DETAIL.to_owned(),
             _ => "request rejected".to_owned(),
         };
     };

@@ -11,7 +11,7 @@ use axum::routing;
 use ratethrottle::{Limiter, Scope};
 use ratethrottle_http::{
     ClientIp, ForwardedHeader, HeaderStyle, PolicyBuilder, RateLimitLayer, RejectionKind,
-    RejectionResponse, Route,
+    RejectionResponse, Route, UnknownPeer,
 };
 
 use crate::support::*;
@@ -552,11 +552,63 @@ async fn http2_and_streaming_bodies_pass_through() {
     assert_eq!(denied.status, 429);
 }
 
+/// Issue 15 (17): a server without connect info cannot tell clients apart. By default that
+/// is a 500 naming the fix, not one bucket for everybody.
 #[tokio::test]
-async fn without_a_peer_address_requests_still_pass_and_are_counted() {
+async fn without_a_peer_address_ip_rules_answer_500_naming_the_fix() {
+    let (limiter, _clock) = limiter([per_minute("api", 2), per_minute("everyone", 5)]);
+    limiter
+        .add_rule(per_minute("everyone", 5).scope(ratethrottle::Scope::Global))
+        .unwrap();
+    let serve_without_peers = |layer| async move {
+        let app = app(layer);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        base
+    };
+    let base = serve_without_peers(
+        RateLimitLayer::builder(limiter.clone())
+            .rule("api")
+            .layer()
+            .unwrap(),
+    )
+    .await;
+    let reply = get(&client_from("127.0.2.4"), base, "/", &[]).await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.header("content-type"), "application/problem+json");
+    assert!(
+        reply
+            .body
+            .contains("into_make_service_with_connect_info::<SocketAddr>()"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body.contains("UnknownPeer::SharedBucket"),
+        "{}",
+        reply.body
+    );
+    // A rule that needs no address still works.
+    let base = serve_without_peers(
+        RateLimitLayer::builder(limiter.clone())
+            .rule("everyone")
+            .layer()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        get(&client_from("127.0.2.4"), base, "/", &[]).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_shared_bucket_for_unknown_peers_is_an_explicit_choice() {
     let (limiter, _clock) = limiter([per_minute("api", 2)]);
     let app = app(RateLimitLayer::builder(limiter.clone())
         .rule("api")
+        .unknown_peer(UnknownPeer::SharedBucket)
         .layer()
         .unwrap());
     // Served without connect info: the layer cannot know the peer.
