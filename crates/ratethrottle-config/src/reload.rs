@@ -37,7 +37,11 @@ struct Shared {
     status: parking_lot::Mutex<ReloadStatus>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// Run after each applied change, with the new configuration.
+    hooks: parking_lot::Mutex<Vec<ReloadHook>>,
 }
+
+type ReloadHook = Box<dyn Fn(&Config) + Send + Sync>;
 
 /// Watches a configuration file and keeps a limiter in step with it.
 ///
@@ -52,7 +56,9 @@ struct Shared {
 /// configuration stays active. Changes to `storage` need a restart (logged, not applied). If
 /// the store fails while list changes are applied (Redis down), the change counts as rejected
 /// and is applied in full at the next change or [`ConfigWatcher::reload_now`].
-/// Dropping the watcher stops it.
+///
+/// **Dropping the watcher stops it**: keep it as long as reloading should go on, or call
+/// [`ConfigWatcher::detach`] to let it run until the runtime shuts down.
 pub struct ConfigWatcher {
     shared: Arc<Shared>,
     _watcher: notify::RecommendedWatcher,
@@ -120,6 +126,7 @@ impl ConfigWatcher {
             current: ArcSwap::from_pointee(config),
             status: parking_lot::Mutex::default(),
             reloading: tokio::sync::Mutex::new(()),
+            hooks: parking_lot::Mutex::default(),
         });
         let weak = Arc::downgrade(&shared);
         tokio::spawn(async move {
@@ -145,6 +152,25 @@ impl ConfigWatcher {
     /// What the watcher has done so far.
     pub fn status(&self) -> ReloadStatus {
         self.shared.status.lock().clone()
+    }
+
+    /// Runs `hook` with the new configuration after each applied change (settings that live
+    /// outside the limiter, such as the HTTP middleware's `global.enabled`, follow reloads this
+    /// way). A panicking hook is caught and logged.
+    pub fn on_reload<F>(&self, hook: F)
+    where
+        F: Fn(&Config) + Send + Sync + 'static,
+    {
+        self.shared.hooks.lock().push(Box::new(hook));
+    }
+
+    /// Keeps watching until the tokio runtime shuts down, without holding on to the watcher
+    /// (instead of `std::mem::forget`, which would also leak it past the runtime).
+    pub fn detach(self) {
+        tokio::spawn(async move {
+            let _watching = self;
+            std::future::pending::<()>().await;
+        });
     }
 
     /// Re-reads the file now (as a change would); `Ok(true)` if it was applied, `Ok(false)`
@@ -174,7 +200,14 @@ async fn reload(shared: &Shared) -> Result<bool, ConfigError> {
         for warning in &next.warnings {
             tracing::warn!(path = %shared.path.display(), "{warning}");
         }
-        shared.current.store(Arc::new(next));
+        let next = Arc::new(next);
+        shared.current.store(Arc::clone(&next));
+        for hook in shared.hooks.lock().iter() {
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&next)));
+            if ran.is_err() {
+                tracing::error!("a configuration reload hook panicked");
+            }
+        }
         Ok(true)
     }
     .await;

@@ -137,3 +137,47 @@ fn spawning_outside_a_runtime_is_an_error_not_a_panic() {
         "{error}"
     );
 }
+
+/// Issue 15 (19): a reload that lowers a limit hands out no fresh allowance; hooks see each
+/// applied change; a detached watcher keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lowered_limit_counts_what_was_used_and_hooks_follow_reloads() {
+    let rules = |limit: u64| {
+        format!(
+            "global:\n  headers_enabled: {}\nrules:\n  - name: api\n    limit: {limit}\n    window: 60\n    block_duration: 0\n",
+            limit > 5
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ratethrottle.yaml");
+    std::fs::write(&path, rules(10)).unwrap();
+    let env = Environment::empty();
+    let config = Config::load_with_env(&path, &env).unwrap();
+    let limiter = config.build_limiter().await.unwrap();
+    for _ in 0..6 {
+        assert!(limiter.check("client", "api").await.unwrap().allowed);
+    }
+    let watcher = ConfigWatcher::spawn(&path, config, limiter.clone(), env).unwrap();
+    let headers = Arc::new(AtomicBool::new(true));
+    watcher.on_reload({
+        let headers = headers.clone();
+        move |config| headers.store(config.global.headers_enabled, Ordering::Relaxed)
+    });
+    save(&path, &rules(3));
+    wait_for(&watcher, |s| s.applied == 1).await;
+    assert!(!headers.load(Ordering::Relaxed), "the hook saw the new configuration");
+    let after = limiter.check("client", "api").await.unwrap();
+    assert!(!after.allowed, "6 of 10 used, limit now 3: nothing fresh");
+    assert!(limiter.check("fresh", "api").await.unwrap().allowed);
+    // Detached, the watcher goes on.
+    let status = watcher.status();
+    watcher.detach();
+    save(&path, &rules(20));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while limiter.rule("api").unwrap().limit != 20 {
+        assert!(Instant::now() < deadline, "no reload after detach: {status:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(headers.load(Ordering::Relaxed));
+    assert_eq!(limiter.peek("client", "api").await.unwrap().remaining, 14);
+}

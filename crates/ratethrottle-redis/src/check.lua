@@ -11,7 +11,8 @@
 -- Reply: { outcome, now, ... } where outcome is
 --   "white";  "black", expiry or "";  "blocked", until;
 --   "decided", allowed ("1" | "0"), new block end or "", then the key's state before the
---   request: for "tat" the TAT in units of 1/limit ns, for "fixed" start and count, for
+--   request: for "tat" the TAT in units of 1/limit ns (converted from the limit it was
+--   written under), for "fixed" start and count, for
 --   "counter" start, previous and current counts; for "log" the decision itself: remaining,
 --   reset_after, retry_after or "".
 
@@ -93,11 +94,16 @@ end
 local allowed, next_state, idle_at, reply_state
 if kind == "tat" then
   -- The TAT in units of 1/limit ns: admitted when the debt after the request is at most the
-  -- capacity (burst · window).
+  -- capacity (burst · window). A state written under another limit (s1; none before it was
+  -- kept) is converted: its debt is the amount consumed times the window, whatever the limit.
   local now_scaled = mul(now, limit)
+  if #s1 > 0 and cmp(s1, limit) ~= 0 then
+    local old_now = mul(now, s1)
+    s0 = cmp(s0, old_now) > 0 and add(now_scaled, sub(s0, old_now)) or now_scaled
+  end
   local ahead = add(sub(s0, now_scaled), mul(cost, window))
   allowed = cmp(ahead, mul(capacity, window)) <= 0
-  next_state = { to_hex(add(now_scaled, ahead)) }
+  next_state = { to_hex(add(now_scaled, ahead)), to_hex(limit) }
   -- Idle when the debt is paid, about now + debt / limit ns (only the key's expiry uses it,
   -- with a margin).
   local debt = allowed and ahead or sub(s0, now_scaled)

@@ -14,7 +14,7 @@
 --       up the list entries), cost, consume (1 or 0), now seconds and nanoseconds (-1: the
 --       server's TIME).
 -- State: six doubles, w1..w4 and the block end (seconds, nanoseconds; 0 for none): buckets: TAT
---       seconds, nanoseconds, remainder in 1/limit ns; fixed_window: window start seconds,
+--       seconds, nanoseconds, remainder in 1/limit ns, the limit it was written under; fixed_window: window start seconds,
 --       nanoseconds, count; sliding_counter: the same and the current count in w4.
 -- Reply: the server's time (seconds, nanoseconds; 0, 0 when unused), then seven doubles per
 --       check: code (0 denied, 1 admitted, 2 whitelisted, 3 blacklisted, 4 blocked), two for a
@@ -147,11 +147,14 @@ while at <= #checks do
       -- The debt in units of 1/limit ns: (TAT - now) · limit + remainder when the TAT is
       -- ahead. Beyond the whole capacity (only after the caller's clock went back) it is
       -- denied, and kept out of products that would leave 2^53.
+      -- A state written under another limit (w4; 0 before it was kept) is read with that
+      -- limit: the debt is the amount consumed times the window, whatever the limit.
+      local written = w4 > 0 and w4 or limit
       local debt = 0
       if not before(w1, w2, s, n) then
         local ahead_ns = (w1 - s) * E9 + (w2 - n)
-        debt = ahead_ns > (capacity * window) / limit + 1 and 2 * capacity * window
-          or ahead_ns * limit + w3
+        debt = ahead_ns > (capacity * window) / written + 1 and 2 * capacity * window
+          or ahead_ns * written + w3
       end
       local ahead = debt + cost * window
       allowed = ahead <= capacity * window
@@ -163,7 +166,7 @@ while at <= #checks do
         whole, frac = whole + 1, frac - limit
       end
       n1, n2 = plus(s, n, whole)
-      n3, n4 = frac, 0
+      n3, n4 = frac, limit
     else
       local cs, cn = window_start(s, n, window)
       local ss, sn, prev, cur = w1, w2, w3, w4

@@ -220,7 +220,9 @@ impl Reply {
             .ok_or_else(|| bad("no compact strategy"))?;
         let start = time(answer[3], answer[4])?.map_or(0, Nanos::as_nanos);
         let state = match kind {
-            Compact::Tat | Compact::FixedWindow => State([start, whole(answer[5])?, 0]),
+            // For buckets the fourth word is the limit the state was written under.
+            Compact::Tat => State([start, whole(answer[5])?, whole(answer[6])?]),
+            Compact::FixedWindow => State([start, whole(answer[5])?, 0]),
             Compact::SlidingCounter => State([start, whole(answer[5])?, whole(answer[6])?]),
         };
         let decision = derive_decision(kind, query, &state, now);

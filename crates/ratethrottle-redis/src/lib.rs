@@ -800,7 +800,7 @@ pub(crate) fn derive_decision(
     if query.consume {
         decision
     } else {
-        let idle = strategy::idle_at(kind, params, state);
+        let idle = strategy::idle_at(kind, params, state, now);
         peek_view(decision, query.cost, idle, now)
     }
 }

@@ -105,7 +105,8 @@ macro_rules! conformance_suite {
             list_entries_and_removal,
             identifiers_are_independent_including_empty_and_huge_ones,
             idle_keys_behave_like_fresh_ones,
-            replacing_a_rule_keeps_state_only_if_unchanged,
+            replacing_a_rule_carries_its_state_unless_strategy_or_window_change,
+            a_new_limit_applies_to_what_was_already_consumed,
             a_removed_rule_is_unknown,
             violations_are_recorded_with_their_details,
             callbacks_run_and_their_panics_are_contained,
@@ -661,7 +662,7 @@ pub mod scenarios {
         }
     }
 
-    pub async fn replacing_a_rule_keeps_state_only_if_unchanged<S: Store>(store: S) {
+    pub async fn replacing_a_rule_carries_its_state_unless_strategy_or_window_change<S: Store>(store: S) {
         let (limiter, _) = setup(store);
         let original = rule(Strategy::FixedWindow, 2, 60);
         limiter.add_rule(original.clone()).unwrap();
@@ -686,6 +687,36 @@ pub mod scenarios {
             Strategy::SlidingWindow,
             "a failed set_rules changes nothing"
         );
+    }
+
+    pub async fn a_new_limit_applies_to_what_was_already_consumed<S: Store>(store: S) {
+        let (limiter, clock) = setup(store);
+        for strategy in Strategy::ALL {
+            let name = strategy.as_str();
+            limiter.add_rule(rule(strategy, 10, 60)).unwrap();
+            assert_eq!(admitted(&limiter, "k", name, 6).await, 6, "{strategy}");
+            // Lowered below what was used (a reload during an attack): nothing fresh.
+            limiter.add_rule(rule(strategy, 3, 60)).unwrap();
+            assert_eq!(admitted(&limiter, "k", name, 3).await, 0, "{strategy}");
+            assert_eq!(limiter.peek("k", name).await.unwrap().remaining, 0);
+            // Raised: what was used still counts.
+            limiter.add_rule(rule(strategy, 20, 60)).unwrap();
+            assert_eq!(admitted(&limiter, "k", name, 20).await, 14, "{strategy}");
+            // Another window starts fresh (old state would mean something else).
+            limiter.add_rule(rule(strategy, 20, 30)).unwrap();
+            assert_eq!(admitted(&limiter, "k", name, 21).await, 20, "{strategy}");
+            clock.advance(secs(3600));
+        }
+        // Large numbers (Redis decides these in arbitrary precision) carry over the same way.
+        let big = |limit| rule(Strategy::TokenBucket, limit, 60);
+        limiter.add_rule(big(200_000)).unwrap();
+        let name = "token_bucket";
+        assert!(limiter.check_n("big", name, 120_000).await.unwrap().allowed);
+        limiter.add_rule(big(60_000)).unwrap();
+        assert!(!limiter.check("big", name).await.unwrap().allowed);
+        limiter.add_rule(big(400_000)).unwrap();
+        assert!(limiter.check_n("big", name, 280_000).await.unwrap().allowed);
+        assert!(!limiter.check("big", name).await.unwrap().allowed);
     }
 
     pub async fn a_removed_rule_is_unknown<S: Store>(store: S) {

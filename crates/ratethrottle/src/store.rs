@@ -33,9 +33,11 @@ pub struct RuleSpec {
     pub compact: Option<Compact>,
     /// The block after a violation, in nanoseconds (0 = none).
     pub block: u64,
-    /// A stable hash of the name and of everything that changes how state is read (strategy,
-    /// limit, burst, window). Stores key state by it, so a rule replaced by a different one
-    /// starts fresh instead of misreading old state; the same on every process and version.
+    /// A stable hash of the name, the strategy and the window: what the meaning of a key's
+    /// state depends on. Stores key state by it, so a rule replaced with another strategy or
+    /// window starts fresh instead of misreading old state, while a new `limit` or `burst`
+    /// carries the state over (windowed strategies keep their counts; the bucket strategies
+    /// keep the amount consumed, see [`strategy`]); the same on every process and version.
     pub fingerprint: u64,
 }
 
@@ -47,9 +49,7 @@ impl RuleSpec {
         hash.write(rule.name.as_bytes());
         hash.write(&[0xff]);
         hash.write(rule.strategy.as_str().as_bytes());
-        for word in [params.limit, params.capacity, params.window] {
-            hash.write(&word.to_le_bytes());
-        }
+        hash.write(&params.window.to_le_bytes());
         RuleSpec {
             name: crate::intern::intern(&rule.name),
             strategy: rule.strategy,
@@ -389,7 +389,7 @@ pub(crate) fn decide_compact(
     let (mut decision, next) = strategy::decide(kind, &rule.params, state, now, query.cost);
     let mut block = None;
     let changed = if !query.consume {
-        let idle = strategy::idle_at(kind, &rule.params, state);
+        let idle = strategy::idle_at(kind, &rule.params, state, now);
         decision = peek_view(decision, query.cost, idle, now);
         false
     } else if decision.allowed {

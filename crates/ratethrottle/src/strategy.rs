@@ -125,9 +125,9 @@ pub fn decide(
 /// The time (ns since the epoch) from which `state` is equivalent to a fresh key and can be
 /// forgotten.
 #[inline]
-pub fn idle_at(kind: Compact, params: &Params, state: &State) -> u64 {
+pub fn idle_at(kind: Compact, params: &Params, state: &State, now: u64) -> u64 {
     match kind {
-        Compact::Tat => tat::idle_at(params, state),
+        Compact::Tat => tat::idle_at(params, state, now),
         Compact::FixedWindow => fixed_window::idle_at(params, state),
         Compact::SlidingCounter => sliding_counter::idle_at(params, state),
     }

@@ -241,7 +241,16 @@ impl Table {
         let mut fresh = Cell::default();
         let found = self.compact.find_mut(hash, matches);
         let is_new = found.is_none();
-        let cell = found.map_or(&mut fresh, |entry| &mut entry.cell);
+        let cell = match found {
+            Some(entry) => {
+                // The rule may have been replaced (a new limit or burst): the entry follows it.
+                if !Arc::ptr_eq(&entry.rule, query.rule) {
+                    entry.rule = Arc::clone(query.rule);
+                }
+                &mut entry.cell
+            }
+            None => &mut fresh,
+        };
         let (outcome, changed) =
             decide_compact(kind, query, &mut cell.state, &mut cell.blocked_until);
         if is_new && changed {
@@ -263,7 +272,12 @@ impl Table {
             |e: &LogEntry| e.rule.same_state(query.rule) && str_eq(&e.id, query.identifier);
         let mut fresh = None;
         let entry = match self.logs.find_mut(hash, matches) {
-            Some(entry) => entry,
+            Some(entry) => {
+                if !Arc::ptr_eq(&entry.rule, query.rule) {
+                    entry.rule = Arc::clone(query.rule);
+                }
+                entry
+            }
             None => fresh.insert(LogEntry {
                 rule: Arc::clone(query.rule),
                 id: CompactString::new(query.identifier),
@@ -315,7 +329,7 @@ impl Table {
             self.sweep(now);
         }
         if self.compact.len() + self.logs.len() >= inner.max_per_shard {
-            self.evict_one(inner);
+            self.evict_one(inner, now);
         }
     }
 
@@ -329,17 +343,17 @@ impl Table {
     }
 
     /// Evicts the sampled key that will be idle soonest.
-    fn evict_one(&mut self, inner: &Inner) {
+    fn evict_one(&mut self, inner: &Inner, now: u64) {
         let compact = self
             .compact
             .iter()
             .take(EVICTION_SAMPLE)
-            .map(|e| (e.idle_at(), Arc::clone(&e.rule), e.id.clone(), false));
+            .map(|e| (e.idle_at(now), Arc::clone(&e.rule), e.id.clone(), false));
         let logs = self
             .logs
             .iter()
             .take(EVICTION_SAMPLE)
-            .map(|e| (e.idle_at(), Arc::clone(&e.rule), e.id.clone(), true));
+            .map(|e| (e.idle_at(now), Arc::clone(&e.rule), e.id.clone(), true));
         let Some((_, rule, id, is_log)) = compact.chain(logs).min_by_key(|c| c.0) else {
             return;
         };
@@ -380,18 +394,19 @@ impl Table {
 }
 
 impl CompactEntry {
-    fn idle_at(&self) -> u64 {
+    fn idle_at(&self, now: u64) -> u64 {
         let kind = self.rule.compact.unwrap_or(Compact::Tat);
-        strategy::idle_at(kind, &self.rule.params, &self.cell.state).max(self.cell.blocked_until)
+        strategy::idle_at(kind, &self.rule.params, &self.cell.state, now)
+            .max(self.cell.blocked_until)
     }
 
     fn is_idle(&self, now: u64) -> bool {
-        self.idle_at() <= now
+        self.idle_at(now) <= now
     }
 }
 
 impl LogEntry {
-    fn idle_at(&self) -> u64 {
+    fn idle_at(&self, _now: u64) -> u64 {
         self.log.idle_at(&self.rule.params).max(self.blocked_until)
     }
 }

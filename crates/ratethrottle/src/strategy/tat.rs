@@ -11,7 +11,13 @@
 //! To stay exact when `window / limit` is not a whole number of nanoseconds, time is scaled by
 //! `limit`: one scaled unit is `1/limit` ns, a request of cost `c` adds `c · window` units, and
 //! the capacity is `burst · window` units. [`State`] keeps the TAT as whole nanoseconds (word 0)
-//! plus the remainder in scaled units (word 1, always `< limit`).
+//! plus the remainder in scaled units (word 1, always `< limit`), and the `limit` it was written
+//! under (word 2; 0 in states from before it was kept).
+//!
+//! The scaled debt is the amount consumed times `window`, whatever the limit: when a rule's
+//! `limit` changes (a reload), the debt written under the old limit is read with it and carries
+//! over unchanged — a client keeps exactly what it consumed, so lowering a limit never hands
+//! out fresh allowance.
 
 use super::{Decision, Params, State, div_ceil_wide, div_rem_wide, div_wide, narrow};
 
@@ -19,9 +25,10 @@ use super::{Decision, Params, State, div_ceil_wide, div_rem_wide, div_wide, narr
 /// relative to `now` keeps the numbers small, so divisions stay 64-bit in practice.
 #[inline]
 fn debt(params: &Params, state: &State, now: u64) -> u128 {
-    let [tat, frac, _] = state.0;
+    let [tat, frac, written] = state.0;
+    let limit = if written == 0 { params.limit } else { written };
     if tat >= now {
-        u128::from(tat - now) * u128::from(params.limit) + u128::from(frac)
+        u128::from(tat - now) * u128::from(limit) + u128::from(frac)
     } else {
         0
     }
@@ -44,7 +51,8 @@ pub fn decide(params: &Params, state: &State, now: u64, cost: u64) -> (Decision,
             reset_after: whole + u64::from(frac > 0),
             retry_after: None,
         };
-        (decision, State([now.saturating_add(whole), frac, 0]))
+        let state = State([now.saturating_add(whole), frac, params.limit]);
+        (decision, state)
     } else {
         let decision = Decision {
             allowed: false,
@@ -57,9 +65,13 @@ pub fn decide(params: &Params, state: &State, now: u64, cost: u64) -> (Decision,
     }
 }
 
-/// When the debt is paid off and the key is as good as fresh.
+/// When the debt is paid off and the key is as good as fresh (under `params`, from `now`).
 #[inline]
-pub fn idle_at(_params: &Params, state: &State) -> u64 {
-    let [tat, frac, _] = state.0;
-    tat.saturating_add(u64::from(frac > 0))
+pub fn idle_at(params: &Params, state: &State, now: u64) -> u64 {
+    let [tat, frac, written] = state.0;
+    if written == 0 || written == params.limit {
+        return tat.saturating_add(u64::from(frac > 0));
+    }
+    // Written under another limit: the debt drains at this one.
+    now.saturating_add(narrow(div_ceil_wide(debt(params, state, now), params.limit)))
 }

@@ -53,7 +53,7 @@ impl Model {
         let (decision, idle) = match &mut copy {
             Model::Compact(kind, state) => (
                 decide(*kind, params, state, now, cost).0,
-                idle_at(*kind, params, state),
+                idle_at(*kind, params, state, now),
             ),
             Model::Log(log) => (log.decide(params, now, cost), log.idle_at(params)),
         };
@@ -259,7 +259,7 @@ fn idle_state_is_equivalent_to_fresh() {
         model.check(&p, T0 + 3 * SEC, 2);
         model.check(&p, T0 + 4 * SEC, 1);
         let idle = match &model {
-            Model::Compact(kind, state) => idle_at(*kind, &p, state),
+            Model::Compact(kind, state) => idle_at(*kind, &p, state, T0 + 4 * SEC),
             Model::Log(log) => log.idle_at(&p),
         };
         let fresh = Model::new(strategy).peek(&p, idle, 1);
