@@ -165,7 +165,10 @@ async fn a_lowered_limit_counts_what_was_used_and_hooks_follow_reloads() {
     });
     save(&path, &rules(3));
     wait_for(&watcher, |s| s.applied == 1).await;
-    assert!(!headers.load(Ordering::Relaxed), "the hook saw the new configuration");
+    assert!(
+        !headers.load(Ordering::Relaxed),
+        "the hook saw the new configuration"
+    );
     let after = limiter.check("client", "api").await.unwrap();
     assert!(!after.allowed, "6 of 10 used, limit now 3: nothing fresh");
     assert!(limiter.check("fresh", "api").await.unwrap().allowed);
@@ -175,7 +178,10 @@ async fn a_lowered_limit_counts_what_was_used_and_hooks_follow_reloads() {
     save(&path, &rules(20));
     let deadline = Instant::now() + Duration::from_secs(20);
     while limiter.rule("api").unwrap().limit != 20 {
-        assert!(Instant::now() < deadline, "no reload after detach: {status:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no reload after detach: {status:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(headers.load(Ordering::Relaxed));

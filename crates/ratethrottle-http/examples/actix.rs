@@ -21,19 +21,20 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(&path)?;
     let limiter = config.build_limiter().await?;
 
+    // Rule edits in the file apply while the server runs, and so do `global.enabled` and
+    // `global.headers_enabled` (`follow`). Dropping the watcher would stop reloading.
+    let watcher =
+        ConfigWatcher::spawn(&path, config, limiter.clone(), Environment::from_process())?;
     let api = RateLimit::builder(limiter.clone())
         .rule("api")
-        .enabled(config.global.enabled)
-        .headers(config.global.headers_enabled)
+        .follow(&watcher)
         .middleware()?;
     let failed_logins = RateLimit::builder(limiter.clone())
         .rule("login")
-        .enabled(config.global.enabled)
+        .follow(&watcher)
         .deduct_when(|status| status >= 400)
         .middleware()?;
-
-    // Rule edits in the file apply while the server runs.
-    let _watcher = ConfigWatcher::spawn(&path, config, limiter, Environment::from_process())?;
+    watcher.detach();
     let port = std::env::var("PORT").unwrap_or_else(|_| "3001".to_owned());
     let server = HttpServer::new(move || {
         App::new()

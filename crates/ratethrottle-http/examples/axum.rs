@@ -25,23 +25,24 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(&path)?;
     let limiter = config.build_limiter().await?;
 
+    // Rule edits in the file apply while the server runs, and so do `global.enabled` and
+    // `global.headers_enabled` (`follow`). Dropping the watcher would stop reloading.
+    let watcher =
+        ConfigWatcher::spawn(&path, config, limiter.clone(), Environment::from_process())?;
     let api = RateLimitLayer::builder(limiter.clone())
         .rule("api")
-        .enabled(config.global.enabled)
-        .headers(config.global.headers_enabled)
+        .follow(&watcher)
         .layer()?;
     let failed_logins = RateLimitLayer::builder(limiter.clone())
         .rule("login")
-        .enabled(config.global.enabled)
+        .follow(&watcher)
         .deduct_when(|status| status >= 400)
         .layer()?;
     let app = Router::new()
         .route("/", get(|| async { "hello\n" }))
         .route("/login", post(login).route_layer(failed_logins))
         .layer(api);
-
-    // Rule edits in the file apply while the server runs.
-    let _watcher = ConfigWatcher::spawn(&path, config, limiter, Environment::from_process())?;
+    watcher.detach();
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".to_owned());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     tracing::info!(

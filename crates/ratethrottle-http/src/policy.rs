@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 
 use ratethrottle::store::{MemoryStore, Store};
@@ -158,9 +159,34 @@ pub struct Policy<S: Store = MemoryStore, R = ()> {
     deduct_when: Option<Arc<dyn Fn(u16) -> bool + Send + Sync>>,
     on_rejection: Option<RejectionHook>,
     shadow: bool,
-    headers: bool,
     header_style: HeaderStyle,
-    enabled: bool,
+    /// `enabled` and `headers`: they may follow configuration reloads.
+    switches: Arc<Switches>,
+}
+
+/// The settings that may change while the middleware runs (`global.enabled` and
+/// `global.headers_enabled` after a configuration reload): one relaxed load per request.
+#[derive(Debug)]
+struct Switches {
+    enabled: AtomicBool,
+    headers: AtomicBool,
+}
+
+impl Switches {
+    fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    fn headers(&self) -> bool {
+        self.headers.load(Ordering::Relaxed)
+    }
+
+    #[cfg(feature = "config")]
+    fn follow(&self, config: &ratethrottle_config::Config) {
+        self.enabled.store(config.global.enabled, Ordering::Relaxed);
+        self.headers
+            .store(config.global.headers_enabled, Ordering::Relaxed);
+    }
 }
 
 impl<S: Store, R> fmt::Debug for Policy<S, R> {
@@ -175,9 +201,9 @@ impl<S: Store, R> fmt::Debug for Policy<S, R> {
             .field("deduct_when", &self.deduct_when.is_some())
             .field("on_rejection", &self.on_rejection.is_some())
             .field("shadow", &self.shadow)
-            .field("headers", &self.headers)
+            .field("headers", &self.switches.headers())
             .field("header_style", &self.header_style)
-            .field("enabled", &self.enabled)
+            .field("enabled", &self.switches.enabled())
             .finish_non_exhaustive()
     }
 }
@@ -208,9 +234,11 @@ impl<S: Store, R> PolicyBuilder<S, R> {
                 deduct_when: None,
                 on_rejection: None,
                 shadow: false,
-                headers: true,
                 header_style: HeaderStyle::default(),
-                enabled: true,
+                switches: Arc::new(Switches {
+                    enabled: AtomicBool::new(true),
+                    headers: AtomicBool::new(true),
+                }),
             },
             errors: Vec::new(),
         }
@@ -335,8 +363,11 @@ impl<S: Store, R> PolicyBuilder<S, R> {
 
     /// Whether allowed responses carry the rate-limit headers (default `true`; config
     /// `global.headers_enabled`). Rejections always carry them.
-    pub fn headers(mut self, headers: bool) -> Self {
-        self.policy.headers = headers;
+    pub fn headers(self, headers: bool) -> Self {
+        self.policy
+            .switches
+            .headers
+            .store(headers, Ordering::Relaxed);
         self
     }
 
@@ -348,8 +379,28 @@ impl<S: Store, R> PolicyBuilder<S, R> {
     }
 
     /// When `false`, every request passes and nothing is counted (config `global.enabled`).
-    pub fn enabled(mut self, enabled: bool) -> Self {
-        self.policy.enabled = enabled;
+    pub fn enabled(self, enabled: bool) -> Self {
+        self.policy
+            .switches
+            .enabled
+            .store(enabled, Ordering::Relaxed);
+        self
+    }
+
+    /// Applies `global.enabled` and `global.headers_enabled` of `config` (feature `config`).
+    #[cfg(feature = "config")]
+    pub fn config(self, config: &ratethrottle_config::Config) -> Self {
+        self.policy.switches.follow(config);
+        self
+    }
+
+    /// Applies `global.enabled` and `global.headers_enabled` of the configuration `watcher`
+    /// keeps, now and after every reload of the file (feature `config`).
+    #[cfg(feature = "config")]
+    pub fn follow(self, watcher: &ratethrottle_config::ConfigWatcher) -> Self {
+        self.policy.switches.follow(&watcher.current());
+        let switches = Arc::clone(&self.policy.switches);
+        watcher.on_reload(move |config| switches.follow(config));
         self
     }
 
@@ -458,7 +509,7 @@ impl<S: Store, R: RequestView> Policy<S, R> {
 
     /// Checks `request` against every rule that applies to it.
     pub(crate) async fn admit(&self, request: &R) -> Admission {
-        if !self.enabled {
+        if !self.switches.enabled() {
             return Admission::Pass;
         }
         if let Some(exempt) = &self.exempt
@@ -539,7 +590,7 @@ impl<S: Store, R: RequestView> Policy<S, R> {
                 self.reject_or_shadow(rejection, pending)
             }
             Some((status, _)) => {
-                pending.headers = (self.headers && !self.shadow).then_some(status);
+                pending.headers = (self.switches.headers() && !self.shadow).then_some(status);
                 Admission::Admit(pending)
             }
             None if pending.deferred.is_empty() => Admission::Pass,

@@ -16,7 +16,7 @@ use ratethrottle_http::{
 
 use crate::support::*;
 
-fn app(layer: RateLimitLayer) -> Router {
+fn app<S: ratethrottle::store::Store>(layer: RateLimitLayer<S>) -> Router {
     Router::new()
         .route("/", routing::get(|| async { "hello" }))
         .route("/users/{id}", routing::get(|| async { "user" }))
@@ -674,4 +674,50 @@ fn layers_services_and_middleware_are_send_and_sync() {
     send_sync::<RateLimitLayer<ratethrottle_redis::RedisStore>>();
     send_sync::<ratethrottle_http::RateLimitService<Router>>();
     send_sync::<ratethrottle_http::actix::RateLimit<ratethrottle_redis::RedisStore>>();
+}
+
+/// Issue 15 (19): a layer built with `follow` applies `global.enabled` and
+/// `global.headers_enabled` of the file, and follows its reloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_following_the_configuration_applies_its_reloads() {
+    use ratethrottle_config::{Config, ConfigWatcher, Environment};
+    let yaml = |enabled: bool, headers: bool| {
+        format!(
+            "global:\n  enabled: {enabled}\n  headers_enabled: {headers}\nrules:\n  - name: api\n    limit: 2\n    window: 60\n    block_duration: 0\n"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ratethrottle.yaml");
+    std::fs::write(&path, yaml(true, false)).unwrap();
+    let config = Config::load_with_env(&path, &Environment::empty()).unwrap();
+    let limiter = config.build_limiter().await.unwrap();
+    let watcher =
+        ConfigWatcher::spawn(&path, config, limiter.clone(), Environment::empty()).unwrap();
+    let layer = RateLimitLayer::builder(limiter.clone())
+        .rule("api")
+        .follow(&watcher)
+        .layer()
+        .unwrap();
+    let base = serve_axum(app(layer)).await;
+    let client = client_from("127.0.3.1");
+    let first = get(&client, base, "/", &[]).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.header("x-ratelimit-remaining"),
+        "",
+        "headers_enabled: false"
+    );
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, yaml(false, true)).unwrap();
+    std::fs::rename(&temp, &path).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while watcher.status().applied == 0 {
+        assert!(std::time::Instant::now() < deadline, "no reload");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Disabled now: nothing is limited.
+    assert_eq!(
+        statuses(&client, base, "/", &[], 4).await,
+        [200, 200, 200, 200]
+    );
 }

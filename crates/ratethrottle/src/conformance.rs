@@ -662,7 +662,9 @@ pub mod scenarios {
         }
     }
 
-    pub async fn replacing_a_rule_carries_its_state_unless_strategy_or_window_change<S: Store>(store: S) {
+    pub async fn replacing_a_rule_carries_its_state_unless_strategy_or_window_change<S: Store>(
+        store: S,
+    ) {
         let (limiter, _) = setup(store);
         let original = rule(Strategy::FixedWindow, 2, 60);
         limiter.add_rule(original.clone()).unwrap();

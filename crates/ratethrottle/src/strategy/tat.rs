@@ -73,5 +73,8 @@ pub fn idle_at(params: &Params, state: &State, now: u64) -> u64 {
         return tat.saturating_add(u64::from(frac > 0));
     }
     // Written under another limit: the debt drains at this one.
-    now.saturating_add(narrow(div_ceil_wide(debt(params, state, now), params.limit)))
+    now.saturating_add(narrow(div_ceil_wide(
+        debt(params, state, now),
+        params.limit,
+    )))
 }
