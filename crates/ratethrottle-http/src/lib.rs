@@ -111,3 +111,14 @@ pub enum Error {
         name: String,
     },
 }
+
+/// The README's examples, compiled (and run, unless marked `no_run`) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
+
+/// The workspace README's Rust examples, compiled as doctests (this crate has every
+/// dependency they use).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+mod workspace_readme {}

@@ -955,3 +955,8 @@ mod tests {
         assert!(!unexpired("garbage", now));
     }
 }
+
+/// The README's examples, compiled (and run, unless marked `no_run`) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -58,3 +58,8 @@ pub use rule::{
     parse_rate,
 };
 pub use status::{HeaderValues, Status, Verdict};
+
+/// The README's examples, compiled (and run, unless marked `no_run`) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
