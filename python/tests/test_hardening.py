@@ -150,3 +150,46 @@ def test_windows_of_rate_strings_are_bounded():
     with pytest.raises(ValueError, match="Limit must be positive"):
         parse_rate_limit("-1/minute")
     assert math.isclose(rt.parse_rate("1/ms")[1], 0.001)
+
+
+def _odd_values(rng):
+    pool = [
+        0, 1, -1, 2**63, 2**64, 2**70, -(2**70), 0.5, 1e-300, 1e300, float("nan"), float("inf"),
+        float("-inf"), True, None, "10", "", [], {}, b"x", "\ud800", "x" * 10_000,
+    ]
+    value = rng.choice(pool)
+    if rng.random() < 0.3:
+        value = rng.choice([rng.randint(-(2**80), 2**80), rng.uniform(-1e20, 1e20)])
+    return value
+
+
+def test_fuzz_python_argument_conversions():
+    """Random odd arguments to the rule, check, blacklist and rate APIs raise only the
+    documented exceptions and never crash the interpreter (`FUZZ_CASES`, default 300)."""
+    import os
+    import random
+
+    rng = random.Random(int(os.environ.get("FUZZ_SEED", "15")))
+    core = RateThrottleCore()
+    core.add_rule(RateThrottleRule(name="api", limit=5, window=60))
+    documented = (InvalidRuleError, ValueError, TypeError, rt.StrategyNotFoundError)
+    for _ in range(int(os.environ.get("FUZZ_CASES", "300"))):
+        kwargs = {k: _odd_values(rng) for k in rng.sample(["limit", "window", "burst", "block_duration"], 2)}
+        try:
+            RateThrottleRule(name="r", **{"limit": 3, "window": 1, **kwargs})
+        except documented:
+            pass
+        try:
+            status = core.check_rate_limit(_odd_values(rng), "api", cost=_odd_values(rng))
+            assert status.rule_name in ("api", "error", "unknown_rule")
+        except documented:
+            pass
+        try:
+            core.add_to_blacklist("fuzz", _odd_values(rng))
+            core.remove_from_blacklist("fuzz")
+        except documented:
+            pass
+        try:
+            rt.parse_rate(str(_odd_values(rng)) + rng.choice(["/s", "/minute", "", "/fortnight"]))
+        except documented:
+            pass

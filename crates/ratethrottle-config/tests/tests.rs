@@ -1,6 +1,7 @@
 //! Integration tests of ratethrottle-config.
 
 mod build;
+mod fuzz;
 mod parse;
 mod readme;
 mod reload;

@@ -42,6 +42,22 @@ pub(crate) fn jwt_subject(authorization: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Issue 15: any Authorization or user header bytes give a bounded subject or none.
+        #[test]
+        fn any_header_gives_a_bounded_user_or_none(bytes in prop::collection::vec(any::<u8>(), 0..600), claims in any::<String>()) {
+            for value in [bytes.clone(), token(&claims).into_bytes(), [b"Bearer ".as_slice(), &bytes].concat()] {
+                if let Some(subject) = jwt_subject(&value) {
+                    prop_assert!(subject.len() <= MAX_TOKEN_LEN);
+                }
+                if let Some(text) = header_text(&value) {
+                    prop_assert!(text.len() <= value.len());
+                }
+            }
+        }
+    }
 
     fn token(claims: &str) -> String {
         format!(

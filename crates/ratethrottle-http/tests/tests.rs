@@ -6,4 +6,5 @@ mod redis_shared;
 #[allow(dead_code, unreachable_pub)]
 #[path = "../../ratethrottle-redis/tests/server.rs"]
 mod server;
+mod fuzz;
 mod support;

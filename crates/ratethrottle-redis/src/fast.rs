@@ -268,6 +268,39 @@ mod tests {
         assert_eq!(kind(&spec(Strategy::SlidingCounter, 1 << 51, year)), None);
     }
 
+    proptest::proptest! {
+        /// Issue 15: whatever a server (or something posing as one) answers, reading it never
+        /// panics: an outcome or a protocol error.
+        #[test]
+        fn any_reply_is_an_outcome_or_an_error(
+            numbers in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::any::<f64>(),
+                    proptest::sample::select(vec![-1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 1e9, 2f64.powi(64), 1.5, f64::NAN]),
+                ],
+                2 + 3 * ANSWER,
+            ),
+            checks in 1usize..=3,
+            which in 0usize..3,
+            cost in 1u64..5,
+            now in proptest::prelude::any::<u64>(),
+        ) {
+            let strategy = [Strategy::TokenBucket, Strategy::FixedWindow, Strategy::SlidingCounter][which];
+            let rule = std::sync::Arc::new(spec(strategy, 5, Duration::from_secs(60)));
+            let query = Query::new(&rule, "id", cost, Nanos::from_nanos(now));
+            let bytes: Vec<u8> = numbers[..2 + checks * ANSWER]
+                .iter()
+                .flat_map(|n| n.to_be_bytes())
+                .collect();
+            let reply = Reply::parse(&bytes, checks, "127.0.0.1:1").expect("the right length");
+            for index in 0..checks {
+                if let Err(error) = reply.outcome(index, &query, "127.0.0.1:1") {
+                    proptest::prop_assert_eq!(error.kind(), StoreErrorKind::Protocol);
+                }
+            }
+        }
+    }
+
     #[test]
     fn replies_of_the_wrong_size_are_refused() {
         let error = Reply::parse(&[0; 24], 1, "127.0.0.1:1")
