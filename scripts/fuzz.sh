@@ -9,10 +9,15 @@ cd "$(dirname "$0")/.."
 cases="${CASES:-1000000}"
 export PROPTEST_CASES="$cases"
 echo "== $cases cases per parser"
+failed=0
 run() {
     echo "== $*"
     local started=$SECONDS
-    cargo test --release --quiet "$@" 2>&1 | grep -E "test result|FAILED|panicked|minimal failing" || true
+    if ! cargo test --release --quiet "$@" > /tmp/ratethrottle-fuzz.log 2>&1; then
+        failed=1
+        grep -E "FAILED|panicked|minimal failing" /tmp/ratethrottle-fuzz.log || true
+    fi
+    grep -E "test result" /tmp/ratethrottle-fuzz.log || true
     echo "   $((SECONDS - started)) s"
 }
 run -p ratethrottle --test tests fuzz::                      # rate strings, names, identifiers
@@ -24,5 +29,6 @@ run -p ratethrottle --lib integer_edges                      # strategies at the
 if [ -x python/.venv/bin/python ]; then
     echo "== Python argument conversions"
     FUZZ_CASES="$cases" python/.venv/bin/python -m pytest -q -p no:cacheprovider \
-        python/tests/test_hardening.py -k fuzz
+        python/tests/test_hardening.py -k fuzz || failed=1
 fi
+exit "$failed"
