@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::did_you_mean;
 
+/// The longest duration a setting may have: 100 years (as rule windows).
+const MAX_DURATION: Duration = ratethrottle::MAX_WINDOW;
+
 /// What `config show` prints instead of a secret.
 pub const MASK: &str = "********";
 
@@ -50,9 +53,16 @@ impl Seconds {
                 "invalid duration {secs}: must be a non-negative number of seconds"
             ));
         }
+        if secs > 0.0 && secs < 1e-9 {
+            return Err(format!(
+                "invalid duration {secs}: shorter than one nanosecond (write 0 for none)"
+            ));
+        }
         Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| *d <= MAX_DURATION)
             .map(Seconds)
-            .map_err(|_| format!("invalid duration {secs}: too long"))
+            .ok_or_else(|| format!("invalid duration {secs}: longer than 100 years"))
     }
 }
 
@@ -312,6 +322,16 @@ mod tests {
         assert_eq!(Seconds::parse("1h 30m"), Ok(Seconds::new(5400)));
         assert!(Seconds::parse("-1").unwrap_err().contains("non-negative"));
         assert!(Seconds::parse("soon").unwrap_err().contains("\"soon\""));
+        assert!(
+            Seconds::parse("1e-300")
+                .unwrap_err()
+                .contains("shorter than one nanosecond")
+        );
+        assert!(
+            Seconds::parse("1180591620717411303424")
+                .unwrap_err()
+                .contains("longer than 100 years")
+        );
     }
 
     #[test]

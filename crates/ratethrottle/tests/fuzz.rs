@@ -15,8 +15,19 @@ fn rate_like() -> impl proptest::strategy::Strategy<Value = String> {
         "[0-9]{1,25}",
         Just("/".to_owned()),
         Just(" per ".to_owned()),
-        prop::sample::select(vec!["s", "ms", "m", "min", "h", "hour", "d", "w", "weeks", "fortnight"])
-            .prop_map(str::to_owned),
+        prop::sample::select(vec![
+            "s",
+            "ms",
+            "m",
+            "min",
+            "h",
+            "hour",
+            "d",
+            "w",
+            "weeks",
+            "fortnight"
+        ])
+        .prop_map(str::to_owned),
         Just("-".to_owned()),
         " {0,3}",
         any::<String>(),
