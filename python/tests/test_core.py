@@ -346,10 +346,14 @@ def test_blocks_are_per_rule_and_identifier_and_peeks_record_nothing(core):
     assert core.get_metrics()["total_violations"] == before
 
 
-def test_replacing_a_rule_keeps_state_only_if_unchanged(core):
+def test_replacing_a_rule_carries_what_was_used_unless_the_window_changes(core):
     core.add_rule(RateThrottleRule(name="r", limit=2, window=60))
     core.check_rate_limit("a", "r")
     core.add_rule(RateThrottleRule(name="r", limit=2, window=60))
     assert core.check_rate_limit("a", "r").remaining == 0
+    # A new limit applies to what was already used (lowering it hands out nothing fresh).
     core.add_rule(RateThrottleRule(name="r", limit=3, window=60))
+    assert core.check_rate_limit("a", "r").remaining == 0
+    # Another window means another kind of count: it starts fresh.
+    core.add_rule(RateThrottleRule(name="r", limit=3, window=30))
     assert core.check_rate_limit("a", "r").remaining == 2

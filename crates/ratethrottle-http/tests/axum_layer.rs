@@ -552,6 +552,15 @@ async fn http2_and_streaming_bodies_pass_through() {
     assert_eq!(denied.status, 429);
 }
 
+/// Serves the layer without connect info: it cannot know the peer.
+async fn serve_without_peers(layer: RateLimitLayer) -> std::net::SocketAddr {
+    let app = app(layer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
 /// Issue 15 (17): a server without connect info cannot tell clients apart. By default that
 /// is a 500 naming the fix, not one bucket for everybody.
 #[tokio::test]
@@ -560,13 +569,6 @@ async fn without_a_peer_address_ip_rules_answer_500_naming_the_fix() {
     limiter
         .add_rule(per_minute("everyone", 5).scope(ratethrottle::Scope::Global))
         .unwrap();
-    let serve_without_peers = |layer| async move {
-        let app = app(layer);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        base
-    };
     let base = serve_without_peers(
         RateLimitLayer::builder(limiter.clone())
             .rule("api")
@@ -606,15 +608,14 @@ async fn without_a_peer_address_ip_rules_answer_500_naming_the_fix() {
 #[tokio::test]
 async fn a_shared_bucket_for_unknown_peers_is_an_explicit_choice() {
     let (limiter, _clock) = limiter([per_minute("api", 2)]);
-    let app = app(RateLimitLayer::builder(limiter.clone())
-        .rule("api")
-        .unknown_peer(UnknownPeer::SharedBucket)
-        .layer()
-        .unwrap());
-    // Served without connect info: the layer cannot know the peer.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = serve_without_peers(
+        RateLimitLayer::builder(limiter.clone())
+            .rule("api")
+            .unknown_peer(UnknownPeer::SharedBucket)
+            .layer()
+            .unwrap(),
+    )
+    .await;
     let client = client_from("127.0.2.4");
     assert_eq!(statuses(&client, base, "/", &[], 3).await, [200, 200, 429]);
     assert_eq!(remaining(&limiter, "0.0.0.0", "api").await, 0);

@@ -343,6 +343,20 @@ fn edge_scenario() -> impl proptest::strategy::Strategy<Value = (Strategy, Param
         })
 }
 
+/// The `(time, cost)` of the arrivals `(gap, cost)` that `strategy` admits.
+fn admissions(strategy: Strategy, p: &Params, arrivals: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut model = Model::new(strategy);
+    let mut now = T0;
+    let mut admitted = Vec::new();
+    for &(gap, cost) in arrivals {
+        now += gap;
+        if model.check(p, now, cost).allowed {
+            admitted.push((now, cost));
+        }
+    }
+    admitted
+}
+
 /// Checks that the admissions `(time, cost)` never exceed what `strategy` allows.
 fn assert_within_bounds(strategy: Strategy, p: &Params, admitted: &[(u64, u64)]) {
     let window_of = |t: u64| t - t % p.window;
@@ -421,32 +435,14 @@ proptest! {
     /// Over any arrivals and costs, admissions stay within each strategy's bound.
     #[test]
     fn never_admits_more_than_allowed((strategy, p, arrivals) in scenario()) {
-        let mut model = Model::new(strategy);
-        let mut now = T0;
-        let mut admitted = Vec::new();
-        for (gap, cost) in arrivals {
-            now += gap;
-            if model.check(&p, now, cost).allowed {
-                admitted.push((now, cost));
-            }
-        }
-        assert_within_bounds(strategy, &p, &admitted);
+        assert_within_bounds(strategy, &p, &admissions(strategy, &p, &arrivals));
     }
 
     /// At the integer edges (limit `u64::MAX`, cost `2^63 + 1`, ...) nothing saturates into an
     /// admission.
     #[test]
     fn integer_edges_never_over_admit((strategy, p, arrivals) in edge_scenario()) {
-        let mut model = Model::new(strategy);
-        let mut now = T0;
-        let mut admitted = Vec::new();
-        for (gap, cost) in arrivals {
-            now += gap;
-            if model.check(&p, now, cost).allowed {
-                admitted.push((now, cost));
-            }
-        }
-        assert_within_bounds(strategy, &p, &admitted);
+        assert_within_bounds(strategy, &p, &admissions(strategy, &p, &arrivals));
     }
 
     /// A denied request retried exactly `retry_after` later is admitted; 1 ms (and 1 ns)
