@@ -129,12 +129,10 @@ def _seconds(what: str, value: Any, minimum: float, maximum: Optional[float] = N
         raise InvalidRuleError(f"{what} must be a number of seconds, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidRuleError(f"{what} must be a finite number of seconds, got {value!r}")
-    if value < 0 or (value <= 0 and minimum > 0):
-        raise InvalidRuleError(
-            f"{what} must be positive, got {value}"
-            if minimum > 0
-            else f"{what} cannot be negative, got {value}"
-        )
+    if minimum > 0 and value <= 0:
+        raise InvalidRuleError(f"{what} must be positive, got {value}")
+    if value < 0:
+        raise InvalidRuleError(f"{what} cannot be negative, got {value}")
     if value < minimum:
         raise InvalidRuleError(f"{what} must be at least one nanosecond, got {value!r}")
     limit = maximum if maximum is not None else _U64_MAX / 1e9

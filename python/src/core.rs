@@ -350,18 +350,12 @@ impl NativeCore {
         identifier: &str,
         duration: Option<f64>,
     ) -> PyResult<()> {
-        // None or 0: until removed (as the original). Negative or NaN durations are refused
-        // (the original made them permanent).
-        let duration = match duration {
-            None => None,
-            Some(0.0) => None,
-            Some(d) if d > 0.0 && d.is_finite() => Some(seconds("duration", d)?),
-            Some(d) => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "duration must be a finite number of seconds above 0 (None or 0: until removed), got {d}"
-                )));
-            }
-        };
+        // `add_to_blacklist` has checked it (None or 0: until removed); anything negative or
+        // not finite that gets here is still refused by `seconds`, never made permanent.
+        let duration = duration
+            .filter(|d| *d != 0.0)
+            .map(|d| seconds("duration", d))
+            .transpose()?;
         self.wait(py, self.limiter.blacklist_add(identifier, duration))
             .map_err(engine_error)
     }

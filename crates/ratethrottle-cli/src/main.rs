@@ -125,28 +125,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = runtime
-        .block_on(run(&cli))
-        .and_then(|()| output::flush_out());
+    let outcome = runtime.block_on(run(&cli));
+    // What is still buffered is written now; failing to write it outranks a denial.
+    let outcome = match (outcome, output::flush_out()) {
+        (Ok(()) | Err(Failure::Denied), Err(failed @ Failure::Failed(_))) => Err(failed),
+        (Ok(()), Err(closed)) => Err(closed),
+        (outcome, _) => outcome,
+    };
     // Background tasks (telemetry, a demo load) end with the runtime.
     runtime.shutdown_background();
+    let report = |error: &anyhow::Error, code: u8| {
+        eprintln!("error: {}", output::error_chain(error));
+        ExitCode::from(code)
+    };
     match outcome {
         Ok(()) | Err(Failure::Closed) => ExitCode::SUCCESS,
-        Err(Failure::Denied) => match output::flush_out() {
-            Err(Failure::Failed(error)) => {
-                eprintln!("error: {}", output::error_chain(&error));
-                ExitCode::from(1)
-            }
-            _ => ExitCode::from(1),
-        },
-        Err(Failure::Failed(error)) => {
-            eprintln!("error: {}", output::error_chain(&error));
-            ExitCode::from(1)
-        }
-        Err(Failure::Usage(error)) => {
-            eprintln!("error: {}", output::error_chain(&error));
-            ExitCode::from(2)
-        }
+        Err(Failure::Denied) => ExitCode::from(1),
+        Err(Failure::Failed(error)) => report(&error, 1),
+        Err(Failure::Usage(error)) => report(&error, 2),
     }
 }
 

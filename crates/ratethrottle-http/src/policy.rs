@@ -721,11 +721,8 @@ impl<S: Store, R: RequestView> Policy<S, R> {
             UnknownPeer::Reject => {
                 WARNED.call_once(|| {
                     tracing::error!(
-                        "the peer address of requests is unknown, so IP-scoped rules cannot tell \
-                         clients apart; answering 500. {}",
+                        "answering 500 to requests IP-scoped rules apply to: {}",
                         crate::response::UNKNOWN_PEER_DETAIL
-                            .split_once(". ")
-                            .map_or("", |(_, fix)| fix)
                     );
                 });
                 None
