@@ -583,15 +583,17 @@ fn status_of(rule: &Rule, name: &'static str, outcome: Outcome, now: Nanos) -> S
             } else {
                 Verdict::Limited
             };
-            let block = blocked_until.map(until).unwrap_or_default();
-            status.retry_after = decision
-                .retry_after
-                .map(|retry| Duration::from_nanos(retry).max(block));
-            // The full allowance cannot return before the client may retry.
-            status.reset_after = status
-                .reset_after
-                .max(block)
-                .max(status.retry_after.unwrap_or_default());
+            if !decision.allowed {
+                let block = blocked_until.map(until).unwrap_or_default();
+                status.retry_after = decision
+                    .retry_after
+                    .map(|retry| Duration::from_nanos(retry).max(block));
+                // The full allowance cannot return before the client may retry.
+                status.reset_after = status
+                    .reset_after
+                    .max(block)
+                    .max(status.retry_after.unwrap_or_default());
+            }
         }
     }
     status
