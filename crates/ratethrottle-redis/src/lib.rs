@@ -50,10 +50,11 @@ mod faults;
 mod lists;
 pub mod telemetry;
 
-use connection::{Connection, SentinelMaster};
+use connection::{Connection, Opener, Pending, SentinelMaster};
 use faults::Breaker;
-pub use faults::{FaultPolicy, FaultStats};
+pub use faults::FaultPolicy;
 use lists::{ListCache, Screen};
+pub use ratethrottle::store::FaultStats;
 
 /// The check script for everything `fast.lua` does not decide: exact integers, then the
 /// decision.
@@ -61,6 +62,9 @@ const CHECK_SCRIPT: &str = concat!(include_str!("bignum.lua"), include_str!("che
 
 /// The default time one Redis call may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// The default time connecting may take (TCP, TLS handshake, authentication).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The default [`RedisConfig::list_cache_ttl`].
 pub const DEFAULT_LIST_CACHE_TTL: Duration = Duration::from_secs(1);
@@ -88,8 +92,17 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// Whose clock decides (default [`TimeSource::Server`]).
     pub time: TimeSource,
-    /// The most one call may take (default [`DEFAULT_TIMEOUT`]).
+    /// The most one call may take (default [`DEFAULT_TIMEOUT`]); past it the fault policy
+    /// answers.
     pub timeout: Duration,
+    /// The most one attempt to connect may take: TCP, the TLS handshake, authentication and
+    /// a `PING` (default [`DEFAULT_CONNECT_TIMEOUT`]). Checks never wait for a connection.
+    pub connect_timeout: Duration,
+    /// Whether [`RedisStore::with_config`] fails when Redis cannot be reached (default
+    /// `false`: the store starts, its fault policy answers, and it connects in the
+    /// background as soon as Redis answers). Redis refusing the credentials or the database
+    /// is an error at start either way.
+    pub require_connection: bool,
     /// What checks answer while Redis is failing (default [`FaultPolicy::FailOpen`]).
     pub fault_policy: FaultPolicy,
     /// Seed nodes of a Redis Cluster (`redis://host:port` each); empty for a standalone server
@@ -119,6 +132,8 @@ impl RedisConfig {
             key_prefix: "ratethrottle:".to_owned(),
             time: TimeSource::default(),
             timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            require_connection: false,
             fault_policy: FaultPolicy::default(),
             cluster_nodes: Vec::new(),
             sentinel_master: None,
@@ -220,6 +235,27 @@ impl RedisConfig {
         self
     }
 
+    /// Sets the time one attempt to connect may take.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Makes [`RedisStore::with_config`] fail when Redis cannot be reached (instead of
+    /// starting and connecting in the background).
+    #[must_use]
+    pub fn require_connection(mut self, required: bool) -> Self {
+        self.require_connection = required;
+        self
+    }
+
+    /// Whether the store talks TLS (`rediss://`).
+    fn uses_tls(&self) -> bool {
+        let tls = |url: &String| url.starts_with("rediss://");
+        tls(&self.url) || self.cluster_nodes.iter().any(tls) || self.sentinel_nodes.iter().any(tls)
+    }
+
     /// Sets how long the process's copy of the lists may screen checks (zero: never).
     #[must_use]
     pub fn list_cache_ttl(mut self, ttl: Duration) -> Self {
@@ -268,73 +304,30 @@ impl RedisStore {
         Self::with_config(RedisConfig::new(url)).await
     }
 
-    /// Connects with `config`. Fails with a message naming the server if it cannot be reached
-    /// within the timeout.
+    /// Connects with `config`, trying once within [`RedisConfig::connect_timeout`].
+    ///
+    /// When Redis cannot be reached, the store starts anyway (unless
+    /// [`RedisConfig::require_connection`]): its checks follow the fault policy, the outage is
+    /// logged, and it connects in the background as soon as Redis answers. Fails, naming the
+    /// server, when the configuration is wrong: a bad URL, credentials or database Redis
+    /// refuses, a TLS certificate it cannot trust.
     pub async fn with_config(config: RedisConfig) -> Result<Self, StoreError> {
-        let invalid = |error: redis::RedisError| {
-            StoreError::new(
-                StoreErrorKind::Protocol,
-                format!("invalid redis url {:?}: {error}", redact(&config.url)),
-            )
-        };
-        let connect_timeout = config.timeout.max(Duration::from_millis(200));
-        if config.url.starts_with("rediss://") {
+        if config.uses_tls() {
             // rustls needs one process-wide crypto provider; another one already installed is
             // fine too.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        // Few quick retries: the circuit breaker, not the connection, rides out outages.
-        let manager_config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(connect_timeout);
-        let (connection, address) = if let Some(master) = &config.sentinel_master {
-            let address = format!(
-                "sentinel master {master:?} via {}",
-                redact(&config.sentinel_nodes.join(","))
-            );
-            let sentinel = redis::sentinel::SentinelClient::build(
-                config.sentinel_nodes.clone(),
-                master.clone(),
-                None,
-                redis::sentinel::SentinelServerType::Master,
-            )
-            .map_err(invalid)?;
-            let master = SentinelMaster::connect(sentinel, manager_config)
-                .await
-                .map_err(|error| failure(&address, error))?;
-            (Connection::Sentinel(master), address)
-        } else if config.cluster_nodes.is_empty() {
-            let client = match &config.tls_root_certificate {
-                Some(root) => redis::Client::build_with_tls(
-                    config.url.as_str(),
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(root.clone()),
-                    },
-                ),
-                None => redis::Client::open(config.url.as_str()),
+        let (opener, address) = opener(&config)?;
+        let breaker = Breaker::new(address.clone(), config.fault_policy);
+        let connection = match opener.open(config.connect_timeout).await {
+            Ok(connection) => connection,
+            Err(error) if connection::unreachable(&error) && !config.require_connection => {
+                breaker.failure(Instant::now(), &connect_failure(&config, &address, &error));
+                let pending =
+                    Pending::start(opener, &error, address.clone(), config.connect_timeout);
+                Connection::Pending(pending)
             }
-            .map_err(invalid)?;
-            let address = client.get_connection_info().addr().to_string();
-            let manager = ConnectionManager::new_with_config(client, manager_config)
-                .await
-                .map_err(|error| failure(&address, error))?;
-            (Connection::Standalone(manager), address)
-        } else {
-            let address = format!("cluster {}", redact(&config.cluster_nodes.join(",")));
-            let client = redis::cluster::ClusterClientBuilder::new(config.cluster_nodes.clone())
-                .connection_timeout(connect_timeout)
-                .response_timeout(config.timeout)
-                .retries(2)
-                .build()
-                .map_err(invalid)?;
-            let cluster = client
-                .get_async_connection()
-                .await
-                .map_err(|error| failure(&address, error))?;
-            (Connection::Cluster(cluster), address)
+            Err(error) => return Err(connect_failure(&config, &address, &error)),
         };
         let list_cache_ttl = u64::try_from(config.list_cache_ttl.as_nanos()).unwrap_or(u64::MAX);
         Ok(RedisStore {
@@ -346,7 +339,7 @@ impl RedisStore {
                 fast_script: redis::Script::new(fast::SCRIPT),
                 batcher: batch::Batcher::default(),
                 lists: ListCache::new(list_cache_ttl),
-                breaker: Breaker::default(),
+                breaker,
                 fallback: MemoryStore::new(),
             }),
         })
@@ -357,7 +350,8 @@ impl RedisStore {
         &self.shared.config
     }
 
-    /// Errors, degraded decisions and the circuit's state so far.
+    /// Errors, degraded decisions and the circuit's state so far (also in the limiter's
+    /// [`Metrics`](ratethrottle::Metrics)).
     pub fn fault_stats(&self) -> FaultStats {
         self.shared.breaker.stats()
     }
@@ -365,6 +359,15 @@ impl RedisStore {
     /// A check through the circuit breaker, with the fault policy when Redis fails.
     async fn check_guarded(&self, query: Query<'_>) -> Result<Outcome, StoreError> {
         let shared = &*self.shared;
+        // A listed identifier is answered here: that says nothing of Redis's health.
+        let screen_in_redis = match shared.lists.screen(query.identifier, query.now) {
+            Screen::Listed(outcome) => return Ok(outcome),
+            Screen::Clear => false,
+            Screen::Unknown => {
+                self.refresh_lists_soon(query.now);
+                true
+            }
+        };
         let error = match shared.breaker.allow(Instant::now()) {
             Err(wait) => StoreError::new(
                 StoreErrorKind::Unavailable,
@@ -374,7 +377,7 @@ impl RedisStore {
                     shared.address
                 ),
             ),
-            Ok(()) => match self.decide(query).await {
+            Ok(()) => match self.decide(query, screen_in_redis).await {
                 Ok(outcome) => {
                     shared.breaker.success();
                     return Ok(outcome);
@@ -382,9 +385,9 @@ impl RedisStore {
                 // A reply we cannot read is a bug, not an outage: no policy hides it.
                 Err(error) if error.kind() == StoreErrorKind::Protocol => return Err(error),
                 Err(error) => {
-                    if shared.breaker.failure(Instant::now()) {
-                        tracing::warn!(
-                            policy = %shared.config.fault_policy,
+                    if shared.breaker.failure(Instant::now(), &error) {
+                        tracing::debug!(
+                            target: "ratethrottle::redis",
                             "{error}; circuit open: checks skip redis until it answers again"
                         );
                     }
@@ -395,14 +398,15 @@ impl RedisStore {
         self.degrade(&query, error)
     }
 
-    /// The fault policy's answer to `query` while Redis fails with `error`.
+    /// The fault policy's answer to `query` while Redis fails with `error`: the error, with
+    /// the answer attached (see [`StoreError::with_fallback`]) unless failing closed.
     fn degrade(&self, query: &Query<'_>, error: StoreError) -> Result<Outcome, StoreError> {
         let shared = &*self.shared;
         shared.breaker.degraded();
-        match shared.config.fault_policy {
-            FaultPolicy::FailClosed => Err(error),
-            FaultPolicy::FallbackMemory => Ok(shared.fallback.check_now(query)),
-            _ => Ok(self
+        let answer = match shared.config.fault_policy {
+            FaultPolicy::FailClosed => return Err(error),
+            FaultPolicy::FallbackMemory => shared.fallback.check_now(query),
+            _ => self
                 .shared
                 .lists
                 .last_known(query.identifier, query.now)
@@ -421,8 +425,9 @@ impl RedisStore {
                         },
                         blocked_until: None,
                     }
-                })),
-        }
+                }),
+        };
+        Err(error.with_fallback(answer))
     }
 
     fn key(&self, identifier: &str, suffix: &str) -> String {
@@ -597,15 +602,9 @@ impl RedisStore {
         Ok(())
     }
 
-    async fn decide(&self, query: Query<'_>) -> Result<Outcome, StoreError> {
-        let screen_in_redis = match self.shared.lists.screen(query.identifier, query.now) {
-            Screen::Listed(outcome) => return Ok(outcome),
-            Screen::Clear => false,
-            Screen::Unknown => {
-                self.refresh_lists_soon(query.now);
-                true
-            }
-        };
+    /// Decides `query` in Redis; `screen_in_redis` when the process's copy of the lists is not
+    /// fresh enough to screen the identifier.
+    async fn decide(&self, query: Query<'_>, screen_in_redis: bool) -> Result<Outcome, StoreError> {
         let rule = query.rule;
         if let Some(kind) = fast::kind(rule) {
             return self.decide_fast(query, kind, screen_in_redis).await;
@@ -807,6 +806,23 @@ pub(crate) fn derive_decision(
 
 /// A Redis failure as a [`StoreError`] that names the server.
 fn failure(address: &str, error: redis::RedisError) -> StoreError {
+    if connection::refused(&error) {
+        return StoreError::new(
+            StoreErrorKind::Refused,
+            format!(
+                "redis at {address} refused us: {error} (check the user, password and \
+                 database in the URL: redis://user:password@host:6379/0)"
+            ),
+        )
+        .with_source(error);
+    }
+    if connection::server_unavailable(&error) {
+        return StoreError::new(
+            StoreErrorKind::Unavailable,
+            format!("redis at {address} cannot serve now: {error}"),
+        )
+        .with_source(error);
+    }
     let kind = if error.is_timeout() {
         StoreErrorKind::Timeout
     } else if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
@@ -831,6 +847,117 @@ fn failure(address: &str, error: redis::RedisError) -> StoreError {
         _ => "failed",
     };
     StoreError::new(kind, format!("redis at {address} {what}: {error}")).with_source(error)
+}
+
+/// A failure to connect, as [`failure`] words it, saying when TLS may be the cause.
+fn connect_failure(config: &RedisConfig, address: &str, error: &redis::RedisError) -> StoreError {
+    let base = failure(address, error.clone());
+    let handshake = error.is_timeout() || connection::tls_failure(error);
+    if config.uses_tls() && handshake {
+        return StoreError::new(
+            base.kind(),
+            format!(
+                "{base} (TLS: the handshake did not complete; is this port serving TLS? \
+                 rediss:// needs a TLS-enabled Redis, redis:// a plain one)"
+            ),
+        )
+        .with_source(error.clone());
+    }
+    base
+}
+
+/// The connection `config` describes, how to open it (again), and where it goes (for
+/// messages).
+fn opener(config: &RedisConfig) -> Result<(Opener, String), StoreError> {
+    let invalid = |error: redis::RedisError| {
+        StoreError::new(
+            StoreErrorKind::Protocol,
+            format!("invalid redis url {:?}: {error}", redact(&config.url)),
+        )
+    };
+    // One quick retry: the circuit breaker, not the connection, rides out outages.
+    let manager_config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.timeout))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(10))
+        .set_max_delay(Duration::from_millis(100));
+    if let Some(master) = &config.sentinel_master {
+        let address = format!(
+            "sentinel master {master:?} via {}",
+            redact(&config.sentinel_nodes.join(","))
+        );
+        let (nodes, master) = (config.sentinel_nodes.clone(), master.clone());
+        // Fails now on a malformed node address, rather than on every attempt later.
+        redis::sentinel::SentinelClient::build(
+            nodes.clone(),
+            master.clone(),
+            None,
+            redis::sentinel::SentinelServerType::Master,
+        )
+        .map_err(invalid)?;
+        let opener = Opener::new(false, move || {
+            let (nodes, master, manager_config) =
+                (nodes.clone(), master.clone(), manager_config.clone());
+            Box::pin(async move {
+                let sentinel = redis::sentinel::SentinelClient::build(
+                    nodes,
+                    master,
+                    None,
+                    redis::sentinel::SentinelServerType::Master,
+                )?;
+                let master = SentinelMaster::connect(sentinel, manager_config).await?;
+                answering(Connection::Sentinel(master)).await
+            })
+        });
+        Ok((opener, address))
+    } else if config.cluster_nodes.is_empty() {
+        let client = match &config.tls_root_certificate {
+            Some(root) => redis::Client::build_with_tls(
+                config.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root.clone()),
+                },
+            ),
+            None => redis::Client::open(config.url.as_str()),
+        }
+        .map_err(invalid)?;
+        let address = client.get_connection_info().addr().to_string();
+        let opener = Opener::new(false, move || {
+            let (client, manager_config) = (client.clone(), manager_config.clone());
+            Box::pin(async move {
+                let manager = ConnectionManager::new_with_config(client, manager_config).await?;
+                answering(Connection::Standalone(manager)).await
+            })
+        });
+        Ok((opener, address))
+    } else {
+        let address = format!("cluster {}", redact(&config.cluster_nodes.join(",")));
+        let client = redis::cluster::ClusterClientBuilder::new(config.cluster_nodes.clone())
+            .connection_timeout(config.connect_timeout)
+            .response_timeout(config.timeout)
+            .retries(2)
+            .build()
+            .map_err(invalid)?;
+        let opener = Opener::new(true, move || {
+            let client = client.clone();
+            Box::pin(async move {
+                let cluster = client.get_async_connection().await?;
+                answering(Connection::Cluster(cluster)).await
+            })
+        });
+        Ok((opener, address))
+    }
+}
+
+/// `connection` once it has answered a `PING`: a server that wants a password (or a
+/// database that does not exist) says so now, not on the first check.
+async fn answering(mut connection: Connection) -> redis::RedisResult<Connection> {
+    redis::cmd("PING")
+        .query_async::<()>(&mut connection)
+        .await?;
+    Ok(connection)
 }
 
 /// `url` without its password.
@@ -922,6 +1049,10 @@ impl Store for RedisStore {
 
     fn list_len_hint(&self, list: ListKind, now: Nanos) -> u64 {
         self.shared.lists.len(list, now)
+    }
+
+    fn fault_stats(&self) -> Option<FaultStats> {
+        Some(self.shared.breaker.stats())
     }
 }
 

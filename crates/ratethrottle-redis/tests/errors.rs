@@ -13,8 +13,9 @@ fn an_unreachable_server_is_named() {
         .local_addr()
         .unwrap()
         .port();
+    let config = RedisConfig::new(format!("redis://127.0.0.1:{port}")).require_connection(true);
     let error = runtime()
-        .block_on(RedisStore::connect(&format!("redis://127.0.0.1:{port}")))
+        .block_on(RedisStore::with_config(config))
         .unwrap_err();
     assert!(error.is_unavailable(), "{error}");
     assert!(
@@ -40,8 +41,9 @@ fn tls_refuses_a_server_signed_by_an_untrusted_authority() {
     let Some(port) = server::tls_port() else {
         return;
     };
-    let config =
-        RedisConfig::new(format!("rediss://localhost:{port}")).timeout(Duration::from_secs(2));
+    let config = RedisConfig::new(format!("rediss://localhost:{port}"))
+        .timeout(Duration::from_secs(2))
+        .require_connection(true);
     let error = runtime()
         .block_on(RedisStore::with_config(config))
         .unwrap_err();
@@ -51,6 +53,7 @@ fn tls_refuses_a_server_signed_by_an_untrusted_authority() {
             .contains(&format!("redis at localhost:{port}")),
         "{error}"
     );
+    assert!(error.to_string().contains("TLS"), "{error}");
 }
 
 #[test]

@@ -66,6 +66,33 @@ impl RedisServer {
         Self::start()
     }
 
+    /// A server of the caller's own on `port` (which a store may already be trying), or
+    /// `None` to skip.
+    pub(crate) fn at_port(port: u16) -> Option<RedisServer> {
+        installed().then(|| Self::start_on(port, ""))
+    }
+
+    /// A free port nothing listens on.
+    pub(crate) fn unused_port() -> u16 {
+        free_port()
+    }
+
+    /// A server of the caller's own started with `extra` arguments (shell words, e.g.
+    /// `--requirepass secret`), or `None` to skip.
+    pub(crate) fn with_args(extra: &str) -> Option<RedisServer> {
+        installed().then(|| Self::start_on(free_port(), extra))
+    }
+
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> String {
+        redis_cli(self.port, &["info", "server"])
+            .lines()
+            .find_map(|line| line.strip_prefix("process_id:"))
+            .expect("INFO names the process")
+            .trim()
+            .to_owned()
+    }
+
     /// A server of the caller's own that also listens on a Unix socket.
     pub(crate) fn with_unix_socket() -> RedisServer {
         let port = free_port();
@@ -103,7 +130,12 @@ impl RedisServer {
 
     /// Starts the server again on the same port.
     pub(crate) fn restart(&mut self) {
-        *self = Self::start_on(self.port, "");
+        self.restart_with("");
+    }
+
+    /// Starts the server again on the same port with `extra` arguments.
+    pub(crate) fn restart_with(&mut self, extra: &str) {
+        *self = Self::start_on(self.port, extra);
     }
 
     /// Starts `redis-server` on `port` with `extra` arguments (shell words).

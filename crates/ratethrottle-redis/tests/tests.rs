@@ -4,6 +4,7 @@ mod batching;
 mod conformance;
 mod differential;
 mod errors;
+mod failures;
 mod fleet;
 mod outage;
 mod sentinel;

@@ -18,7 +18,7 @@ use crate::identifier::normalize_identifier;
 use crate::metrics::{Count, Metrics, RuleMetrics, StripedCounters, Violation, ViolationLog};
 use crate::rule::{Rule, Scope};
 use crate::status::{Status, Verdict};
-use crate::store::{ListEntry, ListKind, MemoryStore, Outcome, Query, RuleSpec, Store};
+use crate::store::{ListEntry, ListKind, MemoryStore, Outcome, Query, RuleSpec, Store, StoreError};
 
 /// How many violations a limiter remembers by default.
 pub const DEFAULT_VIOLATION_HISTORY: usize = 1_000;
@@ -396,7 +396,7 @@ impl<S: Store> Limiter<S> {
             };
             Some(match shared.store.check_at_once(&query)? {
                 Ok(outcome) => Ok(self.conclude(entry, &id, cost, consume, outcome, now)),
-                Err(error) => Err(error.into()),
+                Err(error) => self.undecided(entry, &id, cost, consume, error, now),
             })
         })
         .flatten()
@@ -420,8 +420,41 @@ impl<S: Store> Limiter<S> {
                 .await;
         };
         let query = entry.query(&id, cost, now, consume)?;
-        let outcome = shared.store.check(query).await?;
-        Ok(self.conclude(entry, &id, cost, consume, outcome, now))
+        match shared.store.check(query).await {
+            Ok(outcome) => Ok(self.conclude(entry, &id, cost, consume, outcome, now)),
+            Err(error) => self.undecided(entry, &id, cost, consume, error, now),
+        }
+    }
+
+    /// A check the store could not decide: the fault policy's answer when the store gave one
+    /// (marked degraded), else the error. Either way it is counted as a degraded decision, an
+    /// error as a denial (callers refuse the request: HTTP 503).
+    #[cold]
+    fn undecided(
+        &self,
+        entry: &RuleEntry,
+        id: &str,
+        cost: u64,
+        consume: bool,
+        error: StoreError,
+        now: Nanos,
+    ) -> Result<Status> {
+        if consume {
+            entry.counters.add(Count::Degraded);
+        }
+        match error.fallback() {
+            Some(outcome) => {
+                let mut status = self.conclude(entry, id, cost, consume, outcome, now);
+                status.degraded = true;
+                Ok(status)
+            }
+            None => {
+                if consume {
+                    entry.counters.add(Count::Denied);
+                }
+                Err(error.into())
+            }
+        }
     }
 
     /// Counts a decided request, records a violation, and builds the [`Status`].
@@ -550,6 +583,7 @@ fn status_of(rule: &Rule, name: &'static str, outcome: Outcome, now: Nanos) -> S
         blocked: false,
         verdict: Verdict::Limited,
         checked_at: now,
+        degraded: false,
     };
     match outcome {
         Outcome::Whitelisted => {
@@ -684,6 +718,7 @@ impl<S: Store> Limiter<S> {
                 allowed: entry.counters.get(Count::Allowed),
                 denied: entry.counters.get(Count::Denied),
                 violations: entry.counters.get(Count::Violations),
+                degraded: entry.counters.get(Count::Degraded),
             })
             .collect();
         per_rule.sort_by_key(|m| m.rule);
@@ -694,6 +729,7 @@ impl<S: Store> Limiter<S> {
         let denied = sum(Count::Denied, |m| m.denied);
         let total = allowed + denied;
         let now = shared.clock.now();
+        let faults = shared.store.fault_stats().unwrap_or_default();
         Metrics {
             total_requests: total,
             allowed_requests: allowed,
@@ -704,6 +740,10 @@ impl<S: Store> Limiter<S> {
                 denied as f64 * 100.0 / total as f64
             },
             violations: sum(Count::Violations, |m| m.violations),
+            degraded_requests: sum(Count::Degraded, |m| m.degraded),
+            store_errors: faults.errors,
+            store_circuit_opens: faults.circuit_opens,
+            store_circuit_open: faults.circuit_open,
             callback_panics: shared.callback_panics.load(Ordering::Relaxed),
             active_rules: rules.len(),
             whitelisted: shared.store.list_len_hint(ListKind::Whitelist, now),

@@ -22,6 +22,16 @@ pub struct Metrics {
     pub block_rate: f64,
     /// Violations: denials by a strategy (each recorded as a [`Violation`]).
     pub violations: u64,
+    /// Checks the store could not decide, included in the counts above: answered by its fault
+    /// policy (admitted by `fail_open`, decided in this process by `fallback_memory`) or
+    /// failed with a store error (`fail_closed`; counted as blocked, as callers refuse them).
+    pub degraded_requests: u64,
+    /// Calls from the store to its backend that failed (0 for the memory store).
+    pub store_errors: u64,
+    /// How many times the store's circuit breaker opened.
+    pub store_circuit_opens: u64,
+    /// Whether the store's circuit is open now (checks skip the backend).
+    pub store_circuit_open: bool,
     /// Violation callbacks that panicked (caught; they did not affect the check).
     pub callback_panics: u64,
     /// Rules defined.
@@ -49,6 +59,8 @@ pub struct RuleMetrics {
     pub denied: u64,
     /// Denials by the strategy.
     pub violations: u64,
+    /// Checks under this rule the store could not decide (included above).
+    pub degraded: u64,
 }
 
 /// A request that exceeded its rule.
@@ -81,6 +93,7 @@ pub(crate) enum Count {
     Allowed = 0,
     Denied = 1,
     Violations = 2,
+    Degraded = 3,
 }
 
 const STRIPES: usize = 8;
@@ -94,7 +107,7 @@ pub(crate) struct StripedCounters {
 
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Stripe([AtomicU64; 3]);
+struct Stripe([AtomicU64; 4]);
 
 /// This thread's stripe, assigned round robin on first use.
 #[inline]
@@ -129,7 +142,12 @@ impl StripedCounters {
     /// Adds all of `other`'s counts to this one (used when a rule is removed, so totals never
     /// go down).
     pub(crate) fn absorb(&self, other: &StripedCounters) {
-        for count in [Count::Allowed, Count::Denied, Count::Violations] {
+        for count in [
+            Count::Allowed,
+            Count::Denied,
+            Count::Violations,
+            Count::Degraded,
+        ] {
             self.stripes[0].0[count as usize].fetch_add(other.get(count), Ordering::Relaxed);
         }
     }

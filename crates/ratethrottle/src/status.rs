@@ -81,6 +81,10 @@ pub struct Status {
     pub verdict: Verdict,
     /// When the check was made.
     pub checked_at: Nanos,
+    /// Whether the store could not decide (its backend failing) and its fault policy answered
+    /// instead: admitted by `fail_open`, or decided by this process alone under
+    /// `fallback_memory`. Such statuses are counted in [`Metrics::degraded_requests`](crate::Metrics::degraded_requests).
+    pub degraded: bool,
 }
 
 impl Status {
@@ -249,6 +253,9 @@ impl std::fmt::Display for Status {
         if let Some(retry) = self.retry_after {
             let _ = write!(line, " retry_after={:.3}s", retry.as_secs_f64());
         }
+        if self.degraded {
+            line.push_str(" (degraded: the store's fault policy answered)");
+        }
         f.write_str(&line)
     }
 }
@@ -270,6 +277,7 @@ mod tests {
             blocked: false,
             verdict: Verdict::Limited,
             checked_at: Nanos::from_secs(1_700_000_000),
+            degraded: false,
         }
     }
 

@@ -235,6 +235,10 @@ pub enum StoreErrorKind {
     Timeout,
     /// The backend answered something unexpected.
     Protocol,
+    /// The backend refused us: wrong credentials, no permission, no such database. A
+    /// configuration error when connecting; in a check, the fault policy answers as for any
+    /// other failure.
+    Refused,
 }
 
 /// A failure of the storage backend.
@@ -247,6 +251,7 @@ struct StoreErrorInner {
     kind: StoreErrorKind,
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    fallback: Option<Outcome>,
 }
 
 impl fmt::Display for StoreError {
@@ -272,7 +277,22 @@ impl StoreError {
             kind,
             message: message.into(),
             source: None,
+            fallback: None,
         }))
+    }
+
+    /// Attaches the answer the store's fault policy gives instead (fail open, or a decision in
+    /// this process): the [`Limiter`](crate::Limiter) then answers with it, marked
+    /// [`degraded`](crate::Status::degraded), instead of failing the check.
+    #[must_use]
+    pub fn with_fallback(mut self, outcome: Outcome) -> Self {
+        self.0.fallback = Some(outcome);
+        self
+    }
+
+    /// The fault policy's answer, when the store gave one (see [`StoreError::with_fallback`]).
+    pub fn fallback(&self) -> Option<Outcome> {
+        self.0.fallback
     }
 
     /// Attaches the underlying cause.
@@ -287,12 +307,12 @@ impl StoreError {
         self.0.kind
     }
 
-    /// Whether the backend is unreachable or too slow: the cases a fault policy (fail open,
-    /// fail closed, fall back) handles.
+    /// Whether the backend is unreachable, too slow or refusing us: the cases a fault policy
+    /// (fail open, fail closed, fall back) handles.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self.0.kind,
-            StoreErrorKind::Unavailable | StoreErrorKind::Timeout
+            StoreErrorKind::Unavailable | StoreErrorKind::Timeout | StoreErrorKind::Refused
         )
     }
 }
@@ -369,6 +389,30 @@ pub trait Store: Send + Sync + 'static {
     /// The number of unexpired entries on `list` as far as this process knows, without I/O
     /// (used by [`Limiter::metrics`](crate::Limiter::metrics)).
     fn list_len_hint(&self, list: ListKind, now: Nanos) -> u64;
+
+    /// The backend's trouble so far, for a store that can fail (used by
+    /// [`Limiter::metrics`](crate::Limiter::metrics)); `None` (the default) for one that cannot.
+    fn fault_stats(&self) -> Option<FaultStats> {
+        None
+    }
+}
+
+/// Counts of a store's trouble with its backend since it was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FaultStats {
+    /// Calls to the backend that failed (unreachable, timed out, refused).
+    pub errors: u64,
+    /// Checks answered by the fault policy instead of the backend (admitted by `fail_open`,
+    /// decided by `fallback_memory`, or refused by `fail_closed`).
+    pub degraded: u64,
+    /// How many times the circuit opened.
+    pub circuit_opens: u64,
+    /// Whether the circuit is open now (checks skip the backend until a probe succeeds).
+    pub circuit_open: bool,
+    /// Whether a degraded period is under way: the last call failed and none has succeeded
+    /// since.
+    pub degraded_now: bool,
 }
 
 /// Applies the strategy to one key's compact state in place: the shared core of in-process
