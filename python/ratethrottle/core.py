@@ -381,7 +381,9 @@ class RateThrottleCore(NativeCore):
         The counters, with the original's keys: total_requests, allowed_requests,
         blocked_requests, block_rate (percent), total_violations, recent_violations (the last
         10, as RateThrottleViolation), active_rules, whitelisted_count, blacklisted_count; plus
-        `rules` (counts per rule) and `callback_panics`.
+        `rules` (counts per rule), `callback_panics`, `degraded_requests` (checks the store
+        could not decide, answered by its fault policy or failed: included in the counts
+        above), and the store's `store_errors`, `store_circuit_opens` and `store_circuit_open`.
         """
         metrics = self._metrics()
         metrics["recent_violations"] = [

@@ -29,11 +29,13 @@ def create_limiter(
         >>> limiter = create_limiter()
         >>> limiter = create_limiter("redis", "redis://localhost:6379/0")  # doctest: +SKIP
 
-    `storage_kwargs` go to `RedisStorage` (`key_prefix`, `fault_policy`, ...).
+    `storage_kwargs` go to `RedisStorage` (`key_prefix`, `fault_policy`, ...). As in the
+    original, Redis must answer now, unless a `fault_policy` is given: then the limiter also
+    starts while Redis is down, answers by that policy and connects as soon as Redis answers.
 
     Raises:
-        ConfigurationError: For an unknown storage type, a missing URL or a Redis that does
-            not answer
+        ConfigurationError: For an unknown storage type, a missing URL, a Redis that does
+            not answer (without a fault_policy) or that refuses the credentials or database
     """
     return RateThrottleCore(storage=_storage(storage, redis_url, storage_kwargs))
 
@@ -49,11 +51,13 @@ def _storage(storage: str, redis_url: Optional[str], storage_kwargs: dict) -> St
                 "redis_url is required when using Redis storage. "
                 "Example: create_limiter('redis', 'redis://localhost:6379/0')"
             )
-        for option in ("decode_responses", "socket_connect_timeout", "retry_on_timeout",
-                       "health_check_interval", "max_connections"):
+        for option in ("decode_responses", "retry_on_timeout", "health_check_interval",
+                       "max_connections"):
             storage_kwargs.pop(option, None)  # redis-py options with no meaning here
+        if "socket_connect_timeout" in storage_kwargs:
+            storage_kwargs["connection_timeout"] = storage_kwargs.pop("socket_connect_timeout")
         if "socket_timeout" in storage_kwargs:
-            storage_kwargs["connection_timeout"] = storage_kwargs.pop("socket_timeout")
+            storage_kwargs["timeout"] = storage_kwargs.pop("socket_timeout")
         try:
             backend = RedisStorage(redis_url, **storage_kwargs)
         except StorageError as error:

@@ -80,10 +80,15 @@ class RedisStorage(StorageBackend):
             redis-py client (its host, port, db and credentials are used)
         key_prefix: Prefix of every key
         serialize_json: Kept for compatibility
-        connection_timeout: The longest one Redis call may take, in seconds
+        connection_timeout: The longest one attempt to connect may take, in seconds (TCP, TLS
+            handshake, authentication). Unlike the original (where it also bounds every
+            call, default 5), each call is bounded by the `timeout` option (default 0.05 s):
+            a slow Redis costs a check at most that before the fault policy answers.
         retry_on_timeout: Kept for compatibility
-        fault_policy: What checks answer while Redis fails: 'fail_open' (default: allow),
-            'fail_closed' (deny) or 'fallback_memory' (limit per process)
+        fault_policy: What checks answer while Redis fails: 'fail_open' (the default: allow),
+            'fail_closed' (deny) or 'fallback_memory' (limit per process). Left out, Redis
+            must answer now (StorageError otherwise), as in the original; given, the store
+            also starts while Redis is down and connects as soon as it answers.
         sentinel: {'master': name, 'nodes': ['host:26379', ...]} to find the master through
             Redis Sentinel
         cluster: {'nodes': ['host:7000', ...]} for Redis Cluster
@@ -91,8 +96,9 @@ class RedisStorage(StorageBackend):
             `time_source`, `list_cache_ttl`, ...)
 
     Raises:
-        StorageError: If Redis does not answer
-        ConfigurationError: If a setting is invalid
+        StorageError: If Redis does not answer (and no fault_policy was given)
+        ConfigurationError: If a setting is invalid, or Redis refuses the credentials or the
+            database
     """
 
     def __init__(
@@ -100,10 +106,10 @@ class RedisStorage(StorageBackend):
         redis_client: Any = "redis://localhost:6379/0",
         key_prefix: str = "ratethrottle:",
         serialize_json: bool = True,
-        connection_timeout: float = 5,
+        connection_timeout: float = 1.0,
         retry_on_timeout: bool = True,
         *,
-        fault_policy: str = "fail_open",
+        fault_policy: Optional[str] = None,
         sentinel: Optional[Dict[str, Any]] = None,
         cluster: Optional[Dict[str, Any]] = None,
         **options: Any,
@@ -122,8 +128,9 @@ class RedisStorage(StorageBackend):
             "type": "redis",
             "url": url,
             "key_prefix": key_prefix,
-            "timeout": connection_timeout,
-            "fault_policy": fault_policy,
+            "connect_timeout": connection_timeout,
+            "fault_policy": fault_policy or "fail_open",
+            "require_connection": fault_policy is None,
             **options,
         }
         if sentinel is not None:

@@ -63,7 +63,13 @@ impl NativeCore {
                 return Err(pyo3::exceptions::PyValueError::new_err(error.to_string()));
             }
             Err(error) => {
-                log(py, "error", &format!("rate limit check failed: {error}"));
+                // An outage is logged once per degraded period by the store, not per check.
+                let level = if error.is_store_unavailable() {
+                    "debug"
+                } else {
+                    "error"
+                };
+                log(py, level, &format!("rate limit check failed: {error}"));
                 RateThrottleStatus::failure("storage_error", self.now_secs())
             }
         };
@@ -396,12 +402,17 @@ impl NativeCore {
         dict.set_item("whitelisted_count", metrics.whitelisted)?;
         dict.set_item("blacklisted_count", metrics.blacklisted)?;
         dict.set_item("callback_panics", metrics.callback_panics)?;
+        dict.set_item("degraded_requests", metrics.degraded_requests)?;
+        dict.set_item("store_errors", metrics.store_errors)?;
+        dict.set_item("store_circuit_opens", metrics.store_circuit_opens)?;
+        dict.set_item("store_circuit_open", metrics.store_circuit_open)?;
         let per_rule = PyDict::new(py);
         for rule in &metrics.rules {
             let counts = PyDict::new(py);
             counts.set_item("allowed", rule.allowed)?;
             counts.set_item("denied", rule.denied)?;
             counts.set_item("violations", rule.violations)?;
+            counts.set_item("degraded", rule.degraded)?;
             per_rule.set_item(rule.rule, counts)?;
         }
         dict.set_item("rules", per_rule)?;

@@ -36,6 +36,13 @@ fn parse_rate(rate: &Bound<'_, PyAny>) -> PyResult<(u64, f64)> {
 /// The extension module.
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The engine logs under `ratethrottle::…` targets: Python's `ratethrottle.…` loggers, whose
+    // levels are read at each line (set them any time). Another logger already installed in
+    // this process (a second extension) keeps the lines instead.
+    let _ = pyo3_log::Logger::new(module.py(), pyo3_log::Caching::Loggers)?
+        .filter(log::LevelFilter::Off)
+        .filter_target("ratethrottle".to_owned(), log::LevelFilter::Debug)
+        .install();
     module.add_class::<core::NativeCore>()?;
     module.add_class::<status::RateThrottleStatus>()?;
     module.add_class::<store::NativeStore>()?;

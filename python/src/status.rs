@@ -51,6 +51,10 @@ pub(crate) struct RateThrottleStatus {
     #[pyo3(get, set)]
     blocked: bool,
     strategy: Option<Name>,
+    /// Whether the store could not decide (Redis failing) and its fault policy answered
+    /// (`fail_open`, `fallback_memory`), or the check failed with it (`storage_error`).
+    #[pyo3(get, set)]
+    degraded: bool,
     /// The engine's status, when the engine made this one.
     native: Option<Status>,
     /// Why no engine status: `"error"`, `"unknown_rule"`, `"storage_error"`.
@@ -78,6 +82,7 @@ impl RateThrottleStatus {
             rule_name: Some(Name::Static(status.rule)),
             blocked: status.blocked,
             strategy: Some(Name::Static(status.strategy.as_str())),
+            degraded: status.degraded,
             native: Some(status),
             failure: None,
         };
@@ -113,6 +118,7 @@ impl RateThrottleStatus {
             rule_name: Some(Name::Static(reason)),
             blocked: true,
             strategy: None,
+            degraded: reason == "storage_error",
             native: None,
             failure: Some(reason),
         }
@@ -146,7 +152,7 @@ pub(crate) fn header_style(style: &str) -> PyResult<HeaderStyle> {
 #[pymethods]
 impl RateThrottleStatus {
     #[new]
-    #[pyo3(signature = (allowed, remaining, limit, reset_time, retry_after=None, rule_name=None, blocked=false, strategy=None))]
+    #[pyo3(signature = (allowed, remaining, limit, reset_time, retry_after=None, rule_name=None, blocked=false, strategy=None, degraded=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         allowed: bool,
@@ -157,6 +163,7 @@ impl RateThrottleStatus {
         rule_name: Option<String>,
         blocked: bool,
         strategy: Option<String>,
+        degraded: bool,
     ) -> Self {
         RateThrottleStatus {
             allowed,
@@ -167,6 +174,7 @@ impl RateThrottleStatus {
             rule_name: rule_name.map(Name::Owned),
             blocked,
             strategy: strategy.map(Name::Owned),
+            degraded,
             native: None,
             failure: None,
         }
@@ -227,6 +235,7 @@ impl RateThrottleStatus {
         dict.set_item("rule_name", self.get_rule_name())?;
         dict.set_item("blocked", self.blocked)?;
         dict.set_item("strategy", self.get_strategy())?;
+        dict.set_item("degraded", self.degraded)?;
         Ok(dict)
     }
 
@@ -323,7 +332,7 @@ impl RateThrottleStatus {
         let text = |v: Option<&str>| v.map_or("None".to_owned(), |s| format!("{s:?}"));
         let py_bool = |b: bool| if b { "True" } else { "False" };
         format!(
-            "RateThrottleStatus(allowed={}, remaining={}, limit={}, reset_time={}, retry_after={}, rule_name={}, blocked={}, strategy={})",
+            "RateThrottleStatus(allowed={}, remaining={}, limit={}, reset_time={}, retry_after={}, rule_name={}, blocked={}, strategy={}{})",
             py_bool(self.allowed),
             self.remaining,
             self.limit,
@@ -333,6 +342,7 @@ impl RateThrottleStatus {
             text(self.get_rule_name()),
             py_bool(self.blocked),
             text(self.get_strategy()),
+            if self.degraded { ", degraded=True" } else { "" },
         )
     }
 }

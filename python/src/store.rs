@@ -2,7 +2,7 @@
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use ratethrottle::store::{ListKind, MemoryStore, Store};
+use ratethrottle::store::{ListKind, MemoryStore, Store, StoreErrorKind};
 use ratethrottle_config::{ConfigError, ConfiguredStore, StorageConfig};
 
 use crate::errors::Raise;
@@ -20,9 +20,12 @@ impl NativeStore {
     pub(crate) fn connect_section(py: Python<'_>, storage: &StorageConfig) -> PyResult<Self> {
         let store = py
             .detach(|| runtime().block_on(ConfiguredStore::connect(storage)))
-            .map_err(|e| match e {
-                ConfigError::Store { .. } => Raise::Storage.err(e.to_string()),
-                other => Raise::Configuration.err(other.to_string()),
+            .map_err(|e| match &e {
+                // Credentials or a database Redis refuses: the configuration is wrong.
+                ConfigError::Store { source, .. } if source.kind() != StoreErrorKind::Refused => {
+                    Raise::Storage.err(e.to_string())
+                }
+                _ => Raise::Configuration.err(e.to_string()),
             })?;
         Ok(NativeStore { store })
     }

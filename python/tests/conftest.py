@@ -32,18 +32,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_redis():
-    """`(process, url)` of a new redis-server on a free port. Outside CI the tests that need
-    it are skipped when redis-server is not installed; in CI they must run."""
+def start_redis(*extra: str, port: int = 0):
+    """`(process, url)` of a new redis-server on a free port (or `port`), started with `extra`
+    arguments. Outside CI the tests that need it are skipped when redis-server is not
+    installed; in CI they must run."""
     server = shutil.which("redis-server")
     if server is None:
         if os.environ.get("CI"):
             pytest.fail("redis-server is required in CI")
         pytest.skip("redis-server not installed: Redis tests skipped")
-    port = _free_port()
+    port = port or _free_port()
     workdir = tempfile.mkdtemp(prefix="rt-py-redis-")
     proc = subprocess.Popen(
-        [server, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir],
+        [server, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir, *extra],
         stdout=subprocess.DEVNULL,
     )
     for _ in range(250):
@@ -54,6 +55,11 @@ def start_redis():
             time.sleep(0.02)
     proc.kill()
     pytest.fail("redis-server did not start")
+
+
+def free_port() -> int:
+    """A local port nothing listens on."""
+    return _free_port()
 
 
 def stop_redis(proc) -> None:

@@ -84,6 +84,7 @@ def test_status_fields_dict_and_headers(core):
     assert status.to_dict() == {
         "allowed": True, "remaining": 99, "limit": 100, "reset_time": status.reset_time,
         "retry_after": None, "rule_name": "api", "blocked": False, "strategy": "sliding_counter",
+        "degraded": False,
     }
     assert status.reset_time > START
     assert list(status.to_headers()) == ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"]

@@ -101,11 +101,13 @@ impl Cli {
     /// The configuration in force: `--config`/`RT_CONFIG`, or the built-in example.
     fn load_config(&self) -> Result<Config, Failure> {
         let env = Environment::from_process();
-        let config = match &self.config {
+        let mut config = match &self.config {
             Some(path) => Config::load_with_env(path, &env),
             None => Config::builtin(&env),
         }
         .map_err(usage)?;
+        // A command runs once: an unreachable Redis is its error, not something to wait out.
+        config.storage.require_connection = true;
         for warning in &config.warnings {
             eprintln!("warning: {warning}");
         }

@@ -402,11 +402,14 @@ impl Config {
                 };
                 return at(path.into(), format!("storage: {message}"));
             }
-            if storage.timeout.is_some_and(|t| t.0.is_zero()) {
-                return at(
-                    "storage.timeout".into(),
-                    "storage.timeout must be above 0".into(),
-                );
+            let timeouts = [
+                ("storage.timeout", storage.timeout),
+                ("storage.connect_timeout", storage.connect_timeout),
+            ];
+            for (key, timeout) in timeouts {
+                if timeout.is_some_and(|t| t.0.is_zero()) {
+                    return at(key.into(), format!("{key} must be above 0"));
+                }
             }
         }
         let positive = [
@@ -513,7 +516,6 @@ impl Config {
         let o = &self.storage.options;
         let ignored = [
             ("max_connections", o.max_connections.is_some()),
-            ("socket_connect_timeout", o.socket_connect_timeout.is_some()),
             ("retry_on_timeout", o.retry_on_timeout.is_some()),
             ("health_check_interval", o.health_check_interval.is_some()),
         ];
@@ -526,10 +528,24 @@ impl Config {
                 ));
             }
         }
-        if self.storage.timeout.is_some() && o.socket_timeout.is_some() {
-            self.warnings.push(
-                "storage.options.socket_timeout is ignored because storage.timeout is set".into(),
-            );
+        let overridden = [
+            (
+                "socket_timeout",
+                "timeout",
+                self.storage.timeout.is_some() && o.socket_timeout.is_some(),
+            ),
+            (
+                "socket_connect_timeout",
+                "connect_timeout",
+                self.storage.connect_timeout.is_some() && o.socket_connect_timeout.is_some(),
+            ),
+        ];
+        for (option, key, both) in overridden {
+            if both {
+                self.warnings.push(format!(
+                    "storage.options.{option} is ignored because storage.{key} is set"
+                ));
+            }
         }
         for id in &self.whitelist {
             if self.blacklist.iter().any(|e| &e.identifier == id) {

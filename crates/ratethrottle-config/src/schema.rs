@@ -142,6 +142,14 @@ pub struct StorageConfig {
     /// The longest one Redis call may take before the fault policy applies (default 0.05 s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Seconds>,
+    /// The longest one attempt to connect may take, TLS and authentication included
+    /// (default 1 s). Checks never wait for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<Seconds>,
+    /// Refuse to start while Redis cannot be reached (default false: start, answer by the
+    /// fault policy, and connect in the background as soon as Redis answers). Credentials or
+    /// a database that Redis refuses stop the start either way.
+    pub require_connection: bool,
     /// What checks answer while Redis fails: `fail_open` (default), `fail_closed`,
     /// `fallback_memory`.
     pub fault_policy: FaultPolicyName,
@@ -174,6 +182,8 @@ impl Default for StorageConfig {
             ssl: false,
             ssl_ca_certs: None,
             timeout: None,
+            connect_timeout: None,
+            require_connection: false,
             fault_policy: FaultPolicyName::default(),
             time_source: TimeSourceName::Server,
             list_cache_ttl: Seconds(ratethrottle_redis::DEFAULT_LIST_CACHE_TTL),
@@ -243,7 +253,8 @@ pub struct ClusterConfig {
 }
 
 /// `storage.options`: the original's redis-py options. `socket_timeout` sets the per-call
-/// timeout when `storage.timeout` is not given; the others are accepted for compatibility and
+/// timeout when `storage.timeout` is not given, `socket_connect_timeout` the connect timeout
+/// when `storage.connect_timeout` is not; the others are accepted for compatibility and
 /// reported as having no effect (the store multiplexes one connection that reconnects itself).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -255,7 +266,7 @@ pub struct RedisOptions {
     /// Per-call timeout, when `storage.timeout` is not set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub socket_timeout: Option<Seconds>,
-    /// Connect timeout in redis-py (no effect here).
+    /// Connect timeout, when `storage.connect_timeout` is not set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub socket_connect_timeout: Option<Seconds>,
     /// Retry in redis-py (no effect here: the fault policy decides).

@@ -2,7 +2,7 @@
 
 use ratethrottle::clock::Nanos;
 use ratethrottle::store::{
-    ListEntry, ListKind, MemoryStore, Outcome, Query, RuleSpec, Store, StoreError,
+    FaultStats, ListEntry, ListKind, MemoryStore, Outcome, Query, RuleSpec, Store, StoreError,
 };
 use ratethrottle_redis::{RedisConfig, RedisStore};
 
@@ -22,7 +22,8 @@ pub enum ConfiguredStore {
 }
 
 impl ConfiguredStore {
-    /// Sets up the store `storage` describes (connecting to Redis, which must answer).
+    /// Sets up the store `storage` describes. A Redis that cannot be reached is an error only
+    /// with `storage.require_connection`; otherwise the store starts and connects later.
     pub async fn connect(storage: &StorageConfig) -> Result<Self, ConfigError> {
         match storage.kind {
             StorageKind::Memory => Ok(ConfiguredStore::Memory(MemoryStore::new())),
@@ -77,15 +78,19 @@ impl StorageConfig {
             })?;
             config = config.tls_root_certificate(pem);
         }
-        let timeout = self.timeout.or(self.options.socket_timeout);
-        if let Some(timeout) = timeout {
+        if let Some(timeout) = self.timeout.or(self.options.socket_timeout) {
             config = config.timeout(timeout.0);
+        }
+        let connect_timeout = self.connect_timeout.or(self.options.socket_connect_timeout);
+        if let Some(timeout) = connect_timeout {
+            config = config.connect_timeout(timeout.0);
         }
         Ok(config
             .key_prefix(self.key_prefix.clone())
             .fault_policy(self.fault_policy.0)
             .time(self.time_source.into())
-            .list_cache_ttl(self.list_cache_ttl.0))
+            .list_cache_ttl(self.list_cache_ttl.0)
+            .require_connection(self.require_connection))
     }
 
     /// The standalone server's URL: `url` (default `redis://localhost:6379/0`) with `host`,
@@ -190,5 +195,9 @@ impl Store for ConfiguredStore {
 
     fn list_len_hint(&self, list: ListKind, now: Nanos) -> u64 {
         either!(self, s => s.list_len_hint(list, now))
+    }
+
+    fn fault_stats(&self) -> Option<FaultStats> {
+        either!(self, s => Store::fault_stats(s))
     }
 }

@@ -50,7 +50,8 @@ async fn an_unreachable_redis_is_a_clear_error() {
         .with("RT_REDIS_HOST", "127.0.0.1")
         .with("RT_REDIS_PORT", "1")
         .with("RT_REDIS_PASSWORD", "pw-never-shown");
-    let config = Config::from_yaml("storage:\n  timeout: 0.2\n", "t", &env).unwrap();
+    let yaml = "storage:\n  timeout: 0.2\n  require_connection: true\n";
+    let config = Config::from_yaml(yaml, "t", &env).unwrap();
     let error = tokio::time::timeout(Duration::from_secs(30), config.build_limiter())
         .await
         .expect("gives up in time")
@@ -62,4 +63,12 @@ async fn an_unreachable_redis_is_a_clear_error() {
         "{message}"
     );
     assert!(!message.contains("pw-never-shown"), "{message}");
+
+    // Without `require_connection` the store starts, and connects once Redis answers.
+    let config = Config::from_yaml("storage:\n  timeout: 0.2\n", "t", &env).unwrap();
+    let limiter = config
+        .build_limiter()
+        .await
+        .expect("starts while redis is down");
+    assert_eq!(limiter.store().kind(), "redis");
 }
