@@ -70,5 +70,5 @@ async fn an_unreachable_redis_is_a_clear_error() {
         .build_limiter()
         .await
         .expect("starts while redis is down");
-    assert_eq!(limiter.store().kind(), "redis");
+    assert!(limiter.store().as_redis().is_some());
 }

@@ -8,7 +8,7 @@ use ratethrottle_http::actix::RateLimit;
 use ratethrottle_redis::{FaultPolicy, RedisConfig, RedisStore};
 
 use crate::actix_middleware::serve_actix;
-use crate::server::RedisServer;
+use crate::server::{RedisServer, redis_cli};
 use crate::support::*;
 
 async fn redis_limiter(
@@ -46,6 +46,84 @@ async fn two_servers_share_one_limit() {
     // Every other task through each server.
     let counts = from_many_tasks(&[axum_base, actix_base], "127.0.7.1", 10, 6).await;
     assert_eq!(counts, (25, 35));
+}
+
+/// Two servers sharing a limit of 10 through Redis, 250 parallel requests a round: exactly 10
+/// admitted in every round in which Redis decided every check. (A round where a check timed
+/// out and `fail_open` admitted it shows in `degraded_requests`, and may admit more.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_load_two_servers_admit_exactly_the_limit() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let rounds: usize = std::env::var("RT_LOAD_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    let limiters = [
+        redis_limiter(server, "load", FaultPolicy::FailOpen).await,
+        redis_limiter(server, "load", FaultPolicy::FailOpen).await,
+    ];
+    let rule = Rule::new("api", 10, Duration::from_secs(3600)).block_duration(Duration::ZERO);
+    let mut bases = Vec::new();
+    for limiter in &limiters {
+        limiter.add_rule(rule.clone()).unwrap();
+        let app = axum::Router::new()
+            .route("/", axum::routing::get(|| async { "hello" }))
+            .layer(
+                RateLimitLayer::builder(limiter.clone())
+                    .rule("api")
+                    .layer()
+                    .unwrap(),
+            );
+        bases.push(serve_axum(app).await);
+    }
+    let degraded = || -> u64 {
+        limiters
+            .iter()
+            .map(|limiter| limiter.metrics().degraded_requests)
+            .sum()
+    };
+    let mut degraded_rounds = Vec::new();
+    // The last round runs into a `CLIENT PAUSE`: checks time out, fail_open admits them, and
+    // Redis still runs the ones it had received once the pause ends.
+    for round in 0..=rounds {
+        let ip: &'static str = format!("127.0.8.{}", round % 250 + 1).leak();
+        let before = degraded();
+        let client = client_from(ip);
+        if round == rounds {
+            redis_cli(server.port, &["client", "pause", "300"]);
+        }
+        let requests: Vec<_> = (0..250)
+            .map(|i| {
+                let (client, base) = (client.clone(), bases[i % 2]);
+                tokio::spawn(async move { get(&client, base, "/", &[]).await.status })
+            })
+            .collect();
+        let mut admitted = 0;
+        for request in requests {
+            let status = request.await.unwrap();
+            assert!(status == 200 || status == 429, "status {status}");
+            admitted += usize::from(status == 200);
+        }
+        let during = degraded() - before;
+        if during == 0 {
+            assert_eq!(admitted, 10, "round {round}: Redis decided every check");
+        } else {
+            degraded_rounds.push((round, admitted, during));
+        }
+        // Every admission past the limit is one the fault policy made, and is counted so.
+        assert!(
+            admitted as u64 <= 10 + during,
+            "round {round}: {admitted} admitted, {during} degraded"
+        );
+        if round == rounds {
+            assert!(during > 0, "the pause made checks time out");
+        }
+    }
+    eprintln!(
+        "{rounds} rounds of 250 requests; rounds with degraded (fail_open) answers: {degraded_rounds:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

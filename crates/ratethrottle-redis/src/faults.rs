@@ -59,7 +59,7 @@ impl std::str::FromStr for FaultPolicy {
 const OPEN_AFTER: u32 = 3;
 /// The first wait before probing Redis again; doubled on each failed probe up to the maximum.
 const FIRST_COOLDOWN: Duration = Duration::from_millis(250);
-const MAX_COOLDOWN: Duration = Duration::from_secs(10);
+const MAX_COOLDOWN: Duration = Duration::from_secs(2);
 
 /// Closed: calls go to Redis. Open: calls fail at once until the cooldown ends, when one call
 /// probes; its success closes the circuit, its failure reopens it for twice as long.

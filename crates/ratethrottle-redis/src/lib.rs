@@ -888,25 +888,20 @@ fn opener(config: &RedisConfig) -> Result<(Opener, String), StoreError> {
             redact(&config.sentinel_nodes.join(","))
         );
         let (nodes, master) = (config.sentinel_nodes.clone(), master.clone());
+        let sentinel = move || {
+            redis::sentinel::SentinelClient::build(
+                nodes.clone(),
+                master.clone(),
+                None,
+                redis::sentinel::SentinelServerType::Master,
+            )
+        };
         // Fails now on a malformed node address, rather than on every attempt later.
-        redis::sentinel::SentinelClient::build(
-            nodes.clone(),
-            master.clone(),
-            None,
-            redis::sentinel::SentinelServerType::Master,
-        )
-        .map_err(invalid)?;
+        sentinel().map_err(invalid)?;
         let opener = Opener::new(false, move || {
-            let (nodes, master, manager_config) =
-                (nodes.clone(), master.clone(), manager_config.clone());
+            let (sentinel, manager_config) = (sentinel(), manager_config.clone());
             Box::pin(async move {
-                let sentinel = redis::sentinel::SentinelClient::build(
-                    nodes,
-                    master,
-                    None,
-                    redis::sentinel::SentinelServerType::Master,
-                )?;
-                let master = SentinelMaster::connect(sentinel, manager_config).await?;
+                let master = SentinelMaster::connect(sentinel?, manager_config).await?;
                 answering(Connection::Sentinel(master)).await
             })
         });
