@@ -6,6 +6,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::SentinelClient;
@@ -13,7 +14,7 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
 #[derive(Clone)]
 pub(crate) enum Connection {
-    Standalone(ConnectionManager),
+    Standalone(Arc<Standalone>),
     Cluster(ClusterConnection),
     Sentinel(Arc<SentinelMaster>),
     /// Not connected yet (Redis was unreachable at start): connecting in the background.
@@ -112,6 +113,46 @@ impl Pending {
     }
 }
 
+/// A standalone server's self-reconnecting connection, replaced when Redis refused it: a
+/// `ConnectionManager` whose reconnection was refused (a password changed while Redis
+/// restarted) keeps answering with that refusal, so a new one tries afresh.
+pub(crate) struct Standalone {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    manager: ArcSwap<ConnectionManager>,
+}
+
+impl Standalone {
+    /// Connects to the server `client` names.
+    pub(crate) async fn connect(
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+    ) -> RedisResult<Arc<Self>> {
+        let manager = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+        Ok(Arc::new(Standalone {
+            client,
+            config,
+            manager: ArcSwap::from_pointee(manager),
+        }))
+    }
+
+    fn current(&self) -> ConnectionManager {
+        ConnectionManager::clone(&self.manager.load())
+    }
+
+    /// Replaces the connection after Redis refused it (it connects on its next call).
+    fn observe<T>(&self, result: RedisResult<T>) -> RedisResult<T> {
+        if let Err(error) = &result
+            && refused(error)
+            && let Ok(fresh) =
+                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+        {
+            self.manager.store(Arc::new(fresh));
+        }
+        result
+    }
+}
+
 /// The current master as Sentinel reports it, and a connection to it.
 pub(crate) struct SentinelMaster {
     sentinel: tokio::sync::Mutex<SentinelClient>,
@@ -156,9 +197,11 @@ impl SentinelMaster {
     }
 }
 
-/// Whether `error` says the master is gone or is no longer the master.
+/// Whether `error` says the master is gone or is no longer the master (or refused us: a
+/// new connection tries afresh).
 fn moved(error: &RedisError) -> bool {
-    error.is_io_error()
+    refused(error)
+        || error.is_io_error()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
         || error.is_timeout()
@@ -178,7 +221,10 @@ impl Connection {
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Connection::Standalone(connection) => connection.req_packed_command(cmd),
+            Connection::Standalone(standalone) => Box::pin(async move {
+                let mut connection = standalone.current();
+                standalone.observe(connection.req_packed_command(cmd).await)
+            }),
             Connection::Cluster(connection) => connection.req_packed_command(cmd),
             Connection::Sentinel(master) => Box::pin(async move {
                 let mut connection = master.current().await?;
@@ -198,9 +244,14 @@ impl ConnectionLike for Connection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Connection::Standalone(connection) => {
-                connection.req_packed_commands(pipeline, offset, count)
-            }
+            Connection::Standalone(standalone) => Box::pin(async move {
+                let mut connection = standalone.current();
+                standalone.observe(
+                    connection
+                        .req_packed_commands(pipeline, offset, count)
+                        .await,
+                )
+            }),
             Connection::Cluster(connection) => {
                 connection.req_packed_commands(pipeline, offset, count)
             }
@@ -223,7 +274,7 @@ impl ConnectionLike for Connection {
 
     fn get_db(&self) -> i64 {
         match self {
-            Connection::Standalone(connection) => connection.get_db(),
+            Connection::Standalone(standalone) => standalone.current().get_db(),
             Connection::Cluster(connection) => connection.get_db(),
             Connection::Sentinel(master) => master
                 .master

@@ -41,7 +41,6 @@ use ratethrottle::store::{
 };
 use ratethrottle::strategy::{self, Compact, Decision, State};
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 
 mod batch;
 mod connection;
@@ -50,7 +49,7 @@ mod faults;
 mod lists;
 pub mod telemetry;
 
-use connection::{Connection, Opener, Pending, SentinelMaster};
+use connection::{Connection, Opener, Pending, SentinelMaster, Standalone};
 use faults::Breaker;
 pub use faults::FaultPolicy;
 use lists::{ListCache, Screen};
@@ -922,8 +921,8 @@ fn opener(config: &RedisConfig) -> Result<(Opener, String), StoreError> {
         let opener = Opener::new(false, move || {
             let (client, manager_config) = (client.clone(), manager_config.clone());
             Box::pin(async move {
-                let manager = ConnectionManager::new_with_config(client, manager_config).await?;
-                answering(Connection::Standalone(manager)).await
+                let standalone = Standalone::connect(client, manager_config).await?;
+                answering(Connection::Standalone(standalone)).await
             })
         });
         Ok((opener, address))

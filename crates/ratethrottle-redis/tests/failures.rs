@@ -174,6 +174,13 @@ fn credentials_and_databases_redis_refuses_are_errors_at_start() {
             [true, true, false, false],
             "fallback limits locally"
         );
+
+        // The password Redis wanted is back: every store uses Redis again.
+        server.stop();
+        server.restart_with("--requirepass s3cret");
+        for limiter in [&open, &closed, &fallback] {
+            until_recovered(limiter, "c").await;
+        }
     });
 }
 
