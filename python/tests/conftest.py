@@ -43,18 +43,24 @@ def start_redis(*extra: str, port: int = 0):
         pytest.skip("redis-server not installed: Redis tests skipped")
     port = port or _free_port()
     workdir = tempfile.mkdtemp(prefix="rt-py-redis-")
+    log = os.path.join(workdir, "redis.log")
     proc = subprocess.Popen(
-        [server, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir, *extra],
+        [server, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir,
+         "--logfile", log, *extra],
         stdout=subprocess.DEVNULL,
     )
-    for _ in range(250):
+    # Generous: a loaded shared machine can stall a process start for seconds.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
             return proc, f"redis://127.0.0.1:{port}/0"
         except OSError:
             time.sleep(0.02)
     proc.kill()
-    pytest.fail("redis-server did not start")
+    proc.wait()
+    with open(log, errors="replace") as text:
+        pytest.fail(f"redis-server did not start on port {port}: {text.read()[-2000:]}")
 
 
 def free_port() -> int:
