@@ -26,10 +26,22 @@ def core(clock: rt.ManualClock) -> rt.RateThrottleCore:
     return rt.RateThrottleCore(clock=clock)
 
 
+_next_port = 20_000 + (os.getpid() * 7_919) % 6_000
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the range the system gives to outgoing connections: a store retrying
+    a server that is down could otherwise be given that very port for its connection (which
+    then connects to itself) and keep the restarted server from binding it."""
+    global _next_port
+    while True:
+        port, _next_port = _next_port, 20_000 + (_next_port - 20_000 + 1) % 12_000
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def start_redis(*extra: str, port: int = 0):

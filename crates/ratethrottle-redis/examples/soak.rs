@@ -355,11 +355,11 @@ impl Redis {
 type Outages = Vec<(f64, f64)>;
 
 fn run(seconds: u64, workers: u64) -> bool {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Below the ephemeral range: a worker retrying the killed server could otherwise be given
+    // its port for an outgoing connection and keep the restarted server from binding it.
+    let port = (20_000..32_000)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port below 32000");
     let dir = std::env::temp_dir().join(format!("ratethrottle-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut redis = Redis {

@@ -32,11 +32,20 @@ pub(crate) fn redis_cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free local port")
+/// A free local port below the range the system gives to outgoing connections: a store
+/// retrying a server that is down would otherwise, now and then, be given the server's own
+/// port for its connection (which then connects to itself) and keep the restarted server
+/// from binding it.
+pub(crate) fn free_port() -> u16 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let start = 20_000 + (u64::from(std::process::id()) * 7_919) % 6_000;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 6_000;
+        let port = u16::try_from(start + offset).expect("below 32,000");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Whether tests that need redis-server can run here (panics in CI when they cannot).
