@@ -7,10 +7,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use ratethrottle::store::{StoreError, StoreErrorKind};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::SentinelClient;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+
+use crate::RedisConfig;
+use crate::config::redact;
+use crate::errors::refused;
 
 #[derive(Clone)]
 pub(crate) enum Connection {
@@ -288,84 +293,91 @@ impl ConnectionLike for Connection {
     }
 }
 
-/// The errors behind `error`, nearest first (looking inside I/O errors too).
-fn causes(error: &RedisError) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
-    type Shared = Arc<dyn std::error::Error + Send + Sync>;
-    std::iter::successors(std::error::Error::source(error), |cause| {
-        if let Some(shared) = cause.downcast_ref::<Shared>() {
-            // redis-rs keeps the cause behind an `Arc`.
-            Some(&**shared as _)
-        } else if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            io.get_ref().map(|inner| inner as _)
-        } else {
-            cause.source()
-        }
-    })
-}
-
-/// The kind of the I/O error behind `error`, if that is what it is.
-pub(crate) fn io_kind(error: &RedisError) -> Option<std::io::ErrorKind> {
-    causes(error)
-        .find_map(|cause| cause.downcast_ref::<std::io::Error>())
-        .map(std::io::Error::kind)
-        .or_else(|| error.is_timeout().then_some(std::io::ErrorKind::TimedOut))
-}
-
-/// Whether TLS itself failed behind `error` (a certificate not trusted, a handshake that
-/// went wrong): a configuration error, not an outage.
-pub(crate) fn tls_failure(error: &RedisError) -> bool {
-    causes(error).any(|cause| cause.downcast_ref::<rustls::Error>().is_some())
-        || io_kind(error) == Some(std::io::ErrorKind::InvalidData)
-}
-
-/// Whether `error` says Redis cannot be reached now (down, restarting, a network in the way),
-/// as opposed to refusing us or being misconfigured: worth trying again later.
-pub(crate) fn unreachable(error: &RedisError) -> bool {
-    use redis::ErrorKind;
-    if refused(error) || tls_failure(error) {
-        return false;
-    }
-    match error.kind() {
-        // A TLS certificate that cannot be trusted, an unusable address: configuration.
-        ErrorKind::Io => !matches!(
-            io_kind(error),
-            Some(
-                std::io::ErrorKind::InvalidData
-                    | std::io::ErrorKind::InvalidInput
-                    | std::io::ErrorKind::PermissionDenied
-                    | std::io::ErrorKind::Unsupported
-            )
-        ),
-        ErrorKind::ClusterConnectionNotFound
-        | ErrorKind::MasterNameNotFoundBySentinel
-        | ErrorKind::NoValidReplicasFoundBySentinel => true,
-        _ => server_unavailable(error),
-    }
-}
-
-/// Whether Redis refused us: wrong credentials, no permission, no such database.
-pub(crate) fn refused(error: &RedisError) -> bool {
-    error.kind() == redis::ErrorKind::AuthenticationFailed
-        || matches!(error.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
-        || error
-            .detail()
-            .is_some_and(|detail| detail.contains("DB index is out of range"))
-}
-
-/// Whether Redis answered that it cannot serve now (loading its data, a cluster or master
-/// down, a busy script, out of memory, a replica after a failover).
-pub(crate) fn server_unavailable(error: &RedisError) -> bool {
-    matches!(
-        error.code(),
-        Some(
-            "LOADING"
-                | "MASTERDOWN"
-                | "CLUSTERDOWN"
-                | "TRYAGAIN"
-                | "BUSY"
-                | "OOM"
-                | "READONLY"
-                | "MISCONF"
+/// The connection `config` describes, how to open it (again), and where it goes (for
+/// messages).
+pub(crate) fn opener(config: &RedisConfig) -> Result<(Opener, String), StoreError> {
+    let invalid = |error: redis::RedisError| {
+        StoreError::new(
+            StoreErrorKind::Protocol,
+            format!("invalid redis url {:?}: {error}", redact(&config.url)),
         )
-    )
+    };
+    // One quick retry: the circuit breaker, not the connection, rides out outages.
+    let manager_config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.timeout))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(10))
+        .set_max_delay(Duration::from_millis(100));
+    if let Some(master) = &config.sentinel_master {
+        let address = format!(
+            "sentinel master {master:?} via {}",
+            redact(&config.sentinel_nodes.join(","))
+        );
+        let (nodes, master) = (config.sentinel_nodes.clone(), master.clone());
+        let sentinel = move || {
+            redis::sentinel::SentinelClient::build(
+                nodes.clone(),
+                master.clone(),
+                None,
+                redis::sentinel::SentinelServerType::Master,
+            )
+        };
+        // Fails now on a malformed node address, rather than on every attempt later.
+        sentinel().map_err(invalid)?;
+        let opener = Opener::new(false, move || {
+            let (sentinel, manager_config) = (sentinel(), manager_config.clone());
+            Box::pin(async move {
+                let master = SentinelMaster::connect(sentinel?, manager_config).await?;
+                answering(Connection::Sentinel(master)).await
+            })
+        });
+        Ok((opener, address))
+    } else if config.cluster_nodes.is_empty() {
+        let client = match &config.tls_root_certificate {
+            Some(root) => redis::Client::build_with_tls(
+                config.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root.clone()),
+                },
+            ),
+            None => redis::Client::open(config.url.as_str()),
+        }
+        .map_err(invalid)?;
+        let address = client.get_connection_info().addr().to_string();
+        let opener = Opener::new(false, move || {
+            let (client, manager_config) = (client.clone(), manager_config.clone());
+            Box::pin(async move {
+                let standalone = Standalone::connect(client, manager_config).await?;
+                answering(Connection::Standalone(standalone)).await
+            })
+        });
+        Ok((opener, address))
+    } else {
+        let address = format!("cluster {}", redact(&config.cluster_nodes.join(",")));
+        let client = redis::cluster::ClusterClientBuilder::new(config.cluster_nodes.clone())
+            .connection_timeout(config.connect_timeout)
+            .response_timeout(config.timeout)
+            .retries(2)
+            .build()
+            .map_err(invalid)?;
+        let opener = Opener::new(true, move || {
+            let client = client.clone();
+            Box::pin(async move {
+                let cluster = client.get_async_connection().await?;
+                answering(Connection::Cluster(cluster)).await
+            })
+        });
+        Ok((opener, address))
+    }
+}
+
+/// `connection` once it has answered a `PING`: a server that wants a password (or a
+/// database that does not exist) says so now, not on the first check.
+async fn answering(mut connection: Connection) -> redis::RedisResult<Connection> {
+    redis::cmd("PING")
+        .query_async::<()>(&mut connection)
+        .await?;
+    Ok(connection)
 }

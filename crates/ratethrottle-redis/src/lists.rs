@@ -12,7 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::RwLock;
 use ratethrottle::clock::Nanos;
-use ratethrottle::store::{ListEntry, ListKind, Outcome};
+use ratethrottle::store::{ListEntry, ListKind, Outcome, StoreError};
+use redis::AsyncCommands;
+
+use crate::RedisStore;
+use crate::keys::{parse_seconds_nanos, unexpired};
 
 /// What the copy says about an identifier.
 pub(crate) enum Screen {
@@ -171,6 +175,105 @@ fn listing(entries: &Entries, identifier: &str, now: Nanos) -> Option<Outcome> {
         return Some(Outcome::Whitelisted);
     }
     unexpired(ListKind::Blacklist).map(|until| Outcome::Blacklisted { until })
+}
+
+/// Reading and changing the lists in Redis.
+impl RedisStore {
+    /// Starts a refresh of the process's copy of the lists when it is due.
+    pub(crate) fn refresh_lists_soon(&self, now: Nanos) {
+        let lists = &self.shared.lists;
+        if !lists.start_refresh(now) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            lists.refreshed();
+            return;
+        };
+        let store = self.clone();
+        runtime.spawn(async move {
+            if let Err(error) = store.refresh_lists(now).await {
+                tracing::debug!("list refresh failed (checks screen in redis meanwhile): {error}");
+            }
+            store.shared.lists.refreshed();
+        });
+    }
+
+    async fn refresh_lists(&self, now: Nanos) -> Result<(), StoreError> {
+        let lists = &self.shared.lists;
+        let changes = lists.changes();
+        let mut connection = self.connection.clone();
+        let version: Option<u64> = self.run(connection.get(self.list_version_key())).await?;
+        let version = version.unwrap_or(0);
+        if lists.confirm(now, version) {
+            return Ok(());
+        }
+        let white = self.read_list(ListKind::Whitelist, now).await?;
+        let black = self.read_list(ListKind::Blacklist, now).await?;
+        lists.install(now, version, [white, black], changes);
+        Ok(())
+    }
+
+    /// Every unexpired entry of `list`, read from Redis; expired ones are deleted.
+    pub(crate) async fn read_list(
+        &self,
+        list: ListKind,
+        now: Nanos,
+    ) -> Result<Vec<ListEntry>, StoreError> {
+        let mut connection = self.connection.clone();
+        let mut identifiers: Vec<String> =
+            self.run(connection.smembers(self.index_key(list))).await?;
+        identifiers.sort();
+        if identifiers.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One pipeline on a single server; key by key on a cluster, where the entries live in
+        // different slots.
+        let expiries: Vec<Option<String>> = if self.connection.is_cluster() {
+            let mut expiries = Vec::with_capacity(identifiers.len());
+            for identifier in &identifiers {
+                let key = self.list_key(list, identifier);
+                expiries.push(self.run(connection.get(key)).await?);
+            }
+            expiries
+        } else {
+            let mut pipe = redis::pipe();
+            for identifier in &identifiers {
+                pipe.get(self.list_key(list, identifier));
+            }
+            self.run(pipe.query_async(&mut connection)).await?
+        };
+        let mut entries = Vec::new();
+        for (identifier, expiry) in identifiers.into_iter().zip(expiries) {
+            match expiry {
+                Some(expiry) if unexpired(&expiry, now) => {
+                    entries.push(ListEntry::new(identifier, parse_seconds_nanos(&expiry)));
+                }
+                _ => {
+                    let key = self.list_key(list, &identifier);
+                    self.run(connection.del::<_, ()>(key)).await?;
+                    let index = self.index_key(list);
+                    self.run(connection.srem::<_, _, ()>(index, &identifier))
+                        .await?;
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// After this process changed `list`: other processes' copies learn of it through the
+    /// version, this one's at once.
+    pub(crate) async fn lists_changed(
+        &self,
+        list: ListKind,
+        identifier: &str,
+        entry: Option<Option<Nanos>>,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        self.run(connection.incr::<_, _, ()>(self.list_version_key(), 1))
+            .await?;
+        self.shared.lists.record(list, identifier, entry);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
