@@ -1,5 +1,5 @@
-//! HTTP rate limiting for axum/tower/hyper (feature `tower`, default) and actix-web (feature
-//! `actix`), on top of a [`ratethrottle::Limiter`].
+//! HTTP rate limiting for axum (feature `axum`, default), tower/hyper without axum (feature
+//! `tower`) and actix-web (feature `actix`), on top of a [`ratethrottle::Limiter`].
 //!
 //! A [`PolicyBuilder`] says which rules apply to which requests, how the client is
 //! identified (peer address, trusted proxies, users, endpoints) and what to do with the

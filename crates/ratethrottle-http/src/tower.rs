@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+#[cfg(feature = "axum")]
 use axum::extract::{ConnectInfo, MatchedPath};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
@@ -374,10 +375,18 @@ impl RequestView for Parts {
         self.uri.path()
     }
 
+    /// axum's `MatchedPath` (feature `axum`); `None` otherwise.
     fn route(&self) -> Option<Cow<'_, str>> {
-        self.extensions
-            .get::<MatchedPath>()
-            .map(|route| Cow::Borrowed(route.as_str()))
+        #[cfg(feature = "axum")]
+        {
+            self.extensions
+                .get::<MatchedPath>()
+                .map(|route| Cow::Borrowed(route.as_str()))
+        }
+        #[cfg(not(feature = "axum"))]
+        {
+            None
+        }
     }
 
     fn header_values(&self, name: &'static str) -> impl Iterator<Item = &[u8]> {
@@ -388,12 +397,14 @@ impl RequestView for Parts {
         self.headers.get(name).map(HeaderValue::as_bytes)
     }
 
-    /// axum's `ConnectInfo<SocketAddr>`, or a `SocketAddr` another layer inserted.
+    /// axum's `ConnectInfo<SocketAddr>` (feature `axum`), or a `SocketAddr` another layer
+    /// inserted.
     fn peer(&self) -> Option<IpAddr> {
         let extensions = &self.extensions;
-        extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip())
-            .or_else(|| extensions.get::<SocketAddr>().map(SocketAddr::ip))
+        #[cfg(feature = "axum")]
+        if let Some(ConnectInfo(addr)) = extensions.get::<ConnectInfo<SocketAddr>>() {
+            return Some(addr.ip());
+        }
+        extensions.get::<SocketAddr>().map(SocketAddr::ip)
     }
 }
