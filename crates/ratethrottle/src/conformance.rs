@@ -846,3 +846,39 @@ pub mod scenarios {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The names between `start` and `end` in this file that follow `before` and end at
+    /// `until`.
+    fn names(start: &str, end: &str, before: &str, until: char) -> Vec<String> {
+        let source = include_str!("conformance.rs");
+        let from = source.find(start).expect("the start marker") + start.len();
+        let to = from + source[from..].find(end).expect("the end marker");
+        let mut names: Vec<String> = source[from..to]
+            .split(before)
+            .skip(1)
+            .filter_map(|rest| rest.split(until).next())
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn every_scenario_is_in_the_suite_and_every_listed_one_exists() {
+        let defined = names(
+            "pub mod scenarios {",
+            "\n#[cfg(test)]",
+            "pub async fn ",
+            '<',
+        );
+        let listed = names("@each $runner, $factory;", ");", "\n", ',');
+        assert!(defined.len() >= 35, "{defined:?}");
+        assert_eq!(
+            defined, listed,
+            "a scenario in `scenarios` is missing from conformance_suite!'s list, or the other way"
+        );
+    }
+}
