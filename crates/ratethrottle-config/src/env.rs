@@ -144,6 +144,7 @@ const OVERRIDES: &[Override] = &[
         secret: true,
         apply: |c, v| {
             url::Url::parse(v).map_err(|e| format!("expected a redis:// URL ({e})"))?;
+            #[cfg(feature = "redis")]
             ratethrottle_redis::RedisConfig::new(v)
                 .check()
                 .map_err(|e| e.to_string())?;

@@ -50,11 +50,13 @@ mod values;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+#[cfg(feature = "redis")]
 use std::sync::Arc;
 use std::time::Duration;
 
 use ratethrottle::store::Store;
 use ratethrottle::{Limiter, Rule, Strategy};
+#[cfg(feature = "redis")]
 use ratethrottle_redis::telemetry::Telemetry;
 
 pub use env::{Environment, override_names};
@@ -208,6 +210,7 @@ impl Config {
     /// Starts publishing `limiter`'s counts and violations to Redis each second, for
     /// `ratethrottle metrics`, `stats` and `monitor` (when `storage.type` is `redis` and
     /// `monitoring.enabled`; otherwise `None`). The task stops when the handle is dropped.
+    #[cfg(feature = "redis")]
     pub fn start_telemetry(&self, limiter: &Limiter<ConfiguredStore>) -> Option<TelemetryTask> {
         let store = limiter.store().as_redis()?;
         if !self.monitoring.enabled {
@@ -283,6 +286,7 @@ impl Config {
 }
 
 /// Publishes a limiter's telemetry in the background (see [`Config::start_telemetry`]).
+#[cfg(feature = "redis")]
 #[derive(Debug)]
 pub struct TelemetryTask {
     telemetry: Arc<Telemetry>,
@@ -290,6 +294,7 @@ pub struct TelemetryTask {
     task: tokio::task::JoinHandle<()>,
 }
 
+#[cfg(feature = "redis")]
 impl TelemetryTask {
     /// Publishes what is not published yet, now (e.g. before the process exits).
     pub async fn flush(&self) -> Result<(), ratethrottle::store::StoreError> {
@@ -297,6 +302,7 @@ impl TelemetryTask {
     }
 }
 
+#[cfg(feature = "redis")]
 impl Drop for TelemetryTask {
     fn drop(&mut self) {
         self.task.abort();
@@ -389,18 +395,21 @@ impl Config {
                     "storage.port must be a port number (1-65535), got 0".into(),
                 );
             }
-            let addresses = storage.redis_config().and_then(|config| {
-                config
-                    .check()
-                    .map_err(|e| ConfigError::invalid("storage", None, e.to_string()))
-            });
-            if let Err(ConfigError::Invalid { message, .. }) = addresses {
-                let path = match (&storage.sentinel, &storage.cluster) {
-                    (Some(_), _) => "storage.sentinel",
-                    (_, Some(_)) => "storage.cluster",
-                    _ => "storage.url",
-                };
-                return at(path.into(), format!("storage: {message}"));
+            #[cfg(feature = "redis")]
+            {
+                let addresses = storage.redis_config().and_then(|config| {
+                    config
+                        .check()
+                        .map_err(|e| ConfigError::invalid("storage", None, e.to_string()))
+                });
+                if let Err(ConfigError::Invalid { message, .. }) = addresses {
+                    let path = match (&storage.sentinel, &storage.cluster) {
+                        (Some(_), _) => "storage.sentinel",
+                        (_, Some(_)) => "storage.cluster",
+                        _ => "storage.url",
+                    };
+                    return at(path.into(), format!("storage: {message}"));
+                }
             }
             let timeouts = [
                 ("storage.timeout", storage.timeout),

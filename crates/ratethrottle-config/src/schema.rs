@@ -6,8 +6,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ratethrottle::store::FaultPolicy;
 use ratethrottle::{Rule, Scope, Strategy, parse_rate};
-use ratethrottle_redis::{FaultPolicy, TimeSource};
+#[cfg(feature = "redis")]
+use ratethrottle_redis::TimeSource;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -51,6 +53,10 @@ name_type!(
     FaultPolicyName(FaultPolicy),
     vec!["fail_open", "fail_closed", "fallback_memory"]
 );
+
+/// The Redis store's default `list_cache_ttl` (equal to `ratethrottle_redis`'s; a test keeps
+/// them equal).
+const DEFAULT_LIST_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The whole configuration file. Missing sections take their defaults.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -186,7 +192,7 @@ impl Default for StorageConfig {
             require_connection: false,
             fault_policy: FaultPolicyName::default(),
             time_source: TimeSourceName::Server,
-            list_cache_ttl: Seconds(ratethrottle_redis::DEFAULT_LIST_CACHE_TTL),
+            list_cache_ttl: Seconds(DEFAULT_LIST_CACHE_TTL),
             sentinel: None,
             cluster: None,
             options: RedisOptions::default(),
@@ -222,6 +228,7 @@ pub enum TimeSourceName {
     Caller,
 }
 
+#[cfg(feature = "redis")]
 impl From<TimeSourceName> for TimeSource {
     fn from(name: TimeSourceName) -> Self {
         match name {
@@ -816,4 +823,17 @@ pub struct PagerDutyConfig {
     pub enabled: bool,
     /// The Events API v2 routing key (a secret; or `RT_PAGERDUTY_KEY`).
     pub routing_key: Secret,
+}
+
+#[cfg(all(test, feature = "redis"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_cache_default_is_the_redis_stores() {
+        assert_eq!(
+            StorageConfig::default().list_cache_ttl.0,
+            ratethrottle_redis::DEFAULT_LIST_CACHE_TTL
+        );
+    }
 }

@@ -4,6 +4,7 @@ use ratethrottle::clock::Nanos;
 use ratethrottle::store::{
     FaultStats, ListEntry, ListKind, MemoryStore, Outcome, Query, RuleSpec, Store, StoreError,
 };
+#[cfg(feature = "redis")]
 use ratethrottle_redis::{RedisConfig, RedisStore};
 
 use crate::error::ConfigError;
@@ -17,7 +18,8 @@ use crate::values::RedisUrl;
 pub enum ConfiguredStore {
     /// `storage.type: memory`.
     Memory(MemoryStore),
-    /// `storage.type: redis`.
+    /// `storage.type: redis` (feature `redis`).
+    #[cfg(feature = "redis")]
     Redis(RedisStore),
 }
 
@@ -27,6 +29,15 @@ impl ConfiguredStore {
     pub async fn connect(storage: &StorageConfig) -> Result<Self, ConfigError> {
         match storage.kind {
             StorageKind::Memory => Ok(ConfiguredStore::Memory(MemoryStore::new())),
+            #[cfg(not(feature = "redis"))]
+            StorageKind::Redis => Err(ConfigError::invalid(
+                "storage.type",
+                None,
+                "storage.type is redis, but this build has no Redis store: build \
+                 ratethrottle-config with its `redis` feature (on by default)"
+                    .to_owned(),
+            )),
+            #[cfg(feature = "redis")]
             StorageKind::Redis => {
                 let config = storage.redis_config()?;
                 RedisStore::with_config(config)
@@ -41,6 +52,7 @@ impl ConfiguredStore {
     }
 
     /// The Redis store, when that is what was configured.
+    #[cfg(feature = "redis")]
     pub fn as_redis(&self) -> Option<&RedisStore> {
         match self {
             ConfiguredStore::Redis(store) => Some(store),
@@ -50,8 +62,10 @@ impl ConfiguredStore {
 }
 
 impl StorageConfig {
-    /// The Redis connection settings this section describes: the URL (or `host`, `port`, `db`,
+    /// The Redis connection settings this section describes (feature `redis`): the URL (or
+    /// `host`, `port`, `db`,
     /// `username`, `password`, `ssl`), Sentinel or Cluster nodes, and the store's options.
+    #[cfg(feature = "redis")]
     pub fn redis_config(&self) -> Result<RedisConfig, ConfigError> {
         let invalid = |message: String| ConfigError::invalid("storage", None, message);
         let scheme = if self.ssl { "rediss" } else { "redis" };
@@ -139,6 +153,7 @@ macro_rules! either {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             ConfiguredStore::Memory($store) => $call,
+            #[cfg(feature = "redis")]
             ConfiguredStore::Redis($store) => $call,
         }
     };

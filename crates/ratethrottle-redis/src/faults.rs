@@ -5,55 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use ratethrottle::store::{FaultStats, StoreError};
-
-/// What a check answers when Redis cannot (unreachable, timed out, circuit open).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FaultPolicy {
-    /// Admit the request (as a fresh key would be), log and count it. Lists this process knows
-    /// of still apply. The default: Redis being down never takes the site down.
-    #[default]
-    FailOpen,
-    /// Return the error: the limiter's `check` fails with a store error whose
-    /// [`is_store_unavailable`](ratethrottle::Error::is_store_unavailable) is true (HTTP 503).
-    FailClosed,
-    /// Decide in this process with an in-memory store until Redis is back: limits hold per
-    /// process instead of per fleet.
-    FallbackMemory,
-}
-
-impl FaultPolicy {
-    /// `"fail_open"`, `"fail_closed"` or `"fallback_memory"`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            FaultPolicy::FailOpen => "fail_open",
-            FaultPolicy::FailClosed => "fail_closed",
-            FaultPolicy::FallbackMemory => "fallback_memory",
-        }
-    }
-}
-
-impl std::fmt::Display for FaultPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for FaultPolicy {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "fail_open" => Ok(FaultPolicy::FailOpen),
-            "fail_closed" => Ok(FaultPolicy::FailClosed),
-            "fallback_memory" => Ok(FaultPolicy::FallbackMemory),
-            _ => Err(format!(
-                "unknown fault policy {text:?}; expected fail_open, fail_closed or fallback_memory"
-            )),
-        }
-    }
-}
+use ratethrottle::store::{FaultPolicy, FaultStats, StoreError};
 
 /// Consecutive failures that open the circuit.
 const OPEN_AFTER: u32 = 3;
@@ -260,18 +212,5 @@ mod tests {
         }
         assert_eq!(breaker.allow(at), Err(MAX_COOLDOWN), "the wait is capped");
         assert_eq!(breaker.stats().circuit_opens, 1, "one outage, one opening");
-    }
-
-    #[test]
-    fn policies_parse_and_print_their_names() {
-        for policy in [
-            FaultPolicy::FailOpen,
-            FaultPolicy::FailClosed,
-            FaultPolicy::FallbackMemory,
-        ] {
-            assert_eq!(policy.as_str().parse::<FaultPolicy>(), Ok(policy));
-        }
-        let error = "fail_sometimes".parse::<FaultPolicy>().unwrap_err();
-        assert!(error.contains("expected fail_open"), "{error}");
     }
 }

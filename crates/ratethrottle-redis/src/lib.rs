@@ -62,8 +62,7 @@ pub(crate) use check::derive_decision;
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_LIST_CACHE_TTL, DEFAULT_TIMEOUT, RedisConfig, TimeSource,
 };
-pub use faults::FaultPolicy;
-pub use ratethrottle::store::FaultStats;
+pub use ratethrottle::store::{FaultPolicy, FaultStats};
 
 /// A [`Store`] in Redis, shared by every process that uses the same server and key prefix.
 ///
