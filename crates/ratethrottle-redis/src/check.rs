@@ -2,8 +2,8 @@
 //! its reply read field by field into the decision, with the in-memory store's math.
 
 use ratethrottle::clock::Nanos;
-use ratethrottle::store::{ListKind, Outcome, Query, StoreError, StoreErrorKind, peek_view};
-use ratethrottle::strategy::{self, Compact, Decision, State};
+use ratethrottle::store::{ListKind, Outcome, Query, StoreError, StoreErrorKind};
+use ratethrottle::strategy::{self, Compact, Decision, State, peek_view};
 
 use crate::keys::{hex, parse_seconds_nanos};
 use crate::{RedisStore, fast};

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::clock::{Nanos, duration_to_nanos};
 use crate::rule::{Rule, Strategy};
-use crate::strategy::{self, Compact, Decision, Params};
+use crate::strategy::{Compact, Decision, Params};
 
 mod memory;
 
@@ -37,7 +37,7 @@ pub struct RuleSpec {
     /// state depends on. Stores key state by it, so a rule replaced with another strategy or
     /// window starts fresh instead of misreading old state, while a new `limit` or `burst`
     /// carries the state over (windowed strategies keep their counts; the bucket strategies
-    /// keep the amount consumed, see [`strategy`]); the same on every process and version.
+    /// keep the amount consumed, see [`strategy`](crate::strategy)); the same on every process and version.
     pub fingerprint: u64,
 }
 
@@ -164,19 +164,6 @@ impl Outcome {
     #[inline]
     pub fn is_violation(&self) -> bool {
         matches!(self, Outcome::Decided { decision, .. } if !decision.allowed)
-    }
-}
-
-/// The strategy's answer to a peek: `decide`'s result restated for a request not taken.
-pub fn peek_view(decision: Decision, cost: u64, idle_at: u64, now: u64) -> Decision {
-    Decision {
-        remaining: if decision.allowed {
-            decision.remaining + cost
-        } else {
-            decision.remaining
-        },
-        reset_after: idle_at.saturating_sub(now),
-        ..decision
     }
 }
 
@@ -462,45 +449,6 @@ pub struct FaultStats {
     /// Whether a degraded period is under way: the last call failed and none has succeeded
     /// since.
     pub degraded_now: bool,
-}
-
-/// Applies the strategy to one key's compact state in place: the shared core of in-process
-/// stores. Returns the outcome and whether `state` / `blocked_until` changed.
-#[inline(always)]
-pub(crate) fn decide_compact(
-    kind: Compact,
-    query: &Query<'_>,
-    state: &mut strategy::State,
-    blocked_until: &mut u64,
-) -> (Outcome, bool) {
-    let now = query.now.as_nanos();
-    if *blocked_until > now {
-        let until = Nanos::from_nanos(*blocked_until);
-        return (Outcome::Blocked { until }, false);
-    }
-    let rule = &query.rule;
-    let (mut decision, next) = strategy::decide(kind, &rule.params, state, now, query.cost);
-    let mut block = None;
-    let changed = if !query.consume {
-        let idle = strategy::idle_at(kind, &rule.params, state, now);
-        decision = peek_view(decision, query.cost, idle, now);
-        false
-    } else if decision.allowed {
-        *state = next;
-        *blocked_until = 0;
-        true
-    } else if rule.block > 0 {
-        *blocked_until = now.saturating_add(rule.block);
-        block = Some(Nanos::from_nanos(*blocked_until));
-        true
-    } else {
-        false
-    };
-    let outcome = Outcome::Decided {
-        decision,
-        blocked_until: block,
-    };
-    (outcome, changed)
 }
 
 #[cfg(test)]

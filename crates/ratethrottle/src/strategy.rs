@@ -167,3 +167,16 @@ fn narrow(value: u128) -> u64 {
 
 #[cfg(test)]
 mod tests;
+
+/// The strategy's answer to a peek: `decide`'s result restated for a request not taken.
+pub fn peek_view(decision: Decision, cost: u64, idle_at: u64, now: u64) -> Decision {
+    Decision {
+        remaining: if decision.allowed {
+            decision.remaining + cost
+        } else {
+            decision.remaining
+        },
+        reset_after: idle_at.saturating_sub(now),
+        ..decision
+    }
+}

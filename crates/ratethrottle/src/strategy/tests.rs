@@ -57,7 +57,7 @@ impl Model {
             ),
             Model::Log(log) => (log.decide(params, now, cost), log.idle_at(params)),
         };
-        crate::store::peek_view(decision, cost, idle, now)
+        crate::strategy::peek_view(decision, cost, idle, now)
     }
 }
 

@@ -1,22 +1,23 @@
 //! The in-process store: a sharded hash table with one small cell per (rule, identifier).
 
-use std::collections::HashMap;
 use std::future::{Future, ready};
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 
 use compact_str::CompactString;
 use hashbrown::HashTable;
 
-use super::{
-    ListEntry, ListKind, Outcome, Query, RuleSpec, Store, StoreError, decide_compact, peek_view,
-};
+use super::{ListEntry, ListKind, Outcome, Query, RuleSpec, Store, StoreError};
 use crate::clock::Nanos;
 use crate::short_eq::str_eq;
-use crate::strategy::{self, Compact, SlidingLog, State};
+use crate::strategy::{self, Compact, SlidingLog, State, peek_view};
+
+mod lists;
+
+use lists::Lists;
 
 /// The most shards a store uses.
 const MAX_SHARDS: usize = 64;
@@ -411,127 +412,43 @@ impl LogEntry {
     }
 }
 
-/// Slots in the lists' membership filter (a power of two).
-const FILTER_SLOTS: usize = 1 << 15;
-
-type ListShard = Mutex<HashMap<Box<str>, Option<Nanos>>>;
-
-/// The whitelist and blacklist: identifier → optional expiry, sharded.
-///
-/// A counting filter in front of both maps (per hash slot, how many listed identifiers fall
-/// there) answers "not listed" for most identifiers with one atomic load, so a check takes a
-/// lock only when its identifier shares a slot with a listed one.
-#[derive(Debug)]
-struct Lists {
-    filter: Box<[AtomicU32]>,
-    whitelist: [ListShard; 16],
-    blacklist: [ListShard; 16],
-}
-
-impl Default for Lists {
-    fn default() -> Self {
-        Lists {
-            filter: (0..FILTER_SLOTS).map(|_| AtomicU32::new(0)).collect(),
-            whitelist: Default::default(),
-            blacklist: Default::default(),
-        }
+/// Applies the strategy to one key's compact state in place: the shared core of in-process
+/// stores. Returns the outcome and whether `state` / `blocked_until` changed.
+#[inline(always)]
+fn decide_compact(
+    kind: Compact,
+    query: &Query<'_>,
+    state: &mut strategy::State,
+    blocked_until: &mut u64,
+) -> (Outcome, bool) {
+    let now = query.now.as_nanos();
+    if *blocked_until > now {
+        let until = Nanos::from_nanos(*blocked_until);
+        return (Outcome::Blocked { until }, false);
     }
-}
-
-impl Lists {
-    fn slot(&self, hash: u64) -> &AtomicU32 {
-        &self.filter[(hash as usize) & (FILTER_SLOTS - 1)]
-    }
-
-    fn shards(&self, list: ListKind) -> &[ListShard; 16] {
-        match list {
-            ListKind::Whitelist => &self.whitelist,
-            ListKind::Blacklist => &self.blacklist,
-        }
-    }
-
-    fn shard(&self, list: ListKind, hash: u64) -> &ListShard {
-        &self.shards(list)[(hash >> 60) as usize]
-    }
-
-    /// Whether `id` (with hash `hash`) is on `list` at `now`.
-    fn contains(&self, list: ListKind, id: &str, hash: u64, now: Nanos) -> bool {
-        self.slot(hash).load(Ordering::Acquire) > 0 && self.get(list, id, hash, now).is_some()
-    }
-
-    /// What the lists say about `id` (with hash `hash`) at `now`, if anything.
-    #[inline]
-    fn screen(&self, id: &str, hash: u64, now: Nanos) -> Option<Outcome> {
-        if self.slot(hash).load(Ordering::Acquire) == 0 {
-            return None;
-        }
-        if self.get(ListKind::Whitelist, id, hash, now).is_some() {
-            return Some(Outcome::Whitelisted);
-        }
-        let until = self.get(ListKind::Blacklist, id, hash, now)?;
-        Some(Outcome::Blacklisted { until })
-    }
-
-    /// The entry's expiry if `id` is on `list` at `now`; drops it if it has expired.
-    fn get(&self, list: ListKind, id: &str, hash: u64, now: Nanos) -> Option<Option<Nanos>> {
-        let mut shard = lock(self.shard(list, hash));
-        let expires = *shard.get(id)?;
-        if expires.is_some_and(|at| at <= now) {
-            shard.remove(id);
-            self.slot(hash).fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(expires)
-    }
-
-    fn insert(&self, list: ListKind, id: &str, hash: u64, expires: Option<Nanos>) {
-        let mut shard = lock(self.shard(list, hash));
-        if shard.insert(id.into(), expires).is_none() {
-            self.slot(hash).fetch_add(1, Ordering::AcqRel);
-        }
-    }
-
-    fn remove(&self, list: ListKind, id: &str, hash: u64) -> bool {
-        let removed = lock(self.shard(list, hash)).remove(id).is_some();
-        if removed {
-            self.slot(hash).fetch_sub(1, Ordering::AcqRel);
-        }
-        removed
-    }
-
-    /// Drops expired entries of `list` and returns the rest, sorted.
-    fn entries(&self, list: ListKind, now: Nanos, hash: impl Fn(&str) -> u64) -> Vec<ListEntry> {
-        let mut entries = Vec::new();
-        for shard in self.shards(list) {
-            let mut shard = lock(shard);
-            shard.retain(|id, expires| {
-                let keep = expires.is_none_or(|at| at > now);
-                if !keep {
-                    self.slot(hash(id)).fetch_sub(1, Ordering::AcqRel);
-                }
-                keep
-            });
-            entries.extend(
-                shard
-                    .iter()
-                    .map(|(id, expires)| ListEntry::new(id.as_ref(), *expires)),
-            );
-        }
-        entries.sort_by(|a, b| a.identifier.cmp(&b.identifier));
-        entries
-    }
-
-    fn count(&self, list: ListKind, now: Nanos) -> u64 {
-        self.shards(list)
-            .iter()
-            .map(|shard| {
-                lock(shard)
-                    .values()
-                    .filter(|expires| expires.is_none_or(|at| at > now))
-                    .count() as u64
-            })
-            .sum()
-    }
+    let rule = &query.rule;
+    let (mut decision, next) = strategy::decide(kind, &rule.params, state, now, query.cost);
+    let mut block = None;
+    let changed = if !query.consume {
+        let idle = strategy::idle_at(kind, &rule.params, state, now);
+        decision = peek_view(decision, query.cost, idle, now);
+        false
+    } else if decision.allowed {
+        *state = next;
+        *blocked_until = 0;
+        true
+    } else if rule.block > 0 {
+        *blocked_until = now.saturating_add(rule.block);
+        block = Some(Nanos::from_nanos(*blocked_until));
+        true
+    } else {
+        false
+    };
+    let outcome = Outcome::Decided {
+        decision,
+        blocked_until: block,
+    };
+    (outcome, changed)
 }
 
 impl Store for MemoryStore {
@@ -669,8 +586,7 @@ mod tests {
             assert!(ready_now(store.list_remove(ListKind::Whitelist, &id(i + 10_000))).unwrap());
         }
         assert_eq!(store.list_len_hint(ListKind::Blacklist, Nanos::ZERO), 0);
-        let filter = &store.inner.lists.filter;
-        assert!(filter.iter().all(|c| c.load(Ordering::Relaxed) == 0));
+        assert!(store.inner.lists.filter_is_clear());
     }
 
     fn ready_now<F: Future>(future: F) -> F::Output {
