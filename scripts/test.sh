@@ -20,3 +20,5 @@ python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet "./python[test]"
 # From the repository root, so `import ratethrottle` is the installed wheel, not python/ratethrottle.
 "$venv/bin/python" -I -m pytest -q -p no:cacheprovider python/tests
+echo "== Python: the installed package's types (mypy --strict on a typed usage file)"
+"$venv/bin/python" -I -m mypy --strict --no-incremental python/tests/test_typing_usage.py

@@ -23,6 +23,7 @@ class RateThrottleStatus:
     rule_name: Optional[str]
     blocked: bool
     strategy: Optional[str]
+    degraded: bool
     def __init__(
         self,
         allowed: bool,
@@ -33,6 +34,7 @@ class RateThrottleStatus:
         rule_name: Optional[str] = None,
         blocked: bool = False,
         strategy: Optional[str] = None,
+        degraded: bool = False,
     ) -> None: ...
     @property
     def verdict(self) -> Optional[str]: ...
