@@ -5,6 +5,12 @@
 //! `RT_BENCH_ROUNDS` rounds (default 7) of one slice per case (`RT_BENCH_SECONDS`, default 1 s),
 //! `INCR` first; a case's ratio is the median of its per-round ratios. Prints a Markdown table
 //! for BENCHMARKS.md.
+//!
+//! Contestants: raw `INCR`, our checks, and the lean GCRA script that published Redis
+//! limiters use ([`LEAN_GCRA`], written here from the redis-gcra design: `TIME`, `GET` the
+//! stored TAT, float arithmetic, `SET … EX` when admitted; no lists, no blocks), through the
+//! same redis-rs connection. `RT_BENCH_PIN=1` pins redis-server to core 0 and this process to
+//! core 1 (`taskset`), so client and server stop competing for the same core.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +25,39 @@ const STRATEGIES: [Strategy; 3] = [
     Strategy::Gcra,
 ];
 const CONCURRENCY: [usize; 2] = [1, 64];
+
+/// A minimal GCRA limiter in Lua, as published Redis limiters do it: one key per client
+/// holding its theoretical arrival time (TAT) in seconds as a float. `ARGV[1]` is the emission
+/// interval and `ARGV[2]` the burst tolerance, both in seconds. Returns 1 when admitted.
+const LEAN_GCRA: &str = r"
+local now = redis.call('TIME')
+now = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local next_tat = tat + interval
+if next_tat - tolerance > now then return 0 end
+redis.call('SET', KEYS[1], next_tat, 'EX', math.ceil(next_tat - now))
+return 1
+";
+
+/// Pins this process to core 1 when `RT_BENCH_PIN` is set (redis-server goes to core 0).
+fn pinned() -> bool {
+    let pin = std::env::var_os("RT_BENCH_PIN").is_some();
+    if pin {
+        let status = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("taskset (util-linux) runs");
+        assert!(
+            status.success(),
+            "taskset could not pin the bench to core 1"
+        );
+    }
+    pin
+}
 
 /// Runs `tasks` copies of `work(task)` for `seconds`; returns operations per second.
 async fn throughput<F, Fut>(tasks: usize, seconds: f64, work: F) -> f64
@@ -55,7 +94,7 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-fn start_server() -> (String, Option<std::process::Child>) {
+fn start_server(pin: bool) -> (String, Option<std::process::Child>) {
     if let Ok(url) = std::env::var("RT_BENCH_REDIS_URL") {
         return (url, None);
     }
@@ -63,7 +102,14 @@ fn start_server() -> (String, Option<std::process::Child>) {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port();
-    let child = std::process::Command::new("redis-server")
+    let mut command = if pin {
+        let mut taskset = std::process::Command::new("taskset");
+        taskset.args(["-c", "0", "redis-server"]);
+        taskset
+    } else {
+        std::process::Command::new("redis-server")
+    };
+    let child = command
         .args([
             "--port",
             &port.to_string(),
@@ -93,7 +139,8 @@ fn main() {
     };
     let seconds = setting("RT_BENCH_SECONDS", 1.0);
     let rounds = setting("RT_BENCH_ROUNDS", 7.0) as usize;
-    let (url, mut server) = start_server();
+    let pin = pinned();
+    let (url, mut server) = start_server(pin);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -123,10 +170,12 @@ fn main() {
             let mut incr_rates = Vec::new();
             let mut check_rates = vec![Vec::new(); STRATEGIES.len()];
             let mut ratios = vec![Vec::new(); STRATEGIES.len()];
+            let (mut lean_rates, mut lean_ratios, mut ours_to_lean) =
+                (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..rounds {
-                let raw = raw.clone();
+                let incr_raw = raw.clone();
                 let incr = throughput(tasks, seconds, move |task| {
-                    let mut raw = raw.clone();
+                    let mut raw = incr_raw.clone();
                     async move {
                         let _: u64 = redis::cmd("INCR")
                             .arg(format!("bench:incr:{task}"))
@@ -151,6 +200,31 @@ fn main() {
                     check_rates[index].push(per_second);
                     ratios[index].push(per_second / incr);
                 }
+                let lean_raw = raw.clone();
+                let script = Arc::new(redis::Script::new(LEAN_GCRA));
+                let lean = throughput(tasks, seconds, move |task| {
+                    let (mut raw, script) = (lean_raw.clone(), Arc::clone(&script));
+                    async move {
+                        // A million per second with a burst of a million, as our rules.
+                        let admitted: u64 = script
+                            .key(format!("bench:lean:{task}"))
+                            .arg(0.000_001)
+                            .arg(1.0)
+                            .invoke_async(&mut raw)
+                            .await
+                            .expect("the lean script");
+                        assert_eq!(admitted, 1);
+                    }
+                })
+                .await;
+                lean_rates.push(lean);
+                lean_ratios.push(lean / incr);
+                let gcra = STRATEGIES
+                    .iter()
+                    .position(|s| *s == Strategy::Gcra)
+                    .and_then(|index| check_rates[index].last().copied())
+                    .expect("gcra is a contestant");
+                ours_to_lean.push(gcra / lean);
             }
             rows.push(format!(
                 "| raw `INCR` | {tasks} | {:.0} | 1.00× | |",
@@ -166,6 +240,19 @@ fn main() {
                     ratios[ratios.len() - 1],
                 ));
             }
+            let lean_median = median(&mut lean_ratios);
+            rows.push(format!(
+                "| lean GCRA script (redis-gcra design) | {tasks} | {:.0} | {lean_median:.2}× | {:.2}–{:.2} |",
+                median(&mut lean_rates),
+                lean_ratios[0],
+                lean_ratios[lean_ratios.len() - 1],
+            ));
+            let ours_median = median(&mut ours_to_lean);
+            rows.push(format!(
+                "| our `gcra` ÷ lean script | {tasks} | | **{ours_median:.2}×** of the lean script | {:.2}–{:.2} |",
+                ours_to_lean[0],
+                ours_to_lean[ours_to_lean.len() - 1],
+            ));
         }
         rows
     });
