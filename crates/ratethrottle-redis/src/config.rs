@@ -125,14 +125,7 @@ impl RedisConfig {
     /// be `redis://`, `rediss://` (TLS) or `unix://`.
     pub fn check(&self) -> Result<(), StoreError> {
         use redis::IntoConnectionInfo;
-        let urls: Vec<&String> = if self.sentinel_master.is_some() {
-            self.sentinel_nodes.iter().collect()
-        } else if !self.cluster_nodes.is_empty() {
-            self.cluster_nodes.iter().collect()
-        } else {
-            vec![&self.url]
-        };
-        for url in urls {
+        for url in self.addresses() {
             let invalid = |why: String| {
                 StoreError::new(
                     StoreErrorKind::Protocol,
@@ -196,10 +189,22 @@ impl RedisConfig {
         self
     }
 
+    /// The addresses the store connects to: the Sentinel nodes, the Cluster nodes, or the URL.
+    fn addresses(&self) -> &[String] {
+        if self.sentinel_master.is_some() {
+            &self.sentinel_nodes
+        } else if !self.cluster_nodes.is_empty() {
+            &self.cluster_nodes
+        } else {
+            std::slice::from_ref(&self.url)
+        }
+    }
+
     /// Whether the store talks TLS (`rediss://`).
     pub(crate) fn uses_tls(&self) -> bool {
-        let tls = |url: &String| url.starts_with("rediss://");
-        tls(&self.url) || self.cluster_nodes.iter().any(tls) || self.sentinel_nodes.iter().any(tls)
+        self.addresses()
+            .iter()
+            .any(|url| url.starts_with("rediss://"))
     }
 
     /// Sets how long the process's copy of the lists may screen checks (zero: never).

@@ -223,23 +223,33 @@ impl Connection {
     }
 }
 
-impl ConnectionLike for Connection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
+/// Sends a request on the connection in use now: `$request` is an expression on the
+/// connection bound as `$connection`, so both request methods share one match over the
+/// topologies (and each topology sees the result: a refused standalone connection is
+/// replaced, a Sentinel master that moved is forgotten).
+macro_rules! on_current {
+    ($self:ident, $connection:ident => $request:expr) => {
+        match $self {
             Connection::Standalone(standalone) => Box::pin(async move {
-                let mut connection = standalone.current();
-                standalone.observe(connection.req_packed_command(cmd).await)
+                let mut $connection = standalone.current();
+                standalone.observe($request.await)
             }),
-            Connection::Cluster(connection) => connection.req_packed_command(cmd),
+            Connection::Cluster($connection) => $request,
             Connection::Sentinel(master) => Box::pin(async move {
-                let mut connection = master.current().await?;
-                master.observe(connection.req_packed_command(cmd).await)
+                let mut $connection = master.current().await?;
+                master.observe($request.await)
             }),
             Connection::Pending(pending) => Box::pin(async move {
-                let mut connection = pending.ready()?;
-                connection.req_packed_command(cmd).await
+                let mut $connection = pending.ready()?;
+                $request.await
             }),
         }
+    };
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        on_current!(self, connection => connection.req_packed_command(cmd))
     }
 
     fn req_packed_commands<'a>(
@@ -248,33 +258,7 @@ impl ConnectionLike for Connection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Connection::Standalone(standalone) => Box::pin(async move {
-                let mut connection = standalone.current();
-                standalone.observe(
-                    connection
-                        .req_packed_commands(pipeline, offset, count)
-                        .await,
-                )
-            }),
-            Connection::Cluster(connection) => {
-                connection.req_packed_commands(pipeline, offset, count)
-            }
-            Connection::Sentinel(master) => Box::pin(async move {
-                let mut connection = master.current().await?;
-                master.observe(
-                    connection
-                        .req_packed_commands(pipeline, offset, count)
-                        .await,
-                )
-            }),
-            Connection::Pending(pending) => Box::pin(async move {
-                let mut connection = pending.ready()?;
-                connection
-                    .req_packed_commands(pipeline, offset, count)
-                    .await
-            }),
-        }
+        on_current!(self, connection => connection.req_packed_commands(pipeline, offset, count))
     }
 
     fn get_db(&self) -> i64 {

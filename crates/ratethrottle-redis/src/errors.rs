@@ -112,12 +112,11 @@ pub(crate) fn unreachable(error: &RedisError) -> bool {
         return false;
     }
     match error.kind() {
-        // A TLS certificate that cannot be trusted, an unusable address: configuration.
+        // An unusable address or a forbidden socket: configuration (TLS was ruled out above).
         ErrorKind::Io => !matches!(
             io_kind(error),
             Some(
-                std::io::ErrorKind::InvalidData
-                    | std::io::ErrorKind::InvalidInput
+                std::io::ErrorKind::InvalidInput
                     | std::io::ErrorKind::PermissionDenied
                     | std::io::ErrorKind::Unsupported
             )

@@ -206,8 +206,7 @@ impl RedisStore {
         let answer = match shared.config.fault_policy {
             FaultPolicy::FailClosed => return Err(error),
             FaultPolicy::FallbackMemory => shared.fallback.check_now(query),
-            _ => self
-                .shared
+            _ => shared
                 .lists
                 .last_known(query.identifier, query.now)
                 .unwrap_or_else(|| {
