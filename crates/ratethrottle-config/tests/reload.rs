@@ -1,16 +1,43 @@
 //! Hot reload: valid changes swap rules and lists (counters of unchanged rules kept), invalid
 //! ones are rejected and the previous configuration stays. Polls with a deadline; no fixed sleeps.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ratethrottle_config::{Config, ConfigWatcher, Environment, ReloadStatus};
+use ratethrottle::Limiter;
+use ratethrottle_config::{Config, ConfigWatcher, ConfiguredStore, Environment, ReloadStatus};
 
 const V1: &str = "rules:\n  - name: api\n    limit: 3\n    window: 60\n    block_duration: 0\n  - name: burst\n    limit: 2\n    window: 60\nwhitelist: [w1]\nblacklist: [b1]\n";
 const V2: &str = "rules:\n  - name: api\n    limit: 3\n    window: 60\n    block_duration: 0\n  - name: burst\n    limit: 5\n    window: 60\n  - name: new\n    rate: 1/s\nwhitelist: [w2]\nblacklist: [b1]\n";
 const BROKEN: &str = "rules:\n  - name: api\n    limit: lots\n    window: 60\n";
+
+/// `text` saved in a directory of its own (removed when dropped), and the configuration
+/// loaded from it.
+fn saved(text: &str) -> (tempfile::TempDir, PathBuf, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ratethrottle.yaml");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load_with_env(&path, &Environment::empty()).unwrap();
+    (dir, path, config)
+}
+
+/// The limiter `text` describes, and a watcher applying changes of its file.
+async fn watched(
+    text: &str,
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    Limiter<ConfiguredStore>,
+    ConfigWatcher,
+) {
+    let (dir, path, config) = saved(text);
+    let limiter = config.build_limiter().await.unwrap();
+    let watcher =
+        ConfigWatcher::spawn(&path, config, limiter.clone(), Environment::empty()).unwrap();
+    (dir, path, limiter, watcher)
+}
 
 /// Replaces the file the way editors save: write a new file, rename it over the old one.
 fn save(path: &Path, text: &str) {
@@ -33,16 +60,10 @@ async fn wait_for(watcher: &ConfigWatcher, done: impl Fn(&ReloadStatus) -> bool)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_changes_are_applied_or_rejected_while_checks_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ratethrottle.yaml");
-    std::fs::write(&path, V1).unwrap();
-    let env = Environment::empty();
-    let config = Config::load_with_env(&path, &env).unwrap();
-    let limiter = config.build_limiter().await.unwrap();
+    let (_dir, path, limiter, watcher) = watched(V1).await;
     for _ in 0..2 {
         assert!(limiter.check("x", "api").await.unwrap().allowed);
     }
-    let watcher = ConfigWatcher::spawn(&path, config, limiter.clone(), env).unwrap();
 
     // Checks of the unchanged rule keep running (and never fail) through every reload.
     let stop = Arc::new(AtomicBool::new(false));
@@ -103,13 +124,7 @@ async fn file_changes_are_applied_or_rejected_while_checks_run() {
 
 #[tokio::test]
 async fn reload_now_reports_whether_anything_changed() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rt.yaml");
-    std::fs::write(&path, V1).unwrap();
-    let config = Config::load_with_env(&path, &Environment::empty()).unwrap();
-    let limiter = config.build_limiter().await.unwrap();
-    let watcher =
-        ConfigWatcher::spawn(&path, config, limiter.clone(), Environment::empty()).unwrap();
+    let (_dir, path, limiter, watcher) = watched(V1).await;
     assert!(!watcher.reload_now().await.unwrap(), "unchanged file");
     std::fs::write(&path, "storage:\n  type: redis\nrules: []\n").unwrap();
     assert!(watcher.reload_now().await.unwrap());
@@ -123,10 +138,7 @@ async fn reload_now_reports_whether_anything_changed() {
 
 #[test]
 fn spawning_outside_a_runtime_is_an_error_not_a_panic() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rt.yaml");
-    std::fs::write(&path, V1).unwrap();
-    let config = Config::load_with_env(&path, &Environment::empty()).unwrap();
+    let (_dir, path, config) = saved(V1);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -148,16 +160,10 @@ async fn a_lowered_limit_counts_what_was_used_and_hooks_follow_reloads() {
             limit > 5
         )
     };
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ratethrottle.yaml");
-    std::fs::write(&path, rules(10)).unwrap();
-    let env = Environment::empty();
-    let config = Config::load_with_env(&path, &env).unwrap();
-    let limiter = config.build_limiter().await.unwrap();
+    let (_dir, path, limiter, watcher) = watched(&rules(10)).await;
     for _ in 0..6 {
         assert!(limiter.check("client", "api").await.unwrap().allowed);
     }
-    let watcher = ConfigWatcher::spawn(&path, config, limiter.clone(), env).unwrap();
     let headers = Arc::new(AtomicBool::new(true));
     watcher.on_reload({
         let headers = headers.clone();
