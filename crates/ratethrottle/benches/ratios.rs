@@ -1,12 +1,14 @@
-//! `Limiter::check` against governor's keyed limiter as interleaved ratios: for each case the
-//! two sides take turns in short rounds (the order flipping each round), and the case's ratio
-//! is the median of its per-round ratios (our time per check over governor's), so the
-//! machine's calm and slow stretches cancel out instead of landing on one side.
+//! Our check against governor's keyed limiter as interleaved ratios: for each case the sides
+//! take turns in short rounds (the order rotating each round), and the case's ratio is the
+//! median of its per-round ratios (our time per check over governor's), so the machine's calm
+//! and slow stretches cancel out instead of landing on one side. Ours runs twice: through a
+//! [`RuleHandle`](ratethrottle::RuleHandle) (`handle.check(id)`, what the adapters use; the
+//! ratio that counts) and by name (`limiter.check(id, name)`).
 //!
 //! Run: `cargo bench -p ratethrottle --bench ratios` (about a minute). Prints a table and writes
 //! `check-ratios.json` into the target directory (`$CARGO_TARGET_DIR`, default `target/`):
 //! `{"gcra_1": 1.05, "gcra_1m": …}`, keys `<strategy>_1` and `<strategy>_1m` for gcra,
-//! token_bucket, fixed_window and sliding_counter. `RT_RATIO_ROUNDS` sets the rounds (15).
+//! token_bucket, fixed_window and sliding_counter (through a handle; `…_by_name` by name). `RT_RATIO_ROUNDS` sets the rounds (15).
 //! The criterion bench (`--bench check`) gives absolute figures.
 
 use std::hint::black_box;
@@ -39,9 +41,32 @@ fn timed(n: usize, next: &mut usize, mut check: impl FnMut(usize)) -> Duration {
     start.elapsed()
 }
 
-fn median(values: &mut [f64]) -> f64 {
+fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+/// One row of the table.
+struct Case {
+    name: String,
+    ratio: f64,
+    low: f64,
+    high: f64,
+    ours: f64,
+    peer: f64,
+}
+
+impl Case {
+    fn new(name: String, ratios: Vec<f64>, ours_ns: Vec<f64>, peer_ns: &[f64]) -> Self {
+        Case {
+            name,
+            low: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            high: ratios.iter().copied().fold(0.0, f64::max),
+            ratio: median(ratios),
+            ours: median(ours_ns),
+            peer: median(peer_ns.to_vec()),
+        }
+    }
 }
 
 fn main() {
@@ -53,62 +78,60 @@ fn main() {
         .max(1);
     let keys = keys();
     let single = "203.0.113.7".to_owned();
-    let mut results: Vec<(String, f64, f64, f64, f64, f64)> = Vec::new();
+    let mut results: Vec<Case> = Vec::new();
     for strategy in STRATEGIES {
         let name = strategy.as_str();
         for many in [false, true] {
             let key = |i: usize| if many { &keys[i] } else { &single };
             let peer = governor();
             let limiter = loaded_limiter();
-            let (mut ours_next, mut peer_next) = (0, 0);
-            // Warm both (and every key), and size a turn from governor's speed.
+            let handle = limiter
+                .rule_handle(name)
+                .expect("a rule of the loaded limiter");
+            let mut next = [0; 3];
+            let turn = |side: usize, n: usize, next: &mut [usize; 3]| {
+                let next = &mut next[side];
+                match side {
+                    0 => timed(n, next, |i| drop(peer.check_key(black_box(key(i))))),
+                    1 => timed(n, next, |i| {
+                        ready_now(handle.check(black_box(key(i)))).unwrap();
+                    }),
+                    _ => timed(n, next, |i| {
+                        ready_now(limiter.check(black_box(key(i)), name)).unwrap();
+                    }),
+                }
+            };
+            // Warm all three (and every key), and size a turn from governor's speed.
             let warm = if many { MANY_KEYS } else { 100_000 };
-            timed(warm, &mut peer_next, |i| {
-                drop(peer.check_key(black_box(key(i))))
-            });
-            timed(warm, &mut ours_next, |i| {
-                ready_now(limiter.check(black_box(key(i)), name)).unwrap();
-            });
-            let probe = timed(100_000, &mut peer_next, |i| {
-                drop(peer.check_key(black_box(key(i))))
-            });
-            let n = ((TURN.as_secs_f64() / probe.as_secs_f64()) * 100_000.0) as usize;
-            let mut ratios = Vec::with_capacity(rounds);
-            let (mut ours_ns, mut peer_ns) = (Vec::new(), Vec::new());
-            for round in 0..rounds {
-                let mut turn_of = |ours: bool| {
-                    if ours {
-                        timed(n, &mut ours_next, |i| {
-                            ready_now(limiter.check(black_box(key(i)), name)).unwrap();
-                        })
-                    } else {
-                        timed(n, &mut peer_next, |i| {
-                            drop(peer.check_key(black_box(key(i))))
-                        })
-                    }
-                };
-                let ours_first = round % 2 == 1;
-                let first = turn_of(ours_first);
-                let second = turn_of(!ours_first);
-                let (ours, theirs) = if ours_first {
-                    (first, second)
-                } else {
-                    (second, first)
-                };
-                ratios.push(ours.as_secs_f64() / theirs.as_secs_f64());
-                ours_ns.push(ours.as_nanos() as f64 / n as f64);
-                peer_ns.push(theirs.as_nanos() as f64 / n as f64);
+            for side in 0..3 {
+                turn(side, warm, &mut next);
             }
-            let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-            let high = ratios.iter().copied().fold(0.0, f64::max);
+            let probe = turn(0, 100_000, &mut next);
+            let n = ((TURN.as_secs_f64() / probe.as_secs_f64()) * 100_000.0) as usize;
+            let mut ratios = [Vec::new(), Vec::new()];
+            let mut per_check = [Vec::new(), Vec::new(), Vec::new()];
+            for round in 0..rounds {
+                let mut times = [Duration::ZERO; 3];
+                for k in 0..3 {
+                    let side = (round + k) % 3;
+                    times[side] = turn(side, n, &mut next);
+                }
+                for side in 0..3 {
+                    per_check[side].push(times[side].as_nanos() as f64 / n as f64);
+                }
+                for ours in 0..2 {
+                    ratios[ours].push(times[ours + 1].as_secs_f64() / times[0].as_secs_f64());
+                }
+            }
             let case = format!("{name}_{}", if many { "1m" } else { "1" });
-            results.push((
-                case,
-                median(&mut ratios),
-                low,
-                high,
-                median(&mut ours_ns),
-                median(&mut peer_ns),
+            let [by_handle, by_name] = ratios;
+            let [peer_ns, handle_ns, name_ns] = per_check;
+            results.push(Case::new(case.clone(), by_handle, handle_ns, &peer_ns));
+            results.push(Case::new(
+                format!("{case}_by_name"),
+                by_name,
+                name_ns,
+                &peer_ns,
             ));
         }
     }
@@ -116,12 +139,20 @@ fn main() {
         "| case | ratio to governor keyed (median of {rounds} rounds) | range | ours ns/check | governor ns/check |"
     );
     println!("|---|---:|---:|---:|---:|");
-    for (case, ratio, low, high, ours, peer) in &results {
-        println!("| `{case}` | {ratio:.2}× | {low:.2}–{high:.2} | {ours:.1} | {peer:.1} |");
+    for case in &results {
+        let Case {
+            name,
+            ratio,
+            low,
+            high,
+            ours,
+            peer,
+        } = case;
+        println!("| `{name}` | {ratio:.2}× | {low:.2}–{high:.2} | {ours:.1} | {peer:.1} |");
     }
     let json = results
         .iter()
-        .map(|(case, ratio, ..)| format!("\"{case}\": {ratio:.3}"))
+        .map(|case| format!("\"{}\": {:.3}", case.name, case.ratio))
         .collect::<Vec<_>>()
         .join(", ");
     let dir = std::env::var("CARGO_TARGET_DIR")

@@ -51,7 +51,7 @@ pub mod store;
 pub mod strategy;
 
 pub use error::{Error, Result};
-pub use limiter::{DEFAULT_VIOLATION_HISTORY, Limiter, LimiterBuilder};
+pub use limiter::{DEFAULT_VIOLATION_HISTORY, Limiter, LimiterBuilder, RuleHandle};
 pub use metrics::{Metrics, RuleMetrics, Violation};
 pub use rule::{
     MAX_RULE_NAME_LEN, MAX_SLIDING_WINDOW_LIMIT, MAX_WINDOW, Rule, RuleError, Scope, Strategy,

@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::Poll;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use crate::clock::{Clock, ClockSource, Nanos, SystemClock};
 use crate::error::{Error, Result};
 use crate::identifier::normalize_identifier;
-use crate::metrics::{Count, Metrics, RuleMetrics, StripedCounters, Violation, ViolationLog};
+use crate::metrics::{Count, Counters, Metrics, RuleMetrics, Violation, ViolationLog};
 use crate::rule::{Rule, Scope};
 use crate::status::{Status, Verdict};
 use crate::store::{ListEntry, ListKind, MemoryStore, Outcome, Query, RuleSpec, Store, StoreError};
@@ -38,10 +38,22 @@ struct RuleEntry {
     rule: Rule,
     spec: Arc<RuleSpec>,
     /// Shared with the entries that replace this one, so counts survive a rule change.
-    counters: Arc<StripedCounters>,
+    counters: Arc<Counters>,
+    /// Set once the entry has left the rule table (replaced or removed): a [`RuleHandle`]
+    /// holding it then looks its rule up by name.
+    retired: AtomicBool,
 }
 
 impl RuleEntry {
+    fn new(rule: Rule, counters: Arc<Counters>) -> Arc<Self> {
+        Arc::new(RuleEntry {
+            spec: Arc::new(RuleSpec::new(&rule)),
+            counters,
+            rule,
+            retired: AtomicBool::new(false),
+        })
+    }
+
     fn name(&self) -> &'static str {
         self.spec.name
     }
@@ -99,7 +111,7 @@ struct Shared<S> {
     /// Serializes rule changes (readers never wait: they load the table).
     rule_writes: Mutex<()>,
     /// Counts of checks no rule owns: list decisions for unknown rules, and removed rules.
-    unowned: StripedCounters,
+    unowned: Counters,
     violations: ViolationLog,
     callbacks: RwLock<Vec<Callback>>,
     callback_panics: AtomicU64,
@@ -165,7 +177,7 @@ impl<S: Store> LimiterBuilder<S> {
                 clock: self.clock,
                 rules: Arc::new(ArcSwap::from_pointee(RuleTable::default())),
                 rule_writes: Mutex::new(()),
-                unowned: StripedCounters::default(),
+                unowned: Counters::default(),
                 violations: ViolationLog::new(self.violation_history),
                 callbacks: RwLock::new(Vec::new()),
                 callback_panics: AtomicU64::new(0),
@@ -270,9 +282,28 @@ impl<S: Store> Limiter<S> {
             .rule_writes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut table = RuleTable::clone(&self.shared.rules.load());
+        let old = self.shared.rules.load_full();
+        let mut table = RuleTable::clone(&old);
         change(&mut table);
         self.shared.rules.store(Arc::new(table));
+        let current = self.shared.rules.load();
+        for entry in old.iter() {
+            if !current.iter().any(|kept| Arc::ptr_eq(kept, entry)) {
+                entry.retired.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// A handle on the rule named `name`, for checks without a name lookup
+    /// ([`RuleHandle::check`]). It follows the rule through replacements (`add_rule`,
+    /// `set_rules`); once the rule is removed, its checks fail with [`Error::UnknownRule`].
+    pub fn rule_handle(&self, name: &str) -> Result<RuleHandle<S>> {
+        let rules = self.shared.rules.load();
+        let entry = rules.get(name).ok_or_else(|| unknown_rule(&rules, name))?;
+        Ok(RuleHandle {
+            limiter: self.clone(),
+            entry: Arc::clone(entry),
+        })
     }
 }
 
@@ -281,16 +312,199 @@ impl<S: Store> Limiter<S> {
 fn entry_for(old: Option<&Arc<RuleEntry>>, rule: Rule) -> Arc<RuleEntry> {
     match old {
         Some(old) if old.rule == rule => Arc::clone(old),
-        Some(old) => Arc::new(RuleEntry {
-            spec: Arc::new(RuleSpec::new(&rule)),
-            counters: Arc::clone(&old.counters),
-            rule,
-        }),
-        None => Arc::new(RuleEntry {
-            spec: Arc::new(RuleSpec::new(&rule)),
-            counters: Arc::default(),
-            rule,
-        }),
+        Some(old) => RuleEntry::new(rule, Arc::clone(&old.counters)),
+        None => RuleEntry::new(rule, Arc::default()),
+    }
+}
+
+/// The rule a check names: by name, or through a [`RuleHandle`]'s entry.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Name(&'a str),
+    Entry(&'a RuleEntry),
+}
+
+impl<'a> Target<'a> {
+    /// The entry to apply when it is known and current; else the name to look up.
+    #[inline(always)]
+    fn current(self) -> std::result::Result<&'a RuleEntry, &'a str> {
+        match self {
+            Target::Entry(entry) if !entry.retired.load(Ordering::Acquire) => Ok(entry),
+            Target::Entry(entry) => Err(entry.name()),
+            Target::Name(name) => Err(name),
+        }
+    }
+}
+
+/// The future of one decision. On its first poll it decides at once when the store can
+/// ([`Store::check_at_once`]), with no state machine in between; otherwise it awaits the store
+/// (boxed: such a store does I/O that dwarfs one allocation). Written out, not `async`, so the
+/// hot path inlines into the caller's poll.
+struct Decide<'a, S: Store> {
+    limiter: &'a Limiter<S>,
+    identifier: &'a str,
+    rule: Target<'a>,
+    cost: u64,
+    consume: bool,
+    waiting: Waiting<'a>,
+}
+
+enum Waiting<'a> {
+    NotYet,
+    On(Pin<Box<dyn Future<Output = Result<Status>> + Send + 'a>>),
+    Done,
+}
+
+impl<S: Store> Future for Decide<'_, S> {
+    type Output = Result<Status>;
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, context: &mut std::task::Context<'_>) -> Poll<Result<Status>> {
+        let this = self.get_mut();
+        if let Waiting::NotYet = this.waiting {
+            let (limiter, id, rule) = (this.limiter, this.identifier, this.rule);
+            if let Some(result) = limiter.decide_at_once(id, rule, this.cost, this.consume) {
+                this.waiting = Waiting::Done;
+                return Poll::Ready(result);
+            }
+        }
+        this.poll_waiting(context)
+    }
+}
+
+impl<S: Store> Decide<'_, S> {
+    /// The path for a store that must be awaited.
+    #[inline(never)]
+    fn poll_waiting(&mut self, context: &mut std::task::Context<'_>) -> Poll<Result<Status>> {
+        let future = match &mut self.waiting {
+            Waiting::On(future) => future,
+            Waiting::NotYet => {
+                let (limiter, id, rule) = (self.limiter, self.identifier, self.rule);
+                let future = limiter.decide_waiting(id, rule, self.cost, self.consume);
+                self.waiting.on(Box::pin(future))
+            }
+            // Like an `async fn`: polling again after completion is a bug in the caller, and
+            // must not decide (and count) the request a second time.
+            Waiting::Done => panic!("a ratethrottle check future was polled after it completed"),
+        };
+        let poll = future.as_mut().poll(context);
+        if poll.is_ready() {
+            self.waiting = Waiting::Done;
+        }
+        poll
+    }
+}
+
+impl<'a> Waiting<'a> {
+    /// Starts waiting on `future`.
+    fn on(
+        &mut self,
+        future: Pin<Box<dyn Future<Output = Result<Status>> + Send + 'a>>,
+    ) -> &mut Pin<Box<dyn Future<Output = Result<Status>> + Send + 'a>> {
+        *self = Waiting::On(future);
+        match self {
+            Waiting::On(future) => future,
+            _ => unreachable!("just set"),
+        }
+    }
+}
+
+/// A rule of a [`Limiter`], resolved once by name ([`Limiter::rule_handle`]): its checks skip
+/// the name lookup. It follows its rule through replacements (`add_rule`, `set_rules`); after
+/// the rule is removed, its checks fail with [`Error::UnknownRule`] (until a rule of that name
+/// is added again). Cheap to clone.
+///
+/// ```
+/// use ratethrottle::{Limiter, Rule};
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let limiter = Limiter::in_memory();
+/// limiter.add_rule(Rule::new("api", 2, Duration::from_secs(60)))?;
+/// let api = limiter.rule_handle("api")?;
+/// assert_eq!(api.check("10.0.0.1").await?.remaining, 1);
+/// limiter.set_rules([Rule::new("api", 5, Duration::from_secs(60))])?; // a reload
+/// assert_eq!(api.check("10.0.0.1").await?.limit, 5);
+/// limiter.remove_rule("api");
+/// assert!(api.check("10.0.0.1").await.is_err());
+/// # Ok::<(), ratethrottle::Error>(())
+/// # }).unwrap();
+/// ```
+pub struct RuleHandle<S: Store = MemoryStore> {
+    limiter: Limiter<S>,
+    /// The entry when the handle was made; once retired, the rule is looked up by name.
+    entry: Arc<RuleEntry>,
+}
+
+impl<S: Store> Clone for RuleHandle<S> {
+    fn clone(&self) -> Self {
+        RuleHandle {
+            limiter: self.limiter.clone(),
+            entry: Arc::clone(&self.entry),
+        }
+    }
+}
+
+impl<S: Store> fmt::Debug for RuleHandle<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuleHandle")
+            .field("rule", &self.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> RuleHandle<S> {
+    /// The rule's name.
+    pub fn name(&self) -> &'static str {
+        self.entry.name()
+    }
+
+    /// The limiter the rule belongs to.
+    pub fn limiter(&self) -> &Limiter<S> {
+        &self.limiter
+    }
+
+    /// [`Limiter::check`] for this rule.
+    pub fn check<'a>(
+        &'a self,
+        identifier: &'a str,
+    ) -> impl Future<Output = Result<Status>> + Send + 'a {
+        self.limiter
+            .decide(identifier, Target::Entry(&self.entry), 1, true)
+    }
+
+    /// [`Limiter::check_n`] for this rule.
+    pub fn check_n<'a>(
+        &'a self,
+        identifier: &'a str,
+        cost: u64,
+    ) -> impl Future<Output = Result<Status>> + Send + 'a {
+        self.limiter
+            .decide(identifier, Target::Entry(&self.entry), cost, true)
+    }
+
+    /// [`Limiter::check_now`] for this rule.
+    #[inline]
+    pub fn check_now(&self, identifier: &str, cost: u64) -> Option<Result<Status>> {
+        self.limiter
+            .decide_at_once(identifier, Target::Entry(&self.entry), cost, true)
+    }
+
+    /// [`Limiter::peek`] for this rule.
+    pub fn peek<'a>(
+        &'a self,
+        identifier: &'a str,
+    ) -> impl Future<Output = Result<Status>> + Send + 'a {
+        self.limiter
+            .decide(identifier, Target::Entry(&self.entry), 1, false)
+    }
+
+    /// The rule's scope, as it is now.
+    pub fn scope(&self) -> Option<Scope> {
+        match Target::Entry(&self.entry).current() {
+            Ok(entry) => Some(entry.rule.scope),
+            Err(name) => self.limiter.scope_of(name),
+        }
     }
 }
 
@@ -307,7 +521,7 @@ impl<S: Store> Limiter<S> {
         identifier: &'a str,
         rule: &'a str,
     ) -> impl Future<Output = Result<Status>> + Send + 'a {
-        self.decide(identifier, rule, 1, true)
+        self.decide(identifier, Target::Name(rule), 1, true)
     }
 
     /// [`Limiter::check`] for a request that costs `cost` units (`1..=` the rule's capacity).
@@ -317,7 +531,17 @@ impl<S: Store> Limiter<S> {
         rule: &'a str,
         cost: u64,
     ) -> impl Future<Output = Result<Status>> + Send + 'a {
-        self.decide(identifier, rule, cost, true)
+        self.decide(identifier, Target::Name(rule), cost, true)
+    }
+
+    /// [`Limiter::check_n`] answered without a future, when the store can decide at once (the
+    /// memory store always can; a Redis store only for listed identifiers, or while its fault
+    /// policy answers): `None` means the check must be awaited instead — also for a rule that
+    /// does not exist (the lists may still decide). For services that answer at once when they
+    /// can, and for callers outside async code.
+    #[inline]
+    pub fn check_now(&self, identifier: &str, rule: &str, cost: u64) -> Option<Result<Status>> {
+        self.decide_at_once(identifier, Target::Name(rule), cost, true)
     }
 
     /// What [`Limiter::check`] would answer now, without counting anything: `remaining` is the
@@ -327,7 +551,7 @@ impl<S: Store> Limiter<S> {
         identifier: &'a str,
         rule: &'a str,
     ) -> impl Future<Output = Result<Status>> + Send + 'a {
-        self.decide(identifier, rule, 1, false)
+        self.decide(identifier, Target::Name(rule), 1, false)
     }
 
     /// Forgets `identifier`'s state and block under `rule`.
@@ -338,40 +562,22 @@ impl<S: Store> Limiter<S> {
         Ok(self.shared.store.reset(&entry.spec, &id).await?)
     }
 
-    /// The future of one decision. On its first poll it decides at once when the store can
-    /// ([`Store::check_at_once`]), with no state machine in between; otherwise it awaits the
-    /// store (boxed: such a store does I/O that dwarfs one allocation).
+    /// The future of one decision (see [`Decide`]).
     fn decide<'a>(
         &'a self,
         identifier: &'a str,
-        rule: &'a str,
+        rule: Target<'a>,
         cost: u64,
         consume: bool,
     ) -> impl Future<Output = Result<Status>> + Send + 'a {
-        let mut waiting: Option<Pin<Box<dyn Future<Output = Result<Status>> + Send + 'a>>> = None;
-        let mut done = false;
-        std::future::poll_fn(move |context| {
-            // Like an `async fn`: polling again after completion is a bug in the caller, and
-            // must not decide (and count) the request a second time.
-            assert!(
-                !done,
-                "a ratethrottle check future was polled after it completed"
-            );
-            let future = match &mut waiting {
-                Some(future) => future,
-                None => {
-                    if let Some(result) = self.decide_at_once(identifier, rule, cost, consume) {
-                        done = true;
-                        return Poll::Ready(result);
-                    }
-                    let future = self.decide_waiting(identifier, rule, cost, consume);
-                    waiting.insert(Box::pin(future))
-                }
-            };
-            let poll = future.as_mut().poll(context);
-            done = poll.is_ready();
-            poll
-        })
+        Decide {
+            limiter: self,
+            identifier,
+            rule,
+            cost,
+            consume,
+            waiting: Waiting::NotYet,
+        }
     }
 
     /// The hot path for stores that answer without waiting ([`Store::check_at_once`]): no
@@ -381,32 +587,45 @@ impl<S: Store> Limiter<S> {
     fn decide_at_once(
         &self,
         identifier: &str,
-        rule: &str,
+        rule: Target<'_>,
         cost: u64,
         consume: bool,
     ) -> Option<Result<Status>> {
-        let shared = &*self.shared;
-        let now = shared.clock.now();
+        let now = self.shared.clock.now();
         let id = normalize_identifier(identifier);
-        table::with_current(&shared.rules, |rules| {
-            let entry = rules.get(rule)?;
-            let query = match entry.query(&id, cost, now, consume) {
-                Ok(query) => query,
-                Err(error) => return Some(Err(error)),
-            };
-            Some(match shared.store.check_at_once(&query)? {
-                Ok(outcome) => Ok(self.conclude(entry, &id, cost, consume, outcome, now)),
-                Err(error) => self.undecided(entry, &id, cost, consume, error, now),
-            })
+        let decide = |entry: &RuleEntry| self.decide_entry_at_once(entry, &id, cost, consume, now);
+        match rule.current() {
+            Ok(entry) => decide(entry),
+            Err(name) => {
+                table::with_current(&self.shared.rules, |rules| decide(rules.get(name)?)).flatten()
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn decide_entry_at_once(
+        &self,
+        entry: &RuleEntry,
+        id: &str,
+        cost: u64,
+        consume: bool,
+        now: Nanos,
+    ) -> Option<Result<Status>> {
+        let query = match entry.query(id, cost, now, consume) {
+            Ok(query) => query,
+            Err(error) => return Some(Err(error)),
+        };
+        Some(match self.shared.store.check_at_once(&query)? {
+            Ok(outcome) => Ok(self.conclude(entry, id, cost, consume, outcome, now)),
+            Err(error) => self.undecided(entry, id, cost, consume, error, now),
         })
-        .flatten()
     }
 
     /// The general path: awaits the store.
     async fn decide_waiting(
         &self,
         identifier: &str,
-        rule: &str,
+        rule: Target<'_>,
         cost: u64,
         consume: bool,
     ) -> Result<Status> {
@@ -414,10 +633,16 @@ impl<S: Store> Limiter<S> {
         let now = shared.clock.now();
         let id = normalize_identifier(identifier);
         let rules = shared.rules.load();
-        let Some(entry) = rules.get(rule) else {
-            return self
-                .decide_without_rule(&id, rule, now, consume, &rules)
-                .await;
+        let entry = match rule.current() {
+            Ok(entry) => entry,
+            Err(name) => match rules.get(name) {
+                Some(entry) => entry,
+                None => {
+                    return self
+                        .decide_without_rule(&id, name, now, consume, &rules)
+                        .await;
+                }
+            },
         };
         let query = entry.query(&id, cost, now, consume)?;
         match shared.store.check(query).await {

@@ -1,10 +1,11 @@
 //! Counters and the [`Metrics`] snapshot, plus the bounded history of [`Violation`]s.
 
-use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
+
+use thread_local::ThreadLocal;
 
 use crate::rule::Scope;
 
@@ -87,7 +88,7 @@ pub struct Violation {
     pub blocked_until: Option<SystemTime>,
 }
 
-/// Which counter of a [`StripedCounters`] to bump.
+/// Which counter of a [`Counters`] to bump.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Count {
     Allowed = 0,
@@ -96,67 +97,63 @@ pub(crate) enum Count {
     Degraded = 3,
 }
 
-const STRIPES: usize = 8;
+const COUNTS: [Count; 4] = [
+    Count::Allowed,
+    Count::Denied,
+    Count::Violations,
+    Count::Degraded,
+];
 
-/// Counters split across cache-line-sized stripes, one stripe per thread (round robin), so
-/// threads counting the same rule do not contend on one cache line.
+/// Counts kept per thread: each thread bumps only its own, with a plain load and store (no
+/// atomic read-modify-write on the hot path, no cache line shared between threads); a reader
+/// sums them. A thread's counts outlive it (its slot passes to the next thread).
 #[derive(Debug, Default)]
-pub(crate) struct StripedCounters {
-    stripes: [Stripe; STRIPES],
+pub(crate) struct Counters {
+    per_thread: ThreadLocal<ThreadCounts>,
+    /// Counts moved in from removed rules, so totals never go down.
+    absorbed: [AtomicU64; 4],
+    /// What the counts were at the last reset: [`Counters::get`] reports the difference, as
+    /// another thread's count cannot be zeroed under it.
+    baseline: [AtomicU64; 4],
 }
 
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Stripe([AtomicU64; 4]);
+struct ThreadCounts([AtomicU64; 4]);
 
-/// This thread's stripe, assigned round robin on first use.
-#[inline]
-fn stripe_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static STRIPE: Cell<usize> = const { Cell::new(STRIPES) };
-    }
-    STRIPE
-        .try_with(|stripe| {
-            if stripe.get() == STRIPES {
-                stripe.set(NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES);
-            }
-            stripe.get()
-        })
-        .unwrap_or(0)
-}
-
-impl StripedCounters {
+impl Counters {
     #[inline]
     pub(crate) fn add(&self, count: Count) {
-        self.stripes[stripe_index()].0[count as usize].fetch_add(1, Ordering::Relaxed);
+        let counter = &self.per_thread.get_or_default().0[count as usize];
+        // Only this thread writes this counter: a load and a store cannot lose an update.
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    fn total(&self, count: Count) -> u64 {
+        let at = count as usize;
+        self.per_thread
+            .iter()
+            .map(|counts| counts.0[at].load(Ordering::Relaxed))
+            .sum::<u64>()
+            + self.absorbed[at].load(Ordering::Relaxed)
     }
 
     pub(crate) fn get(&self, count: Count) -> u64 {
-        self.stripes
-            .iter()
-            .map(|stripe| stripe.0[count as usize].load(Ordering::Relaxed))
-            .sum()
+        self.total(count)
+            .saturating_sub(self.baseline[count as usize].load(Ordering::Relaxed))
     }
 
     /// Adds all of `other`'s counts to this one (used when a rule is removed, so totals never
     /// go down).
-    pub(crate) fn absorb(&self, other: &StripedCounters) {
-        for count in [
-            Count::Allowed,
-            Count::Denied,
-            Count::Violations,
-            Count::Degraded,
-        ] {
-            self.stripes[0].0[count as usize].fetch_add(other.get(count), Ordering::Relaxed);
+    pub(crate) fn absorb(&self, other: &Counters) {
+        for count in COUNTS {
+            self.absorbed[count as usize].fetch_add(other.get(count), Ordering::Relaxed);
         }
     }
 
     pub(crate) fn reset(&self) {
-        for stripe in &self.stripes {
-            for counter in &stripe.0 {
-                counter.store(0, Ordering::Relaxed);
-            }
+        for count in COUNTS {
+            self.baseline[count as usize].store(self.total(count), Ordering::Relaxed);
         }
     }
 }
@@ -239,8 +236,8 @@ mod tests {
     }
 
     #[test]
-    fn striped_counters_sum_across_threads() {
-        let counters = StripedCounters::default();
+    fn counters_sum_across_threads_and_survive_them() {
+        let counters = Counters::default();
         std::thread::scope(|scope| {
             for _ in 0..16 {
                 scope.spawn(|| {
@@ -253,5 +250,11 @@ mod tests {
         assert_eq!(counters.get(Count::Allowed), 16_000);
         counters.reset();
         assert_eq!(counters.get(Count::Allowed), 0);
+        counters.add(Count::Allowed);
+        let removed = Counters::default();
+        removed.add(Count::Denied);
+        counters.absorb(&removed);
+        assert_eq!(counters.get(Count::Allowed), 1);
+        assert_eq!(counters.get(Count::Denied), 1);
     }
 }

@@ -126,6 +126,7 @@ impl<'a> Query<'a> {
 /// What a store decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[repr(C)]
 pub enum Outcome {
     /// The identifier is whitelisted: admitted without counting.
     Whitelisted,

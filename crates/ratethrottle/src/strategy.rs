@@ -63,6 +63,7 @@ impl Params {
 
 /// What a strategy decided about one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct Decision {
     /// Whether the request is admitted.
     pub allowed: bool,

@@ -276,3 +276,73 @@ fn stores_that_must_be_awaited_take_the_general_path() {
         assert_eq!(limiter.metrics().allowed_requests, 3);
     });
 }
+
+#[test]
+fn handles_follow_their_rule_through_replacements_removal_and_return() {
+    let limiter = limiter();
+    limiter
+        .add_rule(Rule::new("api", 2, Duration::from_secs(60)).block_duration(Duration::ZERO))
+        .unwrap();
+    assert!(matches!(
+        limiter.rule_handle("apii"),
+        Err(Error::UnknownRule { .. })
+    ));
+    let api = limiter.rule_handle("api").unwrap();
+    assert_eq!(api.name(), "api");
+    let check = |id: &str| api.check_now(id, 1).expect("memory store").unwrap();
+    assert!(check("a").allowed && check("a").allowed && !check("a").allowed);
+    // The handle, the name and the future all count as one rule.
+    assert!(!ready_now(api.check("a")).unwrap().allowed);
+    assert!(!ready_now(limiter.check("a", "api")).unwrap().allowed);
+    assert_eq!(limiter.metrics().total_requests, 5);
+
+    // A reload with a new limit applies through the handle at once.
+    limiter
+        .set_rules([Rule::new("api", 4, Duration::from_secs(60)).block_duration(Duration::ZERO)])
+        .unwrap();
+    let status = check("a");
+    assert_eq!((status.allowed, status.limit), (true, 4));
+    assert_eq!(ready_now(api.peek("b")).unwrap().remaining, 4);
+
+    // Removed: a clear error, naming the rule; added again: the handle works again.
+    assert!(limiter.remove_rule("api"));
+    // Not at once: the lists may still decide for an unknown rule, which can need the store.
+    assert!(api.check_now("a", 1).is_none());
+    match ready_now(api.check("a")) {
+        Err(Error::UnknownRule { rule, .. }) => assert_eq!(rule, "api"),
+        other => panic!("expected UnknownRule, got {other:?}"),
+    }
+    limiter
+        .add_rule(Rule::new("api", 1, Duration::from_secs(60)))
+        .unwrap();
+    assert!(check("fresh").allowed && !check("fresh").allowed);
+    assert_eq!(api.scope(), Some(ratethrottle::Scope::Ip));
+}
+
+#[test]
+fn handles_under_concurrent_reloads_never_admit_more_than_the_limit() {
+    let limiter = limiter();
+    let rule = || Rule::new("api", 100, Duration::from_secs(60)).block_duration(Duration::ZERO);
+    limiter.add_rule(rule()).unwrap();
+    let api = limiter.rule_handle("api").unwrap();
+    let admitted = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..200 {
+                    if api.check_now("one", 1).unwrap().unwrap().allowed {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        // Reloads of the same rule keep its state; they must not reset anyone's count.
+        scope.spawn(|| {
+            for i in 0..200 {
+                let other = Rule::new(format!("other-{i}"), 1, Duration::from_secs(1));
+                limiter.set_rules([rule(), other]).unwrap();
+            }
+        });
+    });
+    assert_eq!(admitted.load(Ordering::Relaxed), 100);
+}

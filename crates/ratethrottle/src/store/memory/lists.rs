@@ -70,6 +70,13 @@ impl Lists {
         if self.slot(hash).load(Ordering::Acquire) == 0 {
             return None;
         }
+        self.screen_listed(id, hash, now)
+    }
+
+    /// [`Lists::screen`] for an identifier the filter may hold.
+    #[cold]
+    #[inline(never)]
+    fn screen_listed(&self, id: &str, hash: u64, now: Nanos) -> Option<Outcome> {
         if self.get(ListKind::Whitelist, id, hash, now).is_some() {
             return Some(Outcome::Whitelisted);
         }

@@ -175,6 +175,7 @@ impl MemoryStore {
     }
 
     /// Decides `query` now (the memory store never waits).
+    #[inline]
     pub fn check_now(&self, query: &Query<'_>) -> Outcome {
         let inner = &*self.inner;
         let id_hash = inner.id_hash(query.identifier);
@@ -183,9 +184,22 @@ impl MemoryStore {
         }
         let hash = key_hash(query.rule, id_hash);
         let mut table = lock(inner.shard(hash));
-        match query.rule.compact {
-            Some(kind) => table.check_compact(inner, kind, hash, query),
-            None => table.check_log(inner, hash, query),
+        let Some(kind) = query.rule.compact else {
+            return table.check_log(inner, hash, query);
+        };
+        // The hot path, inline: a key that exists.
+        let matches =
+            |e: &CompactEntry| e.rule.same_state(query.rule) && str_eq(&e.id, query.identifier);
+        match table.compact.find_mut(hash, matches) {
+            Some(entry) => {
+                // The rule may have been replaced (a new limit or burst): the entry follows it.
+                if !Arc::ptr_eq(&entry.rule, query.rule) {
+                    entry.rule = Arc::clone(query.rule);
+                }
+                let cell = &mut entry.cell;
+                decide_compact(kind, query, &mut cell.state, &mut cell.blocked_until).0
+            }
+            None => table.check_new_compact(inner, kind, hash, query),
         }
     }
 }
@@ -230,31 +244,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Table {
-    fn check_compact(
+    /// A check of a key not held yet: stored only if the decision changed it.
+    #[cold]
+    #[inline(never)]
+    fn check_new_compact(
         &mut self,
         inner: &Inner,
         kind: Compact,
         hash: u64,
         query: &Query<'_>,
     ) -> Outcome {
-        let matches =
-            |e: &CompactEntry| e.rule.same_state(query.rule) && str_eq(&e.id, query.identifier);
         let mut fresh = Cell::default();
-        let found = self.compact.find_mut(hash, matches);
-        let is_new = found.is_none();
-        let cell = match found {
-            Some(entry) => {
-                // The rule may have been replaced (a new limit or burst): the entry follows it.
-                if !Arc::ptr_eq(&entry.rule, query.rule) {
-                    entry.rule = Arc::clone(query.rule);
-                }
-                &mut entry.cell
-            }
-            None => &mut fresh,
-        };
         let (outcome, changed) =
-            decide_compact(kind, query, &mut cell.state, &mut cell.blocked_until);
-        if is_new && changed {
+            decide_compact(kind, query, &mut fresh.state, &mut fresh.blocked_until);
+        if changed {
             self.make_room(inner, query.now.as_nanos());
             let entry = CompactEntry {
                 rule: Arc::clone(query.rule),
@@ -267,6 +270,7 @@ impl Table {
         outcome
     }
 
+    #[inline(never)]
     fn check_log(&mut self, inner: &Inner, hash: u64, query: &Query<'_>) -> Outcome {
         let now = query.now.as_nanos();
         let matches =
