@@ -135,7 +135,10 @@ impl NativeCore {
         if identifier.is_empty() {
             return Py::new(slf.py(), this.empty_identifier(slf.py()));
         }
-        let result = this.wait(slf.py(), this.limiter.check_n(identifier, rule_name, cost));
+        let result = match this.limiter.check_now(identifier, rule_name, cost) {
+            Some(result) => result,
+            None => this.wait(slf.py(), this.limiter.check_n(identifier, rule_name, cost)),
+        };
         this.answer(slf, identifier, result, metadata)
     }
 
@@ -296,6 +299,12 @@ impl NativeCore {
             let status = Self::check_here(slf, &identifier, &rule_name, metadata.as_ref(), cost)?;
             return Ok(Bound::new(py, Ready::new(status.into_any()))?.into_any());
         }
+        // A Redis store answers at once for listed identifiers and by its fault policy: no
+        // trip through the event loop then.
+        if let Some(result) = this.limiter.check_now(&identifier, &rule_name, cost) {
+            let status = this.answer(slf, &identifier, result, metadata.as_ref())?;
+            return Ok(Bound::new(py, Ready::new(status.into_any()))?.into_any());
+        }
         let core: Py<Self> = slf.clone().unbind();
         let limiter = this.limiter.clone();
         let metadata = metadata.map(Bound::unbind);
@@ -321,9 +330,11 @@ impl NativeCore {
         identifier: &str,
         rule_name: &str,
     ) -> PyResult<RateThrottleStatus> {
-        let status = self
-            .wait(py, self.limiter.peek(identifier, rule_name))
-            .map_err(engine_error)?;
+        let status = match self.limiter.peek_now(identifier, rule_name) {
+            Some(status) => status,
+            None => self.wait(py, self.limiter.peek(identifier, rule_name)),
+        }
+        .map_err(engine_error)?;
         Ok(RateThrottleStatus::from_status(status))
     }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 
 use ratethrottle::store::{MemoryStore, Store};
-use ratethrottle::{Limiter, Scope, Status, Verdict};
+use ratethrottle::{Limiter, RuleHandle, Scope, Status, Verdict};
 
 use crate::client_ip::{ClientIp, ClientKey};
 use crate::response::{HeaderStyle, Rejection, RejectionKind, RejectionResponse};
@@ -151,6 +151,8 @@ pub struct PolicyBuilder<S: Store = MemoryStore, R = ()> {
 pub struct Policy<S: Store = MemoryStore, R = ()> {
     limiter: Limiter<S>,
     bindings: Vec<Binding>,
+    /// The bindings' rules, resolved when the policy is built (in the order of `bindings`).
+    handles: Vec<RuleHandle<S>>,
     client_ip: ClientIp,
     unknown_peer: UnknownPeer,
     user: Option<UserSource<R>>,
@@ -226,6 +228,7 @@ impl<S: Store, R> PolicyBuilder<S, R> {
             policy: Policy {
                 limiter,
                 bindings: Vec::new(),
+                handles: Vec::new(),
                 client_ip: ClientIp::default(),
                 unknown_peer: UnknownPeer::default(),
                 user: None,
@@ -423,17 +426,12 @@ impl<S: Store, R> PolicyBuilder<S, R> {
             return Err(Error::NoRules);
         }
         let limiter = &self.policy.limiter;
-        if let Some(unknown) = self
+        self.policy.handles = self
             .policy
             .bindings
             .iter()
-            .find(|b| limiter.scope_of(&b.rule).is_none())
-        {
-            return Err(Error::Limiter(ratethrottle::Error::UnknownRule {
-                rule: unknown.rule.clone(),
-                known: limiter.rules().into_iter().map(|r| r.name).collect(),
-            }));
-        }
+            .map(|binding| limiter.rule_handle(&binding.rule))
+            .collect::<Result<_, _>>()?;
         self.policy.bindings.shrink_to_fit();
         Ok(self.policy)
     }
@@ -475,7 +473,8 @@ impl Pending {
 
 #[derive(Debug)]
 struct Deferred {
-    rule: &'static str,
+    /// The binding whose rule counts it.
+    binding: usize,
     identifier: String,
     cost: u64,
 }
@@ -507,94 +506,41 @@ impl<S: Store, R: RequestView> Policy<S, R> {
         self.header_style
     }
 
-    /// Checks `request` against every rule that applies to it.
+    /// Checks `request` against every rule that applies to it, awaiting the store.
     pub(crate) async fn admit(&self, request: &R) -> Admission {
-        if !self.switches.enabled() {
-            return Admission::Pass;
-        }
-        if let Some(exempt) = &self.exempt
-            && guarded("exempt_when", false, || exempt(request))
-        {
-            return Admission::Pass;
-        }
-        let cost = self
-            .cost
-            .as_ref()
-            .map_or(1, |cost| guarded("cost", 1, || cost(request)));
-        let defer = self.deduct_when.is_some();
-        let (method, path) = (request.method(), request.path());
-        let mut pending = Pending::default();
-        let mut worst: Option<(Status, String)> = None;
-        let mut client = None;
-        for binding in &self.bindings {
-            if binding
-                .route
-                .as_ref()
-                .is_some_and(|r| !r.matches(method, path))
-            {
-                continue;
-            }
-            let Some(scope) = self.limiter.scope_of(&binding.rule) else {
-                tracing::warn!(rule = %binding.rule, "rule no longer exists; not applied");
-                continue;
+        let mut walk = match Walk::start(self, request) {
+            Ok(walk) => walk,
+            Err(done) => return done,
+        };
+        loop {
+            let ask = match walk.next_ask() {
+                Ok(ask) => ask,
+                Err(done) => return done,
             };
-            let Some(identifier) = self.identifier(scope, request, &mut client) else {
-                let rejection =
-                    Rejection::of_kind(RejectionKind::UnknownPeer, "", self.header_style);
-                return self.reject_or_shadow(rejection, pending);
-            };
-            let identifier = identifier.as_str();
-            let rejected = worst.as_ref().is_some_and(|(s, _)| !s.allowed);
-            let mut answer = if rejected || defer || cost == 0 {
-                self.limiter.peek(identifier, &binding.rule).await
-            } else {
-                self.limiter.check_n(identifier, &binding.rule, cost).await
-            };
-            // A client over a deferred limit is rejected; a real check records the violation
-            // (and starts the rule's block) as any other rejection would.
-            if defer && !rejected && cost > 0 && answer.as_ref().is_ok_and(|s| !s.allowed) {
-                answer = self.limiter.check_n(identifier, &binding.rule, cost).await;
-            }
-            let status = match answer {
-                Ok(status) => status,
-                Err(error) => match self.failure(error, identifier) {
-                    Some(rejection) => return self.reject_or_shadow(rejection, pending),
-                    None => continue,
-                },
-            };
-            if status.verdict == Verdict::Whitelisted {
-                continue;
-            }
-            if defer && status.allowed && cost > 0 {
-                pending.deferred.push(Deferred {
-                    rule: status.rule,
-                    identifier: identifier.to_owned(),
-                    cost,
-                });
-            }
-            if worst
-                .as_ref()
-                .is_none_or(|(w, _)| more_restrictive(&status, w))
-            {
-                let id = if status.allowed {
-                    String::new()
-                } else {
-                    identifier.to_owned()
-                };
-                worst = Some((status, id));
+            let answer = ask.wait().await;
+            if let Some(done) = walk.answered(ask, answer) {
+                return done;
             }
         }
-        match worst {
-            Some((status, identifier)) if !status.allowed => {
-                let rejection = Rejection::of_status(status, identifier, self.header_style);
-                self.reject_or_shadow(rejection, pending)
+    }
+
+    /// [`Policy::admit`] for a store that answers at once ([`Store::answers_at_once`]): no
+    /// future. A check that still does not answer at once (its rule was removed a moment
+    /// ago) fails as an unknown rule would.
+    pub(crate) fn admit_now(&self, request: &R) -> Admission {
+        let mut walk = match Walk::start(self, request) {
+            Ok(walk) => walk,
+            Err(done) => return done,
+        };
+        loop {
+            let ask = match walk.next_ask() {
+                Ok(ask) => ask,
+                Err(done) => return done,
+            };
+            let answer = ask.now().unwrap_or_else(|| Err(ask.gone()));
+            if let Some(done) = walk.answered(ask, answer) {
+                return done;
             }
-            Some((status, _)) => {
-                pending.headers = (self.switches.headers() && !self.shadow).then_some(status);
-                Admission::Admit(pending)
-            }
-            None if pending.deferred.is_empty() => Admission::Pass,
-            None => Admission::Admit(pending),
         }
     }
 
@@ -612,11 +558,8 @@ impl<S: Store, R: RequestView> Policy<S, R> {
         };
         if deduct {
             for item in deferred {
-                match self
-                    .limiter
-                    .check_n(&item.identifier, item.rule, item.cost)
-                    .await
-                {
+                let handle = &self.handles[item.binding];
+                match handle.check_n(&item.identifier, item.cost).await {
                     Ok(status) => {
                         if headers
                             .as_ref()
@@ -627,7 +570,7 @@ impl<S: Store, R: RequestView> Policy<S, R> {
                     }
                     Err(error) => {
                         tracing::warn!(
-                            rule = item.rule,
+                            rule = handle.name(),
                             "counting a finished request failed: {error}"
                         )
                     }
@@ -749,6 +692,200 @@ impl<S: Store, R: RequestView> Policy<S, R> {
             UserSource::JwtSubject => request.header("authorization").and_then(user::jwt_subject),
         };
         user.filter(|u| !u.is_empty())
+    }
+}
+
+/// One request's way through the bindings, one check at a time: [`Policy::admit`] and
+/// [`Policy::admit_now`] drive it, awaiting each check or not.
+struct Walk<'a, S: Store, R> {
+    policy: &'a Policy<S, R>,
+    request: &'a R,
+    cost: u64,
+    defer: bool,
+    next: usize,
+    pending: Pending,
+    /// The most restrictive answer so far, with the identifier it was for when denied.
+    worst: Option<(Status, String)>,
+    client: Option<Option<ClientKey>>,
+}
+
+/// What one binding asks of its rule.
+struct Ask<'a, S: Store> {
+    binding: usize,
+    handle: &'a RuleHandle<S>,
+    identifier: Identifier<'a>,
+    cost: u64,
+    /// Only look: an earlier rule already rejects the request, or counting is deferred (then a
+    /// denial is checked for real, so it records the violation as any other would).
+    peek: bool,
+    defer: bool,
+}
+
+impl<S: Store> Ask<'_, S> {
+    /// The answer without waiting, when the store gives it.
+    fn now(&self) -> Option<ratethrottle::Result<Status>> {
+        let id = self.identifier.as_str();
+        if !self.peek {
+            return self.handle.check_now(id, self.cost);
+        }
+        let peeked = self.handle.peek_now(id)?;
+        if self.recheck(&peeked) {
+            return self.handle.check_now(id, self.cost);
+        }
+        Some(peeked)
+    }
+
+    /// The answer, awaiting the store.
+    async fn wait(&self) -> ratethrottle::Result<Status> {
+        let id = self.identifier.as_str();
+        if !self.peek {
+            return self.handle.check_n(id, self.cost).await;
+        }
+        let peeked = self.handle.peek(id).await;
+        if self.recheck(&peeked) {
+            return self.handle.check_n(id, self.cost).await;
+        }
+        peeked
+    }
+
+    /// Whether a deferred peek found the client over the limit: then it is checked for real.
+    fn recheck(&self, peeked: &ratethrottle::Result<Status>) -> bool {
+        self.defer && self.cost > 0 && peeked.as_ref().is_ok_and(|s| !s.allowed)
+    }
+
+    /// The error for a rule that left while the request was being checked.
+    fn gone(&self) -> ratethrottle::Error {
+        ratethrottle::Error::UnknownRule {
+            rule: self.handle.name().to_owned(),
+            known: Vec::new(),
+        }
+    }
+}
+
+impl<'a, S: Store, R: RequestView> Walk<'a, S, R> {
+    /// The walk for `request`, or the admission when no rule needs asking.
+    fn start(policy: &'a Policy<S, R>, request: &'a R) -> Result<Self, Admission> {
+        if !policy.switches.enabled() {
+            return Err(Admission::Pass);
+        }
+        if let Some(exempt) = &policy.exempt
+            && guarded("exempt_when", false, || exempt(request))
+        {
+            return Err(Admission::Pass);
+        }
+        let cost = policy
+            .cost
+            .as_ref()
+            .map_or(1, |cost| guarded("cost", 1, || cost(request)));
+        Ok(Walk {
+            policy,
+            request,
+            cost,
+            defer: policy.deduct_when.is_some(),
+            next: 0,
+            pending: Pending::default(),
+            worst: None,
+            client: None,
+        })
+    }
+
+    /// The next check to make, or the admission once every binding is done.
+    fn next_ask(&mut self) -> Result<Ask<'a, S>, Admission> {
+        let policy = self.policy;
+        let (method, path) = (self.request.method(), self.request.path());
+        while let Some(binding) = policy.bindings.get(self.next) {
+            let at = self.next;
+            self.next += 1;
+            if binding
+                .route
+                .as_ref()
+                .is_some_and(|r| !r.matches(method, path))
+            {
+                continue;
+            }
+            let handle = &policy.handles[at];
+            let Some(scope) = handle.scope() else {
+                tracing::warn!(rule = %binding.rule, "rule no longer exists; not applied");
+                continue;
+            };
+            let Some(identifier) = policy.identifier(scope, self.request, &mut self.client) else {
+                let rejection =
+                    Rejection::of_kind(RejectionKind::UnknownPeer, "", policy.header_style);
+                return Err(self.reject(rejection));
+            };
+            let rejected = self.worst.as_ref().is_some_and(|(s, _)| !s.allowed);
+            return Ok(Ask {
+                binding: at,
+                handle,
+                identifier,
+                cost: self.cost,
+                peek: rejected || self.defer || self.cost == 0,
+                defer: self.defer && !rejected,
+            });
+        }
+        Err(self.finish())
+    }
+
+    /// Takes in the answer to `ask`; the admission if it ends the walk early.
+    fn answered(
+        &mut self,
+        ask: Ask<'a, S>,
+        answer: ratethrottle::Result<Status>,
+    ) -> Option<Admission> {
+        let identifier = ask.identifier.as_str();
+        let status = match answer {
+            Ok(status) => status,
+            Err(error) => {
+                return self
+                    .policy
+                    .failure(error, identifier)
+                    .map(|rejection| self.reject(rejection));
+            }
+        };
+        if status.verdict == Verdict::Whitelisted {
+            return None;
+        }
+        if self.defer && status.allowed && self.cost > 0 {
+            self.pending.deferred.push(Deferred {
+                binding: ask.binding,
+                identifier: identifier.to_owned(),
+                cost: self.cost,
+            });
+        }
+        if self
+            .worst
+            .as_ref()
+            .is_none_or(|(w, _)| more_restrictive(&status, w))
+        {
+            let id = if status.allowed {
+                String::new()
+            } else {
+                identifier.to_owned()
+            };
+            self.worst = Some((status, id));
+        }
+        None
+    }
+
+    fn reject(&mut self, rejection: Rejection) -> Admission {
+        self.policy
+            .reject_or_shadow(rejection, std::mem::take(&mut self.pending))
+    }
+
+    fn finish(&mut self) -> Admission {
+        let pending = std::mem::take(&mut self.pending);
+        match self.worst.take() {
+            Some((status, identifier)) if !status.allowed => {
+                let rejection = Rejection::of_status(status, identifier, self.policy.header_style);
+                self.policy.reject_or_shadow(rejection, pending)
+            }
+            Some((status, _)) => Admission::Admit(Pending {
+                headers: (self.policy.switches.headers() && !self.policy.shadow).then_some(status),
+                ..pending
+            }),
+            None if pending.deferred.is_empty() => Admission::Pass,
+            None => Admission::Admit(pending),
+        }
     }
 }
 

@@ -167,16 +167,9 @@ where
         let (parts, body) = request.into_parts();
         if self.policy.limiter().store().answers_at_once() {
             // The memory store: decide here and call the inner service directly.
-            let decided = {
-                let admit = std::pin::pin!(self.policy.admit(&parts));
-                let mut cx = Context::from_waker(std::task::Waker::noop());
-                admit.poll(&mut cx)
-            };
-            if let Poll::Ready(admission) = decided {
-                let request = Request::from_parts(parts, body);
-                return respond(&mut self.inner, &self.policy, admission, request);
-            }
-            tracing::error!("a store that answers at once did not; checking again");
+            let admission = self.policy.admit_now(&parts);
+            let request = Request::from_parts(parts, body);
+            return respond(&mut self.inner, &self.policy, admission, request);
         }
         // The clone may not be ready; the instance that was is the one to call.
         let clone = self.inner.clone();

@@ -490,6 +490,13 @@ impl<S: Store> RuleHandle<S> {
             .decide_at_once(identifier, Target::Entry(&self.entry), cost, true)
     }
 
+    /// [`Limiter::peek_now`] for this rule.
+    #[inline]
+    pub fn peek_now(&self, identifier: &str) -> Option<Result<Status>> {
+        self.limiter
+            .decide_at_once(identifier, Target::Entry(&self.entry), 1, false)
+    }
+
     /// [`Limiter::peek`] for this rule.
     pub fn peek<'a>(
         &'a self,
@@ -542,6 +549,13 @@ impl<S: Store> Limiter<S> {
     #[inline]
     pub fn check_now(&self, identifier: &str, rule: &str, cost: u64) -> Option<Result<Status>> {
         self.decide_at_once(identifier, Target::Name(rule), cost, true)
+    }
+
+    /// [`Limiter::peek`] answered without a future, when the store can (see
+    /// [`Limiter::check_now`]).
+    #[inline]
+    pub fn peek_now(&self, identifier: &str, rule: &str) -> Option<Result<Status>> {
+        self.decide_at_once(identifier, Target::Name(rule), 1, false)
     }
 
     /// What [`Limiter::check`] would answer now, without counting anything: `remaining` is the
