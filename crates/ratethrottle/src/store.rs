@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::clock::{Nanos, duration_to_nanos};
 use crate::rule::{Rule, Strategy};
@@ -39,6 +39,9 @@ pub struct RuleSpec {
     /// carries the state over (windowed strategies keep their counts; the bucket strategies
     /// keep the amount consumed, see [`strategy`](crate::strategy)); the same on every process and version.
     pub fingerprint: u64,
+    /// The [`MemoryStore`]'s table of this rule's keys, after its first check there (with the
+    /// store's id): no lookup by rule on the hot path.
+    pub(crate) memory_table: OnceLock<(u64, Arc<memory::table::KeyTable>)>,
 }
 
 impl RuleSpec {
@@ -57,6 +60,7 @@ impl RuleSpec {
             compact: Compact::of(rule.strategy),
             block: duration_to_nanos(rule.block_duration),
             fingerprint: hash.0,
+            memory_table: OnceLock::new(),
         }
     }
 

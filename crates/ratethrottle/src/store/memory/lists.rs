@@ -8,8 +8,6 @@ use parking_lot::Mutex;
 use crate::clock::Nanos;
 use crate::store::{ListEntry, ListKind, Outcome};
 
-use super::lock;
-
 /// Slots in the lists' membership filter (a power of two).
 const FILTER_SLOTS: usize = 1 << 15;
 
@@ -92,7 +90,7 @@ impl Lists {
         hash: u64,
         now: Nanos,
     ) -> Option<Option<Nanos>> {
-        let mut shard = lock(self.shard(list, hash));
+        let mut shard = self.shard(list, hash).lock();
         let expires = *shard.get(id)?;
         if expires.is_some_and(|at| at <= now) {
             shard.remove(id);
@@ -103,14 +101,14 @@ impl Lists {
     }
 
     pub(super) fn insert(&self, list: ListKind, id: &str, hash: u64, expires: Option<Nanos>) {
-        let mut shard = lock(self.shard(list, hash));
+        let mut shard = self.shard(list, hash).lock();
         if shard.insert(id.into(), expires).is_none() {
             self.slot(hash).fetch_add(1, Ordering::AcqRel);
         }
     }
 
     pub(super) fn remove(&self, list: ListKind, id: &str, hash: u64) -> bool {
-        let removed = lock(self.shard(list, hash)).remove(id).is_some();
+        let removed = self.shard(list, hash).lock().remove(id).is_some();
         if removed {
             self.slot(hash).fetch_sub(1, Ordering::AcqRel);
         }
@@ -126,7 +124,7 @@ impl Lists {
     ) -> Vec<ListEntry> {
         let mut entries = Vec::new();
         for shard in self.shards(list) {
-            let mut shard = lock(shard);
+            let mut shard = shard.lock();
             shard.retain(|id, expires| {
                 let keep = expires.is_none_or(|at| at > now);
                 if !keep {
@@ -148,7 +146,8 @@ impl Lists {
         self.shards(list)
             .iter()
             .map(|shard| {
-                lock(shard)
+                shard
+                    .lock()
                     .values()
                     .filter(|expires| expires.is_none_or(|at| at > now))
                     .count() as u64

@@ -1,32 +1,24 @@
-//! The in-process store: a sharded hash table with one small cell per (rule, identifier).
+//! The in-process store: per rule, a sharded hash table with one small entry per identifier.
 
 use std::future::{Future, ready};
 use std::hash::BuildHasher;
+use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use parking_lot::{Mutex, MutexGuard};
-
-use compact_str::CompactString;
-use hashbrown::HashTable;
+use parking_lot::Mutex;
 
 use super::{ListEntry, ListKind, Outcome, Query, RuleSpec, Store, StoreError};
 use crate::clock::Nanos;
-use crate::short_eq::str_eq;
-use crate::strategy::{self, Compact, SlidingLog, State, peek_view};
 
 mod lists;
+pub(crate) mod table;
 
 use lists::Lists;
+use table::{KeyTable, Room};
 
-/// The most shards a store uses.
+/// The most shards a rule's table uses.
 const MAX_SHARDS: usize = 64;
-/// A shard is swept once it has seen this many inserts, or as many as it held after the last
-/// sweep if that is more: amortized O(1) per insert, and never more than about twice the live
-/// keys plus this.
-const MIN_SWEEP_INSERTS: usize = 256;
-/// How many entries are looked at to pick one to evict from a full shard.
-const EVICTION_SAMPLE: usize = 8;
 
 /// Settings for a [`MemoryStore`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,16 +40,18 @@ impl MemoryStoreConfig {
 
 /// The in-process [`Store`]: concurrent, sharded (no global lock), bounded.
 ///
-/// Each (rule, identifier) key is one entry in one of up to 64 shards, each behind its own
-/// short-lived lock; a check is one hash, one lock and one lookup. The entry holds the strategy
-/// state and the key's block end side by side in 32 bytes (sliding_window keeps its log).
+/// Each rule has its own table of keys, in up to 64 shards each behind its own short-lived
+/// lock; a check is one hash, one lock and one lookup. A key under a constant-size strategy is
+/// 40 bytes (its identifier inline up to 15 bytes, its state); sliding_window keeps its log.
 ///
 /// ## Behavior
 ///
 /// - Keys that have gone idle (equivalent to fresh, block over) are reclaimed as new keys
 ///   arrive: each shard sweeps itself after as many inserts as it held at its last sweep.
-/// - With [`MemoryStoreConfig::max_keys`], a shard that is full evicts the sampled key that will
-///   be idle soonest — the one whose loss gives a client the least.
+/// - With [`MemoryStoreConfig::max_keys`], a full store evicts, from the shard a new key goes
+///   to, the sampled key that will be idle soonest — the one whose loss gives a client the least
+///   (the bound may be passed by one key per shard that has none to evict).
+/// - The keys of a removed rule are dropped once idle.
 /// - Cloning is cheap; clones share state.
 ///
 /// ```
@@ -75,50 +69,17 @@ pub struct MemoryStore {
 
 #[derive(Debug)]
 struct Inner {
-    shards: Box<[Shard]>,
-    shard_mask: u64,
-    max_per_shard: usize,
+    /// Unique per store: what a [`RuleSpec`]'s cached table is checked against.
+    id: u64,
+    /// The rules' key tables (few: one per rule and strategy/window).
+    tables: Mutex<Vec<Arc<KeyTable>>>,
+    shards: usize,
+    max_keys: usize,
+    /// Keys held, across tables.
+    held: AtomicUsize,
     hasher: foldhash::fast::RandomState,
     lists: Lists,
     evictions: AtomicU64,
-}
-
-/// One shard, aligned so that two shards' locks never share a cache line.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Shard(Mutex<Table>);
-
-#[derive(Debug, Default)]
-struct Table {
-    compact: HashTable<CompactEntry>,
-    logs: HashTable<LogEntry>,
-    inserts_since_sweep: usize,
-    sweep_after: usize,
-}
-
-/// The state of one key under a constant-size strategy: 32 bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Cell {
-    state: State,
-    blocked_until: u64,
-}
-
-/// One key under a constant-size strategy: exactly one cache line (64 bytes, aligned), so a
-/// lookup in a large table touches one line of entries.
-#[derive(Debug)]
-#[repr(align(64))]
-struct CompactEntry {
-    rule: Arc<RuleSpec>,
-    id: CompactString,
-    cell: Cell,
-}
-
-#[derive(Debug)]
-struct LogEntry {
-    rule: Arc<RuleSpec>,
-    id: CompactString,
-    log: SlidingLog,
-    blocked_until: u64,
 }
 
 impl MemoryStore {
@@ -129,6 +90,7 @@ impl MemoryStore {
 
     /// A store with `config`.
     pub fn with_config(config: MemoryStoreConfig) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         // Small bounds get fewer shards, so keys spread without one shard filling early.
         let shards = match config.max_keys {
             Some(max) => (max / 1024)
@@ -137,14 +99,13 @@ impl MemoryStore {
                 .min(MAX_SHARDS),
             None => MAX_SHARDS,
         };
-        let max_per_shard = config
-            .max_keys
-            .map_or(usize::MAX, |max| max.div_ceil(shards));
         MemoryStore {
             inner: Arc::new(Inner {
-                shards: (0..shards).map(|_| Shard::default()).collect(),
-                shard_mask: shards as u64 - 1,
-                max_per_shard,
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                tables: Mutex::default(),
+                shards,
+                max_keys: config.max_keys.unwrap_or(usize::MAX),
+                held: AtomicUsize::new(0),
                 hasher: foldhash::fast::RandomState::default(),
                 lists: Lists::default(),
                 evictions: AtomicU64::new(0),
@@ -154,14 +115,12 @@ impl MemoryStore {
 
     /// The number of (rule, identifier) keys held, idle ones not yet reclaimed included.
     pub fn len(&self) -> usize {
-        self.inner
-            .shards
-            .iter()
-            .map(|shard| {
-                let table = lock(&shard.0);
-                table.compact.len() + table.logs.len()
-            })
-            .sum()
+        let tables = self.inner.tables.lock().clone();
+        let mut len = 0;
+        for table in tables {
+            table.each(|shard| len += shard.len());
+        }
+        len
     }
 
     /// Whether no keys are held.
@@ -178,29 +137,13 @@ impl MemoryStore {
     #[inline]
     pub fn check_now(&self, query: &Query<'_>) -> Outcome {
         let inner = &*self.inner;
-        let id_hash = inner.id_hash(query.identifier);
-        if let Some(outcome) = inner.lists.screen(query.identifier, id_hash, query.now) {
+        let hash = inner.hash(query.identifier);
+        if let Some(outcome) = inner.lists.screen(query.identifier, hash, query.now) {
             return outcome;
         }
-        let hash = key_hash(query.rule, id_hash);
-        let mut table = lock(inner.shard(hash));
-        let Some(kind) = query.rule.compact else {
-            return table.check_log(inner, hash, query);
-        };
-        // The hot path, inline: a key that exists.
-        let matches =
-            |e: &CompactEntry| e.rule.same_state(query.rule) && str_eq(&e.id, query.identifier);
-        match table.compact.find_mut(hash, matches) {
-            Some(entry) => {
-                // The rule may have been replaced (a new limit or burst): the entry follows it.
-                if !Arc::ptr_eq(&entry.rule, query.rule) {
-                    entry.rule = Arc::clone(query.rule);
-                }
-                let cell = &mut entry.cell;
-                decide_compact(kind, query, &mut cell.state, &mut cell.blocked_until).0
-            }
-            None => table.check_new_compact(inner, kind, hash, query),
-        }
+        let table = inner.table(query.rule);
+        let mut shard = table.lock(hash);
+        shard.check(inner, hash, query)
     }
 }
 
@@ -210,249 +153,103 @@ impl Default for MemoryStore {
     }
 }
 
-/// The hash of a (rule, identifier) key, from the identifier's hash: the identifier is hashed
-/// once per check, for the lists and the key alike.
-#[inline]
-fn key_hash(rule: &RuleSpec, id_hash: u64) -> u64 {
-    (id_hash ^ rule.fingerprint.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+/// A rule's key table: the one its [`RuleSpec`] caches, or one just looked up.
+enum TableRef<'a> {
+    Cached(&'a KeyTable),
+    Found(Arc<KeyTable>),
+}
+
+impl Deref for TableRef<'_> {
+    type Target = KeyTable;
+
+    #[inline]
+    fn deref(&self) -> &KeyTable {
+        match self {
+            TableRef::Cached(table) => table,
+            TableRef::Found(table) => table,
+        }
+    }
 }
 
 impl Inner {
-    /// The identifier's hash, seeded per store (so clients cannot aim for collisions).
+    /// The table of `rule`'s keys: cached in the spec after its first use with this store.
     #[inline]
-    fn id_hash(&self, id: &str) -> u64 {
+    fn table<'a>(&self, rule: &'a RuleSpec) -> TableRef<'a> {
+        match rule.memory_table.get() {
+            Some((store, table)) if *store == self.id => TableRef::Cached(table),
+            _ => TableRef::Found(self.find_table(rule)),
+        }
+    }
+
+    /// Finds (or makes) the table of `rule`'s keys, and caches it in the spec.
+    #[cold]
+    fn find_table(&self, rule: &RuleSpec) -> Arc<KeyTable> {
+        let mut tables = self.tables.lock();
+        let found = tables
+            .iter()
+            .find(|t| std::ptr::eq(t.name, rule.name) && t.fingerprint == rule.fingerprint);
+        let table = match found {
+            Some(table) => Arc::clone(table),
+            None => {
+                let table = Arc::new(KeyTable::new(rule, self.shards));
+                tables.push(Arc::clone(&table));
+                table
+            }
+        };
+        // A spec used with several stores caches the first; the others find theirs here.
+        let _ = rule.memory_table.set((self.id, Arc::clone(&table)));
+        table
+    }
+
+    /// Drops the tables no rule uses any more, once their keys are idle. Skipped when another
+    /// thread is at the tables.
+    fn collect_orphans(&self, now: u64) {
+        let Some(mut tables) = self.tables.try_lock() else {
+            return;
+        };
+        tables.retain(|table| {
+            // Only this list holds it: no spec can reach it, so no check can lock its shards.
+            if Arc::strong_count(table) > 1 {
+                return true;
+            }
+            let mut held = 0;
+            table.each(|shard| {
+                shard.sweep(self, now);
+                held += shard.len();
+            });
+            held > 0
+        });
+    }
+}
+
+impl Room for Inner {
+    #[inline]
+    fn hash(&self, id: &str) -> u64 {
+        // Seeded per store, so clients cannot aim for collisions.
         self.hasher.hash_one(id)
     }
 
-    #[inline]
-    fn key_hash(&self, rule: &RuleSpec, id: &str) -> u64 {
-        key_hash(rule, self.id_hash(id))
-    }
-
-    #[inline]
-    fn shard(&self, hash: u64) -> &Mutex<Table> {
-        // hashbrown uses the low bits for buckets and the top 7 for tags: take the middle.
-        &self.shards[((hash >> 32) & self.shard_mask) as usize].0
-    }
-}
-
-/// Locks a shard. The data under these locks is plain numbers, valid at every step, and
-/// `parking_lot` locks do not poison: a panic elsewhere cannot make a shard unusable.
-#[inline]
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock()
-}
-
-impl Table {
-    /// A check of a key not held yet: stored only if the decision changed it.
-    #[cold]
-    #[inline(never)]
-    fn check_new_compact(
-        &mut self,
-        inner: &Inner,
-        kind: Compact,
-        hash: u64,
-        query: &Query<'_>,
-    ) -> Outcome {
-        let mut fresh = Cell::default();
-        let (outcome, changed) =
-            decide_compact(kind, query, &mut fresh.state, &mut fresh.blocked_until);
-        if changed {
-            self.make_room(inner, query.now.as_nanos());
-            let entry = CompactEntry {
-                rule: Arc::clone(query.rule),
-                id: CompactString::new(query.identifier),
-                cell: fresh,
-            };
-            self.compact
-                .insert_unique(hash, entry, |e| inner.key_hash(&e.rule, &e.id));
-        }
-        outcome
-    }
-
-    #[inline(never)]
-    fn check_log(&mut self, inner: &Inner, hash: u64, query: &Query<'_>) -> Outcome {
-        let now = query.now.as_nanos();
-        let matches =
-            |e: &LogEntry| e.rule.same_state(query.rule) && str_eq(&e.id, query.identifier);
-        let mut fresh = None;
-        let entry = match self.logs.find_mut(hash, matches) {
-            Some(entry) => {
-                if !Arc::ptr_eq(&entry.rule, query.rule) {
-                    entry.rule = Arc::clone(query.rule);
-                }
-                entry
-            }
-            None => fresh.insert(LogEntry {
-                rule: Arc::clone(query.rule),
-                id: CompactString::new(query.identifier),
-                log: SlidingLog::new(),
-                blocked_until: 0,
-            }),
-        };
-        if entry.blocked_until > now {
-            return Outcome::Blocked {
-                until: Nanos::from_nanos(entry.blocked_until),
-            };
-        }
-        let rule = query.rule;
-        let decision = entry.log.decide(&rule.params, now, query.cost);
-        let mut blocked_until = None;
-        if !query.consume {
-            let idle = entry.log.idle_at(&rule.params);
-            let decision = peek_view(decision, query.cost, idle, now);
-            return Outcome::Decided {
-                decision,
-                blocked_until,
-            };
-        }
-        let changed = if decision.allowed {
-            entry.log.record(now, query.cost);
-            true
-        } else if rule.block > 0 {
-            entry.blocked_until = now.saturating_add(rule.block);
-            blocked_until = Some(Nanos::from_nanos(entry.blocked_until));
-            true
+    fn count(&self, n: isize) -> bool {
+        let held = if n >= 0 {
+            self.held.fetch_add(n.unsigned_abs(), Ordering::Relaxed) + n.unsigned_abs()
         } else {
-            false
+            self.held.fetch_sub(n.unsigned_abs(), Ordering::Relaxed) - n.unsigned_abs()
         };
-        if let Some(fresh) = fresh.filter(|_| changed) {
-            self.make_room(inner, now);
-            self.logs
-                .insert_unique(hash, fresh, |e| inner.key_hash(&e.rule, &e.id));
-        }
-        Outcome::Decided {
-            decision,
-            blocked_until,
-        }
+        held > self.max_keys
     }
 
-    /// Before an insert: sweep idle keys when due, and evict one if the shard is full.
-    fn make_room(&mut self, inner: &Inner, now: u64) {
-        self.inserts_since_sweep += 1;
-        if self.inserts_since_sweep > self.sweep_after.max(MIN_SWEEP_INSERTS) {
-            self.sweep(now);
-        }
-        if self.compact.len() + self.logs.len() >= inner.max_per_shard {
-            self.evict_one(inner, now);
-        }
-    }
-
-    /// Drops every key that is idle at `now`.
-    fn sweep(&mut self, now: u64) {
-        self.compact.retain(|e| !e.is_idle(now));
-        self.logs
-            .retain(|e| e.blocked_until > now || e.log.prune(&e.rule.params, now));
-        self.inserts_since_sweep = 0;
-        self.sweep_after = self.compact.len() + self.logs.len();
-    }
-
-    /// Evicts the sampled key that will be idle soonest.
-    fn evict_one(&mut self, inner: &Inner, now: u64) {
-        let compact = self
-            .compact
-            .iter()
-            .take(EVICTION_SAMPLE)
-            .map(|e| (e.idle_at(now), Arc::clone(&e.rule), e.id.clone(), false));
-        let logs = self
-            .logs
-            .iter()
-            .take(EVICTION_SAMPLE)
-            .map(|e| (e.idle_at(now), Arc::clone(&e.rule), e.id.clone(), true));
-        let Some((_, rule, id, is_log)) = compact.chain(logs).min_by_key(|c| c.0) else {
-            return;
-        };
-        let hash = inner.key_hash(&rule, &id);
-        let removed = if is_log {
-            self.logs
-                .find_entry(hash, |e| Arc::ptr_eq(&e.rule, &rule) && e.id == id)
-                .map(|entry| drop(entry.remove()))
-                .is_ok()
-        } else {
-            self.compact
-                .find_entry(hash, |e| Arc::ptr_eq(&e.rule, &rule) && e.id == id)
-                .map(|entry| drop(entry.remove()))
-                .is_ok()
-        };
-        if removed && inner.evictions.fetch_add(1, Ordering::Relaxed) == 0 {
+    fn evicted(&self) {
+        if self.evictions.fetch_add(1, Ordering::Relaxed) == 0 {
             tracing::warn!(
-                max_keys_per_shard = inner.max_per_shard,
+                max_keys = self.max_keys,
                 "memory store is full: evicting the keys closest to idle"
             );
         }
     }
 
-    fn reset(&mut self, hash: u64, rule: &RuleSpec, id: &str) {
-        if let Ok(entry) = self
-            .compact
-            .find_entry(hash, |e| e.rule.same_state(rule) && *e.id == *id)
-        {
-            entry.remove();
-        }
-        if let Ok(entry) = self
-            .logs
-            .find_entry(hash, |e| e.rule.same_state(rule) && *e.id == *id)
-        {
-            entry.remove();
-        }
+    fn swept(&self, now: u64) {
+        self.collect_orphans(now);
     }
-}
-
-impl CompactEntry {
-    fn idle_at(&self, now: u64) -> u64 {
-        let kind = self.rule.compact.unwrap_or(Compact::Tat);
-        strategy::idle_at(kind, &self.rule.params, &self.cell.state, now)
-            .max(self.cell.blocked_until)
-    }
-
-    fn is_idle(&self, now: u64) -> bool {
-        self.idle_at(now) <= now
-    }
-}
-
-impl LogEntry {
-    fn idle_at(&self, _now: u64) -> u64 {
-        self.log.idle_at(&self.rule.params).max(self.blocked_until)
-    }
-}
-
-/// Applies the strategy to one key's compact state in place: the shared core of in-process
-/// stores. Returns the outcome and whether `state` / `blocked_until` changed.
-#[inline(always)]
-fn decide_compact(
-    kind: Compact,
-    query: &Query<'_>,
-    state: &mut strategy::State,
-    blocked_until: &mut u64,
-) -> (Outcome, bool) {
-    let now = query.now.as_nanos();
-    if *blocked_until > now {
-        let until = Nanos::from_nanos(*blocked_until);
-        return (Outcome::Blocked { until }, false);
-    }
-    let rule = &query.rule;
-    let (mut decision, next) = strategy::decide(kind, &rule.params, state, now, query.cost);
-    let mut block = None;
-    let changed = if !query.consume {
-        let idle = strategy::idle_at(kind, &rule.params, state, now);
-        decision = peek_view(decision, query.cost, idle, now);
-        false
-    } else if decision.allowed {
-        *state = next;
-        *blocked_until = 0;
-        true
-    } else if rule.block > 0 {
-        *blocked_until = now.saturating_add(rule.block);
-        block = Some(Nanos::from_nanos(*blocked_until));
-        true
-    } else {
-        false
-    };
-    let outcome = Outcome::Decided {
-        decision,
-        blocked_until: block,
-    };
-    (outcome, changed)
 }
 
 impl Store for MemoryStore {
@@ -479,8 +276,15 @@ impl Store for MemoryStore {
         rule: &RuleSpec,
         identifier: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let hash = self.inner.key_hash(rule, identifier);
-        lock(self.inner.shard(hash)).reset(hash, rule, identifier);
+        let inner = &*self.inner;
+        let hash = inner.hash(identifier);
+        let table = inner.table(rule);
+        if table
+            .lock(hash)
+            .remove(hash, identifier, rule.compact.is_none())
+        {
+            inner.count(-1);
+        }
         ready(Ok(()))
     }
 
@@ -490,7 +294,7 @@ impl Store for MemoryStore {
         identifier: &str,
         expires_at: Option<Nanos>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let hash = self.inner.id_hash(identifier);
+        let hash = self.inner.hash(identifier);
         self.inner.lists.insert(list, identifier, hash, expires_at);
         ready(Ok(()))
     }
@@ -500,7 +304,7 @@ impl Store for MemoryStore {
         list: ListKind,
         identifier: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        let hash = self.inner.id_hash(identifier);
+        let hash = self.inner.hash(identifier);
         ready(Ok(self.inner.lists.remove(list, identifier, hash)))
     }
 
@@ -510,7 +314,7 @@ impl Store for MemoryStore {
         identifier: &str,
         now: Nanos,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        let hash = self.inner.id_hash(identifier);
+        let hash = self.inner.hash(identifier);
         ready(Ok(self.inner.lists.contains(list, identifier, hash, now)))
     }
 
@@ -520,7 +324,7 @@ impl Store for MemoryStore {
         now: Nanos,
     ) -> impl Future<Output = Result<Vec<ListEntry>, StoreError>> + Send {
         let inner = &*self.inner;
-        ready(Ok(inner.lists.entries(list, now, |id| inner.id_hash(id))))
+        ready(Ok(inner.lists.entries(list, now, |id| inner.hash(id))))
     }
 
     fn list_len_hint(&self, list: ListKind, now: Nanos) -> u64 {
@@ -602,8 +406,8 @@ mod tests {
     }
 
     #[test]
-    fn the_cell_of_a_compact_key_is_32_bytes() {
-        assert_eq!(std::mem::size_of::<Cell>(), 32);
+    fn a_compact_key_is_40_bytes() {
+        assert_eq!(table::COMPACT_ENTRY_BYTES, 40);
     }
 
     #[test]
@@ -662,5 +466,56 @@ mod tests {
             !allowed(&store, &a_again, "k", SEC),
             "same rule, same state"
         );
+    }
+
+    #[test]
+    fn a_removed_rules_keys_are_dropped_once_idle() {
+        let store = MemoryStore::with_config(MemoryStoreConfig::default().max_keys(1_000_000));
+        let removed = spec(Strategy::FixedWindow, 5, 1);
+        for i in 0..5_000 {
+            assert!(allowed(&store, &removed, &format!("old-{i}"), SEC));
+        }
+        drop(removed); // the rule is gone: nothing can reach its keys any more
+        let kept = spec(Strategy::TokenBucket, 5, 1);
+        for i in 0..20_000 {
+            assert!(allowed(&store, &kept, &format!("new-{i}"), 10 * SEC));
+        }
+        assert_eq!(store.inner.tables.lock().len(), 1);
+        assert!(store.len() <= 20_000, "{}", store.len());
+        assert!(store.inner.held.load(Ordering::Relaxed) <= 20_000);
+    }
+
+    #[test]
+    fn a_block_stays_with_its_key_until_it_ends() {
+        let rule = Rule::new("blocks", 1, Duration::from_secs(1))
+            .strategy(Strategy::Gcra)
+            .block_duration(Duration::from_secs(60));
+        let rule = Arc::new(RuleSpec::new(&rule));
+        let store = MemoryStore::new();
+        let at = |secs| Query::new(&rule, "k", 1, Nanos::from_secs(secs));
+        assert!(
+            matches!(store.check_now(&at(1)), Outcome::Decided { decision, .. } if decision.allowed)
+        );
+        assert!(matches!(
+            store.check_now(&at(1)),
+            Outcome::Decided { blocked_until: Some(until), .. } if until == Nanos::from_secs(61)
+        ));
+        assert!(matches!(store.check_now(&at(30)), Outcome::Blocked { .. }));
+        // A fresh key denied outright (a cost above capacity) is kept for its block alone.
+        let too_costly = Query::new(&rule, "fresh", 2, Nanos::from_secs(1));
+        assert!(matches!(
+            store.check_now(&too_costly),
+            Outcome::Decided {
+                blocked_until: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(store.check_now(&at(30)), Outcome::Blocked { .. }));
+        assert_eq!(store.len(), 2);
+        assert!(
+            matches!(store.check_now(&at(61)), Outcome::Decided { decision, .. } if decision.allowed)
+        );
+        ready_now(store.reset(&rule, "k")).unwrap();
+        assert_eq!(store.len(), 1);
     }
 }
