@@ -134,7 +134,7 @@ impl MemoryStore {
     }
 
     /// Decides `query` now (the memory store never waits).
-    #[inline]
+    #[inline(always)]
     pub fn check_now(&self, query: &Query<'_>) -> Outcome {
         let inner = &*self.inner;
         let hash = inner.hash(query.identifier);
@@ -261,7 +261,7 @@ impl Store for MemoryStore {
         ready(Ok(self.check_now(&query)))
     }
 
-    #[inline]
+    #[inline(always)]
     fn check_at_once(&self, query: &Query<'_>) -> Option<Result<Outcome, StoreError>> {
         Some(Ok(self.check_now(query)))
     }
