@@ -45,7 +45,7 @@ mod intern;
 mod limiter;
 mod metrics;
 mod rule;
-mod short_eq;
+
 mod status;
 pub mod store;
 pub mod strategy;

@@ -257,10 +257,7 @@ impl<S: Store> Limiter<S> {
     /// The scope of the rule named `name`, without copying the rule (cheap enough for every
     /// request: adapters use it to pick the identifier).
     pub fn scope_of(&self, name: &str) -> Option<Scope> {
-        let scope = |rules: &table::RuleTable| rules.get(name).map(|e| e.rule.scope);
-        // The thread's cached table, as `check` reads it; the shared one if the thread exits.
-        table::with_current(&self.shared.rules, scope)
-            .unwrap_or_else(|| scope(&self.shared.rules.load()))
+        self.shared.rules.load().get(name).map(|e| e.rule.scope)
     }
 
     /// All rules, sorted by name.
@@ -610,9 +607,7 @@ impl<S: Store> Limiter<S> {
         let decide = |entry: &RuleEntry| self.decide_entry_at_once(entry, &id, cost, consume, now);
         match rule.current() {
             Ok(entry) => decide(entry),
-            Err(name) => {
-                table::with_current(&self.shared.rules, |rules| decide(rules.get(name)?)).flatten()
-            }
+            Err(name) => decide(self.shared.rules.load().get(name)?),
         }
     }
 

@@ -1,6 +1,6 @@
-//! Rules by name on the hot path: small and large tables, replacement and removal, the
-//! per-thread cache of rule tables (many limiters, other threads, re-entrant callbacks), and a
-//! store that must be awaited (the limiter's slow path).
+//! Rules by name and by handle on the hot path: small and large tables, replacement and
+//! removal, many limiters, other threads, re-entrant callbacks, and a store that must be
+//! awaited (the limiter's slow path).
 
 use std::future::Future;
 use std::sync::Arc;
