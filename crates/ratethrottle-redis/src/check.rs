@@ -3,15 +3,18 @@
 
 use ratethrottle::clock::Nanos;
 use ratethrottle::store::{ListKind, Outcome, Query, StoreError, StoreErrorKind};
-use ratethrottle::strategy::{self, Compact, Decision, State, peek_view};
+use ratethrottle::strategy::{self, Compact, Decision, SlidingLog, State, peek_view};
 
 use crate::keys::{hex, parse_seconds_nanos};
 use crate::{RedisStore, fast};
 
 /// The check script for everything `fast.lua` does not decide: exact integers, then the
 /// decision.
-pub(crate) const CHECK_SCRIPT: &str =
-    concat!(include_str!("bignum.lua"), include_str!("check.lua"));
+pub(crate) const CHECK_SCRIPT: &str = concat!(
+    include_str!("../lua/lists.lua"),
+    include_str!("../lua/bignum.lua"),
+    include_str!("../lua/check.lua")
+);
 
 impl RedisStore {
     /// Decides `query` in Redis; `screen_in_redis` when the process's copy of the lists is not
@@ -132,12 +135,7 @@ impl<'a> Reply<'a> {
                 let blocked_until = self.time(3)?;
                 let decision = match query.rule.compact {
                     Some(kind) => self.compact_decision(kind, query, now)?,
-                    None => Decision {
-                        allowed,
-                        remaining: self.count(4)?,
-                        reset_after: self.number(5)?,
-                        retry_after: self.time(6)?.map(Nanos::as_nanos),
-                    },
+                    None => self.log_decision(query, now)?,
                 };
                 if decision.allowed != allowed {
                     return Err(self.malformed("the script and the strategy disagree"));
@@ -149,6 +147,37 @@ impl<'a> Reply<'a> {
             }
             _ => Err(self.malformed("unknown outcome")),
         }
+    }
+
+    /// The sliding_window decision from the log as the script read it before the request
+    /// (its sum, its newest entry, and for a denial its oldest entries), with the in-memory
+    /// math: the entries the script did not send are folded into one at the newest time,
+    /// which the decision reads only for the sum and for when the key is idle.
+    fn log_decision(&self, query: &Query<'_>, now: u64) -> Result<Decision, StoreError> {
+        let used = self.count(4)?;
+        let mut entries = Vec::new();
+        let mut at = 6;
+        while at + 1 < self.fields.len() {
+            entries.push((self.number(at)?, self.count(at + 1)?));
+            at += 2;
+        }
+        let listed: u64 = entries.iter().map(|&(_, cost)| cost).sum();
+        if let Some(newest) = self.time(5)? {
+            let rest = used
+                .checked_sub(listed)
+                .ok_or_else(|| self.malformed("log entries beyond its sum"))?;
+            if rest > 0 {
+                entries.push((newest.as_nanos(), rest));
+            }
+        }
+        let mut log = SlidingLog::from_entries(entries);
+        let params = &query.rule.params;
+        let decision = log.decide(params, now, query.cost);
+        Ok(if query.consume {
+            decision
+        } else {
+            peek_view(decision, query.cost, log.idle_at(params), now)
+        })
     }
 
     /// The decision from the key's state before the request, with the in-memory math.

@@ -10,7 +10,10 @@ use ratethrottle::strategy::{Compact, State};
 use crate::derive_decision;
 
 /// The script; see its header for the arguments and the reply.
-pub(crate) const SCRIPT: &str = include_str!("fast.lua");
+pub(crate) const SCRIPT: &str = concat!(
+    include_str!("../lua/lists.lua"),
+    include_str!("../lua/fast.lua")
+);
 
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
 /// Every limit, capacity and product the script forms stays below this, so sums of a few of
@@ -62,20 +65,6 @@ fn split(nanos: u64) -> [f64; 2] {
     ]
 }
 
-/// The longest a key of `rule` can take to become idle after a request (nanoseconds): a full
-/// bucket's drain, or the windows its counts weigh in.
-fn idle_span(rule: &RuleSpec) -> u64 {
-    let params = &rule.params;
-    match rule.compact {
-        Some(Compact::Tat) => {
-            let debt = u128::from(params.capacity) * u128::from(params.window);
-            u64::try_from(debt.div_ceil(u128::from(params.limit))).unwrap_or(u64::MAX)
-        }
-        Some(Compact::SlidingCounter) => params.window.saturating_mul(2),
-        _ => params.window,
-    }
-}
-
 /// A key's time to live in milliseconds: `nanos` rounded up, plus the margin.
 fn keep_ms(nanos: u64) -> f64 {
     (nanos.div_ceil(1_000_000) + MARGIN_MS) as f64
@@ -98,7 +87,7 @@ impl Request {
             Some(Compact::Tat) => params.capacity,
             _ => params.limit,
         };
-        let span = idle_span(rule);
+        let span = rule.idle_span;
         let [now_s, now_n] = if caller_time {
             split(query.now.as_nanos())
         } else {

@@ -24,7 +24,7 @@
 //! ```
 //!
 //! Keys (default prefix `ratethrottle:`): `ratethrottle:{i:<identifier>}:<rule fingerprint>`
-//! holds a key's state (a 48-byte string for `fast.lua` rules; a hash, with a `:log` list for
+//! holds a key's state (a 48-byte string for `lua/fast.lua` rules; a hash, with a `:log` list for
 //! sliding_window, for the others), and `ratethrottle:{i:<identifier>}:wl` / `:bl` its list
 //! entries. The braces are a Redis Cluster hash tag: everything one check touches lives in one
 //! slot. `ratethrottle:whitelist` and `ratethrottle:blacklist` index the listed identifiers,

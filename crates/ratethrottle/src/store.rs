@@ -33,6 +33,10 @@ pub struct RuleSpec {
     pub compact: Option<Compact>,
     /// The block after a violation, in nanoseconds (0 = none).
     pub block: u64,
+    /// The longest a key of this rule can take to become idle after a request, in nanoseconds
+    /// (a full bucket's drain, or the windows its counts weigh in): what a store's keys must
+    /// live past their last change ([`strategy::idle_span`](crate::strategy::idle_span)).
+    pub idle_span: u64,
     /// A stable hash of the name, the strategy and the window: what the meaning of a key's
     /// state depends on. Stores key state by it, so a rule replaced with another strategy or
     /// window starts fresh instead of misreading old state, while a new `limit` or `burst`
@@ -59,6 +63,7 @@ impl RuleSpec {
             params,
             compact: Compact::of(rule.strategy),
             block: duration_to_nanos(rule.block_duration),
+            idle_span: crate::strategy::idle_span(rule.strategy, &params),
             fingerprint: hash.0,
             memory_table: OnceLock::new(),
         }

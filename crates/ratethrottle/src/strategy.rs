@@ -134,6 +134,20 @@ pub fn idle_at(kind: Compact, params: &Params, state: &State, now: u64) -> u64 {
     }
 }
 
+/// The longest a key under `strategy` can take to become idle after a request, in nanoseconds:
+/// a full bucket's drain (`capacity · window / limit`), two windows for sliding_counter (the
+/// previous window's count weighs in the current one), else one window.
+pub fn idle_span(strategy: Strategy, params: &Params) -> u64 {
+    match Compact::of(strategy) {
+        Some(Compact::Tat) => {
+            let debt = u128::from(params.capacity) * u128::from(params.window);
+            narrow(div_ceil_wide(debt, params.limit))
+        }
+        Some(Compact::SlidingCounter) => params.window.saturating_mul(2),
+        _ => params.window,
+    }
+}
+
 /// `a / b` for `b > 0`, with a 64-bit division when `a` fits (128-bit division is a slow
 /// library call).
 #[inline]

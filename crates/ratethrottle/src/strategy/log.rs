@@ -21,6 +21,16 @@ impl SlidingLog {
         Self::default()
     }
 
+    /// A log of `entries` (`(time, cost)`, oldest first; entries at the same time are merged),
+    /// e.g. as another store kept it.
+    pub fn from_entries(entries: impl IntoIterator<Item = (u64, u64)>) -> Self {
+        let mut log = SlidingLog::new();
+        for (at, cost) in entries {
+            log.record(at, cost);
+        }
+        log
+    }
+
     /// Forgets admissions that left the window ending at `now`. Returns whether anything is
     /// left.
     pub fn prune(&mut self, params: &Params, now: u64) -> bool {

@@ -1,5 +1,6 @@
 -- Decisions for rules whose numbers all stay exact as doubles (see `fast.rs`), for one or more
 -- checks at once: the lists, the block, the strategy and a violation's new block, atomically.
+-- Appended to lists.lua.
 -- The same math as the core's strategies; times are (seconds, nanoseconds) pairs so that every
 -- quantity stays far below 2^53. Numbers travel as big-endian doubles.
 --
@@ -21,13 +22,7 @@
 --       time (the new block end, the blacklist entry's expiry or the block end; -1, -1 for none),
 --       and, for a decision, the state w1..w4 before the request.
 
-local E9 = 1000000000
 local NO_STATE = struct.pack(">dddddd", 0, 0, 0, 0, 0, 0)
-
--- Whether (as, an) is before (bs, bn).
-local function before(as, an, bs, bn)
-  return as < bs or (as == bs and an < bn)
-end
 
 -- (s, n) plus `ns` nanoseconds (ns < 2^53), normalised.
 local function plus(s, n, ns)
@@ -45,20 +40,6 @@ local function ms(value)
     texts[value] = text
   end
   return text
-end
-
--- Whether a list entry (absent: false; "" without expiry; else "seconds:nanoseconds") holds at
--- (s, n); and its expiry.
-local function listed(entry, s, n)
-  if not entry then
-    return false
-  end
-  if entry == "" then
-    return true, -1, -1
-  end
-  local es, en = string.match(entry, "^(%d+):(%d+)$")
-  es, en = tonumber(es), tonumber(en)
-  return es ~= nil and before(s, n, es, en), es, en
 end
 
 -- a · b > c · d for non-negative integers below 2^53, exactly: each product as a double plus
@@ -105,7 +86,7 @@ local values = redis.call("MGET", unpack(KEYS))
 local reply, size = { 0, 0 }, 2
 local checks, at, k = ARGV[2], 1, 1
 while at <= #checks do
-  local rule_at, screen, cost, consume, s, n, next_at = struct.unpack(">dddddd", checks, at)
+  local rule_at, screen_lists, cost, consume, s, n, next_at = struct.unpack(">dddddd", checks, at)
   at = next_at
   local rule = rules[rule_at]
   local kind, limit, window, capacity = rule[1], rule[2], rule[3], rule[4]
@@ -125,18 +106,17 @@ while at <= #checks do
     state = NO_STATE
   end
   local w1, w2, w3, w4, bs, bn = struct.unpack(">dddddd", state)
-  local white, black, black_s, black_n = false, false, -1, -1
-  if screen == 1 then
-    white = listed(values[k + 1], s, n)
-    black, black_s, black_n = listed(values[k + 2], s, n)
+  local list, black_s, black_n
+  if screen_lists == 1 then
+    list, black_s, black_n = screen(values[k + 1], values[k + 2], s, n)
     k = k + 3
   else
     k = k + 1
   end
   local code, until_s, until_n = 0, -1, -1
-  if white then
+  if list == "white" then
     code, w1, w2, w3, w4 = 2, 0, 0, 0, 0
-  elseif black then
+  elseif list == "black" then
     code, until_s, until_n, w1, w2, w3, w4 = 3, black_s, black_n, 0, 0, 0, 0
   elseif before(s, n, bs, bn) then
     code, until_s, until_n, w1, w2, w3, w4 = 4, bs, bn, 0, 0, 0, 0

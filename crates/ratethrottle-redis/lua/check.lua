@@ -1,6 +1,7 @@
 -- One atomic decision for one (rule, identifier) key: the lists, the block, the strategy, and on
--- a violation the new block. Appended to bignum.lua. All times are nanoseconds since the Unix
--- epoch, as hexadecimal strings, exact (see bignum.lua); the sliding_window counts are decimal.
+-- a violation the new block. Appended to lists.lua and bignum.lua. All times are nanoseconds
+-- since the Unix epoch, as hexadecimal strings, exact (see bignum.lua); the sliding_window
+-- counts are decimal.
 --
 -- The common cases go to fast.lua instead; this script takes what it does not (numbers beyond
 -- exact doubles, windows neither whole seconds nor divisors of one, and sliding_window).
@@ -12,9 +13,10 @@
 --   "white";  "black", expiry or "";  "blocked", until;
 --   "decided", allowed ("1" | "0"), new block end or "", then the key's state before the
 --   request: for "tat" the TAT in units of 1/limit ns (converted from the limit it was
---   written under), for "fixed" start and count, for
---   "counter" start, previous and current counts; for "log" the decision itself: remaining,
---   reset_after, retry_after or "".
+--   written under), for "fixed" start and count, for "counter" start, previous and current
+--   counts; for "log" the log as far as the decision reads it: the sum of its costs, the
+--   time of its newest entry (or ""), and, for a denial the wait of which matters, its entries
+--   from the oldest (time, cost) until enough of them have left the window.
 
 local kind, cost_s, consume = ARGV[1], ARGV[3], ARGV[4] == "1"
 
@@ -22,50 +24,26 @@ local kind, cost_s, consume = ARGV[1], ARGV[3], ARGV[4] == "1"
 -- decision's clock (the caller's, with `TimeSource::Caller`) may run apart from it.
 local MIN_TTL_MS = 1000
 
--- The lists: an entry holds its expiry as "seconds:nanoseconds", or "" for none; an expired
--- entry is gone.
-local function listed(key, now)
-  local entry = redis.call("GET", key)
-  if not entry then
-    return nil
-  end
-  if entry ~= "" then
-    local seconds, nanos = string.match(entry, "^(%d+):(%d+)$")
-    local expiry = add(mul(from_small(tonumber(seconds)), from_small(1000000000)),
-      from_small(tonumber(nanos)))
-    if cmp(expiry, now) <= 0 then
-      redis.call("DEL", key)
-      return nil
-    end
-  end
-  return entry
-end
-
--- The reply for a listed identifier, if it is listed.
-local function screen(now_s, now)
-  if listed(KEYS[2], now) then
-    return { "white", now_s }
-  end
-  local black = listed(KEYS[3], now)
-  if black then
-    return { "black", now_s, black }
-  end
-  return nil
-end
-
-local now
+-- Now, exact, and as (seconds, nanoseconds) for the lists.
+local now, now_sec, now_nsec
 if ARGV[2] == "" then
   -- Microseconds since the epoch stay below 2^53 (until the year 2255): exact as a double.
   local t = redis.call("TIME")
-  now = mul(from_small(tonumber(t[1]) * 1000000 + tonumber(t[2])), from_small(1000))
+  now_sec, now_nsec = tonumber(t[1]), tonumber(t[2]) * 1000
+  now = mul(from_small(now_sec * 1000000 + tonumber(t[2])), from_small(1000))
 else
   now = from_hex(ARGV[2])
+  local seconds = div_floor(now, from_small(E9))
+  now_sec, now_nsec = to_double(seconds), to_double(sub(now, mul(seconds, from_small(E9))))
 end
 local now_s = to_hex(now)
 
-local screened = screen(now_s, now)
-if screened then
-  return screened
+local list, black_s, black_n =
+  screen(redis.call("GET", KEYS[2]), redis.call("GET", KEYS[3]), now_sec, now_nsec)
+if list == "white" then
+  return { "white", now_s }
+elseif list == "black" then
+  return { "black", now_s, black_s < 0 and "" or string.format("%d:%d", black_s, black_n) }
 end
 
 local block, limit, window, capacity =
@@ -187,60 +165,43 @@ end
 if pruned then
   redis.call("HSET", KEYS[1], "s0", tostring(used))
 end
-local function newest_leaves()
-  local at = entry(-1)
-  return at and add(at, window) or now
-end
 local fits = used + cost_n <= limit_n
-local reply = { "decided", now_s, fits and "1" or "0", "" }
-if fits then
-  reply[5] = tostring(limit_n - used - cost_n)
-  reply[6] = to_hex(window)
-  reply[7] = ""
-  if not consume then
-    reply[5] = tostring(limit_n - used)
-    reply[6] = to_hex(sub(newest_leaves(), now))
-  else
-    local last = redis.call("LINDEX", log, -1)
-    if last and string.sub(last, 1, #now_s + 1) == now_s .. " " then
-      local at, c = entry(-1)
-      redis.call("LSET", log, -1, now_s .. " " .. tostring(c + cost_n))
-    else
-      redis.call("RPUSH", log, now_s .. " " .. tostring(cost_n))
-    end
-    used = used + cost_n
-    redis.call("HSET", KEYS[1], "b", "0", "s0", tostring(used))
-    local ttl = ms_until(add(now, window))
-    redis.call("PEXPIRE", KEYS[1], ttl)
-    redis.call("PEXPIRE", log, ttl)
-  end
-  return reply
-end
-reply[5] = tostring(math.max(limit_n - used, 0))
-reply[6] = to_hex(sub(newest_leaves(), now))
-if cost_n <= limit_n then
-  -- The oldest admissions leave first: wait until enough of them have.
-  local left, at_time, i = used, now, 0
+local newest = entry(-1)
+local reply =
+  { "decided", now_s, fits and "1" or "0", "", tostring(used), newest and to_hex(newest) or "" }
+if not fits and cost_n <= limit_n then
+  -- The oldest admissions leave first: the entries until enough of them have.
+  local left, i = used, 0
   while true do
     local at, c = entry(i)
     if not at then
       break
     end
+    reply[#reply + 1] = to_hex(at)
+    reply[#reply + 1] = tostring(c)
     left = left - c
-    at_time = add(at, window)
     if left + cost_n <= limit_n then
       break
     end
     i = i + 1
   end
-  reply[7] = to_hex(sub(at_time, now))
-else
-  reply[7] = ""
 end
-if consume and #block > 0 then
+if fits and consume then
+  local last = redis.call("LINDEX", log, -1)
+  if last and string.sub(last, 1, #now_s + 1) == now_s .. " " then
+    local _, c = entry(-1)
+    redis.call("LSET", log, -1, now_s .. " " .. tostring(c + cost_n))
+  else
+    redis.call("RPUSH", log, now_s .. " " .. tostring(cost_n))
+  end
+  redis.call("HSET", KEYS[1], "b", "0", "s0", tostring(used + cost_n))
+  local ttl = ms_until(add(now, window))
+  redis.call("PEXPIRE", KEYS[1], ttl)
+  redis.call("PEXPIRE", log, ttl)
+elseif not fits and consume and #block > 0 then
   local until_ = add(now, block)
   redis.call("HSET", KEYS[1], "b", to_hex(until_), "s0", tostring(used))
-  local keep = max(until_, newest_leaves())
+  local keep = max(until_, newest and add(newest, window) or now)
   redis.call("PEXPIRE", KEYS[1], ms_until(keep))
   reply[4] = to_hex(until_)
 end
