@@ -17,8 +17,8 @@
 -- State: six doubles, w1..w4 and the block end (seconds, nanoseconds; 0 for none): buckets: TAT
 --       seconds, nanoseconds, remainder in 1/limit ns, the limit it was written under; fixed_window: window start seconds,
 --       nanoseconds, count; sliding_counter: the same and the current count in w4.
--- Reply: the server's time (seconds, nanoseconds; 0, 0 when unused), then seven doubles per
---       check: code (0 denied, 1 admitted, 2 whitelisted, 3 blacklisted, 4 blocked), two for a
+-- Reply: integers (every number here is whole): the server's time (seconds, nanoseconds; 0, 0
+--       when unused), then seven per check: code (0 denied, 1 admitted, 2 whitelisted, 3 blacklisted, 4 blocked), two for a
 --       time (the new block end, the blacklist entry's expiry or the block end; -1, -1 for none),
 --       and, for a decision, the state w1..w4 before the request.
 
@@ -29,17 +29,6 @@ local function plus(s, n, ns)
   local nanos = n + ns
   local carry = math.floor(nanos / E9)
   return s + carry, nanos - carry * E9
-end
-
--- A number of milliseconds as the text a command takes (formatted once per distinct value).
-local texts = {}
-local function ms(value)
-  local text = texts[value]
-  if not text then
-    text = string.format("%d", value)
-    texts[value] = text
-  end
-  return text
 end
 
 -- a · b > c · d for non-negative integers below 2^53, exactly: each product as a double plus
@@ -75,7 +64,6 @@ do
   while at <= #blob do
     local rule = { struct.unpack(">dddddddd", blob, at) }
     at = rule[9]
-    rule[7], rule[8] = ms(rule[7]), ms(rule[8])
     rules[#rules + 1] = rule
   end
 end
@@ -188,4 +176,4 @@ while at <= #checks do
   reply[size + 4], reply[size + 5], reply[size + 6], reply[size + 7] = w1, w2, w3, w4
   size = size + 7
 end
-return struct.pack(">" .. string.rep("d", size), unpack(reply))
+return reply

@@ -122,8 +122,8 @@ impl RedisStore {
         let [rules, requests] = fast::encode(checks.iter().map(|check| &check.request));
         invocation.arg(rules).arg(requests);
         let mut connection = self.connection.clone();
-        let bytes: Vec<u8> = self.run(invocation.invoke_async(&mut connection)).await?;
-        Reply::parse(&bytes, checks.len(), &self.shared.address)
+        let integers: Vec<i64> = self.run(invocation.invoke_async(&mut connection)).await?;
+        Reply::parse(&integers, checks.len(), &self.shared.address)
     }
 
     /// Called as a call finishes: a flusher takes over the waiting checks, or the slot is free.
