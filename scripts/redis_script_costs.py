@@ -11,6 +11,8 @@ count. Cases, per check:
   SET PX only      EVALSHA doing nothing but one SET ... PX per check: the least any atomic
                    scripted limiter with expiring keys does
   fast.lua         the real script (token_bucket, one key per check, server TIME)
+  lean GCRA        the lean script of the Redis bench (the redis-gcra design: TIME, GET, SET
+                   EX; no lists, no blocks), one check per call
 
 Usage: python3 scripts/redis_script_costs.py [--port N] [--batch 1,16,48] [--rounds 3]
 No dependencies beyond Python 3; prints a Markdown table (minimum over rounds, microseconds).
@@ -24,6 +26,21 @@ import subprocess
 import time
 
 LUA = os.path.join(os.path.dirname(__file__), "..", "crates", "ratethrottle-redis", "lua")
+
+
+# The lean GCRA script of crates/ratethrottle-redis/benches/throughput.rs.
+LEAN_GCRA = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local next_tat = tat + interval
+if next_tat - tolerance > now then return 0 end
+redis.call('SET', KEYS[1], next_tat, 'EX', math.ceil(next_tat - now))
+return 1
+"""
 
 
 class Redis:
@@ -123,6 +140,10 @@ def main():
         incr = min(per_check_cpu(redis, ("INCR", "costs:incr"), 1, 20000)
                    for _ in range(options.rounds))
         rows.append(("INCR", 1, incr))
+        lean = redis.call("SCRIPT", "LOAD", LEAN_GCRA).decode()
+        command = ("EVALSHA", lean, "1", "costs:lean", "0.000001", "1")
+        rows.append(("lean GCRA", 1, min(per_check_cpu(redis, command, 1, 20000)
+                                         for _ in range(options.rounds))))
         for batch in [int(b) for b in options.batch.split(",")]:
             checks = b"".join(doubles(1, 0, 1, 1, -1, -1) for _ in range(batch))
             calls = max(200, 20000 // batch)
