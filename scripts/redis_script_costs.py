@@ -28,19 +28,9 @@ import time
 LUA = os.path.join(os.path.dirname(__file__), "..", "crates", "ratethrottle-redis", "lua")
 
 
-# The lean GCRA script of crates/ratethrottle-redis/benches/throughput.rs.
-LEAN_GCRA = """
-local now = redis.call('TIME')
-now = tonumber(now[1]) + tonumber(now[2]) / 1000000
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local next_tat = tat + interval
-if next_tat - tolerance > now then return 0 end
-redis.call('SET', KEYS[1], next_tat, 'EX', math.ceil(next_tat - now))
-return 1
-"""
+# The lean GCRA script of the Redis bench.
+LEAN_GCRA = open(os.path.join(os.path.dirname(__file__), "..", "crates", "ratethrottle-redis",
+                              "benches", "lean_gcra.lua")).read()
 
 
 class Redis:

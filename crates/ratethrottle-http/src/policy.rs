@@ -508,19 +508,16 @@ impl<S: Store, R: RequestView> Policy<S, R> {
 
     /// Checks `request` against every rule that applies to it, awaiting the store.
     pub(crate) async fn admit(&self, request: &R) -> Admission {
-        let mut walk = match Walk::start(self, request) {
-            Ok(walk) => walk,
+        let (mut walk, mut ask) = match Walk::start(self, request) {
+            Ok(started) => started,
             Err(done) => return done,
         };
         loop {
-            let ask = match walk.next_ask() {
-                Ok(ask) => ask,
+            let answer = ask.wait().await;
+            ask = match walk.step(ask, answer) {
+                Ok(next) => next,
                 Err(done) => return done,
             };
-            let answer = ask.wait().await;
-            if let Some(done) = walk.answered(ask, answer) {
-                return done;
-            }
         }
     }
 
@@ -528,19 +525,16 @@ impl<S: Store, R: RequestView> Policy<S, R> {
     /// future. A check that still does not answer at once (its rule was removed a moment
     /// ago) fails as an unknown rule would.
     pub(crate) fn admit_now(&self, request: &R) -> Admission {
-        let mut walk = match Walk::start(self, request) {
-            Ok(walk) => walk,
+        let (mut walk, mut ask) = match Walk::start(self, request) {
+            Ok(started) => started,
             Err(done) => return done,
         };
         loop {
-            let ask = match walk.next_ask() {
-                Ok(ask) => ask,
+            let answer = ask.now().unwrap_or_else(|| Err(ask.gone()));
+            ask = match walk.step(ask, answer) {
+                Ok(next) => next,
                 Err(done) => return done,
             };
-            let answer = ask.now().unwrap_or_else(|| Err(ask.gone()));
-            if let Some(done) = walk.answered(ask, answer) {
-                return done;
-            }
         }
     }
 
@@ -763,8 +757,8 @@ impl<S: Store> Ask<'_, S> {
 }
 
 impl<'a, S: Store, R: RequestView> Walk<'a, S, R> {
-    /// The walk for `request`, or the admission when no rule needs asking.
-    fn start(policy: &'a Policy<S, R>, request: &'a R) -> Result<Self, Admission> {
+    /// The walk for `request` and its first check, or the admission when no rule needs asking.
+    fn start(policy: &'a Policy<S, R>, request: &'a R) -> Result<(Self, Ask<'a, S>), Admission> {
         if !policy.switches.enabled() {
             return Err(Admission::Pass);
         }
@@ -777,7 +771,7 @@ impl<'a, S: Store, R: RequestView> Walk<'a, S, R> {
             .cost
             .as_ref()
             .map_or(1, |cost| guarded("cost", 1, || cost(request)));
-        Ok(Walk {
+        let mut walk = Walk {
             policy,
             request,
             cost,
@@ -786,7 +780,21 @@ impl<'a, S: Store, R: RequestView> Walk<'a, S, R> {
             pending: Pending::default(),
             worst: None,
             client: None,
-        })
+        };
+        let first = walk.next_ask()?;
+        Ok((walk, first))
+    }
+
+    /// Takes in the answer to `ask`; the next check, or the admission once the walk is over.
+    fn step(
+        &mut self,
+        ask: Ask<'a, S>,
+        answer: ratethrottle::Result<Status>,
+    ) -> Result<Ask<'a, S>, Admission> {
+        match self.answered(ask, answer) {
+            Some(done) => Err(done),
+            None => self.next_ask(),
+        }
     }
 
     /// The next check to make, or the admission once every binding is done.

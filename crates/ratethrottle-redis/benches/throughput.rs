@@ -26,21 +26,8 @@ const STRATEGIES: [Strategy; 3] = [
 ];
 const CONCURRENCY: [usize; 2] = [1, 64];
 
-/// A minimal GCRA limiter in Lua, as published Redis limiters do it: one key per client
-/// holding its theoretical arrival time (TAT) in seconds as a float. `ARGV[1]` is the emission
-/// interval and `ARGV[2]` the burst tolerance, both in seconds. Returns 1 when admitted.
-const LEAN_GCRA: &str = r"
-local now = redis.call('TIME')
-now = tonumber(now[1]) + tonumber(now[2]) / 1000000
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local next_tat = tat + interval
-if next_tat - tolerance > now then return 0 end
-redis.call('SET', KEYS[1], next_tat, 'EX', math.ceil(next_tat - now))
-return 1
-";
+/// A minimal GCRA limiter in Lua, as published Redis limiters do it (see the file's header).
+const LEAN_GCRA: &str = include_str!("lean_gcra.lua");
 
 /// Pins this process to core 1 when `RT_BENCH_PIN` is set (redis-server goes to core 0).
 fn pinned() -> bool {
