@@ -518,4 +518,50 @@ mod tests {
         ready_now(store.reset(&rule, "k")).unwrap();
         assert_eq!(store.len(), 1);
     }
+
+    #[test]
+    fn one_rule_spec_serves_several_stores_each_with_its_own_keys() {
+        let rule = spec(Strategy::FixedWindow, 2, 60);
+        let (first, second) = (MemoryStore::new(), MemoryStore::new());
+        // The spec caches the first store's table; the second finds its own every time.
+        for store in [&first, &second, &first, &second] {
+            assert!(allowed(store, &rule, "k", SEC));
+        }
+        assert!(!allowed(&first, &rule, "k", SEC));
+        assert!(!allowed(&second, &rule, "k", SEC));
+        assert_eq!((first.len(), second.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_live_rules_table_is_kept_while_its_keys_are_idle() {
+        let store = MemoryStore::with_config(MemoryStoreConfig::default().max_keys(1_000));
+        let live = spec(Strategy::FixedWindow, 5, 1);
+        assert!(allowed(&store, &live, "old", SEC));
+        let other = spec(Strategy::TokenBucket, 5, 1);
+        for i in 0..2_000 {
+            allowed(&store, &other, &format!("new-{i}"), 10 * SEC);
+        }
+        // Both rules still exist: both tables stay, and the live rule keeps counting.
+        assert_eq!(store.inner.tables.lock().len(), 2);
+        for _ in 0..5 {
+            assert!(allowed(&store, &live, "old", 20 * SEC));
+        }
+        assert!(!allowed(&store, &live, "old", 20 * SEC));
+    }
+
+    #[test]
+    fn max_keys_bounds_the_keys_of_all_rules_together() {
+        let store = MemoryStore::with_config(MemoryStoreConfig::default().max_keys(100));
+        let rules = [
+            spec(Strategy::TokenBucket, 5, 60),
+            spec(Strategy::FixedWindow, 5, 60),
+            spec(Strategy::SlidingWindow, 5, 60),
+        ];
+        for i in 0..3_000 {
+            allowed(&store, &rules[i % 3], &format!("flood-{i}"), 10 * SEC);
+        }
+        // At most one key more per table whose shard had nothing to evict when it was full.
+        assert!(store.len() <= 100 + rules.len(), "{}", store.len());
+        assert_eq!(store.len(), store.inner.held.load(Ordering::Relaxed));
+    }
 }
