@@ -266,7 +266,16 @@ impl ClientKey {
             len: 0,
         };
         let _ = match ip {
-            IpAddr::V4(v4) => write!(key, "{v4}"),
+            IpAddr::V4(v4) => {
+                // The octets with itoa: several times faster than the formatting machinery.
+                for (at, octet) in v4.octets().into_iter().enumerate() {
+                    if at > 0 {
+                        let _ = key.write_str(".");
+                    }
+                    let _ = key.write_str(itoa::Buffer::new().format(octet));
+                }
+                Ok(())
+            }
             IpAddr::V6(_) if ipv6_prefix >= 128 => write!(key, "{ip}"),
             IpAddr::V6(v6) => {
                 let mask = u128::MAX.checked_shl(128 - u32::from(ipv6_prefix));
@@ -318,6 +327,24 @@ impl fmt::Debug for ClientKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_keys_read_as_std_writes_them() {
+        for octets in [
+            [0, 0, 0, 0],
+            [255, 255, 255, 255],
+            [10, 0, 20, 9],
+            [203, 0, 113, 7],
+        ] {
+            let ip = std::net::Ipv4Addr::from(octets);
+            let key = ClientKey::new(IpAddr::V4(ip), ClientIp::DEFAULT_IPV6_PREFIX);
+            assert_eq!(key.as_str(), ip.to_string());
+        }
+        for i in (0..=u32::MAX).step_by(7_919_891) {
+            let ip = std::net::Ipv4Addr::from(i);
+            assert_eq!(ClientKey::new(IpAddr::V4(ip), 64).as_str(), ip.to_string());
+        }
+    }
 
     fn resolve(client_ip: &ClientIp, peer: &str, headers: &[&str]) -> String {
         let peer = peer.parse().ok();
