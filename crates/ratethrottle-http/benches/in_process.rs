@@ -7,6 +7,7 @@
 //! ```text
 //! cargo bench -p ratethrottle-http --bench in_process      # ~20 s
 //! ROUNDS=9 REQUESTS=500000 cargo bench -p ratethrottle-http --bench in_process
+//! ONLY='ratethrottle (no headers)' cargo bench -p ratethrottle-http --bench in_process  # to profile
 //! ```
 
 use std::net::SocketAddr;
@@ -97,7 +98,13 @@ fn median(mut values: Vec<f64>) -> f64 {
 async fn main() {
     let rounds = env_or("ROUNDS", 7).max(1);
     let requests = env_or("REQUESTS", 200_000).max(1);
-    let apps = apps();
+    let only = std::env::var("ONLY").ok();
+    let apps: Vec<_> = apps()
+        .into_iter()
+        .enumerate()
+        .filter(|(at, (name, _))| *at == 0 || only.as_deref().is_none_or(|only| only == *name))
+        .map(|(_, app)| app)
+        .collect();
     for (_, app) in &apps {
         time_per_request(app, requests / 10).await; // warm up
     }
