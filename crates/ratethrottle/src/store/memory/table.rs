@@ -134,12 +134,12 @@ impl Table {
             return self.check_log(room, hash, query);
         };
         let now = query.now.as_nanos();
-        if !self.blocks.is_empty()
-            && let Some(until) = self.block_of(hash, query.identifier, now)
-        {
-            return Outcome::Blocked {
-                until: Nanos::from_nanos(until),
-            };
+        if !self.blocks.is_empty() {
+            if let Some(until) = self.block_of(hash, query.identifier, now) {
+                return Outcome::Blocked {
+                    until: Nanos::from_nanos(until),
+                };
+            }
         }
         // The hot path, inline: a key that exists.
         match self.compact.find_mut(hash, |e| e.id == query.identifier) {
