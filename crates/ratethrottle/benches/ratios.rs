@@ -1,14 +1,16 @@
 //! Our check against governor's keyed limiter as interleaved ratios: for each case the sides
 //! take turns in short rounds (the order rotating each round), and the case's ratio is the
 //! median of its per-round ratios (our time per check over governor's), so the machine's calm
-//! and slow stretches cancel out instead of landing on one side. Ours runs twice: through a
-//! [`RuleHandle`](ratethrottle::RuleHandle) (`handle.check(id)`, what the adapters use; the
-//! ratio that counts) and by name (`limiter.check(id, name)`).
+//! and slow stretches cancel out instead of landing on one side. Ours runs three ways: a
+//! [`RuleHandle`](ratethrottle::RuleHandle)'s `check_now` (synchronous like governor's
+//! `check_key`, and what the HTTP layer and Python use with the memory store: the keys without
+//! a suffix), the same handle's future (`handle.check(id)` polled once; `_future`), and by name
+//! (`limiter.check(id, name)`; `_by_name`).
 //!
 //! Run: `cargo bench -p ratethrottle --bench ratios` (about a minute). Prints a table and writes
 //! `check-ratios.json` into the target directory (`$CARGO_TARGET_DIR`, default `target/`):
 //! `{"gcra_1": 1.05, "gcra_1m": …}`, keys `<strategy>_1` and `<strategy>_1m` for gcra,
-//! token_bucket, fixed_window and sliding_counter (through a handle; `…_by_name` by name). `RT_RATIO_ROUNDS` sets the rounds (15).
+//! token_bucket, fixed_window and sliding_counter (and the `_future` and `_by_name` variants). `RT_RATIO_ROUNDS` sets the rounds (15).
 //! The criterion bench (`--bench check`) gives absolute figures.
 
 use std::hint::black_box;
@@ -27,6 +29,11 @@ const STRATEGIES: [Strategy; 4] = [
     Strategy::FixedWindow,
     Strategy::SlidingCounter,
 ];
+
+/// Governor, then ours three ways: a handle's `check_now`, its future, and by name.
+const SIDES: usize = 4;
+/// The case-name suffixes of our three ways.
+const SUFFIXES: [&str; SIDES - 1] = ["", "_future", "_by_name"];
 
 /// How long one side's turn in a round lasts, roughly.
 const TURN: Duration = Duration::from_millis(40);
@@ -88,12 +95,15 @@ fn main() {
             let handle = limiter
                 .rule_handle(name)
                 .expect("a rule of the loaded limiter");
-            let mut next = [0; 3];
-            let turn = |side: usize, n: usize, next: &mut [usize; 3]| {
+            let mut next = [0; SIDES];
+            let turn = |side: usize, n: usize, next: &mut [usize; SIDES]| {
                 let next = &mut next[side];
                 match side {
                     0 => timed(n, next, |i| drop(peer.check_key(black_box(key(i))))),
                     1 => timed(n, next, |i| {
+                        handle.check_now(black_box(key(i)), 1).unwrap().unwrap();
+                    }),
+                    2 => timed(n, next, |i| {
                         ready_now(handle.check(black_box(key(i)))).unwrap();
                     }),
                     _ => timed(n, next, |i| {
@@ -101,38 +111,38 @@ fn main() {
                     }),
                 }
             };
-            // Warm all three (and every key), and size a turn from governor's speed.
+            // Warm every side (and every key), and size a turn from governor's speed.
             let warm = if many { MANY_KEYS } else { 100_000 };
-            for side in 0..3 {
+            for side in 0..SIDES {
                 turn(side, warm, &mut next);
             }
             let probe = turn(0, 100_000, &mut next);
             let n = ((TURN.as_secs_f64() / probe.as_secs_f64()) * 100_000.0) as usize;
-            let mut ratios = [Vec::new(), Vec::new()];
-            let mut per_check = [Vec::new(), Vec::new(), Vec::new()];
+            let mut ratios = vec![Vec::new(); SIDES - 1];
+            let mut per_check = vec![Vec::new(); SIDES];
             for round in 0..rounds {
-                let mut times = [Duration::ZERO; 3];
-                for k in 0..3 {
-                    let side = (round + k) % 3;
+                let mut times = [Duration::ZERO; SIDES];
+                for k in 0..SIDES {
+                    let side = (round + k) % SIDES;
                     times[side] = turn(side, n, &mut next);
                 }
-                for side in 0..3 {
+                for side in 0..SIDES {
                     per_check[side].push(times[side].as_nanos() as f64 / n as f64);
                 }
-                for ours in 0..2 {
-                    ratios[ours].push(times[ours + 1].as_secs_f64() / times[0].as_secs_f64());
+                for ours in 1..SIDES {
+                    ratios[ours - 1].push(times[ours].as_secs_f64() / times[0].as_secs_f64());
                 }
             }
             let case = format!("{name}_{}", if many { "1m" } else { "1" });
-            let [by_handle, by_name] = ratios;
-            let [peer_ns, handle_ns, name_ns] = per_check;
-            results.push(Case::new(case.clone(), by_handle, handle_ns, &peer_ns));
-            results.push(Case::new(
-                format!("{case}_by_name"),
-                by_name,
-                name_ns,
-                &peer_ns,
-            ));
+            let peer_ns = per_check.remove(0);
+            for ((suffix, ratios), ours_ns) in SUFFIXES.iter().zip(ratios).zip(per_check) {
+                results.push(Case::new(
+                    format!("{case}{suffix}"),
+                    ratios,
+                    ours_ns,
+                    &peer_ns,
+                ));
+            }
         }
     }
     println!(

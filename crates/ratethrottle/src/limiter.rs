@@ -805,66 +805,80 @@ impl<S: Store> Limiter<S> {
 #[inline(always)]
 fn status_of(rule: &Rule, name: &'static str, outcome: Outcome, now: Nanos) -> Status {
     let until = |at: Nanos| at.saturating_sub(now);
-    let mut status = Status {
-        allowed: false,
-        remaining: 0,
-        limit: rule.limit,
-        window: rule.window,
-        reset_after: Duration::ZERO,
-        retry_after: None,
-        rule: name,
-        strategy: rule.strategy,
-        blocked: false,
-        verdict: Verdict::Limited,
-        checked_at: now,
-        degraded: false,
-    };
-    match outcome {
-        Outcome::Whitelisted => {
-            status.allowed = true;
-            status.remaining = rule.limit;
-            status.rule = "whitelist";
-            status.verdict = Verdict::Whitelisted;
-        }
+    // Every field computed first, then one literal: the status is written in one go.
+    let (allowed, remaining, reset_after, retry_after, name, blocked, verdict) = match outcome {
+        Outcome::Whitelisted => (
+            true,
+            rule.limit,
+            Duration::ZERO,
+            None,
+            "whitelist",
+            false,
+            Verdict::Whitelisted,
+        ),
         Outcome::Blacklisted { until: expiry } => {
-            status.rule = "blacklist";
-            status.blocked = true;
-            status.verdict = Verdict::Blacklisted;
-            status.retry_after = expiry.map(until);
-            status.reset_after = status.retry_after.unwrap_or_default();
+            let retry = expiry.map(until);
+            let reset = retry.unwrap_or_default();
+            (
+                false,
+                0,
+                reset,
+                retry,
+                "blacklist",
+                true,
+                Verdict::Blacklisted,
+            )
         }
         Outcome::Blocked { until: end } => {
-            status.blocked = true;
-            status.verdict = Verdict::Blocked;
-            status.retry_after = Some(until(end));
-            status.reset_after = until(end);
+            let wait = until(end);
+            (false, 0, wait, Some(wait), name, true, Verdict::Blocked)
         }
+        Outcome::Decided { decision, .. } if decision.allowed => (
+            true,
+            decision.remaining,
+            Duration::from_nanos(decision.reset_after),
+            None,
+            name,
+            false,
+            Verdict::Allowed,
+        ),
         Outcome::Decided {
             decision,
             blocked_until,
         } => {
-            status.allowed = decision.allowed;
-            status.remaining = decision.remaining;
-            status.reset_after = Duration::from_nanos(decision.reset_after);
-            status.verdict = if decision.allowed {
-                Verdict::Allowed
-            } else {
-                Verdict::Limited
-            };
-            if !decision.allowed {
-                let block = blocked_until.map(until).unwrap_or_default();
-                status.retry_after = decision
-                    .retry_after
-                    .map(|retry| Duration::from_nanos(retry).max(block));
-                // The full allowance cannot return before the client may retry.
-                status.reset_after = status
-                    .reset_after
-                    .max(block)
-                    .max(status.retry_after.unwrap_or_default());
-            }
+            let block = blocked_until.map(until).unwrap_or_default();
+            let retry = decision
+                .retry_after
+                .map(|retry| Duration::from_nanos(retry).max(block));
+            // The full allowance cannot return before the client may retry.
+            let reset = Duration::from_nanos(decision.reset_after)
+                .max(block)
+                .max(retry.unwrap_or_default());
+            (
+                false,
+                decision.remaining,
+                reset,
+                retry,
+                name,
+                false,
+                Verdict::Limited,
+            )
         }
+    };
+    Status {
+        allowed,
+        remaining,
+        limit: rule.limit,
+        window: rule.window,
+        reset_after,
+        retry_after,
+        rule: name,
+        strategy: rule.strategy,
+        blocked,
+        verdict,
+        checked_at: now,
+        degraded: false,
     }
-    status
 }
 
 fn unknown_rule(rules: &RuleTable, rule: &str) -> Error {
