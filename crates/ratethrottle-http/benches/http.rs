@@ -15,75 +15,15 @@
 //! differences (it pays for parsing every response header too), hence wrk.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::routing::get;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use ratethrottle::{Limiter, Rule, Strategy};
-use ratethrottle_http::{HeaderStyle, RateLimitLayer};
-use tower_governor::GovernorLayer;
-use tower_governor::governor::GovernorConfigBuilder;
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
 
-fn hello() -> Router {
-    Router::new().route("/", get(|| async { "hello" }))
-}
-
-/// The variants, by name.
-fn apps() -> Vec<(&'static str, Router)> {
-    let rule = |headers: bool, style: HeaderStyle| {
-        // One per-IP rule that never denies: the cost measured is the check itself.
-        let limiter = Limiter::in_memory();
-        let rule = Rule::new("api", 1_000_000_000, Duration::from_secs(1))
-            .strategy(Strategy::SlidingCounter);
-        limiter.add_rule(rule).expect("a valid rule");
-        RateLimitLayer::builder(limiter)
-            .rule("api")
-            .headers(headers)
-            .header_style(style)
-            .layer()
-            .expect("a valid policy")
-    };
-    // A quota that never denies, keyed by peer IP (tower_governor's default).
-    let quota = || {
-        let mut builder = GovernorConfigBuilder::default();
-        builder.per_nanosecond(1).burst_size(u32::MAX);
-        builder
-    };
-    vec![
-        ("bare axum", hello()),
-        (
-            "ratethrottle (headers)",
-            hello().layer(rule(true, HeaderStyle::Both)),
-        ),
-        (
-            "ratethrottle (3 legacy headers)",
-            hello().layer(rule(true, HeaderStyle::Legacy)),
-        ),
-        (
-            "ratethrottle (no headers)",
-            hello().layer(rule(false, HeaderStyle::Both)),
-        ),
-        ("tower_governor", {
-            let config = quota().finish().expect("quota");
-            hello().layer(GovernorLayer::new(Arc::new(config)))
-        }),
-        ("tower_governor (headers)", {
-            let config = quota().use_headers().finish().expect("quota");
-            hello().layer(GovernorLayer::new(Arc::new(config)))
-        }),
-    ]
-}
+use common::{apps, env_or};
 
 /// Completed requests against `address` in `duration` with `wrk` (one thread,
 /// `connections` keep-alive HTTP/1.1 connections); `None` if wrk is not installed.

@@ -11,66 +11,16 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::routing::get;
 use http_body_util::BodyExt;
-use ratethrottle::{Limiter, Rule, Strategy};
-use ratethrottle_http::{HeaderStyle, RateLimitLayer};
-use tower_governor::GovernorLayer;
-use tower_governor::governor::GovernorConfigBuilder;
 use tower_service::Service;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
 
-fn hello() -> Router {
-    Router::new().route("/", get(|| async { "hello" }))
-}
-
-/// The variants, by name, as in the `http` bench.
-fn apps() -> Vec<(&'static str, Router)> {
-    let ours = |headers: bool, style: HeaderStyle| {
-        let limiter = Limiter::in_memory();
-        let rule = Rule::new("api", 1_000_000_000, Duration::from_secs(1))
-            .strategy(Strategy::SlidingCounter);
-        limiter.add_rule(rule).expect("a valid rule");
-        let layer = RateLimitLayer::builder(limiter)
-            .rule("api")
-            .headers(headers)
-            .header_style(style)
-            .layer()
-            .expect("a valid policy");
-        hello().layer(layer)
-    };
-    let governor = |headers: bool| {
-        let mut builder = GovernorConfigBuilder::default();
-        builder.per_nanosecond(1).burst_size(u32::MAX);
-        if headers {
-            builder.use_headers();
-        }
-        let config = Arc::new(builder.finish().expect("quota"));
-        hello().layer(GovernorLayer::new(config))
-    };
-    vec![
-        ("bare axum", hello()),
-        ("ratethrottle (headers)", ours(true, HeaderStyle::Both)),
-        (
-            "ratethrottle (3 legacy headers)",
-            ours(true, HeaderStyle::Legacy),
-        ),
-        ("ratethrottle (no headers)", ours(false, HeaderStyle::Both)),
-        ("tower_governor", governor(false)),
-        ("tower_governor (headers)", governor(true)),
-    ]
-}
+use common::{apps, env_or};
 
 /// Nanoseconds per request for `requests` requests through `app`.
 async fn time_per_request(app: &Router, requests: usize) -> f64 {
@@ -96,8 +46,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let rounds = env_or("ROUNDS", 7).max(1);
-    let requests = env_or("REQUESTS", 200_000).max(1);
+    let rounds = env_or("ROUNDS", 7).max(1) as usize;
+    let requests = env_or("REQUESTS", 200_000).max(1) as usize;
     let only = std::env::var("ONLY").ok();
     let apps: Vec<_> = apps()
         .into_iter()
