@@ -44,11 +44,14 @@ pub(crate) fn apps() -> Vec<(&'static str, Router)> {
     let governor = |headers: bool| {
         let mut builder = GovernorConfigBuilder::default();
         builder.per_nanosecond(1).burst_size(u32::MAX);
+        // `use_headers` returns a builder of another type (its middleware adds the headers).
         if headers {
-            builder.use_headers();
+            let config = builder.use_headers().finish().expect("quota");
+            hello().layer(GovernorLayer::new(Arc::new(config)))
+        } else {
+            let config = builder.finish().expect("quota");
+            hello().layer(GovernorLayer::new(Arc::new(config)))
         }
-        let config = Arc::new(builder.finish().expect("quota"));
-        hello().layer(GovernorLayer::new(config))
     };
     vec![
         ("bare axum", hello()),
