@@ -407,9 +407,11 @@ impl<'a> Waiting<'a> {
 }
 
 /// A rule of a [`Limiter`], resolved once by name ([`Limiter::rule_handle`]): its checks skip
-/// the name lookup. It follows its rule through replacements (`add_rule`, `set_rules`); after
-/// the rule is removed, its checks fail with [`Error::UnknownRule`] (until a rule of that name
-/// is added again). Cheap to clone.
+/// the name lookup. It follows its rule through replacements (`add_rule`, `set_rules`; a
+/// reload that leaves the rule as it was keeps the handle on its fast path, one that changes it
+/// makes the handle look the rule up by name, as fast as a check by name, until a new handle is
+/// made); after the rule is removed, its checks fail with [`Error::UnknownRule`] (until a rule
+/// of that name is added again). Cheap to clone.
 ///
 /// ```
 /// use ratethrottle::{Limiter, Rule};
