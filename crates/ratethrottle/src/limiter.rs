@@ -282,10 +282,10 @@ impl<S: Store> Limiter<S> {
         let old = self.shared.rules.load_full();
         let mut table = RuleTable::clone(&old);
         change(&mut table);
-        self.shared.rules.store(Arc::new(table));
-        let current = self.shared.rules.load();
+        let table = Arc::new(table);
+        self.shared.rules.store(Arc::clone(&table));
         for entry in old.iter() {
-            if !current.iter().any(|kept| Arc::ptr_eq(kept, entry)) {
+            if !table.iter().any(|kept| Arc::ptr_eq(kept, entry)) {
                 entry.retired.store(true, Ordering::Release);
             }
         }
@@ -373,36 +373,21 @@ impl<S: Store> Decide<'_, S> {
     /// The path for a store that must be awaited.
     #[inline(never)]
     fn poll_waiting(&mut self, context: &mut std::task::Context<'_>) -> Poll<Result<Status>> {
-        let future = match &mut self.waiting {
-            Waiting::On(future) => future,
-            Waiting::NotYet => {
-                let (limiter, id, rule) = (self.limiter, self.identifier, self.rule);
-                let future = limiter.decide_waiting(id, rule, self.cost, self.consume);
-                self.waiting.on(Box::pin(future))
-            }
-            // Like an `async fn`: polling again after completion is a bug in the caller, and
-            // must not decide (and count) the request a second time.
-            Waiting::Done => panic!("a ratethrottle check future was polled after it completed"),
+        if let Waiting::NotYet = self.waiting {
+            let (limiter, id, rule) = (self.limiter, self.identifier, self.rule);
+            let future = limiter.decide_waiting(id, rule, self.cost, self.consume);
+            self.waiting = Waiting::On(Box::pin(future));
+        }
+        // Like an `async fn`: polling again after completion is a bug in the caller, and must
+        // not decide (and count) the request a second time.
+        let Waiting::On(future) = &mut self.waiting else {
+            panic!("a ratethrottle check future was polled after it completed");
         };
         let poll = future.as_mut().poll(context);
         if poll.is_ready() {
             self.waiting = Waiting::Done;
         }
         poll
-    }
-}
-
-impl<'a> Waiting<'a> {
-    /// Starts waiting on `future`.
-    fn on(
-        &mut self,
-        future: Pin<Box<dyn Future<Output = Result<Status>> + Send + 'a>>,
-    ) -> &mut Pin<Box<dyn Future<Output = Result<Status>> + Send + 'a>> {
-        *self = Waiting::On(future);
-        match self {
-            Waiting::On(future) => future,
-            _ => unreachable!("just set"),
-        }
     }
 }
 
@@ -643,17 +628,21 @@ impl<S: Store> Limiter<S> {
         let shared = &*self.shared;
         let now = shared.clock.now();
         let id = normalize_identifier(identifier);
-        let rules = shared.rules.load();
+        // The table is loaded only for a lookup by name; a handle's entry needs none.
+        let rules;
         let entry = match rule.current() {
             Ok(entry) => entry,
-            Err(name) => match rules.get(name) {
-                Some(entry) => entry,
-                None => {
-                    return self
-                        .decide_without_rule(&id, name, now, consume, &rules)
-                        .await;
+            Err(name) => {
+                rules = shared.rules.load();
+                match rules.get(name) {
+                    Some(entry) => entry,
+                    None => {
+                        return self
+                            .decide_without_rule(&id, name, now, consume, &rules)
+                            .await;
+                    }
                 }
-            },
+            }
         };
         let query = entry.query(&id, cost, now, consume)?;
         match shared.store.check(query).await {
@@ -807,80 +796,66 @@ impl<S: Store> Limiter<S> {
 #[inline(always)]
 fn status_of(rule: &Rule, name: &'static str, outcome: Outcome, now: Nanos) -> Status {
     let until = |at: Nanos| at.saturating_sub(now);
-    // Every field computed first, then one literal: the status is written in one go.
-    let (allowed, remaining, reset_after, retry_after, name, blocked, verdict) = match outcome {
-        Outcome::Whitelisted => (
-            true,
-            rule.limit,
-            Duration::ZERO,
-            None,
-            "whitelist",
-            false,
-            Verdict::Whitelisted,
-        ),
+    let mut status = Status {
+        allowed: false,
+        remaining: 0,
+        limit: rule.limit,
+        window: rule.window,
+        reset_after: Duration::ZERO,
+        retry_after: None,
+        rule: name,
+        strategy: rule.strategy,
+        blocked: false,
+        verdict: Verdict::Limited,
+        checked_at: now,
+        degraded: false,
+    };
+    match outcome {
+        Outcome::Whitelisted => {
+            status.allowed = true;
+            status.remaining = rule.limit;
+            status.rule = "whitelist";
+            status.verdict = Verdict::Whitelisted;
+        }
         Outcome::Blacklisted { until: expiry } => {
-            let retry = expiry.map(until);
-            let reset = retry.unwrap_or_default();
-            (
-                false,
-                0,
-                reset,
-                retry,
-                "blacklist",
-                true,
-                Verdict::Blacklisted,
-            )
+            status.rule = "blacklist";
+            status.blocked = true;
+            status.verdict = Verdict::Blacklisted;
+            status.retry_after = expiry.map(until);
+            status.reset_after = status.retry_after.unwrap_or_default();
         }
         Outcome::Blocked { until: end } => {
-            let wait = until(end);
-            (false, 0, wait, Some(wait), name, true, Verdict::Blocked)
+            status.blocked = true;
+            status.verdict = Verdict::Blocked;
+            status.retry_after = Some(until(end));
+            status.reset_after = until(end);
         }
-        Outcome::Decided { decision, .. } if decision.allowed => (
-            true,
-            decision.remaining,
-            Duration::from_nanos(decision.reset_after),
-            None,
-            name,
-            false,
-            Verdict::Allowed,
-        ),
         Outcome::Decided {
             decision,
             blocked_until,
         } => {
-            let block = blocked_until.map(until).unwrap_or_default();
-            let retry = decision
-                .retry_after
-                .map(|retry| Duration::from_nanos(retry).max(block));
-            // The full allowance cannot return before the client may retry.
-            let reset = Duration::from_nanos(decision.reset_after)
-                .max(block)
-                .max(retry.unwrap_or_default());
-            (
-                false,
-                decision.remaining,
-                reset,
-                retry,
-                name,
-                false,
-                Verdict::Limited,
-            )
+            status.allowed = decision.allowed;
+            status.remaining = decision.remaining;
+            status.reset_after = Duration::from_nanos(decision.reset_after);
+            status.verdict = if decision.allowed {
+                Verdict::Allowed
+            } else {
+                Verdict::Limited
+            };
+            if !decision.allowed {
+                let block = blocked_until.map(until).unwrap_or_default();
+                status.retry_after = decision
+                    .retry_after
+                    .map(|retry| Duration::from_nanos(retry).max(block));
+                // The full allowance cannot return before the client may retry.
+                status.reset_after = status
+                    .reset_after
+                    .max(block)
+                    .max(status.retry_after.unwrap_or_default());
+            }
         }
-    };
-    Status {
-        allowed,
-        remaining,
-        limit: rule.limit,
-        window: rule.window,
-        reset_after,
-        retry_after,
-        rule: name,
-        strategy: rule.strategy,
-        blocked,
-        verdict,
-        checked_at: now,
-        degraded: false,
     }
+    status
 }
 
 fn unknown_rule(rules: &RuleTable, rule: &str) -> Error {

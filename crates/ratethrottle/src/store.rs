@@ -68,14 +68,6 @@ impl RuleSpec {
             memory_table: OnceLock::new(),
         }
     }
-
-    /// Whether `self` and `other` address the same state.
-    #[inline]
-    pub fn same_state(&self, other: &RuleSpec) -> bool {
-        // Names are interned: equal names are the same pointer.
-        std::ptr::eq(self, other)
-            || (self.fingerprint == other.fingerprint && std::ptr::eq(self.name, other.name))
-    }
 }
 
 /// 64-bit FNV-1a: tiny, stable across processes and versions (unlike std's hashers).

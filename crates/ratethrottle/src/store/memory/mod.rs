@@ -185,9 +185,7 @@ impl Inner {
     #[cold]
     fn find_table(&self, rule: &RuleSpec) -> Arc<KeyTable> {
         let mut tables = self.tables.lock();
-        let found = tables
-            .iter()
-            .find(|t| std::ptr::eq(t.name, rule.name) && t.fingerprint == rule.fingerprint);
+        let found = tables.iter().find(|table| table.holds_keys_of(rule));
         let table = match found {
             Some(table) => Arc::clone(table),
             None => {

@@ -19,8 +19,8 @@ const EVICTION_SAMPLE: usize = 8;
 /// depends on, see [`RuleSpec::fingerprint`]), shared by every version of the rule that only
 /// changes its limit or burst, so their keys carry over.
 pub(crate) struct KeyTable {
-    pub(super) name: &'static str,
-    pub(super) fingerprint: u64,
+    name: &'static str,
+    fingerprint: u64,
     shards: Box<[Shard]>,
 }
 
@@ -94,6 +94,12 @@ impl KeyTable {
             fingerprint: spec.fingerprint,
             shards: (0..shards).map(|_| Shard::default()).collect(),
         }
+    }
+
+    /// Whether this table holds the keys of `rule` (the same name, strategy and window).
+    pub(super) fn holds_keys_of(&self, rule: &RuleSpec) -> bool {
+        // Names are interned: equal names are the same pointer.
+        std::ptr::eq(self.name, rule.name) && self.fingerprint == rule.fingerprint
     }
 
     /// The shard of the key with hash `hash`, locked. The data under these locks is plain
@@ -273,7 +279,8 @@ impl Table {
             let blocks = &self.blocks;
             self.compact.retain(|e| {
                 strategy::idle_at(kind, &params, &e.state, now) > now
-                    || blocks.find(room.hash(&e.id), |b| b.id == e.id).is_some()
+                    || (!blocks.is_empty()
+                        && blocks.find(room.hash(&e.id), |b| b.id == e.id).is_some())
             });
             self.logs
                 .retain(|e| e.blocked_until > now || e.log.prune(&params, now));
