@@ -166,7 +166,7 @@ if pruned then
   redis.call("HSET", KEYS[1], "s0", tostring(used))
 end
 local fits = used + cost_n <= limit_n
-local newest = entry(-1)
+local newest, newest_cost = entry(-1)
 local reply =
   { "decided", now_s, fits and "1" or "0", "", tostring(used), newest and to_hex(newest) or "" }
 if not fits and cost_n <= limit_n then
@@ -187,10 +187,9 @@ if not fits and cost_n <= limit_n then
   end
 end
 if fits and consume then
-  local last = redis.call("LINDEX", log, -1)
-  if last and string.sub(last, 1, #now_s + 1) == now_s .. " " then
-    local _, c = entry(-1)
-    redis.call("LSET", log, -1, now_s .. " " .. tostring(c + cost_n))
+  -- Admissions at the same instant share one entry.
+  if newest and cmp(newest, now) == 0 then
+    redis.call("LSET", log, -1, now_s .. " " .. tostring(newest_cost + cost_n))
   else
     redis.call("RPUSH", log, now_s .. " " .. tostring(cost_n))
   end

@@ -123,7 +123,7 @@ impl RedisStore {
         invocation.arg(rules).arg(requests);
         let mut connection = self.connection.clone();
         let integers: Vec<i64> = self.run(invocation.invoke_async(&mut connection)).await?;
-        Reply::parse(&integers, checks.len(), &self.shared.address)
+        Reply::parse(integers, checks.len(), &self.shared.address)
     }
 
     /// Called as a call finishes: a flusher takes over the waiting checks, or the slot is free.

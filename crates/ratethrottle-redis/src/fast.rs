@@ -146,21 +146,19 @@ fn malformed(address: &str, what: &str) -> StoreError {
 
 /// The script's reply: the server's time, then [`ANSWER`] numbers per check.
 pub(crate) struct Reply {
-    numbers: Vec<f64>,
+    numbers: Vec<i64>,
 }
 
 impl Reply {
     /// Reads the reply to `checks` checks.
     pub(crate) fn parse(
-        integers: &[i64],
+        numbers: Vec<i64>,
         checks: usize,
         address: &str,
     ) -> Result<Self, StoreError> {
-        if integers.len() != 2 + ANSWER * checks {
+        if numbers.len() != 2 + ANSWER * checks {
             return Err(malformed(address, "wrong length"));
         }
-        // Every number the script sends is below 2^53: exact as a double.
-        let numbers = integers.iter().map(|&n| n as f64).collect();
         Ok(Reply { numbers })
     }
 
@@ -173,13 +171,9 @@ impl Reply {
     ) -> Result<Outcome, StoreError> {
         let bad = |what| malformed(address, what);
         let answer = &self.numbers[2 + ANSWER * index..2 + ANSWER * (index + 1)];
-        let whole = |value: f64| {
-            (value >= 0.0 && value < 2f64.powi(64) && value.fract() == 0.0)
-                .then_some(value as u64)
-                .ok_or_else(|| bad("not a whole number"))
-        };
-        let time = |seconds: f64, nanos: f64| -> Result<Option<Nanos>, StoreError> {
-            if seconds < 0.0 {
+        let whole = |value: i64| u64::try_from(value).map_err(|_| bad("not a whole number"));
+        let time = |seconds: i64, nanos: i64| -> Result<Option<Nanos>, StoreError> {
+            if seconds < 0 {
                 return Ok(None);
             }
             whole(seconds)?
@@ -190,14 +184,14 @@ impl Reply {
         };
         let until = time(answer[1], answer[2])?;
         let allowed = match answer[0] {
-            2.0 => return Ok(Outcome::Whitelisted),
-            3.0 => return Ok(Outcome::Blacklisted { until }),
-            4.0 => {
+            2 => return Ok(Outcome::Whitelisted),
+            3 => return Ok(Outcome::Blacklisted { until }),
+            4 => {
                 let until = until.ok_or_else(|| bad("no block end"))?;
                 return Ok(Outcome::Blocked { until });
             }
-            1.0 => true,
-            0.0 => false,
+            1 => true,
+            0 => false,
             _ => return Err(bad("unknown outcome")),
         };
         // The server's time comes first when it decided (0, 0 otherwise).
@@ -279,7 +273,7 @@ mod tests {
             let strategy = [Strategy::TokenBucket, Strategy::FixedWindow, Strategy::SlidingCounter][which];
             let rule = std::sync::Arc::new(spec(strategy, 5, Duration::from_secs(60)));
             let query = Query::new(&rule, "id", cost, Nanos::from_nanos(now));
-            let reply = Reply::parse(&numbers[..2 + checks * ANSWER], checks, "127.0.0.1:1")
+            let reply = Reply::parse(numbers[..2 + checks * ANSWER].to_vec(), checks, "127.0.0.1:1")
                 .expect("the right length");
             for index in 0..checks {
                 if let Err(error) = reply.outcome(index, &query, "127.0.0.1:1") {
@@ -291,7 +285,7 @@ mod tests {
 
     #[test]
     fn replies_of_the_wrong_size_are_refused() {
-        let error = Reply::parse(&[0; 3], 1, "127.0.0.1:1")
+        let error = Reply::parse(vec![0; 3], 1, "127.0.0.1:1")
             .err()
             .expect("an error");
         assert_eq!(error.kind(), StoreErrorKind::Protocol);
