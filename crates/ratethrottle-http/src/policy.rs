@@ -800,14 +800,13 @@ impl<'a, S: Store, R: RequestView> Walk<'a, S, R> {
     /// The next check to make, or the admission once every binding is done.
     fn next_ask(&mut self) -> Result<Ask<'a, S>, Admission> {
         let policy = self.policy;
-        let (method, path) = (self.request.method(), self.request.path());
         while let Some(binding) = policy.bindings.get(self.next) {
             let at = self.next;
             self.next += 1;
             if binding
                 .route
                 .as_ref()
-                .is_some_and(|r| !r.matches(method, path))
+                .is_some_and(|r| !r.matches(self.request.method(), self.request.path()))
             {
                 continue;
             }
