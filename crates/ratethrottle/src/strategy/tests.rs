@@ -503,6 +503,36 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(config())]
+
+    /// sliding_counter's whole-request arithmetic agrees with the weighted formula it stands
+    /// for, `prev · (window − elapsed) + (cur + cost) · window <= limit · window`, evaluated
+    /// in wide integers, up to the integer edges.
+    #[test]
+    fn sliding_counter_matches_the_weighted_formula(
+        limit in prop_oneof![1..1_000u64, Just(u64::MAX)],
+        window in prop_oneof![1..1_000u64, Just(60 * SEC), Just(1 << 62)],
+        prev_cur in (any::<u64>(), any::<u64>()),
+        elapsed_per_mille in 0..=1000u64,
+        cost in prop_oneof![0..10u64, any::<u64>()],
+    ) {
+        let p = Params { limit, capacity: limit, window };
+        let (prev, cur) = (prev_cur.0 % limit.saturating_add(1), prev_cur.1 % limit.saturating_add(1));
+        let start = 0;
+        let elapsed = narrow(u128::from(window - 1) * u128::from(elapsed_per_mille) / 1000);
+        let (decision, _) =
+            decide(Compact::SlidingCounter, &p, &State([start, prev, cur]), start + elapsed, cost);
+        let w = u128::from(window);
+        let used = u128::from(prev) * u128::from(window - elapsed) + u128::from(cur) * w;
+        let budget = u128::from(limit) * w;
+        let after = used + u128::from(cost) * w;
+        prop_assert_eq!(decision.allowed, after <= budget);
+        let left = if decision.allowed { budget - after } else { budget.saturating_sub(used) };
+        prop_assert_eq!(decision.remaining, narrow(left / w));
+    }
+}
+
 /// Regression: with a limit of `u64::MAX`, two costs of `2^63 + 1` saturated to exactly the
 /// limit and every later request was admitted.
 #[test]

@@ -82,16 +82,24 @@ pub mod sliding_counter {
     }
 
     /// Decides a request of `cost` at `now`.
+    ///
+    /// `prev · (window − elapsed) + (cur + cost) · window <= limit · window` holds exactly when
+    /// `cur + cost + ⌈prev · (window − elapsed) / window⌉ <= limit`, so the test and the
+    /// remaining count are whole-request arithmetic once the previous window's weighted share
+    /// is rounded up (no division at all while the previous window is empty).
     #[inline]
     pub fn decide(params: &Params, state: &State, now: u64, cost: u64) -> (Decision, State) {
         let (start, prev, cur) = roll(params, state, now);
-        let window = u128::from(params.window);
-        let limit = u128::from(params.limit);
         let elapsed = now.saturating_sub(start).min(params.window);
-        let prev_weight = u128::from(params.window - elapsed);
-        let used = u128::from(prev) * prev_weight + u128::from(cur) * window;
-        let need = u128::from(cost) * window;
-        let budget = limit * window;
+        let prev_share = if prev == 0 {
+            0
+        } else {
+            let weighted = u128::from(prev) * u128::from(params.window - elapsed);
+            narrow(div_wide(
+                weighted + u128::from(params.window - 1),
+                params.window,
+            ))
+        };
         let reset_after = |cur: u64| {
             let end = if cur > 0 {
                 start.saturating_add(params.window.saturating_mul(2))
@@ -102,11 +110,14 @@ pub mod sliding_counter {
             };
             end.saturating_sub(now)
         };
-        if used + need <= budget {
-            let cur = cur.saturating_add(cost);
+        // `checked_add`: a saturating sum could land exactly on a limit of `u64::MAX`.
+        let used = cur.checked_add(prev_share);
+        let after = used.and_then(|used| used.checked_add(cost));
+        if let Some(after) = after.filter(|&n| n <= params.limit) {
+            let cur = cur + cost;
             let decision = Decision {
                 allowed: true,
-                remaining: narrow(div_wide(budget - used - need, params.window)),
+                remaining: params.limit - after,
                 reset_after: reset_after(cur),
                 retry_after: None,
             };
@@ -114,7 +125,7 @@ pub mod sliding_counter {
         } else {
             let decision = Decision {
                 allowed: false,
-                remaining: narrow(div_wide(budget.saturating_sub(used), params.window)),
+                remaining: params.limit.saturating_sub(used.unwrap_or(u64::MAX)),
                 reset_after: reset_after(cur),
                 retry_after: (cost <= params.limit)
                     .then(|| retry_at(params, start, prev, cur, cost).saturating_sub(now)),
