@@ -1,8 +1,11 @@
 //! [`ConfiguredStore`]: the store a configuration names, memory or Redis, behind one type.
 
+use std::time::Duration;
+
 use ratethrottle::clock::Nanos;
 use ratethrottle::store::{
-    FaultStats, ListEntry, ListKind, MemoryStore, Outcome, Query, RuleSpec, Store, StoreError,
+    FaultStats, KeyValueStore, ListEntry, ListKind, MemoryStore, Outcome, Query, RuleSpec, SetMode,
+    Store, StoreError, Value,
 };
 #[cfg(feature = "redis")]
 use ratethrottle_redis::{RedisConfig, RedisStore};
@@ -157,6 +160,45 @@ macro_rules! either {
             ConfiguredStore::Redis($store) => $call,
         }
     };
+}
+
+impl KeyValueStore for ConfiguredStore {
+    async fn get(&self, key: &str, now: Nanos) -> Result<Option<Value>, StoreError> {
+        either!(self, s => KeyValueStore::get(s, key, now).await)
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+        mode: SetMode,
+        now: Nanos,
+    ) -> Result<bool, StoreError> {
+        either!(self, s => KeyValueStore::set(s, key, value, ttl, mode, now).await)
+    }
+
+    async fn increment(
+        &self,
+        key: &str,
+        amount: i64,
+        ttl: Option<Duration>,
+        now: Nanos,
+    ) -> Result<i64, StoreError> {
+        either!(self, s => s.increment(key, amount, ttl, now).await)
+    }
+
+    async fn delete(&self, keys: &[&str], now: Nanos) -> Result<u64, StoreError> {
+        either!(self, s => s.delete(keys, now).await)
+    }
+
+    async fn exists(&self, key: &str, now: Nanos) -> Result<bool, StoreError> {
+        either!(self, s => s.exists(key, now).await)
+    }
+
+    async fn clear(&self) -> Result<u64, StoreError> {
+        either!(self, s => KeyValueStore::clear(s).await)
+    }
 }
 
 impl Store for ConfiguredStore {

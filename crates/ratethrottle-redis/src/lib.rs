@@ -49,6 +49,7 @@ mod errors;
 mod fast;
 mod faults;
 mod keys;
+mod kv;
 mod lists;
 pub mod telemetry;
 
@@ -62,6 +63,7 @@ pub(crate) use check::derive_decision;
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_LIST_CACHE_TTL, DEFAULT_TIMEOUT, RedisConfig, TimeSource,
 };
+pub use kv::ScriptReply;
 pub use ratethrottle::store::{FaultPolicy, FaultStats};
 
 /// A [`Store`] in Redis, shared by every process that uses the same server and key prefix.

@@ -102,6 +102,17 @@ impl ListCache {
         };
     }
 
+    /// Forgets the copy (after every key under the prefix was removed): checks screen in
+    /// Redis until the next refresh, and a refresh under way does not install what it read.
+    pub(crate) fn forget_all(&self) {
+        let mut copy = self.copy.write();
+        let changes = copy.changes + 1;
+        *copy = Copy {
+            changes,
+            ..Copy::default()
+        };
+    }
+
     /// Replaces one list after reading it in full.
     pub(crate) fn replace_list(&self, list: ListKind, listed: &[ListEntry]) {
         self.copy.write().entries[list as usize] = entries_of(listed);

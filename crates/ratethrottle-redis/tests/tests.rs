@@ -6,6 +6,7 @@ mod differential;
 mod errors;
 mod failures;
 mod fleet;
+mod key_values;
 mod outage;
 mod sentinel;
 mod server;

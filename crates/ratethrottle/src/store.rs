@@ -15,8 +15,10 @@ use crate::clock::{Nanos, duration_to_nanos};
 use crate::rule::{Rule, Strategy};
 use crate::strategy::{Compact, Decision, Params};
 
+mod kv;
 mod memory;
 
+pub use kv::{KeyValueStats, KeyValueStore, SetMode, Value};
 pub use memory::{MemoryStore, MemoryStoreConfig};
 
 /// A validated rule in the form stores use. The [`Limiter`](crate::Limiter) builds one per rule.
@@ -228,6 +230,9 @@ pub enum StoreErrorKind {
     /// configuration error when connecting; in a check, the fault policy answers as for any
     /// other failure.
     Refused,
+    /// The operation does not apply to the value found (incrementing text, a sum past `i64`,
+    /// an object a Redis store cannot hold). Not a failure of the backend.
+    Invalid,
 }
 
 /// A failure of the storage backend.

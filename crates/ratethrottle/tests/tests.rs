@@ -4,6 +4,7 @@ mod concurrency;
 mod conformance;
 mod contract;
 mod fuzz;
+mod key_values;
 mod rule_lookup;
 
 /// Polls a future that must be ready at once (the memory store never waits).

@@ -100,6 +100,22 @@ impl Lists {
         Some(expires)
     }
 
+    /// Empties both lists; how many entries they held.
+    pub(super) fn clear(&self, hash: impl Fn(&str) -> u64) -> u64 {
+        let mut removed = 0;
+        for list in [ListKind::Whitelist, ListKind::Blacklist] {
+            for shard in self.shards(list) {
+                let mut shard = shard.lock();
+                for id in shard.keys() {
+                    self.slot(hash(id)).fetch_sub(1, Ordering::AcqRel);
+                }
+                removed += shard.len() as u64;
+                shard.clear();
+            }
+        }
+        removed
+    }
+
     pub(super) fn insert(&self, list: ListKind, id: &str, hash: u64, expires: Option<Nanos>) {
         let mut shard = self.shard(list, hash).lock();
         if shard.insert(id.into(), expires).is_none() {

@@ -5,27 +5,36 @@ use std::hash::BuildHasher;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::{ListEntry, ListKind, Outcome, Query, RuleSpec, Store, StoreError};
+use super::{
+    KeyValueStats, KeyValueStore, ListEntry, ListKind, Outcome, Query, RuleSpec, SetMode, Store,
+    StoreError, Value,
+};
 use crate::clock::Nanos;
 
+mod kv;
 mod lists;
 pub(crate) mod table;
 
+use kv::KeyValues;
 use lists::Lists;
 use table::{KeyTable, Room};
 
 /// The most shards a rule's table uses.
 const MAX_SHARDS: usize = 64;
+/// The bound on plain keys ([`KeyValueStore`]) of a store without `max_keys`.
+const DEFAULT_MAX_VALUES: usize = 1_000_000;
 
 /// Settings for a [`MemoryStore`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MemoryStoreConfig {
     /// The most (rule, identifier) keys kept; `None` for no bound. When full, the key closest to
-    /// being idle again is evicted to make room.
+    /// being idle again is evicted to make room. The store's plain keys ([`KeyValueStore`])
+    /// have a bound of their own, the same number (1,000,000 without one).
     pub max_keys: Option<usize>,
 }
 
@@ -80,6 +89,8 @@ struct Inner {
     hasher: foldhash::fast::RandomState,
     lists: Lists,
     evictions: AtomicU64,
+    /// The plain keys ([`KeyValueStore`]).
+    values: KeyValues,
 }
 
 impl MemoryStore {
@@ -109,6 +120,7 @@ impl MemoryStore {
                 hasher: foldhash::fast::RandomState::default(),
                 lists: Lists::default(),
                 evictions: AtomicU64::new(0),
+                values: KeyValues::new(config.max_keys.unwrap_or(DEFAULT_MAX_VALUES)),
             }),
         }
     }
@@ -144,6 +156,75 @@ impl MemoryStore {
         let table = inner.table(query.rule);
         let mut shard = table.lock(hash);
         shard.check(inner, hash, query)
+    }
+}
+
+impl MemoryStore {
+    /// Counts of the plain keys ([`KeyValueStore`]) at `now`.
+    pub fn value_stats(&self, now: Nanos) -> KeyValueStats {
+        self.inner.values.stats(now)
+    }
+}
+
+impl KeyValueStore for MemoryStore {
+    fn get(
+        &self,
+        key: &str,
+        now: Nanos,
+    ) -> impl Future<Output = Result<Option<Value>, StoreError>> + Send {
+        let hash = self.inner.hash(key);
+        ready(Ok(self.inner.values.get(key, hash, now)))
+    }
+
+    fn set(
+        &self,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+        mode: SetMode,
+        now: Nanos,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let hash = self.inner.hash(key);
+        ready(Ok(self.inner.values.set(key, hash, value, ttl, mode, now)))
+    }
+
+    fn increment(
+        &self,
+        key: &str,
+        amount: i64,
+        ttl: Option<Duration>,
+        now: Nanos,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send {
+        let hash = self.inner.hash(key);
+        ready(self.inner.values.increment(key, hash, amount, ttl, now))
+    }
+
+    fn delete(
+        &self,
+        keys: &[&str],
+        now: Nanos,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let values = &self.inner.values;
+        let removed = keys
+            .iter()
+            .filter(|key| values.remove(key, self.inner.hash(key), now))
+            .count();
+        ready(Ok(removed as u64))
+    }
+
+    fn clear(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let inner = &*self.inner;
+        let mut removed = inner.values.clear();
+        let tables = inner.tables.lock().clone();
+        for table in tables {
+            table.each(|shard| {
+                let held = shard.clear();
+                inner.held.fetch_sub(held, Ordering::Relaxed);
+                removed += held as u64;
+            });
+        }
+        removed += inner.lists.clear(|id| inner.hash(id));
+        ready(Ok(removed))
     }
 }
 

@@ -318,6 +318,15 @@ impl Table {
         }
     }
 
+    /// Forgets every key and block; how many keys it held.
+    pub(super) fn clear(&mut self) -> usize {
+        let held = self.len();
+        self.compact.clear();
+        self.logs.clear();
+        self.blocks.clear();
+        held
+    }
+
     /// Forgets the key `id` (hash `hash`): its state and its block. Whether it was held.
     pub(super) fn remove(&mut self, hash: u64, id: &str, is_log: bool) -> bool {
         if let Ok(block) = self.blocks.find_entry(hash, |b| b.id == id) {
