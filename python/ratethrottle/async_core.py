@@ -16,9 +16,9 @@ thread.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Dict, Optional, TypeVar
+from typing import Any, Callable, Dict, Optional, TypeVar, Union
 
-from .async_storage import AsyncInMemoryStorage
+from .async_storage import AsyncInMemoryStorage, AsyncStorageBackend
 from .core import RateThrottleCore, RateThrottleStatus
 from .storage_backend import StorageBackend
 
@@ -31,9 +31,15 @@ class AsyncRateThrottleCore(RateThrottleCore):
     """RateThrottleCore whose checks, list operations and metrics are coroutines, as the
     original's async engine (rules are added and removed synchronously, as there)."""
 
-    def __new__(cls, storage: Optional[StorageBackend] = None, use_distributed_lists: bool = True,
-                **kwargs: Any) -> "AsyncRateThrottleCore":
-        return super().__new__(cls, storage or AsyncInMemoryStorage(), use_distributed_lists, **kwargs)
+    def __new__(
+        cls,
+        storage: Union[StorageBackend, AsyncStorageBackend, None] = None,
+        use_distributed_lists: bool = True,
+        **kwargs: Any,
+    ) -> "AsyncRateThrottleCore":
+        return super().__new__(
+            cls, storage or AsyncInMemoryStorage(), use_distributed_lists, **kwargs  # type: ignore[arg-type]
+        )  # type: ignore[return-value]
 
     async def _off_loop(self, call: Callable[..., T], *args: Any) -> T:
         """Runs `call` here for the memory store (it answers at once), else in a thread."""

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Union
 from ._native import Configuration
 from .core import RateThrottleCore, RateThrottleRule
 from .exceptions import ConfigurationError
-from .storage_backend import StorageBackend
+from .storage_backend import InMemoryStorage, RedisStorage, StorageBackend
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +28,12 @@ __all__ = ["ConfigManager"]
 _MISSING = object()
 
 
-class _ConfiguredStorage(StorageBackend):
+def _configured_storage(configuration: Configuration) -> StorageBackend:
     """The storage a configuration's `storage` section names."""
-
-    def __init__(self, configuration: Configuration) -> None:
-        self._native = configuration.connect_store()
+    native = configuration.connect_store()
+    if native.kind == "redis":
+        return RedisStorage._of_native(native, native.get_info().get("key_prefix", "ratethrottle:"))
+    return InMemoryStorage._of_native(native)
 
 
 class ConfigManager:
@@ -151,7 +152,7 @@ class ConfigManager:
 
     def create_limiter(self) -> RateThrottleCore:
         """A RateThrottleCore over the configured storage, with its rules and lists."""
-        limiter = RateThrottleCore(_ConfiguredStorage(self._native))
+        limiter = RateThrottleCore(_configured_storage(self._native))
         self.apply_to(limiter)
         return limiter
 

@@ -12,47 +12,195 @@ and describe it.
 from __future__ import annotations
 
 import json
+import logging
 import math
-from abc import ABC
-from typing import Any, Dict, Optional
+from abc import ABC, abstractmethod
+from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
-from ._native import NativeStore
-from .exceptions import ConfigurationError
+from ._native import ManualClock, NativeStore
+from .exceptions import ConfigurationError, StorageError
 
 __all__ = ["InMemoryStorage", "RedisStorage", "StorageBackend"]
 
+logger = logging.getLogger(__name__)
+
 
 class StorageBackend(ABC):
-    """A store the engine can keep its state in (only the two classes below can)."""
+    """
+    Where values live: the original library's storage interface.
+
+    A subclass implements `get`, `set`, `increment` and `delete`; the other methods have
+    working defaults built on those four. `InMemoryStorage` and `RedisStorage` implement
+    every method on the engine's own stores (atomically, as documented per method).
+
+    The defaults are only as atomic as the subclass's methods: `set_if_not_exists` checks
+    then sets, and `delete_many` deletes one key at a time.
+    """
+
+    @abstractmethod
+    def get(self, key: str) -> Optional[Any]:
+        """The value of `key`, or None when it is missing or expired."""
+
+    @abstractmethod
+    def set(self, key: str, value: Any, ttl: Optional[int] = None) -> bool:
+        """Stores `value` under `key`, for `ttl` seconds (None or 0: no expiry)."""
+
+    @abstractmethod
+    def increment(self, key: str, amount: int = 1, ttl: Optional[int] = None) -> int:
+        """Adds `amount` to the number under `key` (0 when missing); the new value."""
+
+    @abstractmethod
+    def delete(self, key: str) -> bool:
+        """Removes `key`; whether it existed."""
+
+    def exists(self, key: str) -> bool:
+        """Whether `key` holds a value."""
+        return self.get(key) is not None
+
+    def check_and_delete_if_expired(self, key: str) -> Tuple[bool, Optional[Any]]:
+        """`(True, value)` for a live key, `(False, None)` for a missing or expired one."""
+        value = self.get(key)
+        return (value is not None, value)
+
+    def set_if_not_exists(self, key: str, value: Any, ttl: Optional[int] = None) -> bool:
+        """Stores `value` only if `key` holds none; whether it did."""
+        if self.exists(key):
+            return False
+        return bool(self.set(key, value, ttl))
+
+    def delete_many(self, keys: List[str]) -> int:
+        """Removes `keys`; how many existed."""
+        return sum(1 for key in keys if isinstance(key, str) and self.delete(key))
+
+    def evaluate_lua(self, script: str, keys: List[str], args: List[Any]) -> Any:
+        """Runs a Lua script (Redis only)."""
+        raise NotImplementedError("evaluate_lua is only supported in RedisStorage")
+
+    def health_check(self) -> bool:
+        """Whether the storage answers: a value written, read back and removed."""
+        try:
+            test_key = "__health_check__"
+            self.set(test_key, True, ttl=1)
+            result = self.get(test_key)
+            self.delete(test_key)
+            return result is not None
+        except Exception as e:
+            logger.error(f"Health check failed: {e}")
+            return False
+
+    def get_info(self) -> Dict[str, Any]:
+        """What the storage is, and whether it answers."""
+        return {"type": type(self).__name__, "healthy": self.health_check()}
+
+
+class _EngineStorage(StorageBackend):
+    """A storage on one of the engine's stores (`self._native`)."""
 
     _native: NativeStore
+
+    def get(self, key: str) -> Optional[Any]:
+        return self._native.get(key)
+
+    def set(self, key: str, value: Any, ttl: Optional[int] = None) -> bool:
+        return self._native.set(key, value, ttl)
+
+    def increment(self, key: str, amount: int = 1, ttl: Optional[int] = None) -> int:
+        """Adds `amount` atomically (across processes on Redis). With `ttl` the key expires
+        `ttl` seconds after this increment; without, it keeps the expiry it had."""
+        return self._native.increment(key, amount, ttl)
+
+    def delete(self, key: str) -> bool:
+        return self._native.delete_many([key]) > 0
+
+    def delete_many(self, keys: List[str]) -> int:
+        return self._native.delete_many(list(keys))
+
+    def exists(self, key: str) -> bool:
+        return self._native.exists(key)
+
+    def set_if_not_exists(self, key: str, value: Any, ttl: Optional[int] = None) -> bool:
+        """Stores `value` only if `key` holds no live value, atomically (`SET NX` on Redis)."""
+        return self._native.set(key, value, ttl, nx=True)
+
+    def check_and_delete_if_expired(self, key: str) -> Tuple[bool, Optional[Any]]:
+        value = self.get(key)
+        return (value is not None, value)
+
+    def clear(self) -> int:
+        """Removes everything this storage holds: values, rate-limit state and lists (on Redis,
+        every key under the prefix, and no other key). How many keys it removed."""
+        return self._native.clear()
 
     def health_check(self) -> bool:
         """Whether the store answers (a round trip for Redis)."""
         return self._native.health_check()
 
     def get_info(self) -> Dict[str, Any]:
-        """What the store is and where."""
-        return self._native.get_info()
+        """What the store is and where, and whether it answers."""
+        info = self._native.get_info()
+        info["kind"] = info.pop("type")
+        return {"type": type(self).__name__, "healthy": self.health_check(), **info}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._native.get_info()})"
 
 
-class InMemoryStorage(StorageBackend):
+class InMemoryStorage(_EngineStorage):
     """
-    State in this process's memory: sharded, lock-free reads, idle keys swept.
+    State in this process's memory: sharded, bounded, expired keys swept as they age.
+    Values are kept by reference (any Python object).
 
     Args:
-        cleanup_interval: Kept for compatibility (idle keys are swept as they age)
-        max_keys: Kept for compatibility
+        cleanup_interval: Kept for compatibility (expired keys are swept as keys are written)
+        max_keys: The most keys kept (rate-limit keys, and as many plain values); when full,
+            of a few sampled values the one expiring soonest is dropped
+        clock: A `ManualClock` TTLs expire by (default: the clock of the first
+            `RateThrottleCore(clock=...)` this storage serves, else the system's)
+
+        >>> storage = InMemoryStorage()
+        >>> storage.set('key', 'value', ttl=60)
+        True
+        >>> storage.get('key')
+        'value'
     """
 
-    def __init__(self, cleanup_interval: int = 300, max_keys: int = 1000000) -> None:
+    def __init__(
+        self,
+        cleanup_interval: int = 300,
+        max_keys: int = 1000000,
+        *,
+        clock: Optional[ManualClock] = None,
+    ) -> None:
+        if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
+            raise ConfigurationError(f"max_keys must be a whole number above 0, got {max_keys!r}")
         self.cleanup_interval = cleanup_interval
         self.max_keys = max_keys
-        self._native = NativeStore.memory()
+        self._native = NativeStore.memory(max_keys, clock)
+
+    @classmethod
+    def _of_native(cls, native: NativeStore) -> "InMemoryStorage":
+        """The storage over an engine store built elsewhere (a configuration's)."""
+        storage = cls.__new__(cls)
+        storage.cleanup_interval = 300
+        storage.max_keys = 1000000
+        storage._native = native
+        return storage
+
+    def get_stats(self) -> Dict[str, Any]:
+        """`total_keys`, `expired_keys` (not yet swept), `active_keys` and `evictions` of the
+        plain values."""
+        return self._native.value_stats()
+
+    def shutdown(self) -> None:
+        """Drops everything held (nothing runs in the background to stop)."""
+        self._native.clear()
+
+    def get_info(self) -> Dict[str, Any]:
+        info = super().get_info()
+        info["stats"] = self.get_stats()
+        info["cleanup_interval"] = self.cleanup_interval
+        return info
 
 
 def _url_of_redis_client(client: Any) -> str:
@@ -70,7 +218,7 @@ def _url_of_redis_client(client: Any) -> str:
     return f"{scheme}://{auth}{host}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
 
-class RedisStorage(StorageBackend):
+class RedisStorage(_EngineStorage):
     """
     State in Redis, shared by every process that uses the same server and prefix. Each check
     is one atomic script call: a limit of N admits at most N across all of them.
@@ -138,6 +286,7 @@ class RedisStorage(StorageBackend):
         if cluster is not None:
             section["cluster"] = cluster
         self.key_prefix = key_prefix
+        self.serialize_json = serialize_json
         try:
             section_json = json.dumps(section, allow_nan=False)
         except (TypeError, ValueError) as error:
@@ -147,6 +296,87 @@ class RedisStorage(StorageBackend):
         self._native = NativeStore.connect(section_json)
 
     @classmethod
+    def _of_native(cls, native: NativeStore, key_prefix: str) -> "RedisStorage":
+        """The storage over an engine store built elsewhere (a configuration's)."""
+        storage = cls.__new__(cls)
+        storage.key_prefix = key_prefix
+        storage.serialize_json = True
+        storage._native = native
+        return storage
+
+    @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> "RedisStorage":
         """A store on the Redis at `url`."""
         return cls(url, **kwargs)
+
+    def _serialize(self, value: Any) -> Any:
+        """`value` as Redis keeps it: text and bytes as they are, whole numbers as numbers
+        (so they can be incremented), anything else as JSON (or `str` without
+        `serialize_json`)."""
+        if isinstance(value, (str, bytes)) or (type(value) is int and -(2**63) <= value < 2**63):
+            return value
+        if not self.serialize_json:
+            return str(value)
+        try:
+            return json.dumps(value)
+        except (TypeError, ValueError) as e:
+            raise StorageError(f"Cannot serialize value: {e}") from e
+
+    def _deserialize(self, value: Optional[bytes]) -> Any:
+        """A value read back: text, parsed as JSON when it is JSON (as the original does)."""
+        if value is None:
+            return None
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+        if self.serialize_json:
+            try:
+                return json.loads(text)
+            except ValueError:
+                pass
+        return text
+
+    def get(self, key: str) -> Optional[Any]:
+        return self._deserialize(self._native.get(key))
+
+    def set(self, key: str, value: Any, ttl: Optional[int] = None) -> bool:
+        return self._native.set(key, self._serialize(value), ttl)
+
+    def set_if_not_exists(self, key: str, value: Any, ttl: Optional[int] = None) -> bool:
+        return self._native.set(key, self._serialize(value), ttl, nx=True)
+
+    def evaluate_lua(self, script: str, keys: List[str], args: List[Any]) -> Any:
+        """Runs `script` atomically on `keys` (prefixed) and `args`."""
+        return self._native.evaluate_lua(script, list(keys), list(args))
+
+    def clear_prefix(self) -> int:
+        """Removes every key under the prefix (values, rate-limit state, lists) and no other
+        key of the server; how many. On Redis Cluster it raises StorageError."""
+        return self._native.clear()
+
+    def get_redis_info(self) -> Dict[str, Any]:
+        """The server's version, clients, memory, uptime and commands processed; `{"error":
+        message}` when Redis does not answer (as the original)."""
+        try:
+            info = self._native.server_info()
+        except StorageError as e:
+            logger.error(f"Failed to get Redis info: {e}")
+            return {"error": str(e)}
+
+        def number(field: str) -> Any:
+            value = info.get(field)
+            return int(value) if value is not None and value.isdigit() else value
+
+        return {
+            "redis_version": info.get("redis_version"),
+            "connected_clients": number("connected_clients"),
+            "used_memory_human": info.get("used_memory_human"),
+            "uptime_in_seconds": number("uptime_in_seconds"),
+            "total_commands_processed": number("total_commands_processed"),
+        }
+
+    def get_info(self) -> Dict[str, Any]:
+        info = super().get_info()
+        info["redis_info"] = self.get_redis_info()
+        return info

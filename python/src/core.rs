@@ -218,6 +218,9 @@ impl NativeCore {
                             ))
                                 })?,
                         };
+                    if let Some(clock) = clock {
+                        native.get().adopt_clock(&clock.get().0);
+                    }
                     native.get().store.clone()
                 }
             };

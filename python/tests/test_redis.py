@@ -58,7 +58,9 @@ def test_lists_and_blocks_are_shared_through_redis(redis_url, redis_prefix):
     # The server's clock decides; the wait rounds up to 300 or 301 s.
     assert not denied.allowed and denied.retry_after in (300, 301)
     assert one.storage.health_check()
-    assert one.storage.get_info()["type"] == "redis"
+    info = one.storage.get_info()
+    assert (info["type"], info["kind"], info["healthy"]) == ("RedisStorage", "redis", True)
+    assert info["redis_info"]["redis_version"]
 
 
 def test_async_checks_on_redis_do_not_block_the_loop(redis_url, redis_prefix):
