@@ -116,12 +116,36 @@ def parse_rate_limit(rate_string: str) -> Tuple[int, int]:
         (100, 60)
 
     Raises:
-        ValueError: If the format is invalid
+        ValueError: If the format is invalid; the message starts with the original's
+            sentence ("Rate string must contain '/' separator", "Unknown time period:
+            fortnight", "Limit must be positive, got 0", ...), then says what is accepted
     """
-    limit, window = parse_rate(rate_string)
+    if not isinstance(rate_string, str):
+        raise ValueError("Rate string must be a string")
+    try:
+        limit, window = parse_rate(rate_string)
+    except ValueError as error:
+        raise ValueError(f"{_original_rate_error(rate_string)} ({error})") from None
     if window < 1 or window != int(window):
         raise ValueError(f"Window of {rate_string!r} is not a whole number of seconds")
     return limit, int(window)
+
+
+def _original_rate_error(rate_string: str) -> str:
+    """The sentence 1.4.0's `parse_rate_limit` raises for `rate_string`, which code written
+    for it may match on."""
+    if "/" not in rate_string:
+        return "Rate string must contain '/' separator"
+    parts = rate_string.strip().split("/")
+    if len(parts) != 2:
+        return f"Invalid rate limit format: '{rate_string}'"
+    try:
+        limit = int(parts[0].strip())
+    except ValueError:
+        return f"Invalid rate limit format: '{rate_string}'"
+    if limit <= 0:
+        return f"Limit must be positive, got {limit}"
+    return f"Unknown time period: {parts[1].strip().lower()}"
 
 
 def _peer_of(request: Any) -> Optional[str]:

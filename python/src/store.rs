@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyList, PyString};
-use ratethrottle::clock::{Clock, ManualClock, Nanos};
+use ratethrottle::clock::{Clock, ManualClock, Nanos, SystemClock};
 use ratethrottle::store::{
     KeyValueStore, ListKind, MemoryStore, MemoryStoreConfig, SetMode, Store, StoreError,
     StoreErrorKind, Value,
@@ -56,7 +56,7 @@ impl NativeStore {
     fn now(&self) -> Nanos {
         match self.clock.get() {
             Some(clock) => clock.now(),
-            None => Nanos::from_system_time(std::time::SystemTime::now()),
+            None => SystemClock.now(),
         }
     }
 

@@ -1,8 +1,8 @@
 //! The memory store's plain keys and values ([`KeyValueStore`](crate::store::KeyValueStore)).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
+use hashbrown::HashTable;
 use parking_lot::Mutex;
 
 use crate::clock::{Nanos, duration_to_nanos};
@@ -17,6 +17,9 @@ const EVICTION_SAMPLE: usize = 8;
 
 #[derive(Debug)]
 struct Entry {
+    key: Box<str>,
+    /// The key's hash (the store's hasher): kept so the table never hashes again.
+    hash: u64,
     value: Value,
     expires_at: Option<Nanos>,
 }
@@ -29,7 +32,7 @@ impl Entry {
 
 #[derive(Debug, Default)]
 struct Shard {
-    entries: HashMap<Box<str>, Entry>,
+    entries: HashTable<Entry>,
     writes_since_sweep: usize,
     sweep_after: usize,
 }
@@ -65,13 +68,13 @@ impl KeyValues {
 
     pub(super) fn get(&self, key: &str, hash: u64, now: Nanos) -> Option<Value> {
         let mut shard = self.shard(hash).lock();
-        match shard.entries.get(key) {
-            Some(entry) if entry.live(now) => Some(entry.value.clone()),
-            Some(_) => {
-                shard.entries.remove(key);
+        match shard.entries.find_entry(hash, |e| *e.key == *key) {
+            Ok(found) if found.get().live(now) => Some(found.get().value.clone()),
+            Ok(expired) => {
+                expired.remove();
                 None
             }
-            None => None,
+            Err(_) => None,
         }
     }
 
@@ -85,26 +88,17 @@ impl KeyValues {
         now: Nanos,
     ) -> bool {
         let mut shard = self.shard(hash).lock();
-        let held = shard.entries.get_mut(key);
-        match held {
-            Some(entry) if mode == SetMode::IfAbsent && entry.live(now) => false,
-            Some(entry) => {
-                *entry = Entry {
-                    value,
-                    expires_at: expiry(ttl, now),
-                };
-                true
+        let expires_at = expiry(ttl, now);
+        if let Some(entry) = shard.entries.find_mut(hash, |e| *e.key == *key) {
+            if mode == SetMode::IfAbsent && entry.live(now) {
+                return false;
             }
-            None => {
-                self.make_room(&mut shard, now);
-                let entry = Entry {
-                    value,
-                    expires_at: expiry(ttl, now),
-                };
-                shard.entries.insert(key.into(), entry);
-                true
-            }
+            entry.value = value;
+            entry.expires_at = expires_at;
+            return true;
         }
+        self.insert(&mut shard, key, hash, value, expires_at, now);
+        true
     }
 
     pub(super) fn increment(
@@ -116,47 +110,39 @@ impl KeyValues {
         now: Nanos,
     ) -> Result<i64, StoreError> {
         let mut shard = self.shard(hash).lock();
-        let (held, expires_at) = match shard.entries.get(key) {
-            Some(entry) if entry.live(now) => match entry.value {
-                Value::Int(n) => (n, entry.expires_at),
-                _ => {
+        let restart = ttl.map(|ttl| expiry(Some(ttl), now));
+        if let Some(entry) = shard.entries.find_mut(hash, |e| *e.key == *key) {
+            let held = match (&entry.value, entry.live(now)) {
+                (_, false) => 0,
+                (Value::Int(n), true) => *n,
+                (_, true) => {
                     return Err(StoreError::new(
                         StoreErrorKind::Invalid,
                         format!("cannot increment key {key:?}: its value is not a whole number"),
                     ));
                 }
-            },
-            _ => (0, None),
-        };
-        let sum = held.checked_add(amount).ok_or_else(|| {
-            StoreError::new(
-                StoreErrorKind::Invalid,
-                format!("cannot increment key {key:?}: the sum is out of range"),
-            )
-        })?;
-        let expires_at = if ttl.is_some() {
-            expiry(ttl, now)
-        } else {
-            expires_at
-        };
-        let entry = Entry {
-            value: Value::Int(sum),
-            expires_at,
-        };
-        if !shard.entries.contains_key(key) {
-            self.make_room(&mut shard, now);
+            };
+            let sum = checked_sum(key, held, amount)?;
+            if !entry.live(now) {
+                entry.expires_at = None;
+            }
+            entry.value = Value::Int(sum);
+            if let Some(expires_at) = restart {
+                entry.expires_at = expires_at;
+            }
+            return Ok(sum);
         }
-        shard.entries.insert(key.into(), entry);
+        let sum = checked_sum(key, 0, amount)?;
+        self.insert(&mut shard, key, hash, Value::Int(sum), restart.flatten(), now);
         Ok(sum)
     }
 
     /// Removes `key`; whether it held a live value.
     pub(super) fn remove(&self, key: &str, hash: u64, now: Nanos) -> bool {
-        self.shard(hash)
-            .lock()
-            .entries
-            .remove(key)
-            .is_some_and(|entry| entry.live(now))
+        match self.shard(hash).lock().entries.find_entry(hash, |e| *e.key == *key) {
+            Ok(found) => found.remove().0.live(now),
+            Err(_) => false,
+        }
     }
 
     pub(super) fn clear(&self) -> u64 {
@@ -177,9 +163,29 @@ impl KeyValues {
         for shard in &self.shards {
             let shard = shard.lock();
             stats.keys += shard.entries.len() as u64;
-            stats.expired += shard.entries.values().filter(|e| !e.live(now)).count() as u64;
+            stats.expired += shard.entries.iter().filter(|e| !e.live(now)).count() as u64;
         }
         stats
+    }
+
+    /// Adds a key `shard` does not hold, making room first.
+    fn insert(
+        &self,
+        shard: &mut Shard,
+        key: &str,
+        hash: u64,
+        value: Value,
+        expires_at: Option<Nanos>,
+        now: Nanos,
+    ) {
+        self.make_room(shard, now);
+        let entry = Entry {
+            key: key.into(),
+            hash,
+            value,
+            expires_at,
+        };
+        shard.entries.insert_unique(hash, entry, |e| e.hash);
     }
 
     /// Before a new key goes into `shard`: drop expired keys when due, and one more key if the
@@ -188,31 +194,41 @@ impl KeyValues {
         shard.writes_since_sweep += 1;
         let full = shard.entries.len() >= self.per_shard;
         if full || shard.writes_since_sweep > shard.sweep_after.max(MIN_SWEEP_WRITES) {
-            shard.entries.retain(|_, entry| entry.live(now));
+            shard.entries.retain(|entry| entry.live(now));
             shard.writes_since_sweep = 0;
             shard.sweep_after = shard.entries.len();
         }
-        if shard.entries.len() >= self.per_shard {
-            // A sample, as the rate-limit tables do: eviction stays O(1) per insert.
-            let soonest = shard
-                .entries
-                .iter()
-                .take(EVICTION_SAMPLE)
-                .min_by_key(|(_, entry)| entry.expires_at.map_or(u64::MAX, Nanos::as_nanos))
-                .map(|(key, _)| key.clone());
-            if let Some(key) = soonest {
-                shard.entries.remove(&key);
-                if self
-                    .evictions
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                    == 0
-                {
-                    tracing::warn!(
-                        max_keys = self.per_shard * SHARDS,
-                        "memory store's plain keys are full: evicting the ones expiring soonest"
-                    );
-                }
+        if shard.entries.len() < self.per_shard {
+            return;
+        }
+        // A sample, as the rate-limit tables do: eviction stays O(1) per insert.
+        let soonest = shard
+            .entries
+            .iter()
+            .take(EVICTION_SAMPLE)
+            .min_by_key(|entry| entry.expires_at.map_or(u64::MAX, Nanos::as_nanos))
+            .map(|entry| (entry.hash, entry.key.clone()));
+        let Some((hash, key)) = soonest else {
+            return;
+        };
+        if let Ok(found) = shard.entries.find_entry(hash, |e| e.key == key) {
+            found.remove();
+            if self.evictions.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+                tracing::warn!(
+                    max_keys = self.per_shard * SHARDS,
+                    "memory store's plain keys are full: evicting the ones expiring soonest"
+                );
             }
         }
     }
+}
+
+/// `held + amount`, or the error for a sum out of range.
+fn checked_sum(key: &str, held: i64, amount: i64) -> Result<i64, StoreError> {
+    held.checked_add(amount).ok_or_else(|| {
+        StoreError::new(
+            StoreErrorKind::Invalid,
+            format!("cannot increment key {key:?}: the sum is out of range"),
+        )
+    })
 }
