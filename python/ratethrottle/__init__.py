@@ -9,9 +9,13 @@ concurrency and across processes sharing Redis.
     True
 """
 
+import logging
+from typing import Optional
+
 from ._native import ClientIpResolver, ManualClock
 from ._native import __version__ as __version__
 from .async_core import AsyncRateThrottleCore
+from .async_middleware import AsyncFastAPIRateLimiter, AsyncStarletteRateLimitMiddleware
 from .async_storage import AsyncInMemoryStorage, AsyncRedisStorage, AsyncStorageBackend
 from .config import ConfigManager
 from .core import RateThrottleCore, RateThrottleRule, RateThrottleStatus, RateThrottleViolation
@@ -43,17 +47,46 @@ from .middleware import (
     WSGIRateLimitMiddleware,
     django_ratelimit,
 )
+from .failover import FailoverHandler, FailureMode
 from .storage_backend import InMemoryStorage, RedisStorage, StorageBackend
 
+__author__ = "ratethrottle contributors"
+__license__ = "MIT"
+
+
+def get_version() -> str:
+    """The package's version."""
+    return __version__
+
+
+def configure_logging(level: int = logging.INFO, handler: Optional[logging.Handler] = None) -> None:
+    """
+    Sends the `ratethrottle` loggers' records at `level` and above to `handler` (default: a
+    stream handler on stderr with time, logger, level and message), as the original does.
+    """
+    logger = logging.getLogger("ratethrottle")
+    logger.setLevel(level)
+    if handler is None:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s")
+        )
+    logger.addHandler(handler)
+
+
 __all__ = [
+    "AsyncFastAPIRateLimiter",
     "AsyncInMemoryStorage",
     "AsyncRateThrottleCore",
     "AsyncRedisStorage",
+    "AsyncStarletteRateLimitMiddleware",
     "AsyncStorageBackend",
     "ClientIpResolver",
     "ConfigManager",
     "ConfigurationError",
     "DjangoRateLimitMiddleware",
+    "FailoverHandler",
+    "FailureMode",
     "FastAPIRateLimiter",
     "FlaskRateLimiter",
     "InMemoryStorage",
@@ -76,10 +109,12 @@ __all__ = [
     "StorageUnavailableError",
     "StrategyNotFoundError",
     "WSGIRateLimitMiddleware",
+    "configure_logging",
     "create_async_limiter",
     "create_limiter",
     "django_ratelimit",
     "get_client_ip",
+    "get_version",
     "parse_rate",
     "parse_rate_limit",
 ]

@@ -8,7 +8,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Iterable, List, Mapping, Optional, Tuple
 
 from . import _native
-from .core import RateThrottleCore
+from .core import RateThrottleCore, _shown
 from .exceptions import ConfigurationError, StorageError
 from .storage_backend import InMemoryStorage, RedisStorage, StorageBackend
 
@@ -138,14 +138,14 @@ def _original_rate_error(rate_string: str) -> str:
         return "Rate string must contain '/' separator"
     parts = rate_string.strip().split("/")
     if len(parts) != 2:
-        return f"Invalid rate limit format: '{rate_string}'"
+        return f"Invalid rate limit format: '{_shown(rate_string)}'"
     try:
         limit = int(parts[0].strip())
     except ValueError:
-        return f"Invalid rate limit format: '{rate_string}'"
+        return f"Invalid rate limit format: '{_shown(rate_string)}'"
     if limit <= 0:
         return f"Limit must be positive, got {limit}"
-    return f"Unknown time period: {parts[1].strip().lower()}"
+    return f"Unknown time period: {_shown(parts[1].strip().lower())}"
 
 
 def _peer_of(request: Any) -> Optional[str]:

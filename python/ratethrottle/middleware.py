@@ -10,7 +10,10 @@ Each framework is imported only when its adapter is used.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
+import threading
 from functools import wraps
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
@@ -197,6 +200,55 @@ class FlaskRateLimiter:
 # FastAPI
 
 
+def _mark_coroutine_function(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Marks `function` (which returns an awaitable) as a coroutine function for frameworks
+    that check (`inspect.markcoroutinefunction`, or asyncio's marker before Python 3.12)."""
+    if hasattr(inspect, "markcoroutinefunction"):
+        return inspect.markcoroutinefunction(function)
+    import asyncio.coroutines
+
+    function._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+    return function
+
+
+def _limited_endpoint(endpoint: Callable[..., Any], check: Callable[..., Any]) -> Callable[..., Any]:
+    """`endpoint` with `check(request, response)` awaited first: the request and the response
+    are added to what FastAPI injects, and not passed on unless the endpoint takes them."""
+    from fastapi import Request, Response
+    from starlette.concurrency import run_in_threadpool
+
+    try:
+        # Annotations as types: FastAPI would resolve strings in this module, not the endpoint's.
+        signature = inspect.signature(endpoint, eval_str=True)
+    except (NameError, TypeError):
+        signature = inspect.signature(endpoint)
+    takes = {
+        kind: next((p.name for p in signature.parameters.values() if p.annotation is kind), None)
+        for kind in (Request, Response)
+    }
+    added = [
+        inspect.Parameter(f"_ratethrottle_{kind.__name__.lower()}", inspect.Parameter.KEYWORD_ONLY, annotation=kind)
+        for kind, name in takes.items()
+        if name is None
+    ]
+
+    @functools.wraps(endpoint)
+    async def limited(*args: Any, **kwargs: Any) -> Any:
+        request = kwargs[takes[Request]] if takes[Request] else kwargs.pop("_ratethrottle_request")
+        response = kwargs[takes[Response]] if takes[Response] else kwargs.pop("_ratethrottle_response")
+        await check(request, response)
+        if inspect.iscoroutinefunction(endpoint):
+            return await endpoint(*args, **kwargs)
+        return await run_in_threadpool(endpoint, *args, **kwargs)
+
+    parameters = list(signature.parameters.values())
+    at = next((i for i, p in enumerate(parameters) if p.kind == p.VAR_KEYWORD), len(parameters))
+    limited.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*parameters[:at], *added, *parameters[at:]]
+    )
+    return limited
+
+
 class FastAPIRateLimiter:
     """
     FastAPI dependency (and middleware) for rate limiting; checks never block the loop.
@@ -256,9 +308,12 @@ class FastAPIRateLimiter:
         block_duration: int = 300,
     ) -> Callable[..., Any]:
         """A dependency limiting the route to `limit` per `window` seconds (or a rate string
-        such as `"100/minute"`)."""
-        from fastapi import Request, Response
+        such as `"100/minute"`). It also decorates an endpoint directly:
 
+            @app.get("/api/data")
+            @limiter.limit("100/minute")
+            async def get_data(): ...
+        """
         rule = rule_from_limit(
             f"fastapi_{limit}_{window}_{strategy}_{scope}",
             limit,
@@ -267,10 +322,17 @@ class FastAPIRateLimiter:
             strategy=strategy,
             block_duration=block_duration,
         )
-        name = self.guard.add_rule(rule)
-        key_getter = key_func or self.key_func
+        return self._dependency([self.guard.add_rule(rule)], key_func or self.key_func)
 
-        async def dependency(request: Request, response: Response) -> None:
+    def _dependency(
+        self, names: List[str], key_getter: Optional[Callable[[Any], str]]
+    ) -> Callable[..., Any]:
+        """A FastAPI dependency checking the rules `names`, which also works as a decorator of
+        an endpoint (`@app.get(...)` over `@limiter.limit("100/minute")`, as the quickstart
+        writes it)."""
+        from fastapi import Request, Response
+
+        async def check(request: Request, response: Response) -> None:
             ip = self.guard.client_ip(
                 request.client.host if request.client else None, header_getter(request.headers)
             )
@@ -279,17 +341,27 @@ class FastAPIRateLimiter:
             key = self.guard.keys(ip, f"{request.method} {route}", override=override)
 
             metadata = {"path": request.url.path, "method": request.method, "client": ip}
-            decision = await self.guard.adecide(key, metadata, [name])
+            decision = await self.guard.adecide(key, metadata, names)
             request.state.ratelimit_status = decision.status
             if decision.rejection is not None:
                 raise RateLimitRejected(decision.rejection)
             for header, value in decision.headers:
                 response.headers[header] = value
 
-        # Real classes, not the strings `from __future__ import annotations` leaves: FastAPI
-        # resolves them to inject the request and the response.
-        dependency.__annotations__ = {"request": Request, "response": Response, "return": None}
-        return dependency
+        def dependency(*args: Any, **kwargs: Any) -> Any:
+            if len(args) == 1 and not kwargs and callable(args[0]) and not isinstance(args[0], Request):
+                return _limited_endpoint(args[0], check)
+            return check(*args, **kwargs)
+
+        # FastAPI awaits what a coroutine function returns and injects by the signature.
+        dependency.__signature__ = inspect.signature(check).replace(  # type: ignore[attr-defined]
+            parameters=[
+                inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
+                inspect.Parameter("response", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Response),
+            ],
+            return_annotation=None,
+        )
+        return _mark_coroutine_function(dependency)
 
     def add_middleware(self, app: Any, limit: Union[int, str], window: int = 60, **rule: Any) -> None:
         """Limits every HTTP request of `app` (an ASGI middleware over this limiter)."""
@@ -539,12 +611,33 @@ class DjangoRateLimitMiddleware:
     """
 
     def __init__(self, get_response: Callable[[Any], Any], storage: Optional[StorageBackend] = None) -> None:
+        self.get_response = get_response
+        self._storage = storage
+        self._setup_lock = threading.Lock()
+        self._guard: Optional[Guard] = None
+        self.prefixes: List[tuple] = []
+
+    @property
+    def guard(self) -> Guard:
+        """The rules' guard, set up from the Django settings on first use (so the middleware
+        can be made before the settings are configured, as the original allows)."""
+        if self._guard is None:
+            with self._setup_lock:
+                if self._guard is None:
+                    self._guard = self._setup()
+        return self._guard
+
+    @property
+    def limiter(self) -> RateThrottleCore:
+        """The limiter (set up with the guard)."""
+        return self.guard.limiter
+
+    def _setup(self) -> Guard:
         from django.conf import settings
 
-        self.get_response = get_response
-        self.limiter = RateThrottleCore(storage=_django_storage(settings, storage))
-        self.guard = _django_guard(self.limiter, settings)
-        self.prefixes: List[tuple] = []
+        limiter = RateThrottleCore(storage=_django_storage(settings, self._storage))
+        guard = _django_guard(limiter, settings)
+        prefixes = []
         for prefix, config in getattr(settings, "RATELIMIT_RULES", {}).items():
             config = dict(config)
             rule = rule_from_limit(
@@ -553,20 +646,22 @@ class DjangoRateLimitMiddleware:
                 config.pop("window", 60),
                 **config,
             )
-            self.prefixes.append((prefix, self.guard.add_rule(rule)))
-        self.prefixes.sort(key=lambda entry: len(entry[0]), reverse=True)
+            prefixes.append((prefix, guard.add_rule(rule)))
+        self.prefixes = sorted(prefixes, key=lambda entry: len(entry[0]), reverse=True)
+        return guard
 
     def _rule_for_path(self, path: str) -> Optional[str]:
         return next((rule for prefix, rule in self.prefixes if path.startswith(prefix)), None)
 
     def __call__(self, request: Any) -> Any:
+        guard = self.guard
         rule = self._rule_for_path(request.path)
         if rule is None:
             return self.get_response(request)
-        ip = _django_ip(self.guard, request)
+        ip = _django_ip(guard, request)
         user = _django_user(request)
-        decision = self.guard.decide(
-            self.guard.keys(ip, f"{request.method} {request.path}", user=user),
+        decision = guard.decide(
+            guard.keys(ip, f"{request.method} {request.path}", user=user),
             {"path": request.path, "method": request.method, "user": user},
             [rule],
         )
@@ -595,12 +690,12 @@ def django_ratelimit(
     `@django_ratelimit("5/minute", key="user")`. `key` is "ip", "user" (the authenticated
     user's id, else the IP) or a function of the request.
     """
-    from django.conf import settings
-
-    core = limiter or RateThrottleCore(storage=_django_storage(settings, storage))
-    guard = _django_guard(core, settings, trusted_proxies=trusted_proxies)
+    setup_lock = threading.Lock()
+    guards: List[Guard] = []
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        # Checked now, so a bad rate fails at import; the limiter and the settings it reads
+        # wait for the first request (the settings may not be configured yet).
         rule = rule_from_limit(
             f"django_{view.__module__}_{view.__name__}_{limit}_{window}",
             limit,
@@ -608,10 +703,23 @@ def django_ratelimit(
             strategy=strategy,
             block_duration=block_duration,
         )
-        name = guard.add_rule(rule)
+
+        def guard_of() -> Guard:
+            if not guards:
+                with setup_lock:
+                    if not guards:
+                        from django.conf import settings
+
+                        core = limiter or RateThrottleCore(storage=_django_storage(settings, storage))
+                        guard = _django_guard(core, settings, trusted_proxies=trusted_proxies)
+                        guard.add_rule(rule)
+                        guards.append(guard)
+            return guards[0]
 
         @wraps(view)
         def limited(request: Any, *args: Any, **kwargs: Any) -> Any:
+            guard = guard_of()
+            name = rule.name
             ip = _django_ip(guard, request)
             if callable(key):
                 identifier = str(key(request))
