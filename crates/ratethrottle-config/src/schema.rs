@@ -82,6 +82,14 @@ pub struct Config {
     pub monitoring: MonitoringConfig,
     /// Alerts on thresholds, to Slack, webhooks, email and PagerDuty.
     pub alerting: AlertingConfig,
+    /// WebSocket limits.
+    pub websocket: WebSocketConfig,
+    /// gRPC limits.
+    pub grpc: GrpcConfig,
+    /// GraphQL limits.
+    pub graphql: GraphqlConfig,
+    /// Request analytics.
+    pub analytics: AnalyticsConfig,
     /// Remarks about settings that are accepted but have no effect here, and about unknown
     /// `RT_*` variables. Not part of the file.
     #[serde(skip)]
@@ -568,6 +576,8 @@ pub struct DdosConfig {
     pub whitelist_on_good_behavior: bool,
     /// Requests without suspicion needed for that.
     pub good_behavior_threshold: u64,
+    /// The most clients tracked at once (the oldest are forgotten first).
+    pub max_tracked_identifiers: u64,
 }
 
 impl Default for DdosConfig {
@@ -585,6 +595,7 @@ impl Default for DdosConfig {
             min_interval_threshold: Seconds::from_millis(100),
             whitelist_on_good_behavior: true,
             good_behavior_threshold: 1000,
+            max_tracked_identifiers: 100_000,
         }
     }
 }
@@ -610,6 +621,8 @@ pub struct AdaptiveConfig {
     pub min_multiplier: Positive,
     /// The highest multiple of `base_limit` a client can get.
     pub max_multiplier: Positive,
+    /// Saving and loading what it learned.
+    pub persistence: AdaptivePersistence,
 }
 
 impl Default for AdaptiveConfig {
@@ -623,6 +636,155 @@ impl Default for AdaptiveConfig {
             trust_enabled: true,
             min_multiplier: Positive(0.5),
             max_multiplier: Positive(3.0),
+            persistence: AdaptivePersistence::default(),
+        }
+    }
+}
+
+/// `adaptive.persistence`: where the adaptive limiter keeps what it learned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AdaptivePersistence {
+    /// Whether the model is saved and loaded.
+    pub enabled: bool,
+    /// The model's file.
+    pub filepath: PathBuf,
+    /// Seconds between saves (0: only on shutdown).
+    pub auto_save_interval: Seconds,
+    /// Load the file when starting.
+    pub auto_load_on_start: bool,
+}
+
+impl Default for AdaptivePersistence {
+    fn default() -> Self {
+        AdaptivePersistence {
+            enabled: false,
+            filepath: PathBuf::from("models/adaptive_model.json"),
+            auto_save_interval: Seconds::new(3600),
+            auto_load_on_start: true,
+        }
+    }
+}
+
+/// `websocket`: limits of WebSocket connections and messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct WebSocketConfig {
+    /// Whether WebSocket limiting runs.
+    pub enabled: bool,
+    /// New connections per minute from one client.
+    pub connections_per_minute: u64,
+    /// Messages per minute on one connection.
+    pub messages_per_minute: u64,
+    /// Connections one client may hold open at once.
+    pub max_concurrent_connections: u64,
+    /// The largest message, in bytes.
+    pub max_message_size: u64,
+    /// Bytes per minute on one connection (none: no bound).
+    pub bytes_per_minute: Option<u64>,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            enabled: false,
+            connections_per_minute: 60,
+            messages_per_minute: 1000,
+            max_concurrent_connections: 10,
+            max_message_size: 65_536,
+            bytes_per_minute: None,
+        }
+    }
+}
+
+/// `grpc`: limits of gRPC calls and streams.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct GrpcConfig {
+    /// Whether gRPC limiting runs.
+    pub enabled: bool,
+    /// Calls per minute from one client.
+    pub requests_per_minute: u64,
+    /// Calls one client may have running at once.
+    pub concurrent_requests: u64,
+    /// Stream messages per minute on one call.
+    pub stream_messages_per_minute: u64,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            enabled: false,
+            requests_per_minute: 1000,
+            concurrent_requests: 50,
+            stream_messages_per_minute: 5000,
+        }
+    }
+}
+
+/// `graphql`: limits of GraphQL operations, their complexity and depth.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct GraphqlConfig {
+    /// Whether GraphQL limiting runs.
+    pub enabled: bool,
+    /// Queries per minute from one client.
+    pub queries_per_minute: u64,
+    /// Mutations per minute from one client.
+    pub mutations_per_minute: u64,
+    /// Subscriptions per minute from one client.
+    pub subscriptions_per_minute: u64,
+    /// The most complex operation accepted.
+    pub max_complexity: u64,
+    /// The deepest operation accepted.
+    pub max_depth: u64,
+    /// Requests per minute for single fields, by field name.
+    pub field_limits: std::collections::BTreeMap<String, u64>,
+    /// The complexity of single fields, by field name.
+    pub field_costs: std::collections::BTreeMap<String, u64>,
+}
+
+impl Default for GraphqlConfig {
+    fn default() -> Self {
+        GraphqlConfig {
+            enabled: false,
+            queries_per_minute: 1000,
+            mutations_per_minute: 100,
+            subscriptions_per_minute: 50,
+            max_complexity: 1000,
+            max_depth: 15,
+            field_limits: Default::default(),
+            field_costs: Default::default(),
+        }
+    }
+}
+
+/// `analytics`: the record of requests and violations for reports and exports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AnalyticsConfig {
+    /// Whether analytics are recorded.
+    pub enabled: bool,
+    /// The most records kept.
+    pub max_history: u64,
+    /// Keep each request's metadata.
+    pub enable_metadata: bool,
+    /// Remove secrets and personal data from what is kept.
+    pub sanitize_data: bool,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        AnalyticsConfig {
+            enabled: true,
+            max_history: 10_000,
+            enable_metadata: true,
+            sanitize_data: true,
         }
     }
 }
