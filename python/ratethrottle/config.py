@@ -14,18 +14,117 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Dict, FrozenSet, List, Optional, Union
 
 from ._native import Configuration
-from .core import RateThrottleCore, RateThrottleRule
+from .core import STRATEGIES, RateThrottleCore, RateThrottleRule
 from .exceptions import ConfigurationError
 from .storage_backend import InMemoryStorage, RedisStorage, StorageBackend
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ConfigManager"]
+__all__ = ["ConfigManager", "RuleConfig"]
 
 _MISSING = object()
+
+
+@dataclass
+class RuleConfig:
+    """
+    One rule of a configuration, checked when made (the original's `RuleConfig`; the messages
+    start as its do).
+
+    Attributes:
+        name: Rule identifier
+        limit: Maximum requests allowed
+        window: Time window in seconds
+        scope: ip | user | endpoint | global
+        strategy: token_bucket | leaky_bucket | fixed_window | sliding_window |
+            sliding_counter | gcra
+        block_duration: Seconds to block after the limit is exceeded
+        burst: Bucket capacity (at least `limit`)
+        paths: URL paths the rule is meant for (kept; the HTTP adapters bind rules to routes
+            themselves)
+        methods: HTTP methods the rule is meant for (kept, checked)
+
+        >>> RuleConfig(name="api", limit=100, window=60).to_rule().burst
+        100
+    """
+
+    name: str
+    limit: int
+    window: int
+    scope: str = "ip"
+    strategy: str = "sliding_counter"
+    block_duration: int = 300
+    burst: Optional[int] = None
+    paths: Optional[List[str]] = None
+    methods: Optional[List[str]] = None
+
+    _VALID_SCOPES: ClassVar[FrozenSet[str]] = frozenset({"ip", "user", "endpoint", "global"})
+    _VALID_STRATEGIES: ClassVar[FrozenSet[str]] = frozenset(STRATEGIES)
+    _VALID_METHODS: ClassVar[FrozenSet[str]] = frozenset(
+        {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
+    )
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigurationError("Rule name cannot be empty")
+        for what in ("limit", "window", "block_duration", "burst"):
+            value = getattr(self, what)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConfigurationError(f"Rule '{self.name}': {what} must be a number, got {value!r}")
+        if self.limit <= 0:
+            raise ConfigurationError(f"Rule '{self.name}': limit must be positive, got {self.limit}")
+        if self.window <= 0:
+            raise ConfigurationError(f"Rule '{self.name}': window must be positive, got {self.window}")
+        if self.block_duration < 0:
+            raise ConfigurationError(f"Rule '{self.name}': block_duration cannot be negative")
+        if self.scope not in self._VALID_SCOPES:
+            raise ConfigurationError(
+                f"Rule '{self.name}': invalid scope '{self.scope}'. "
+                f"Valid: {', '.join(sorted(self._VALID_SCOPES))}"
+            )
+        if self.strategy not in self._VALID_STRATEGIES:
+            raise ConfigurationError(
+                f"Rule '{self.name}': invalid strategy '{self.strategy}'. "
+                f"Valid: {', '.join(sorted(self._VALID_STRATEGIES))}"
+            )
+        if self.burst is not None and self.burst < self.limit:
+            raise ConfigurationError(
+                f"Rule '{self.name}': burst ({self.burst}) cannot be less than limit ({self.limit})"
+            )
+        if self.methods:
+            bad = [m for m in self.methods if str(m).upper() not in self._VALID_METHODS]
+            if bad:
+                raise ConfigurationError(f"Rule '{self.name}': invalid HTTP methods: {', '.join(bad)}")
+        try:
+            self.to_rule()
+        except Exception as error:  # the engine's own checks (e.g. limits past 2**64)
+            raise ConfigurationError(f"Rule '{self.name}': {error}") from None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The rule as a dict (as in a configuration file)."""
+        return asdict(self)
+
+    def to_rule(self) -> RateThrottleRule:
+        """The rule as a RateThrottleRule, ready for `RateThrottleCore.add_rule`."""
+        return RateThrottleRule(
+            name=self.name,
+            limit=self.limit,
+            window=self.window,
+            scope=self.scope,
+            block_duration=self.block_duration,
+            strategy=self.strategy,
+            burst=self.burst,
+        )
+
+
+def _log_violation(violation: Any) -> None:
+    logging.getLogger("ratethrottle.core").info(
+        "Rate limit exceeded: %s for rule %s", violation.identifier, violation.rule_name
+    )
 
 
 def _configured_storage(configuration: Configuration) -> StorageBackend:
@@ -106,6 +205,55 @@ class ConfigManager:
         """The `alerting` section (secrets masked)."""
         return self._section("alerting")
 
+    def get_websocket_config(self) -> Dict[str, Any]:
+        """The `websocket` section (kept and validated; WebSocket limiting is not built yet)."""
+        return self._section("websocket")
+
+    def get_grpc_config(self) -> Dict[str, Any]:
+        """The `grpc` section (kept and validated; gRPC limiting is not built yet)."""
+        return self._section("grpc")
+
+    def get_graphql_config(self) -> Dict[str, Any]:
+        """The `graphql` section (kept and validated; GraphQL limiting is not built yet)."""
+        return self._section("graphql")
+
+    def get_analytics_config(self) -> Dict[str, Any]:
+        """The `analytics` section (kept and validated; analytics are not built yet)."""
+        return self._section("analytics")
+
+    def load_from_redis(self, redis_client: Any, key: str = "ratethrottle:config") -> None:
+        """
+        Merges the YAML or JSON document stored at `key` over this configuration (only the
+        keys that differ need to be there), re-applies the `RT_*` variables and validates:
+        the distributed hot-reload path. On any error nothing changes.
+
+        Args:
+            redis_client: A redis-py client (anything with `get(key)`), or a Redis URL
+            key: The key holding the document
+
+        Raises:
+            ConfigurationError: If the key cannot be read or is missing, the document is not a
+                mapping, or the result is invalid
+        """
+        if isinstance(redis_client, str):
+            import redis
+
+            redis_client = redis.Redis.from_url(redis_client)
+        try:
+            raw = redis_client.get(key)
+        except Exception as exc:
+            raise ConfigurationError(f"Failed to read config from Redis key '{key}': {exc}") from exc
+        if raw is None:
+            raise ConfigurationError(f"Config key '{key}' not found in Redis")
+        if isinstance(raw, bytes):
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ConfigurationError(f"Failed to parse Redis config document: {exc}") from None
+        self._native = self._native.merged(raw, f"redis key '{key}'")
+        self._refresh()
+        logger.info("Configuration merged from Redis key '%s'", key)
+
     def get_rules(self) -> List[RateThrottleRule]:
         """The rules as RateThrottleRule instances (with `global.default_strategy`)."""
         return [RateThrottleRule(**kwargs) for kwargs in self._native.rules()]
@@ -158,12 +306,16 @@ class ConfigManager:
 
     def apply_to(self, limiter: RateThrottleCore) -> None:
         """Gives `limiter` this configuration's rules (replacing rules no longer present)
-        and adds its whitelist and blacklist."""
+        and adds its whitelist and blacklist; with `global.log_violations` (the default) each
+        violation is logged at INFO ("Rate limit exceeded: <identifier> for rule <rule>")."""
         rules = self.get_rules()
         for name in set(limiter.list_rules()) - {r.name for r in rules}:
             limiter.remove_rule(name)
         for rule in rules:
             limiter.add_rule(rule)
+        if self.get("global.log_violations", True) and not getattr(limiter, "_logs_violations", False):
+            limiter.register_violation_callback(_log_violation)
+            limiter._logs_violations = True  # type: ignore[attr-defined]
         for identifier in self._native.whitelist():
             limiter.add_to_whitelist(identifier)
         for identifier, duration in self._native.blacklist():

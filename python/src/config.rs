@@ -69,6 +69,23 @@ fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Merges `update` into `base`: mappings key by key, anything else replaced.
+fn merge(base: &mut Value, update: Value) {
+    match (base, update) {
+        (Value::Mapping(base), Value::Mapping(update)) => {
+            for (key, value) in update {
+                match base.get_mut(&key) {
+                    Some(slot) => merge(slot, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (slot, value) => *slot = value,
+    }
+}
+
 #[pymethods]
 impl Configuration {
     /// Reads `path` (YAML), or the built-in defaults when `None`; applies `RT_*` variables
@@ -108,6 +125,34 @@ impl Configuration {
         let text =
             serde_yaml_ng::to_string(&root).map_err(|e| Raise::Configuration.err(e.to_string()))?;
         Self::parse(text, self.origin.clone())
+    }
+
+    /// This configuration with the YAML (or JSON) mapping `document` merged over it (mappings
+    /// merged key by key, anything else replaced), `RT_*` variables applied again, validated.
+    /// `origin` names the document in error messages. Raises `ConfigurationError` (and
+    /// changes nothing) if the document is not a mapping or the result is invalid.
+    fn merged(&self, document: &str, origin: &str) -> PyResult<Self> {
+        let update: Value = serde_yaml_ng::from_str(document)
+            .map_err(|e| Raise::Configuration.err(format!("Failed to parse {origin}: {e}")))?;
+        if !update.is_mapping() {
+            return Err(Raise::Configuration.err(format!(
+                "{origin} must be a mapping of sections, got {}",
+                match update {
+                    Value::Null => "nothing",
+                    Value::Sequence(_) => "a list",
+                    _ => "a single value",
+                }
+            )));
+        }
+        let mut root: Value = serde_yaml_ng::from_str(&self.text)
+            .map_err(|e| Raise::Configuration.err(format!("{}: {e}", self.origin)))?;
+        if root.is_null() {
+            root = Value::Mapping(Default::default());
+        }
+        merge(&mut root, update);
+        let text =
+            serde_yaml_ng::to_string(&root).map_err(|e| Raise::Configuration.err(e.to_string()))?;
+        Self::parse(text, format!("{} merged with {origin}", self.origin))
     }
 
     /// The configuration as JSON, every section with its defaults, secrets masked.

@@ -65,10 +65,10 @@ pub use guard::LoadLimits;
 pub use reload::{ConfigWatcher, ReloadStatus};
 pub use schema::{
     AdaptiveConfig, AdaptivePersistence, AlertThresholds, AlertingConfig, AnalyticsConfig,
-    BlacklistEntry, ClusterConfig, Config, DdosConfig, EmailConfig, FaultPolicyName,
-    GlobalConfig, GraphqlConfig, GrpcConfig, LogLevel, MonitoringConfig, PagerDutyConfig,
-    RedisAddress, RedisOptions, RuleConfig, ScopeName, SentinelConfig, SlackConfig,
-    StorageConfig, StorageKind, StrategyName, TimeSourceName, WebSocketConfig, WebhookConfig,
+    BlacklistEntry, ClusterConfig, Config, DdosConfig, EmailConfig, FaultPolicyName, GlobalConfig,
+    GraphqlConfig, GrpcConfig, LogLevel, MonitoringConfig, PagerDutyConfig, RedisAddress,
+    RedisOptions, RuleConfig, ScopeName, SentinelConfig, SlackConfig, StorageConfig, StorageKind,
+    StrategyName, TimeSourceName, WebSocketConfig, WebhookConfig,
 };
 pub use store::ConfiguredStore;
 pub use values::{Fraction, MASK, Positive, RedisUrl, Seconds, Secret, parse_bool};
@@ -330,7 +330,8 @@ impl Config {
                 (Some(a), Some(b)) if *a != b => Err((
                     "storage.redis",
                     format!(
-                        "storage.{key} ({a:?}) and storage.redis.{key} ({b:?}) disagree; give it once"
+                        "storage.{key} ({a:?}) and storage.redis.{} ({b:?}) disagree; give it once",
+                        key.trim_start_matches("options.")
                     ),
                 )),
                 (None, Some(b)) => {
@@ -347,6 +348,45 @@ impl Config {
         if self.storage.password.is_empty() {
             self.storage.password = nested.password;
         }
+        if let Some(prefix) = nested.key_prefix {
+            let top = &mut self.storage.key_prefix;
+            if *top != StorageConfig::default().key_prefix && *top != prefix {
+                return Err((
+                    "storage.redis",
+                    format!(
+                        "storage.key_prefix ({top:?}) and storage.redis.key_prefix ({prefix:?}) \
+                         disagree; give it once"
+                    ),
+                ));
+            }
+            *top = prefix;
+        }
+        let options = &mut self.storage.options;
+        merge(
+            &mut options.max_connections,
+            nested.max_connections,
+            "options.max_connections",
+        )?;
+        merge(
+            &mut options.socket_timeout,
+            nested.socket_timeout,
+            "options.socket_timeout",
+        )?;
+        merge(
+            &mut options.socket_connect_timeout,
+            nested.socket_connect_timeout,
+            "options.socket_connect_timeout",
+        )?;
+        merge(
+            &mut options.retry_on_timeout,
+            nested.retry_on_timeout,
+            "options.retry_on_timeout",
+        )?;
+        merge(
+            &mut options.health_check_interval,
+            nested.health_check_interval,
+            "options.health_check_interval",
+        )?;
         Ok(())
     }
 

@@ -223,6 +223,18 @@ pub struct RedisAddress {
     pub username: Option<String>,
     /// Password.
     pub password: Secret,
+    /// Key prefix (the original keeps it here; same as `storage.key_prefix`).
+    pub key_prefix: Option<String>,
+    /// As `storage.options.max_connections`.
+    pub max_connections: Option<u32>,
+    /// As `storage.options.socket_timeout`.
+    pub socket_timeout: Option<Seconds>,
+    /// As `storage.options.socket_connect_timeout`.
+    pub socket_connect_timeout: Option<Seconds>,
+    /// As `storage.options.retry_on_timeout`.
+    pub retry_on_timeout: Option<bool>,
+    /// As `storage.options.health_check_interval`.
+    pub health_check_interval: Option<Seconds>,
 }
 
 /// `server` or `caller`: whose clock the Redis store uses.
@@ -307,6 +319,8 @@ pub struct GlobalConfig {
     /// The strategy of rules that do not name one (default `sliding_counter`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_strategy: Option<StrategyName>,
+    /// Log each request refused for exceeding a rule (at INFO: "Rate limit exceeded: …").
+    pub log_violations: bool,
 }
 
 impl Default for GlobalConfig {
@@ -316,6 +330,7 @@ impl Default for GlobalConfig {
             log_level: LogLevel::Info,
             headers_enabled: true,
             default_strategy: None,
+            log_violations: true,
         }
     }
 }

@@ -66,13 +66,18 @@ fn a_file_written_by_the_originals_config_manager_loads() {
     )
     .unwrap();
     assert_eq!(config.ddos_protection.max_tracked_identifiers, 5000);
-    assert_eq!(config.adaptive.persistence.filepath.to_str(), Some("models/m.json"));
+    assert_eq!(
+        config.adaptive.persistence.filepath.to_str(),
+        Some("models/m.json")
+    );
     assert!(config.grpc.enabled);
     assert_eq!(config.graphql.field_costs["user"], 5);
     assert_eq!(
         config.warnings,
-        ["recognised but not active yet: ddos_protection, grpc, analytics (validated and \
-          kept; these features come in later versions, and do nothing until then)"]
+        [
+            "recognised but not active yet: ddos_protection, grpc, analytics (validated and \
+          kept; these features come in later versions, and do nothing until then)"
+        ]
     );
     // Still validated: a wrong key or type is an error with its line.
     let error = parse("grpc:\n  enabled: true\n  requests_per_minit: 5\n").unwrap_err();
@@ -378,7 +383,12 @@ fn shown_yaml_reads_back_to_the_same_configuration() {
     let mut again = parse(&config.to_yaml()).unwrap();
     // The shown YAML spells out every section, so the inactive ones the example leaves out
     // are named in a warning there.
-    assert!(again.warnings.iter().all(|w| w.starts_with("recognised but not active yet")));
+    assert!(
+        again
+            .warnings
+            .iter()
+            .all(|w| w.starts_with("recognised but not active yet"))
+    );
     again.warnings.clear();
     assert_eq!(config, again);
 }

@@ -172,6 +172,7 @@ pub struct Policy<S: Store = MemoryStore, R = ()> {
 struct Switches {
     enabled: AtomicBool,
     headers: AtomicBool,
+    log_violations: AtomicBool,
 }
 
 impl Switches {
@@ -183,11 +184,17 @@ impl Switches {
         self.headers.load(Ordering::Relaxed)
     }
 
+    fn log_violations(&self) -> bool {
+        self.log_violations.load(Ordering::Relaxed)
+    }
+
     #[cfg(feature = "config")]
     fn follow(&self, config: &ratethrottle_config::Config) {
         self.enabled.store(config.global.enabled, Ordering::Relaxed);
         self.headers
             .store(config.global.headers_enabled, Ordering::Relaxed);
+        self.log_violations
+            .store(config.global.log_violations, Ordering::Relaxed);
     }
 }
 
@@ -241,6 +248,8 @@ impl<S: Store, R> PolicyBuilder<S, R> {
                 switches: Arc::new(Switches {
                     enabled: AtomicBool::new(true),
                     headers: AtomicBool::new(true),
+                    // Off unless a configuration says so (`global.log_violations`).
+                    log_violations: AtomicBool::new(false),
                 }),
             },
             errors: Vec::new(),
@@ -390,15 +399,17 @@ impl<S: Store, R> PolicyBuilder<S, R> {
         self
     }
 
-    /// Applies `global.enabled` and `global.headers_enabled` of `config` (feature `config`).
+    /// Applies `global.enabled`, `global.headers_enabled` and `global.log_violations` (each
+    /// refusal for a rule logged at INFO) of `config` (feature `config`).
     #[cfg(feature = "config")]
     pub fn config(self, config: &ratethrottle_config::Config) -> Self {
         self.policy.switches.follow(config);
         self
     }
 
-    /// Applies `global.enabled` and `global.headers_enabled` of the configuration `watcher`
-    /// keeps, now and after every reload of the file (feature `config`).
+    /// Applies `global.enabled`, `global.headers_enabled` and `global.log_violations` of the
+    /// configuration `watcher` keeps, now and after every reload of the file (feature
+    /// `config`).
     #[cfg(feature = "config")]
     pub fn follow(self, watcher: &ratethrottle_config::ConfigWatcher) -> Self {
         self.policy.switches.follow(&watcher.current());
@@ -593,6 +604,15 @@ impl<S: Store, R: RequestView> Policy<S, R> {
     }
 
     fn reject_or_shadow(&self, rejection: Rejection, pending: Pending) -> Admission {
+        if let (Some(status), true) = (&rejection.status, self.switches.log_violations()) {
+            tracing::info!(
+                identifier = %rejection.identifier,
+                rule = status.rule,
+                "Rate limit exceeded: {} for rule {}",
+                rejection.identifier,
+                status.rule
+            );
+        }
         if self.shadow {
             tracing::info!(
                 identifier = %rejection.identifier,

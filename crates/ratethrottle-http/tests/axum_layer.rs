@@ -722,3 +722,51 @@ async fn a_layer_following_the_configuration_applies_its_reloads() {
         [200, 200, 200, 200]
     );
 }
+
+/// Issue 18: `global.log_violations` (the original logs every violation at INFO) takes
+/// effect through `.config(&config)`; a layer built without a configuration logs none.
+#[tokio::test]
+async fn violations_are_logged_when_the_configuration_says_so() {
+    use ratethrottle_config::{Config, Environment};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Logs {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    for (log_violations, expected) in [(true, 1), (false, 0)] {
+        let yaml = format!(
+            "global:\n  log_violations: {log_violations}\nrules:\n  - name: api\n    limit: 1\n    window: 60\n    block_duration: 0\n"
+        );
+        let config = Config::from_yaml(&yaml, "test.yaml", &Environment::empty()).unwrap();
+        let limiter = config.build_limiter().await.unwrap();
+        let layer = RateLimitLayer::builder(limiter)
+            .rule("api")
+            .config(&config)
+            .layer()
+            .unwrap();
+        let base = serve_axum(app(layer)).await;
+        let client = client_from("127.0.3.9");
+        assert_eq!(statuses(&client, base, "/", &[], 2).await, [200, 429]);
+        let text = String::from_utf8(std::mem::take(&mut *logs.0.lock().unwrap())).unwrap();
+        let lines = text
+            .lines()
+            .filter(|l| l.contains("Rate limit exceeded: 127.0.3.9 for rule api"))
+            .count();
+        assert_eq!(lines, expected, "log_violations: {log_violations}\n{text}");
+    }
+}

@@ -133,13 +133,25 @@ impl KeyValues {
             return Ok(sum);
         }
         let sum = checked_sum(key, 0, amount)?;
-        self.insert(&mut shard, key, hash, Value::Int(sum), restart.flatten(), now);
+        self.insert(
+            &mut shard,
+            key,
+            hash,
+            Value::Int(sum),
+            restart.flatten(),
+            now,
+        );
         Ok(sum)
     }
 
     /// Removes `key`; whether it held a live value.
     pub(super) fn remove(&self, key: &str, hash: u64, now: Nanos) -> bool {
-        match self.shard(hash).lock().entries.find_entry(hash, |e| *e.key == *key) {
+        match self
+            .shard(hash)
+            .lock()
+            .entries
+            .find_entry(hash, |e| *e.key == *key)
+        {
             Ok(found) => found.remove().0.live(now),
             Err(_) => false,
         }
@@ -213,7 +225,11 @@ impl KeyValues {
         };
         if let Ok(found) = shard.entries.find_entry(hash, |e| e.key == key) {
             found.remove();
-            if self.evictions.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+            if self
+                .evictions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                == 0
+            {
                 tracing::warn!(
                     max_keys = self.per_shard * SHARDS,
                     "memory store's plain keys are full: evicting the ones expiring soonest"
