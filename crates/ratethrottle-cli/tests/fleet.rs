@@ -159,3 +159,71 @@ fn an_unreachable_redis_fails_with_exit_1() {
         "{stderr}"
     );
 }
+
+/// Issue 18: the original 1.4 spellings (its documentation's and its own parser's) run as
+/// aliases of ours, with the same exit codes.
+#[test]
+fn the_originals_spellings_are_aliases() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(config) = redis_config(&dir, "legacy") else {
+        return;
+    };
+    let config = config.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", config];
+        all.extend_from_slice(args);
+        ratethrottle().args(&all).output().unwrap()
+    };
+    assert!(run(&["--whitelist-add", "10.0.0.1"]).status.success());
+    assert!(
+        run(&[
+            "manage",
+            "--blacklist-add",
+            "203.0.113.9",
+            "--duration",
+            "60"
+        ])
+        .status
+        .success()
+    );
+    let all = json(&run(&["--format", "json", "--list-all"]).stdout);
+    assert_eq!(all["whitelist"][0]["identifier"], "10.0.0.1");
+    assert_eq!(all["blacklist"][0]["identifier"], "203.0.113.9");
+    let same = json(&run(&["manage", "--list-all", "--format", "json"]).stdout);
+    assert_eq!(same["whitelist"], all["whitelist"]);
+    assert_eq!(same["blacklist"][0]["identifier"], "203.0.113.9");
+    assert!(run(&["--whitelist-remove", "10.0.0.1"]).status.success());
+    assert!(
+        run(&["manage", "--blacklist-remove", "203.0.113.9"])
+            .status
+            .success()
+    );
+    let empty = json(&run(&["--format", "json", "manage", "all", "list"]).stdout);
+    assert_eq!(empty["whitelist"], serde_json::json!([]));
+    // Configuration commands, as documented and as 1.4.0's parser spells them.
+    assert!(run(&["config", "--show"]).status.success());
+    assert!(run(&["config", "--validate"]).status.success());
+    assert!(run(&["config", "--validate", config]).status.success());
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "rules: [").unwrap();
+    assert_eq!(
+        run(&["config", "--validate", broken.to_str().unwrap()])
+            .status
+            .code(),
+        Some(2)
+    );
+    let export = dir.path().join("out.yaml");
+    assert!(
+        run(&["config", "--export", export.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert!(export.exists());
+    assert!(run(&["-v", "stats", "--raw-data"]).status.success());
+    // A mistake in an alias is a usage error, as in ours.
+    assert_eq!(run(&["--whitelist-add"]).status.code(), Some(2));
+    assert_eq!(
+        run(&["manage", "--list-all", "extra"]).status.code(),
+        Some(2)
+    );
+}
