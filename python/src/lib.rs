@@ -33,6 +33,13 @@ fn parse_rate(rate: &Bound<'_, PyAny>) -> PyResult<(u64, f64)> {
         .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
 }
 
+/// Runs the `ratethrottle` command line `argv` (the program name first) and returns its exit
+/// code: the same command as the Rust binary (the GIL is released meanwhile).
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<String>) -> u8 {
+    py.detach(|| ratethrottle_cli::run_from(argv))
+}
+
 /// The extension module.
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -50,6 +57,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<http::ClientIpResolver>()?;
     module.add_class::<runtime::Ready>()?;
     module.add_function(wrap_pyfunction!(parse_rate, module)?)?;
+    module.add_function(wrap_pyfunction!(cli_main, module)?)?;
     module.add_class::<config::Configuration>()?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
