@@ -36,9 +36,17 @@ def test_version_and_logging_helpers():
         def emit(self, record):
             records.append(record)
 
-    rt.configure_logging(logging.DEBUG, Keep())
-    logging.getLogger("ratethrottle.test").debug("hello")
+    logger = logging.getLogger("ratethrottle")
+    level, handlers = logger.level, list(logger.handlers)
+    handler = Keep()
+    try:
+        rt.configure_logging(logging.DEBUG, handler)
+        logging.getLogger("ratethrottle.test").debug("hello")
+    finally:
+        logger.setLevel(level)
+        logger.removeHandler(handler)
     assert [r.getMessage() for r in records] == ["hello"]
+    assert logger.handlers == handlers
 
 
 def test_every_documented_module_imports():

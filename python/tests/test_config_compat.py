@@ -120,7 +120,7 @@ def test_log_violations_logs_each_violation_at_info(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="ratethrottle.core"):
         limiter.check_rate_limit("10.0.0.1", "api")
         limiter.check_rate_limit("10.0.0.1", "api")
-    assert [r.getMessage() for r in caplog.records if r.name == "ratethrottle.core"] == [
+    assert [r.getMessage() for r in caplog.records if "Rate limit exceeded" in r.getMessage()] == [
         "Rate limit exceeded: 10.0.0.1 for rule api"
     ]
     path.write_text("global: {log_violations: false}\nrules:\n  - {name: api, limit: 1, window: 60}\n")

@@ -15,9 +15,11 @@ use crate::clock::{Nanos, duration_to_nanos};
 use crate::rule::{Rule, Strategy};
 use crate::strategy::{Compact, Decision, Params};
 
+mod backed;
 mod kv;
 mod memory;
 
+pub use backed::{BackedStore, KeyValueNow};
 pub use kv::{KeyValueStats, KeyValueStore, SetMode, Value};
 pub use memory::{MemoryStore, MemoryStoreConfig};
 

@@ -31,6 +31,11 @@ impl SlidingLog {
         log
     }
 
+    /// The admissions held, `(time, cost)`, oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.entries.iter().copied()
+    }
+
     /// Forgets admissions that left the window ending at `now`. Returns whether anything is
     /// left.
     pub fn prune(&mut self, params: &Params, now: u64) -> bool {
