@@ -33,7 +33,7 @@ class AsyncStorageBackend(ABC):
     """
     Where values live, for async code. A subclass implements `get`, `set`, `increment` and
     `delete`; the other methods have working defaults built on those (only as atomic as they
-    are).
+    are). (A subclass cannot hold a limiter's state yet: give the async core an engine storage.)
     """
 
     @abstractmethod

@@ -14,6 +14,7 @@ across processes sharing Redis.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,7 @@ from datetime import datetime
 from typing import Any, Callable, Dict, List, Optional, Set
 
 from ._native import ManualClock, NativeCore, RateThrottleStatus
-from .exceptions import InvalidRuleError, StrategyNotFoundError
+from .exceptions import ConfigurationError, InvalidRuleError, StrategyNotFoundError
 from .storage_backend import InMemoryStorage, StorageBackend
 
 logger = logging.getLogger(__name__)
@@ -229,6 +230,14 @@ class RateThrottleCore(NativeCore):
         clock: Optional[ManualClock] = None,
     ) -> "RateThrottleCore":
         storage = storage or InMemoryStorage()
+        getter = getattr(storage, "get", None)
+        engine_storage = hasattr(storage, "_native")
+        if not engine_storage and getter is not None and inspect.iscoroutinefunction(getter):
+            raise ConfigurationError(
+                f"custom storage {type(storage).__name__} has coroutine methods; a limiter can "
+                "keep its state only in a storage with plain methods (or in an engine storage: "
+                "AsyncInMemoryStorage, AsyncRedisStorage)"
+            )
         self = super().__new__(cls, storage, use_distributed_lists, clock=clock)
         self.storage = storage
         self.use_distributed_lists = use_distributed_lists and self._store_kind != "memory"

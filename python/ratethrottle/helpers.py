@@ -5,7 +5,7 @@ Helpers: `create_limiter`, `parse_rate_limit` / `parse_rate` and `get_client_ip`
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Iterable, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Iterable, List, Mapping, Optional, Tuple, Union
 
 from . import _native
 from .core import RateThrottleCore, _shown
@@ -21,10 +21,11 @@ __all__ = ["create_async_limiter", "create_limiter", "get_client_ip", "parse_rat
 
 
 def create_limiter(
-    storage: str = "memory", redis_url: Optional[str] = None, **storage_kwargs: Any
+    storage: Union[str, StorageBackend] = "memory", redis_url: Optional[str] = None, **storage_kwargs: Any
 ) -> RateThrottleCore:
     """
-    A limiter over in-memory storage, or over Redis at `redis_url`.
+    A limiter over in-memory storage, or over Redis at `redis_url`, or over `storage` itself
+    when it is a StorageBackend instance (a custom backend).
 
         >>> limiter = create_limiter()
         >>> limiter = create_limiter("redis", "redis://localhost:6379/0")  # doctest: +SKIP
@@ -40,10 +41,13 @@ def create_limiter(
     return RateThrottleCore(storage=_storage(storage, redis_url, storage_kwargs))
 
 
-def _storage(storage: str, redis_url: Optional[str], storage_kwargs: dict) -> StorageBackend:
-    """The backend `create_limiter` names; ConfigurationError for a bad choice."""
+def _storage(storage: Any, redis_url: Optional[str], storage_kwargs: dict) -> StorageBackend:
+    """The backend `create_limiter` names (or is given: a StorageBackend instance);
+    ConfigurationError for a bad choice."""
     backend: StorageBackend
-    if storage == "memory":
+    if isinstance(storage, StorageBackend):
+        backend = storage
+    elif storage == "memory":
         backend = InMemoryStorage()
     elif storage == "redis":
         if not redis_url:

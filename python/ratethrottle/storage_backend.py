@@ -30,12 +30,19 @@ class StorageBackend(ABC):
     """
     Where values live: the original library's storage interface.
 
-    A subclass implements `get`, `set`, `increment` and `delete`; the other methods have
-    working defaults built on those four. `InMemoryStorage` and `RedisStorage` implement
-    every method on the engine's own stores (atomically, as documented per method).
+    A subclass implements `get`, `set` and `delete`; the other methods have working defaults
+    built on those three. `InMemoryStorage` and `RedisStorage` implement every method on the
+    engine's own stores (atomically, as documented per method).
 
-    The defaults are only as atomic as the subclass's methods: `set_if_not_exists` checks
-    then sets, and `delete_many` deletes one key at a time.
+    A subclass given to `RateThrottleCore(storage=...)` holds the limiter's state: each check
+    reads its key with `get` and writes it with `set` (with a TTL in whole seconds), under a
+    lock of this process, so limits are exact within one process; across processes the
+    backend is only as atomic as its own `get` and `set`. A value the engine cannot read under
+    one of its keys (`rt:...`) counts as a fresh key, and a `get` or `set` that raises makes
+    that check answer `rule_name="storage_error"` without changing anything.
+
+    The defaults are only as atomic as the subclass's methods: `increment` and
+    `set_if_not_exists` read then write, and `delete_many` deletes one key at a time.
     """
 
     @abstractmethod
@@ -47,12 +54,20 @@ class StorageBackend(ABC):
         """Stores `value` under `key`, for `ttl` seconds (None or 0: no expiry)."""
 
     @abstractmethod
-    def increment(self, key: str, amount: int = 1, ttl: Optional[int] = None) -> int:
-        """Adds `amount` to the number under `key` (0 when missing); the new value."""
-
-    @abstractmethod
     def delete(self, key: str) -> bool:
         """Removes `key`; whether it existed."""
+
+    def increment(self, key: str, amount: int = 1, ttl: Optional[int] = None) -> int:
+        """Adds `amount` to the number under `key` (0 when missing); the new value. This
+        default reads then writes (not atomic; override it with the backend's own)."""
+        value = self.get(key)
+        if value is None:
+            value = 0
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise StorageError(f"Cannot increment non-numeric value: {type(value).__name__}")
+        new_value = int(value) + amount
+        self.set(key, new_value, ttl)
+        return new_value
 
     def exists(self, key: str) -> bool:
         """Whether `key` holds a value."""

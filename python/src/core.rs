@@ -199,31 +199,27 @@ impl NativeCore {
         clock: Option<&Bound<'_, ManualClock>>,
     ) -> PyResult<Self> {
         let _ = use_distributed_lists; // Lists always live in the store: shared when Redis.
-        let store =
-            match storage {
-                None => ConfiguredStore::Memory(MemoryStore::new()),
-                Some(storage) => {
-                    let native =
-                        match storage.cast::<NativeStore>() {
-                            Ok(native) => native.clone(),
-                            Err(_) => storage
-                                .getattr("_native")
-                                .and_then(|n| Ok(n.cast_into::<NativeStore>()?))
-                                .map_err(|_| {
-                                    Raise::Configuration.err(format!(
-                                "unsupported storage {}: use ratethrottle.InMemoryStorage or \
-                                 ratethrottle.RedisStorage (custom StorageBackend subclasses \
-                                 cannot hold the engine's state)",
-                                storage.get_type().name().map_or("?".into(), |n| n.to_string())
-                            ))
-                                })?,
-                        };
-                    if let Some(clock) = clock {
-                        native.get().adopt_clock(&clock.get().0);
-                    }
-                    native.get().store.clone()
+        let native = match storage {
+            None => None,
+            Some(storage) => match storage.cast::<NativeStore>() {
+                Ok(native) => Some(native.clone()),
+                Err(_) => storage
+                    .getattr("_native")
+                    .ok()
+                    .and_then(|n| n.cast_into::<NativeStore>().ok()),
+            },
+        };
+        let store = match (storage, native) {
+            (None, _) => ConfiguredStore::Memory(MemoryStore::new()),
+            (Some(_), Some(native)) => {
+                if let Some(clock) = clock {
+                    native.get().adopt_clock(&clock.get().0);
                 }
-            };
+                native.get().store.clone()
+            }
+            // A user's StorageBackend (or anything with get, set and delete).
+            (Some(storage), None) => crate::backend::PyBackend::store(storage)?,
+        };
         let at_once = store.answers_at_once();
         let builder = Limiter::builder().store(store);
         let limiter = match clock {

@@ -9,6 +9,7 @@
 use pyo3::prelude::*;
 
 mod args;
+mod backend;
 mod clock;
 mod config;
 mod core;

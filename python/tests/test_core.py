@@ -284,19 +284,6 @@ def test_create_limiter_and_its_errors():
         rt.create_limiter("disk")
 
 
-def test_custom_storage_backends_are_refused_clearly():
-    class Mine(rt.StorageBackend):
-        def get(self, key): return None
-        def set(self, key, value, ttl=None): return True
-        def increment(self, key, amount=1, ttl=None): return amount
-        def delete(self, key): return False
-
-    with pytest.raises(TypeError, match="abstract"):
-        rt.StorageBackend()  # type: ignore[abstract]
-    with pytest.raises(rt.ConfigurationError, match="unsupported storage Mine"):
-        rt.RateThrottleCore(Mine())
-
-
 def test_the_async_core_keeps_the_originals_coroutines(clock):
     async def main():
         core = rt.AsyncRateThrottleCore(clock=clock)

@@ -1,11 +1,12 @@
 //! [`ConfiguredStore`]: the store a configuration names, memory or Redis, behind one type.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ratethrottle::clock::Nanos;
 use ratethrottle::store::{
-    FaultStats, KeyValueStore, ListEntry, ListKind, MemoryStore, Outcome, Query, RuleSpec, SetMode,
-    Store, StoreError, Value,
+    BackedStore, FaultStats, KeyValueNow, KeyValueStore, ListEntry, ListKind, MemoryStore, Outcome,
+    Query, RuleSpec, SetMode, Store, StoreError, Value,
 };
 #[cfg(feature = "redis")]
 use ratethrottle_redis::{RedisConfig, RedisStore};
@@ -21,6 +22,9 @@ use crate::values::RedisUrl;
 pub enum ConfiguredStore {
     /// `storage.type: memory`.
     Memory(MemoryStore),
+    /// A key-value backend given in code, not in a file (such as a Python `StorageBackend`
+    /// subclass): see [`BackedStore`].
+    Backed(Arc<BackedStore<Arc<dyn KeyValueNow>>>),
     /// `storage.type: redis` (feature `redis`).
     #[cfg(feature = "redis")]
     Redis(RedisStore),
@@ -59,7 +63,7 @@ impl ConfiguredStore {
     pub fn as_redis(&self) -> Option<&RedisStore> {
         match self {
             ConfiguredStore::Redis(store) => Some(store),
-            ConfiguredStore::Memory(_) => None,
+            ConfiguredStore::Memory(_) | ConfiguredStore::Backed(_) => None,
         }
     }
 }
@@ -156,6 +160,10 @@ macro_rules! either {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             ConfiguredStore::Memory($store) => $call,
+            ConfiguredStore::Backed(backed) => {
+                let $store = &**backed;
+                $call
+            }
             #[cfg(feature = "redis")]
             ConfiguredStore::Redis($store) => $call,
         }

@@ -22,7 +22,10 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::{ListEntry, ListKind, Outcome, Query, RuleSpec, Store, StoreError, Value};
+use super::{
+    KeyValueStore, ListEntry, ListKind, Outcome, Query, RuleSpec, SetMode, Store, StoreError,
+    StoreErrorKind, Value,
+};
 use crate::clock::Nanos;
 use crate::strategy::{self, Compact, SlidingLog, State, peek_view};
 
@@ -43,6 +46,30 @@ pub trait KeyValueNow: Send + Sync + 'static {
     /// A short name for status output.
     fn kind(&self) -> &'static str {
         "custom"
+    }
+}
+
+impl<T: KeyValueNow + ?Sized> KeyValueNow for std::sync::Arc<T> {
+    fn get_now(&self, key: &str, now: Nanos) -> Result<Option<Value>, StoreError> {
+        (**self).get_now(key, now)
+    }
+
+    fn set_now(
+        &self,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+        now: Nanos,
+    ) -> Result<(), StoreError> {
+        (**self).set_now(key, value, ttl, now)
+    }
+
+    fn delete_now(&self, key: &str) -> Result<bool, StoreError> {
+        (**self).delete_now(key)
+    }
+
+    fn kind(&self) -> &'static str {
+        (**self).kind()
     }
 }
 
@@ -368,6 +395,91 @@ impl<K: KeyValueNow> Store for BackedStore<K> {
     fn list_len_hint(&self, list: ListKind, now: Nanos) -> u64 {
         self.entries_now(list, now).map_or(0, |e| e.len() as u64)
     }
+}
+
+/// The backend's own keys, through the [`KeyValueStore`] interface (increments read and write
+/// under this process's lock for the key).
+impl<K: KeyValueNow> KeyValueStore for BackedStore<K> {
+    fn get(
+        &self,
+        key: &str,
+        now: Nanos,
+    ) -> impl Future<Output = Result<Option<Value>, StoreError>> + Send {
+        ready(self.backend.get_now(key, now))
+    }
+
+    fn set(
+        &self,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+        mode: SetMode,
+        now: Nanos,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _serial = self.lock(key);
+        let result = (|| {
+            if mode == SetMode::IfAbsent && self.backend.get_now(key, now)?.is_some() {
+                return Ok(false);
+            }
+            self.backend.set_now(key, value, ttl, now).map(|()| true)
+        })();
+        ready(result)
+    }
+
+    fn increment(
+        &self,
+        key: &str,
+        amount: i64,
+        ttl: Option<Duration>,
+        now: Nanos,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send {
+        let _serial = self.lock(key);
+        let result = (|| {
+            let held = match self.backend.get_now(key, now)? {
+                None => 0,
+                Some(Value::Int(n)) => n,
+                Some(Value::Bytes(bytes)) => std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|text| text.trim().parse().ok())
+                    .ok_or_else(|| not_a_number(key))?,
+                Some(Value::Object(_)) => return Err(not_a_number(key)),
+            };
+            let sum = held.checked_add(amount).ok_or_else(|| {
+                StoreError::new(
+                    StoreErrorKind::Invalid,
+                    format!("cannot increment key {key:?}: the sum is out of range"),
+                )
+            })?;
+            self.backend.set_now(key, Value::Int(sum), ttl, now)?;
+            Ok(sum)
+        })();
+        ready(result)
+    }
+
+    fn delete(
+        &self,
+        keys: &[&str],
+        _now: Nanos,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let result = keys.iter().try_fold(0, |removed, key| {
+            Ok(removed + u64::from(self.backend.delete_now(key)?))
+        });
+        ready(result)
+    }
+
+    fn clear(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        ready(Err(StoreError::new(
+            StoreErrorKind::Invalid,
+            "a key-value backend given in code is cleared by its own means",
+        )))
+    }
+}
+
+fn not_a_number(key: &str) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Invalid,
+        format!("cannot increment key {key:?}: its value is not a whole number"),
+    )
 }
 
 #[cfg(test)]
