@@ -359,6 +359,12 @@ impl NativeStore {
         Self::connect_section(py, &storage)
     }
 
+    /// The `ManualClock` plain keys expire by, if the storage has one.
+    #[getter]
+    fn clock(&self) -> Option<crate::clock::ManualClock> {
+        self.clock.get().cloned().map(crate::clock::ManualClock)
+    }
+
     /// `"memory"` or `"redis"`.
     #[getter]
     fn kind(&self) -> &'static str {

@@ -162,3 +162,55 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+# The original 1.4.0's `__all__`, less the features that have issues of their own (DDoS,
+# adaptive, analytics, monitoring, alerting, gRPC, GraphQL, WebSocket): importable from the
+# same places.
+ORIGINAL_NAMES = [
+    "RateThrottleCore", "RateThrottleRule", "RateThrottleStatus", "RateThrottleViolation",
+    "AsyncRateThrottleCore", "StorageBackend", "InMemoryStorage", "RedisStorage",
+    "AsyncStorageBackend", "AsyncInMemoryStorage", "AsyncRedisStorage", "FlaskRateLimiter",
+    "FastAPIRateLimiter", "DjangoRateLimitMiddleware", "django_ratelimit",
+    "StarletteRateLimitMiddleware", "WSGIRateLimitMiddleware", "AsyncFastAPIRateLimiter",
+    "AsyncStarletteRateLimitMiddleware", "ConfigManager", "create_limiter",
+    "create_async_limiter", "get_client_ip", "get_version", "configure_logging",
+]
+ORIGINAL_MODULE_NAMES = {
+    "ratethrottle.core": ["RateThrottleCore", "RateThrottleRule", "RateThrottleStatus",
+                          "RateThrottleViolation"],
+    "ratethrottle.config": ["ConfigManager", "RuleConfig"],
+    "ratethrottle.storage_backend": ["StorageBackend", "InMemoryStorage", "RedisStorage"],
+    "ratethrottle.async_storage": ["AsyncStorageBackend", "AsyncInMemoryStorage",
+                                   "AsyncRedisStorage"],
+    "ratethrottle.async_core": ["AsyncRateThrottleCore"],
+    "ratethrottle.async_middleware": ["AsyncFastAPIRateLimiter",
+                                      "AsyncStarletteRateLimitMiddleware"],
+    "ratethrottle.failover": ["FailureMode", "FailoverHandler"],
+    "ratethrottle.strategies": ["RateLimitStrategy", "TokenBucketStrategy",
+                                "LeakyBucketStrategy", "FixedWindowStrategy",
+                                "SlidingWindowStrategy", "SlidingWindowCounterStrategy"],
+    "ratethrottle.async_strategies": ["AsyncRateLimitStrategy", "AsyncTokenBucketStrategy",
+                                      "AsyncLeakyBucketStrategy", "AsyncFixedWindowStrategy",
+                                      "AsyncSlidingWindowStrategy",
+                                      "AsyncSlidingWindowCounterStrategy"],
+    "ratethrottle.middleware": ["FlaskRateLimiter", "FastAPIRateLimiter",
+                                "DjangoRateLimitMiddleware", "django_ratelimit",
+                                "StarletteRateLimitMiddleware", "WSGIRateLimitMiddleware"],
+    "ratethrottle.helpers": ["create_limiter", "create_async_limiter", "get_client_ip",
+                             "parse_rate_limit"],
+    "ratethrottle.exceptions": ["RateThrottleException", "RateLimitExceeded",
+                                "ConfigurationError", "StorageError", "InvalidRuleError",
+                                "RuleNotFoundError", "StrategyNotFoundError"],
+    "ratethrottle.cli": ["main"],
+}
+
+
+def test_the_originals_names_are_importable_from_the_same_places():
+    import importlib
+
+    missing = [name for name in ORIGINAL_NAMES if not hasattr(rt, name)]
+    for module_name, names in ORIGINAL_MODULE_NAMES.items():
+        module = importlib.import_module(module_name)
+        missing += [f"{module_name}.{name}" for name in names if not hasattr(module, name)]
+    assert missing == []
