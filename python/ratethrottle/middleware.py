@@ -28,6 +28,7 @@ from ._http import (
     rule_from_limit,
 )
 from .core import RateThrottleCore, RateThrottleRule
+from .exceptions import ConfigurationError
 from .helpers import proxy_list
 from .storage_backend import RedisStorage, StorageBackend
 
@@ -444,6 +445,7 @@ class StarletteRateLimitMiddleware(_AppMiddleware):
         rules: RateThrottleRules (added), or names of rules of `limiter`
         key_func: `(scope) -> identifier` (default: the client IP)
         limiter: A RateThrottleCore to use instead of a new one
+        rate_limit: A rate such as "100/minute" for every request (a rule added after `rules`)
         trusted_proxies, header_style, headers_enabled: as for the other adapters
         exempt_paths: Path prefixes not limited (e.g. "/health")
     """
@@ -456,13 +458,17 @@ class StarletteRateLimitMiddleware(_AppMiddleware):
         key_func: Optional[Callable[[Any], str]] = None,
         *,
         limiter: Optional[RateThrottleCore] = None,
+        rate_limit: Optional[str] = None,
         trusted_proxies: Optional[Iterable[str]] = None,
         header_style: str = "both",
         headers_enabled: bool = True,
         exempt_paths: Sequence[str] = (),
     ) -> None:
         self.exempt_paths = tuple(exempt_paths)
-        self._setup(app, storage, rules or (), key_func, limiter, trusted_proxies=trusted_proxies,
+        rules = list(rules or ())
+        if rate_limit is not None:
+            rules.append(rule_from_limit(f"asgi_{rate_limit}", rate_limit, 60))
+        self._setup(app, storage, rules, key_func, limiter, trusted_proxies=trusted_proxies,
                     header_style=header_style, headers_enabled=headers_enabled)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -684,12 +690,18 @@ def django_ratelimit(
     limiter: Optional[RateThrottleCore] = None,
     storage: Optional[StorageBackend] = None,
     trusted_proxies: Optional[Iterable[str]] = None,
+    scope: Optional[str] = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """
     Django view decorator: `@django_ratelimit(limit=100, window=60)` or
     `@django_ratelimit("5/minute", key="user")`. `key` is "ip", "user" (the authenticated
-    user's id, else the IP) or a function of the request.
+    user's id, else the IP) or a function of the request; `scope="user"` or `scope="ip"` (as
+    the Django guide writes it) is the same as `key`.
     """
+    if scope is not None:
+        if scope not in ("ip", "user"):
+            raise ConfigurationError(f"django_ratelimit scope must be 'ip' or 'user', got {scope!r}")
+        key = scope
     setup_lock = threading.Lock()
     guards: List[Guard] = []
 

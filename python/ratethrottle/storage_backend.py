@@ -228,6 +228,22 @@ class InMemoryStorage(_EngineStorage):
         return info
 
 
+def _sentinel_of_redis_client(client: Any) -> Optional[Dict[str, Any]]:
+    """The Sentinel setup of a redis-py client from `Sentinel.master_for(...)`: the master's
+    name and the Sentinel nodes (the store then follows failovers as that client does);
+    `None` for any other client."""
+    pool = getattr(client, "connection_pool", None)
+    manager = getattr(pool, "sentinel_manager", None)
+    service = getattr(pool, "service_name", None)
+    if manager is None or not service:
+        return None
+    nodes = []
+    for sentinel in getattr(manager, "sentinels", []):
+        kwargs = sentinel.connection_pool.connection_kwargs
+        nodes.append(f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 26379)}")
+    return {"master": service, "nodes": nodes}
+
+
 def _url_of_redis_client(client: Any) -> str:
     """The URL a redis-py client connects to (host, port, db, credentials, TLS)."""
     kwargs = dict(client.connection_pool.connection_kwargs)
@@ -296,6 +312,8 @@ class RedisStorage(_EngineStorage):
             raise ConfigurationError(
                 f"connection_timeout must be a finite number of seconds above 0, got {connection_timeout!r}"
             )
+        if sentinel is None and not isinstance(redis_client, str):
+            sentinel = _sentinel_of_redis_client(redis_client)
         url = redis_client if isinstance(redis_client, str) else _url_of_redis_client(redis_client)
         section: Dict[str, Any] = {
             "type": "redis",

@@ -238,3 +238,18 @@ def test_the_async_redis_storage_writes_json(redis_url, redis_prefix):
     client.set(f"{redis_prefix}probe", json.dumps("x"))
     asyncio.run(main())
     assert client.keys(f"{redis_prefix}*") == []
+
+
+def test_a_sentinel_client_is_followed_through_its_sentinels():
+    from redis.sentinel import Sentinel
+
+    from ratethrottle.storage_backend import _sentinel_of_redis_client
+
+    sentinel = Sentinel([("sentinel-a", 26379), ("sentinel-b", 26380)], socket_timeout=0.1)
+    client = sentinel.master_for("mymaster")
+    assert _sentinel_of_redis_client(client) == {
+        "master": "mymaster", "nodes": ["sentinel-a:26379", "sentinel-b:26380"]}
+    # Not read as localhost:6379 (what its connection settings would say): the Sentinels.
+    storage = rt.RedisStorage(client, fault_policy="fail_open", connection_timeout=0.1)
+    address = storage.get_info()["address"]
+    assert "sentinel-a:26379" in address and "6379/" not in address, address
