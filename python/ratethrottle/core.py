@@ -359,21 +359,31 @@ class RateThrottleCore(NativeCore):
         self.violation_callbacks.append(callback)
 
     def _report_violation(
-        self, identifier: str, status: RateThrottleStatus, metadata: Optional[Dict[str, Any]]
+        self,
+        identifier: str,
+        status: RateThrottleStatus,
+        metadata: Optional[Dict[str, Any]],
+        recorded: Optional[Dict[str, Any]] = None,
     ) -> None:
-        """Called by the engine for each violation while callbacks are registered."""
+        """Called by the engine for each violation while callbacks are registered, with the
+        engine's record of it (`recorded`: its time, block end and retry)."""
         rule = self.rules.get(status.rule_name or "")
-        now = self._now()
-        block = rule.block_duration if rule is not None else 0
+        if recorded is not None:
+            at, blocked_until = recorded["timestamp"], recorded["blocked_until"]
+            retry_after, scope = recorded["retry_after"], recorded["scope"]
+        else:  # a violation the engine did not hand over (none expected)
+            at, blocked_until = self._now(), None
+            retry_after = status.retry_after or 0
+            scope = rule.scope if rule is not None else "ip"
         violation = RateThrottleViolation(
             identifier=identifier,
             rule_name=status.rule_name or "",
-            timestamp=_iso(now) or "",
+            timestamp=_iso(at) or "",
             requests_made=status.limit,
             limit=status.limit,
-            blocked_until=_iso(now + block) if block > 0 else None,
-            retry_after=status.retry_after or int(block),
-            scope=rule.scope if rule is not None else "ip",
+            blocked_until=_iso(blocked_until),
+            retry_after=retry_after,
+            scope=scope,
             metadata=dict(metadata or {}),
         )
         for callback in list(self.violation_callbacks):

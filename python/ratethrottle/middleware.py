@@ -55,6 +55,16 @@ def _without_content_type(headers: Headers) -> Headers:
 # Flask
 
 
+def _closer_to_limit(status: Any, than: Any) -> bool:
+    """Whether the allowed `status` should speak for a request rather than `than` (an earlier
+    limit's, or None): the one with fewer requests left, as the Rust middleware chooses."""
+    if than is None:
+        return True
+    if status is None:
+        return False
+    return bool(status.remaining < than.remaining)
+
+
 class FlaskRateLimiter:
     """
     Flask extension: `@limiter.limit("100/minute")` on views.
@@ -189,8 +199,10 @@ class FlaskRateLimiter:
                         )
                     return Response(body, status=code, headers=_without_content_type(headers),
                                     content_type=_content_type(headers))
-                g.ratelimit_status = decision.status
-                g._ratethrottle_headers = decision.headers if self.headers_enabled else []
+                # Stacked limits: the headers speak for the one closest to its limit.
+                if _closer_to_limit(decision.status, getattr(g, "ratelimit_status", None)):
+                    g.ratelimit_status = decision.status
+                    g._ratethrottle_headers = decision.headers if self.headers_enabled else []
                 return view(*args, **kwargs)
 
             return limited
@@ -343,11 +355,14 @@ class FastAPIRateLimiter:
 
             metadata = {"path": request.url.path, "method": request.method, "client": ip}
             decision = await self.guard.adecide(key, metadata, names)
-            request.state.ratelimit_status = decision.status
             if decision.rejection is not None:
+                request.state.ratelimit_status = decision.status
                 raise RateLimitRejected(decision.rejection)
-            for header, value in decision.headers:
-                response.headers[header] = value
+            # Several limits on one route: the headers speak for the one closest to its limit.
+            if _closer_to_limit(decision.status, getattr(request.state, "ratelimit_status", None)):
+                request.state.ratelimit_status = decision.status
+                for header, value in decision.headers:
+                    response.headers[header] = value
 
         def dependency(*args: Any, **kwargs: Any) -> Any:
             if len(args) == 1 and not kwargs and callable(args[0]) and not isinstance(args[0], Request):

@@ -76,7 +76,9 @@ impl NativeCore {
         Py::new(py, status)
     }
 
-    /// Hands a violation to `self._report_violation` (Python) when callbacks are registered.
+    /// Hands a violation to `self._report_violation` (Python) when callbacks are registered,
+    /// with the engine's record of it (its time, block end and retry), which the engine's
+    /// violation hook left on this thread as the check decided.
     fn report_violation(
         &self,
         slf: &Bound<'_, Self>,
@@ -84,13 +86,21 @@ impl NativeCore {
         status: &Py<RateThrottleStatus>,
         metadata: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        let rule = status.borrow(slf.py()).rule().map(str::to_owned);
+        let recorded = LAST_VIOLATION
+            .with(|slot| slot.borrow_mut().take())
+            .filter(|violation| Some(violation.rule) == rule.as_deref());
         let Ok(callbacks) = slf.getattr(pyo3::intern!(slf.py(), "violation_callbacks")) else {
             return Ok(());
         };
         if callbacks.is_truthy()? {
+            let py = slf.py();
+            let recorded = recorded
+                .map(|violation| violation_dict(py, &violation))
+                .transpose()?;
             slf.call_method1(
-                pyo3::intern!(slf.py(), "_report_violation"),
-                (identifier, status, metadata),
+                pyo3::intern!(py, "_report_violation"),
+                (identifier, status, metadata, recorded),
             )?;
         }
         Ok(())
@@ -166,6 +176,12 @@ fn seconds(what: &str, value: f64) -> PyResult<Duration> {
     })
 }
 
+thread_local! {
+    /// The violation the engine recorded last on this thread: its hook runs as the check
+    /// decides, on the thread that then builds the Python status.
+    static LAST_VIOLATION: std::cell::RefCell<Option<Violation>> = const { std::cell::RefCell::new(None) };
+}
+
 fn violation_dict<'py>(py: Python<'py>, violation: &Violation) -> PyResult<Bound<'py, PyDict>> {
     let unix = |t: SystemTime| {
         t.duration_since(UNIX_EPOCH)
@@ -226,6 +242,9 @@ impl NativeCore {
             Some(clock) => builder.clock(clock.get().0.clone()).build(),
             None => builder.build(),
         };
+        limiter.on_violation(|violation| {
+            LAST_VIOLATION.with(|slot| *slot.borrow_mut() = Some(violation.clone()));
+        });
         Ok(NativeCore {
             limiter,
             at_once,

@@ -66,6 +66,13 @@ fn clamp(n: u64) -> i64 {
 }
 
 impl RateThrottleStatus {
+    /// The rule the status is for, if any.
+    pub(crate) fn rule(&self) -> Option<&str> {
+        self.rule_name.as_ref().map(Name::as_str)
+    }
+}
+
+impl RateThrottleStatus {
     /// The status for the engine's answer, numbered as the original reports it.
     pub(crate) fn from_status(status: Status) -> Self {
         let now = clamp(status.checked_at.as_nanos() / 1_000_000_000);

@@ -328,3 +328,44 @@ def test_get_client_ip_trusts_only_its_proxies():
     assert rt.get_client_ip(proxied, trusted_proxies=["10.0.0.0/8"]) == "198.51.100.7"
     assert rt.get_client_ip(Request(None)) == "0.0.0.0"
     assert rt.get_client_ip(Request("2001:db8:1:2::99")) == "2001:db8:1:2::/64"
+
+
+def test_stacked_limits_report_the_one_closest_to_its_limit():
+    """3/minute and 5/hour on one view: after one request the minute limit has 2 left and
+    the hour 4; the headers say 2, whichever decorator runs last (Flask and FastAPI)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from flask import Flask
+
+    app = Flask(__name__)
+    limiter = rt.FlaskRateLimiter(app)
+
+    @app.route("/both")
+    @limiter.limit("3/minute")
+    @limiter.limit("5/hour")
+    def both():
+        return "ok"
+
+    @app.route("/reversed")
+    @limiter.limit("5/hour")
+    @limiter.limit("3/minute")
+    def reversed_order():
+        return "ok"
+
+    client = app.test_client()
+    for path in ("/both", "/reversed"):
+        response = client.get(path)
+        assert response.headers["X-RateLimit-Remaining"] == "2", path
+        assert response.headers["X-RateLimit-Limit"] == "3", path
+
+    api = FastAPI()
+    fast = rt.FastAPIRateLimiter()
+
+    @api.get("/both")
+    @fast.limit("3/minute")
+    @fast.limit("5/hour")
+    async def fast_both():
+        return {}
+
+    answer = TestClient(api).get("/both")
+    assert (answer.headers["x-ratelimit-remaining"], answer.headers["x-ratelimit-limit"]) == ("2", "3")

@@ -350,3 +350,19 @@ def test_replacing_a_rule_carries_what_was_used_unless_the_window_changes(core):
     # Another window means another kind of count: it starts fresh.
     core.add_rule(RateThrottleRule(name="r", limit=3, window=30))
     assert core.check_rate_limit("a", "r").remaining == 2
+
+
+def test_violations_carry_the_engines_own_record(clock):
+    core = rt.RateThrottleCore(clock=clock)
+    core.add_rule(RateThrottleRule(name="api", limit=1, window=60, block_duration=300))
+    seen = []
+    core.register_violation_callback(seen.append)
+    clock.advance(0.25)
+    core.check_rate_limit("a", "api", {"path": "/x"})
+    core.check_rate_limit("a", "api", {"path": "/x"})
+    (violation,) = seen
+    recorded = core.get_metrics()["recent_violations"][-1]
+    assert violation.blocked_until == recorded.blocked_until  # the engine's block end, exactly
+    assert violation.timestamp == recorded.timestamp
+    assert violation.retry_after == recorded.retry_after == 300
+    assert violation.metadata == {"path": "/x"} and violation.scope == "ip"
