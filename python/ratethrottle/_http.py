@@ -136,8 +136,7 @@ class Guard:
         one key. `override` (a key function's answer) replaces the IP and the user."""
 
         def key(rule: str) -> str:
-            found = self.limiter.rules.get(rule)
-            scope = found.scope if found is not None else "ip"
+            scope = self.limiter._rule_scope(rule) or "ip"
             if scope == "endpoint":
                 return endpoint
             if scope == "global":

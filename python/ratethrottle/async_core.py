@@ -81,7 +81,7 @@ class AsyncRateThrottleCore(RateThrottleCore):
                                       degraded=True)
         if status.allowed:
             return status
-        rule = self.rules.get(rule_name)
+        rule = self.get_rule(rule_name)
         limit = rule.limit if rule is not None else 0
         return RateThrottleStatus(True, limit, limit, now, rule_name=rule_name, degraded=True)
 

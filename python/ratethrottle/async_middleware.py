@@ -91,7 +91,7 @@ class AsyncFastAPIRateLimiter(_RuleAdmin, FastAPIRateLimiter):
         original's `limit(rule_name, key_func=None)`; for a number or a rate string, a rule
         made from it, as `FastAPIRateLimiter.limit`. The status is in
         `request.state.ratelimit_status`."""
-        if isinstance(rule_name, str) and rule_name in self.limiter.rules:
+        if isinstance(rule_name, str) and self.limiter.get_rule(rule_name) is not None:
             key_func = args[0] if args else kwargs.get("key_func")
             return self._dependency([self.guard.add_rule(rule_name)], key_func or self.key_func)
         return super().limit(rule_name, *args, **kwargs)

@@ -217,10 +217,24 @@ class RateThrottleCore(NativeCore):
 
     storage: StorageBackend
     use_distributed_lists: bool
-    rules: Dict[str, RateThrottleRule]
-    whitelist: Set[str]
-    blacklist: Set[str]
     violation_callbacks: List[Callable[[RateThrottleViolation], None]]
+
+    # The rules and lists are the engine's, read through (no copies kept here).
+
+    @property
+    def rules(self) -> Dict[str, RateThrottleRule]:
+        """The rules by name, in the order they were added (a snapshot of the engine's)."""
+        return {kwargs["name"]: RateThrottleRule(**kwargs) for kwargs in self._rules()}
+
+    @property
+    def whitelist(self) -> Set[str]:
+        """The whitelisted identifiers (read from the storage: on Redis, the fleet's)."""
+        return set(self._list_entries(True))
+
+    @property
+    def blacklist(self) -> Set[str]:
+        """The blacklisted identifiers, unexpired (read from the storage)."""
+        return set(self._list_entries(False))
 
     def __new__(
         cls,
@@ -241,9 +255,6 @@ class RateThrottleCore(NativeCore):
         self = super().__new__(cls, storage, use_distributed_lists, clock=clock)
         self.storage = storage
         self.use_distributed_lists = use_distributed_lists and self._store_kind != "memory"
-        self.rules = {}
-        self.whitelist = set()
-        self.blacklist = set()
         self.violation_callbacks = []
         return self
 
@@ -282,7 +293,6 @@ class RateThrottleCore(NativeCore):
             rule.strategy,
             int(rule.burst) if rule.burst is not None else None,
         )
-        self.rules[rule.name] = rule
         logger.info(
             "Added rule '%s': %s requests per %ss using %s strategy",
             rule.name,
@@ -293,7 +303,6 @@ class RateThrottleCore(NativeCore):
 
     def remove_rule(self, rule_name: str) -> bool:
         """Removes a rule; False if there was none of that name."""
-        self.rules.pop(rule_name, None)
         removed = self._remove_rule(rule_name)
         if not removed:
             logger.warning("Attempted to remove non-existent rule: %s", rule_name)
@@ -301,11 +310,12 @@ class RateThrottleCore(NativeCore):
 
     def get_rule(self, rule_name: str) -> Optional[RateThrottleRule]:
         """The rule of that name, or None."""
-        return self.rules.get(rule_name)
+        kwargs = self._rule(rule_name)
+        return None if kwargs is None else RateThrottleRule(**kwargs)
 
     def list_rules(self) -> List[str]:
-        """The rule names."""
-        return list(self.rules.keys())
+        """The rule names, in the order they were added."""
+        return [kwargs["name"] for kwargs in self._rules()]
 
     # Lists (kept in the storage: shared by every process on the same Redis)
 
@@ -315,11 +325,9 @@ class RateThrottleCore(NativeCore):
             logger.warning("Attempted to whitelist empty identifier")
             return
         self._whitelist_add(identifier)
-        self.whitelist.add(identifier)
 
     def remove_from_whitelist(self, identifier: str) -> bool:
         """Removes `identifier` from the whitelist; False if it was not on it."""
-        self.whitelist.discard(identifier)
         return self._whitelist_remove(identifier)
 
     def is_whitelisted(self, identifier: str) -> bool:
@@ -336,11 +344,9 @@ class RateThrottleCore(NativeCore):
             logger.warning("Attempted to blacklist empty identifier")
             return
         self._blacklist_add(identifier, duration)
-        self.blacklist.add(identifier)
 
     def remove_from_blacklist(self, identifier: str) -> bool:
         """Removes `identifier` from the blacklist; False if it was not on it."""
-        self.blacklist.discard(identifier)
         return self._blacklist_remove(identifier)
 
     def is_blacklisted(self, identifier: str) -> bool:
@@ -367,14 +373,13 @@ class RateThrottleCore(NativeCore):
     ) -> None:
         """Called by the engine for each violation while callbacks are registered, with the
         engine's record of it (`recorded`: its time, block end and retry)."""
-        rule = self.rules.get(status.rule_name or "")
         if recorded is not None:
             at, blocked_until = recorded["timestamp"], recorded["blocked_until"]
             retry_after, scope = recorded["retry_after"], recorded["scope"]
         else:  # a violation the engine did not hand over (none expected)
             at, blocked_until = self._now(), None
             retry_after = status.retry_after or 0
-            scope = rule.scope if rule is not None else "ip"
+            scope = self._rule_scope(status.rule_name or "") or "ip"
         violation = RateThrottleViolation(
             identifier=identifier,
             rule_name=status.rule_name or "",

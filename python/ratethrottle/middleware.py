@@ -199,8 +199,11 @@ class FlaskRateLimiter:
                         )
                     return Response(body, status=code, headers=_without_content_type(headers),
                                     content_type=_content_type(headers))
-                # Stacked limits: the headers speak for the one closest to its limit.
-                if _closer_to_limit(decision.status, getattr(g, "ratelimit_status", None)):
+                # Stacked limits: the headers speak for the one closest to its limit (kept
+                # in the request's environ: `g` may outlive a request in tests).
+                earlier = request.environ.get("ratethrottle.status")
+                if _closer_to_limit(decision.status, earlier):
+                    request.environ["ratethrottle.status"] = decision.status
                     g.ratelimit_status = decision.status
                     g._ratethrottle_headers = decision.headers if self.headers_enabled else []
                 return view(*args, **kwargs)

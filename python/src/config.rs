@@ -1,7 +1,7 @@
 //! `Configuration`: the YAML + `RT_*` configuration under `ratethrottle.config.ConfigManager`.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::PyList;
 use ratethrottle_config::{Config, ConfigError, EXAMPLE_YAML, Environment};
 use serde_yaml_ng::Value;
 
@@ -182,15 +182,7 @@ impl Configuration {
     fn rules<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
         for rule in self.config.rules() {
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("name", &rule.name)?;
-            kwargs.set_item("limit", rule.limit)?;
-            kwargs.set_item("window", rule.window.as_secs_f64())?;
-            kwargs.set_item("scope", rule.scope.as_str())?;
-            kwargs.set_item("block_duration", rule.block_duration.as_secs_f64())?;
-            kwargs.set_item("strategy", rule.strategy.as_str())?;
-            kwargs.set_item("burst", rule.burst)?;
-            list.append(kwargs)?;
+            list.append(crate::core::rule_kwargs(py, &rule)?)?;
         }
         Ok(list)
     }

@@ -176,6 +176,27 @@ fn seconds(what: &str, value: f64) -> PyResult<Duration> {
     })
 }
 
+/// `rule` as `RateThrottleRule` keyword arguments (whole seconds as `int`, as users write
+/// them).
+pub(crate) fn rule_kwargs<'py>(py: Python<'py>, rule: &Rule) -> PyResult<Bound<'py, PyDict>> {
+    let seconds = |d: Duration| -> PyResult<Bound<'py, PyAny>> {
+        Ok(if d.subsec_nanos() == 0 {
+            d.as_secs().into_pyobject(py)?.into_any()
+        } else {
+            d.as_secs_f64().into_pyobject(py)?.into_any()
+        })
+    };
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("name", &rule.name)?;
+    kwargs.set_item("limit", rule.limit)?;
+    kwargs.set_item("window", seconds(rule.window)?)?;
+    kwargs.set_item("scope", rule.scope.as_str())?;
+    kwargs.set_item("block_duration", seconds(rule.block_duration)?)?;
+    kwargs.set_item("strategy", rule.strategy.as_str())?;
+    kwargs.set_item("burst", rule.burst)?;
+    Ok(kwargs)
+}
+
 thread_local! {
     /// The violation the engine recorded last on this thread: its hook runs as the check
     /// decides, on the thread that then builds the Python status.
@@ -282,6 +303,42 @@ impl NativeCore {
     /// Removes a rule; `False` if there was none of that name.
     fn _remove_rule(&self, name: &str) -> bool {
         self.limiter.remove_rule(name)
+    }
+
+    /// The engine's rules, in the order they were added, as `RateThrottleRule` keyword
+    /// arguments.
+    fn _rules<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        self.limiter
+            .rules_as_added()
+            .iter()
+            .map(|rule| rule_kwargs(py, rule))
+            .collect()
+    }
+
+    /// The rule `name` as `RateThrottleRule` keyword arguments, or `None`.
+    fn _rule<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
+        self.limiter
+            .rule(name)
+            .map(|rule| rule_kwargs(py, &rule))
+            .transpose()
+    }
+
+    /// The scope of the rule `name` (`"ip"`, `"user"`, ...), or `None`.
+    fn _rule_scope(&self, name: &str) -> Option<&'static str> {
+        self.limiter.scope_of(name).map(|s| s.as_str())
+    }
+
+    /// The identifiers on the whitelist (`whitelist=True`) or the blacklist, unexpired.
+    fn _list_entries(&self, py: Python<'_>, whitelist: bool) -> PyResult<Vec<String>> {
+        let kind = if whitelist {
+            ratethrottle::store::ListKind::Whitelist
+        } else {
+            ratethrottle::store::ListKind::Blacklist
+        };
+        let entries = self
+            .wait(py, self.limiter.list_entries(kind))
+            .map_err(engine_error)?;
+        Ok(entries.into_iter().map(|e| e.identifier).collect())
     }
 
     /// Checks one request of `identifier` under the rule `rule_name` and counts it if

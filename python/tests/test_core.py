@@ -366,3 +366,21 @@ def test_violations_carry_the_engines_own_record(clock):
     assert violation.timestamp == recorded.timestamp
     assert violation.retry_after == recorded.retry_after == 300
     assert violation.metadata == {"path": "/x"} and violation.scope == "ip"
+
+
+def test_rules_and_lists_are_read_through_from_the_engine():
+    storage = rt.InMemoryStorage()
+    one, two = rt.RateThrottleCore(storage), rt.RateThrottleCore(storage)
+    for name in ("c", "a", "b"):
+        one.add_rule(RateThrottleRule(name=name, limit=5, window=60))
+    one.remove_rule("a")
+    assert one.list_rules() == ["c", "b"] and list(one.rules) == ["c", "b"]
+    assert one.get_rule("b") == RateThrottleRule(name="b", limit=5, window=60)
+    assert isinstance(one.get_rule("b").window, int)
+    # Lists live in the shared storage only: a change through one core shows in the other.
+    two.add_to_whitelist("friend")
+    two.add_to_blacklist("foe", duration=60)
+    assert one.whitelist == {"friend"} and one.blacklist == {"foe"}
+    assert one.get_status()["whitelist_size"] == 1
+    two.remove_from_blacklist("foe")
+    assert one.blacklist == set()

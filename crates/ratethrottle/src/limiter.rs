@@ -260,6 +260,16 @@ impl<S: Store> Limiter<S> {
         self.shared.rules.load().get(name).map(|e| e.rule.scope)
     }
 
+    /// All rules, in the order they were first added (a replaced rule keeps its place).
+    pub fn rules_as_added(&self) -> Vec<Rule> {
+        self.shared
+            .rules
+            .load()
+            .iter()
+            .map(|e| e.rule.clone())
+            .collect()
+    }
+
     /// All rules, sorted by name.
     pub fn rules(&self) -> Vec<Rule> {
         let mut rules: Vec<Rule> = self

@@ -53,11 +53,11 @@ impl RuleTable {
         }
     }
 
-    /// Removes and returns the rule named `name`.
+    /// Removes and returns the rule named `name` (the others keep their order).
     pub(super) fn remove(&mut self, name: &str) -> Option<Arc<RuleEntry>> {
         let at = self.position(name)?;
-        self.names.swap_remove(at);
-        let removed = self.entries.swap_remove(at);
+        self.names.remove(at);
+        let removed = self.entries.remove(at);
         self.reindex();
         Some(removed)
     }
