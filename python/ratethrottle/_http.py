@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
-from ._native import ClientIpResolver, RateThrottleStatus
+from ._native import ClientIpResolver, RateThrottleStatus, parse_rate
 from .core import RateThrottleCore, RateThrottleRule
+from .storage_backend import StorageBackend
 from .exceptions import ConfigurationError, RuleNotFoundError
-from .helpers import parse_rate, proxy_list
 
 Headers = List[Tuple[str, str]]
 
@@ -62,6 +62,28 @@ class Decision:
     status: Optional[RateThrottleStatus] = None
     rejection: Optional[Tuple[int, Headers, str]] = None
     headers: Headers = field(default_factory=list)
+
+
+def proxy_list(trusted_proxies: Any) -> List[str]:
+    """`trusted_proxies` as a list of strings: one string (`"10.0.0.0/8"`) is one proxy, not
+    a sequence of characters; anything else must hold only strings."""
+    if trusted_proxies is None:
+        return []
+    if isinstance(trusted_proxies, str):
+        return [trusted_proxies]
+    try:
+        proxies = list(trusted_proxies)
+    except TypeError:
+        raise ConfigurationError(
+            f"trusted_proxies must be a string or a list of strings, got {trusted_proxies!r}"
+        ) from None
+    for proxy in proxies:
+        if not isinstance(proxy, str):
+            raise ConfigurationError(
+                f"trusted proxy {proxy!r} is not a string; give addresses or networks such as "
+                "'10.0.0.0/8'"
+            )
+    return proxies
 
 
 def reason_phrase(code: int) -> str:
@@ -226,3 +248,49 @@ def asgi_header_getter(scope: Any) -> Callable[[str], List[str]]:
         ]
 
     return values
+
+
+def _content_type(headers: Headers) -> str:
+    return next((v for k, v in headers if k.lower() == "content-type"), "application/json")
+
+
+def _without_content_type(headers: Headers) -> Headers:
+    return [(k, v) for k, v in headers if k.lower() != "content-type"]
+
+
+def _closer_to_limit(status: Any, than: Any) -> bool:
+    """Whether the allowed `status` should speak for a request rather than `than` (an earlier
+    limit's, or None): the one with fewer requests left, as the Rust middleware chooses."""
+    if than is None:
+        return True
+    if status is None:
+        return False
+    return bool(status.remaining < than.remaining)
+
+
+class _AppMiddleware:
+    """What the ASGI and WSGI middleware share: the wrapped app, the limiter and its guard."""
+
+    def _setup(
+        self,
+        app: Any,
+        storage: Optional[StorageBackend],
+        rules: Sequence[Union[RateThrottleRule, str]],
+        key_func: Optional[Callable[[Any], str]],
+        limiter: Optional[RateThrottleCore],
+        **guard: Any,
+    ) -> None:
+        self.app = app
+        self.limiter = limiter or RateThrottleCore(storage=storage)
+        self.key_func = key_func
+        self.guard = Guard(self.limiter, rules, **guard)
+
+    def _keys(self, request: Any, ip: str, endpoint: str) -> Callable[[str], str]:
+        override = self.key_func(request) if self.key_func is not None else None
+        return self.guard.keys(ip, endpoint, override=override)
+
+
+def _merged(headers: List[Any], extra: List[Any]) -> List[Any]:
+    """`headers` without the names in `extra`, then `extra` (names compared in lower case)."""
+    names = {k.lower() for k, _ in extra}
+    return [(k, v) for k, v in headers if k.lower() not in names] + extra

@@ -16,7 +16,7 @@ thread.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Dict, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, Optional, TypeVar, Union, cast
 
 from .async_storage import AsyncInMemoryStorage, AsyncStorageBackend
 from .failover import FailoverHandler, FailureMode
@@ -55,13 +55,16 @@ class AsyncRateThrottleCore(RateThrottleCore):
         failover_handler: Optional[FailoverHandler] = None,
         **kwargs: Any,
     ) -> "AsyncRateThrottleCore":
-        self = super().__new__(
-            cls, storage or AsyncInMemoryStorage(), use_distributed_lists, **kwargs  # type: ignore[arg-type]
+        self = cast(
+            "AsyncRateThrottleCore",
+            super().__new__(
+                cls, storage or AsyncInMemoryStorage(), use_distributed_lists, **kwargs  # type: ignore[arg-type]
+            ),
         )
         if failover_handler is None and failure_mode is not None:
             failover_handler = FailoverHandler(FailureMode(failure_mode))
         self.failover_handler = failover_handler
-        return self  # type: ignore[return-value]
+        return self
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass

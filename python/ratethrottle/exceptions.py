@@ -1,24 +1,30 @@
 """
 The exceptions of RateThrottle: the original library's classes, raised where it raises them.
+The ones the engine raises are defined in the extension (`ratethrottle._native`).
 """
 
+from ._native import (
+    ConfigurationError,
+    InvalidRuleError,
+    RateThrottleException,
+    RuleNotFoundError,
+    StorageError,
+    StrategyNotFoundError,
+)
 
-class RateThrottleException(Exception):
-    """Base exception for all RateThrottle errors"""
-
-    pass
-
-
-class ConfigurationError(RateThrottleException):
-    """Raised when there's a configuration error"""
-
-    pass
-
-
-class StorageError(RateThrottleException):
-    """Raised when there's a storage backend error"""
-
-    pass
+__all__ = [
+    "ConfigurationError",
+    "InvalidIdentifierError",
+    "InvalidRuleError",
+    "RateLimitDegradedError",
+    "RateLimitExceeded",
+    "RateThrottleException",
+    "RuleConfigurationError",
+    "RuleNotFoundError",
+    "StorageError",
+    "StorageUnavailableError",
+    "StrategyNotFoundError",
+]
 
 
 class RateLimitExceeded(RateThrottleException):
@@ -37,24 +43,6 @@ class RateLimitExceeded(RateThrottleException):
         self.limit = limit
         self.remaining = remaining
         self.reset_time = reset_time
-
-
-class StrategyNotFoundError(RateThrottleException):
-    """Raised when a rate limiting strategy is not found"""
-
-    pass
-
-
-class RuleNotFoundError(RateThrottleException):
-    """Raised when a rate limiting rule is not found"""
-
-    pass
-
-
-class InvalidRuleError(RateThrottleException):
-    """Raised when a rule configuration is invalid"""
-
-    pass
 
 
 class StorageUnavailableError(RateThrottleException):

@@ -8,6 +8,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Iterable, List, Mapping, Optional, Tuple, Union
 
 from . import _native
+from ._http import environ_header_getter, header_getter, proxy_list
 from .core import RateThrottleCore, _shown
 from .exceptions import ConfigurationError, StorageError
 from .storage_backend import InMemoryStorage, RedisStorage, StorageBackend
@@ -181,8 +182,6 @@ def get_client_ip(
     sending the header itself. IPv6 clients are grouped by their /64. `default` is returned
     when no address is known.
     """
-    from ._http import environ_header_getter, header_getter
-
     resolver = _resolver(tuple(proxy_list(trusted_proxies)), header)
     values: List[str] = []
     if resolver.trusts_proxies:
@@ -192,28 +191,6 @@ def get_client_ip(
         else:
             values = environ_header_getter(getattr(request, "META", None) or {})(resolver.header)
     return resolver.resolve(_peer_of(request), values, default)
-
-
-def proxy_list(trusted_proxies: Any) -> List[str]:
-    """`trusted_proxies` as a list of strings: one string (`"10.0.0.0/8"`) is one proxy, not
-    a sequence of characters; anything else must hold only strings."""
-    if trusted_proxies is None:
-        return []
-    if isinstance(trusted_proxies, str):
-        return [trusted_proxies]
-    try:
-        proxies = list(trusted_proxies)
-    except TypeError:
-        raise ConfigurationError(
-            f"trusted_proxies must be a string or a list of strings, got {trusted_proxies!r}"
-        ) from None
-    for proxy in proxies:
-        if not isinstance(proxy, str):
-            raise ConfigurationError(
-                f"trusted proxy {proxy!r} is not a string; give addresses or networks such as "
-                "'10.0.0.0/8'"
-            )
-    return proxies
 
 
 _RESOLVERS: dict = {}

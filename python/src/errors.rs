@@ -1,10 +1,61 @@
-//! Raising the original library's exception classes (defined in `ratethrottle.exceptions`).
+//! The original library's exception classes that the engine raises, defined here (and
+//! re-exported by `ratethrottle.exceptions`), so raising one never imports Python code.
 
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyType;
 
-/// The exception classes this module raises, by their names in `ratethrottle.exceptions`.
+create_exception!(
+    ratethrottle.exceptions,
+    RateThrottleException,
+    PyException,
+    "Base exception for all RateThrottle errors"
+);
+create_exception!(
+    ratethrottle.exceptions,
+    ConfigurationError,
+    RateThrottleException,
+    "Raised when there's a configuration error"
+);
+create_exception!(
+    ratethrottle.exceptions,
+    StorageError,
+    RateThrottleException,
+    "Raised when there's a storage backend error"
+);
+create_exception!(
+    ratethrottle.exceptions,
+    InvalidRuleError,
+    RateThrottleException,
+    "Raised when a rule configuration is invalid"
+);
+create_exception!(
+    ratethrottle.exceptions,
+    StrategyNotFoundError,
+    RateThrottleException,
+    "Raised when a rate limiting strategy is not found"
+);
+create_exception!(
+    ratethrottle.exceptions,
+    RuleNotFoundError,
+    RateThrottleException,
+    "Raised when a rate limiting rule is not found"
+);
+
+/// Adds the exception classes to the extension module.
+pub(crate) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = module.py();
+    module.add("RateThrottleException", py.get_type::<RateThrottleException>())?;
+    module.add("ConfigurationError", py.get_type::<ConfigurationError>())?;
+    module.add("StorageError", py.get_type::<StorageError>())?;
+    module.add("InvalidRuleError", py.get_type::<InvalidRuleError>())?;
+    module.add("StrategyNotFoundError", py.get_type::<StrategyNotFoundError>())?;
+    module.add("RuleNotFoundError", py.get_type::<RuleNotFoundError>())?;
+    Ok(())
+}
+
+/// The exception classes this module raises.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Raise {
     Configuration,
@@ -15,37 +66,17 @@ pub(crate) enum Raise {
 }
 
 impl Raise {
-    fn class_name(self) -> &'static str {
-        match self {
-            Raise::Configuration => "ConfigurationError",
-            Raise::Storage => "StorageError",
-            Raise::InvalidRule => "InvalidRuleError",
-            Raise::StrategyNotFound => "StrategyNotFoundError",
-            Raise::RuleNotFound => "RuleNotFoundError",
-        }
-    }
-
     /// The exception to raise, with `message`.
     pub(crate) fn err(self, message: impl Into<String>) -> PyErr {
         let message = message.into();
-        Python::attach(|py| match class(py, self) {
-            Ok(class) => PyErr::from_type(class.clone(), message),
-            Err(import_failed) => import_failed,
-        })
+        match self {
+            Raise::Configuration => ConfigurationError::new_err(message),
+            Raise::Storage => StorageError::new_err(message),
+            Raise::InvalidRule => InvalidRuleError::new_err(message),
+            Raise::StrategyNotFound => StrategyNotFoundError::new_err(message),
+            Raise::RuleNotFound => RuleNotFoundError::new_err(message),
+        }
     }
-}
-
-static CLASSES: [PyOnceLock<Py<PyType>>; 5] = [const { PyOnceLock::new() }; 5];
-
-fn class(py: Python<'_>, which: Raise) -> PyResult<Bound<'_, PyType>> {
-    CLASSES[which as usize]
-        .get_or_try_init(py, || {
-            let class = py
-                .import("ratethrottle.exceptions")?
-                .getattr(which.class_name())?;
-            Ok::<_, PyErr>(class.cast_into::<PyType>()?.unbind())
-        })
-        .map(|class| class.bind(py).clone())
 }
 
 /// The exception for a failed check or list operation of the engine.

@@ -51,6 +51,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
         .filter(log::LevelFilter::Off)
         .filter_target("ratethrottle".to_owned(), log::LevelFilter::Debug)
         .install();
+    errors::register(module)?;
     module.add_class::<core::NativeCore>()?;
     module.add_class::<status::RateThrottleStatus>()?;
     module.add_class::<store::NativeStore>()?;
