@@ -2,7 +2,8 @@
 """
 `get` / `set` / `increment` per second through the storage interface: this package's
 `InMemoryStorage` and `RedisStorage` against the original `ratethrottle==1.4.0`'s, in one run,
-with a bare `dict` behind the same harness as the in-memory ceiling.
+with a bare `dict` behind the same harness as the in-memory ceiling; and checks per second of
+`RateThrottleCore` over a user's dict-backed `StorageBackend` (the same class for both).
 
     python python/bench/storage_bench.py                   # venvs as bench.py sets them up
     python python/bench/storage_bench.py --rounds 5 --backends memory
@@ -23,6 +24,8 @@ from bench import HERE, PACKAGE, ensure_venv, run, start_redis
 
 KEYS = [f"key:{i}" for i in range(1000)]
 OPERATIONS = ("get", "set", "increment")
+#: A check through a user's own dict-backed StorageBackend (ours and the original only).
+CUSTOM_CHECK = "check_custom"
 
 
 class DictStorage:
@@ -42,6 +45,57 @@ class DictStorage:
         value = self.data.get(key, 0) + amount
         self.data[key] = value
         return value
+
+
+def custom_storage_class():
+    """A dict-backed StorageBackend subclass of the running package (the same code for ours
+    and the original: every method the original's ABC requires)."""
+    import time as clock
+
+    from ratethrottle.storage_backend import StorageBackend
+
+    class DictBackend(StorageBackend):
+        def __init__(self):
+            self.data = {}
+
+        def _live(self, key):
+            value, expiry = self.data.get(key, (None, None))
+            if expiry is not None and expiry <= clock.time():
+                self.data.pop(key, None)
+                return None
+            return value
+
+        def get(self, key):
+            return self._live(key)
+
+        def set(self, key, value, ttl=None):
+            self.data[key] = (value, clock.time() + ttl if ttl else None)
+            return True
+
+        def increment(self, key, amount=1, ttl=None):
+            value = (self._live(key) or 0) + amount
+            self.set(key, value, ttl)
+            return value
+
+        def delete(self, key):
+            return self.data.pop(key, None) is not None
+
+        def exists(self, key):
+            return self._live(key) is not None
+
+        def check_and_delete_if_expired(self, key):
+            value = self._live(key)
+            return (value is not None, value)
+
+        def set_if_not_exists(self, key, value, ttl=None):
+            if self._live(key) is not None:
+                return False
+            return self.set(key, value, ttl)
+
+        def delete_many(self, keys):
+            return sum(self.delete(k) for k in keys)
+
+    return DictBackend
 
 
 def make_storage(name: str, backend: str, redis_url: str):
@@ -92,6 +146,18 @@ def worker(args: argparse.Namespace) -> None:
         "get": timed(gets, args.seconds),
         "increment": timed(increments, args.seconds),
     }
+    if args.backend == "memory" and args.contestant != "dict":
+        import ratethrottle as rt
+
+        core = rt.RateThrottleCore(storage=custom_storage_class()())
+        core.add_rule(rt.RateThrottleRule(name="api", limit=10**9, window=60))
+        check = core.check_rate_limit
+
+        def checks():
+            for key in KEYS:
+                check(key, "api")
+
+        rates[CUSTOM_CHECK] = timed(checks, args.seconds)
     print(json.dumps(rates))
 
 
@@ -132,6 +198,13 @@ def driver(args: argparse.Namespace) -> None:
                 }
                 for op in OPERATIONS
             }
+            if backend == "memory":
+                results[backend][CUSTOM_CHECK] = {
+                    "per_sec": {n: statistics.median(r[n][CUSTOM_CHECK] for r in rounds)
+                                for n in ("ours", "original")},
+                    "ours_vs_original": statistics.median(
+                        r["ours"][CUSTOM_CHECK] / r["original"][CUSTOM_CHECK] for r in rounds),
+                }
     finally:
         if redis_proc is not None:
             redis_proc.kill()

@@ -46,11 +46,17 @@ create_exception!(
 /// Adds the exception classes to the extension module.
 pub(crate) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = module.py();
-    module.add("RateThrottleException", py.get_type::<RateThrottleException>())?;
+    module.add(
+        "RateThrottleException",
+        py.get_type::<RateThrottleException>(),
+    )?;
     module.add("ConfigurationError", py.get_type::<ConfigurationError>())?;
     module.add("StorageError", py.get_type::<StorageError>())?;
     module.add("InvalidRuleError", py.get_type::<InvalidRuleError>())?;
-    module.add("StrategyNotFoundError", py.get_type::<StrategyNotFoundError>())?;
+    module.add(
+        "StrategyNotFoundError",
+        py.get_type::<StrategyNotFoundError>(),
+    )?;
     module.add("RuleNotFoundError", py.get_type::<RuleNotFoundError>())?;
     Ok(())
 }
