@@ -213,8 +213,9 @@ class InMemoryStorage(_EngineStorage):
         return storage
 
     def get_stats(self) -> Dict[str, Any]:
-        """`total_keys`, `expired_keys` (not yet swept), `active_keys` and `evictions` of the
-        plain values."""
+        """The original's keys: `total_keys`, `expired_keys` (not yet swept), `active_keys`,
+        `memory_usage_estimate` (bytes, approximate: objects count 64), `sets`, `gets`,
+        `deletes`, `cleanups` (sweeps that dropped expired keys) and `evictions`."""
         return self._native.value_stats()
 
     def shutdown(self) -> None:

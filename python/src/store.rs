@@ -290,8 +290,9 @@ impl NativeStore {
         self.run(py, KeyValueStore::clear(&self.store))
     }
 
-    /// Counts of the plain keys: `total_keys`, `expired_keys`, `active_keys`, `evictions`
-    /// (memory; empty for Redis).
+    /// Counts of the plain keys, with 1.4.0's keys: `total_keys`, `expired_keys`,
+    /// `active_keys`, `memory_usage_estimate`, `sets`, `gets`, `deletes`, `cleanups`,
+    /// `evictions` (memory; empty for Redis).
     fn value_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let stats = PyDict::new(py);
         if let ConfiguredStore::Memory(memory) = &self.store {
@@ -300,6 +301,11 @@ impl NativeStore {
             stats.set_item("expired_keys", counts.expired)?;
             stats.set_item("active_keys", counts.keys - counts.expired)?;
             stats.set_item("evictions", counts.evictions)?;
+            stats.set_item("memory_usage_estimate", counts.bytes_estimate)?;
+            stats.set_item("sets", counts.sets)?;
+            stats.set_item("gets", counts.gets)?;
+            stats.set_item("deletes", counts.deletes)?;
+            stats.set_item("cleanups", counts.cleanups)?;
         }
         Ok(stats)
     }

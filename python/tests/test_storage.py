@@ -86,6 +86,9 @@ def test_set_if_not_exists_delete_many_clear_and_stats(clock):
     storage.set("x", 1)
     stats = storage.get_stats()
     assert (stats["total_keys"], stats["active_keys"], stats["evictions"]) == (1, 1, 0)
+    assert set(stats) >= {"expired_keys", "memory_usage_estimate", "sets", "gets", "deletes",
+                          "cleanups"}  # 1.4.0's keys
+    assert stats["deletes"] == 2 and stats["sets"] >= 6 and stats["memory_usage_estimate"] > 0
     assert storage.clear() == 1
     assert storage.get("x") is None
 

@@ -68,6 +68,16 @@ pub struct KeyValueStats {
     pub expired: u64,
     /// Keys dropped to stay within the store's bound.
     pub evictions: u64,
+    /// Reads (`get`) so far.
+    pub gets: u64,
+    /// Writes (`set`, `increment`) so far.
+    pub sets: u64,
+    /// Keys removed by `delete` so far.
+    pub deletes: u64,
+    /// Sweeps that dropped expired keys so far.
+    pub cleanups: u64,
+    /// About how many bytes the keys and values take (objects counted as 64).
+    pub bytes_estimate: u64,
 }
 
 /// Keys and values with optional TTLs, beside a store's limiter state. Every operation is

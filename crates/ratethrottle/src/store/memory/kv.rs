@@ -35,6 +35,16 @@ struct Shard {
     entries: HashTable<Entry>,
     writes_since_sweep: usize,
     sweep_after: usize,
+    /// What happened here (reported summed by [`KeyValues::stats`]).
+    counts: Counts,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    gets: u64,
+    sets: u64,
+    deletes: u64,
+    cleanups: u64,
 }
 
 /// Keys and values with expiry, sharded, bounded.
@@ -68,6 +78,7 @@ impl KeyValues {
 
     pub(super) fn get(&self, key: &str, hash: u64, now: Nanos) -> Option<Value> {
         let mut shard = self.shard(hash).lock();
+        shard.counts.gets += 1;
         match shard.entries.find_entry(hash, |e| *e.key == *key) {
             Ok(found) if found.get().live(now) => Some(found.get().value.clone()),
             Ok(expired) => {
@@ -88,6 +99,7 @@ impl KeyValues {
         now: Nanos,
     ) -> bool {
         let mut shard = self.shard(hash).lock();
+        shard.counts.sets += 1;
         let expires_at = expiry(ttl, now);
         if let Some(entry) = shard.entries.find_mut(hash, |e| *e.key == *key) {
             if mode == SetMode::IfAbsent && entry.live(now) {
@@ -110,6 +122,7 @@ impl KeyValues {
         now: Nanos,
     ) -> Result<i64, StoreError> {
         let mut shard = self.shard(hash).lock();
+        shard.counts.sets += 1;
         let restart = ttl.map(|ttl| expiry(Some(ttl), now));
         if let Some(entry) = shard.entries.find_mut(hash, |e| *e.key == *key) {
             let held = match (&entry.value, entry.live(now)) {
@@ -146,15 +159,13 @@ impl KeyValues {
 
     /// Removes `key`; whether it held a live value.
     pub(super) fn remove(&self, key: &str, hash: u64, now: Nanos) -> bool {
-        match self
-            .shard(hash)
-            .lock()
-            .entries
-            .find_entry(hash, |e| *e.key == *key)
-        {
+        let mut shard = self.shard(hash).lock();
+        let removed = match shard.entries.find_entry(hash, |e| *e.key == *key) {
             Ok(found) => found.remove().0.live(now),
             Err(_) => false,
-        }
+        };
+        shard.counts.deletes += u64::from(removed);
+        removed
     }
 
     pub(super) fn clear(&self) -> u64 {
@@ -162,7 +173,11 @@ impl KeyValues {
         for shard in &self.shards {
             let mut shard = shard.lock();
             removed += shard.entries.len() as u64;
-            *shard = Shard::default();
+            let counts = shard.counts;
+            *shard = Shard {
+                counts,
+                ..Shard::default()
+            };
         }
         removed
     }
@@ -176,6 +191,22 @@ impl KeyValues {
             let shard = shard.lock();
             stats.keys += shard.entries.len() as u64;
             stats.expired += shard.entries.iter().filter(|e| !e.live(now)).count() as u64;
+            stats.gets += shard.counts.gets;
+            stats.sets += shard.counts.sets;
+            stats.deletes += shard.counts.deletes;
+            stats.cleanups += shard.counts.cleanups;
+            stats.bytes_estimate += shard
+                .entries
+                .iter()
+                .map(|e| {
+                    let value = match &e.value {
+                        Value::Int(_) => 8,
+                        Value::Bytes(bytes) => bytes.len(),
+                        Value::Object(_) => 64,
+                    };
+                    (e.key.len() + value) as u64
+                })
+                .sum::<u64>();
         }
         stats
     }
@@ -206,7 +237,9 @@ impl KeyValues {
         shard.writes_since_sweep += 1;
         let full = shard.entries.len() >= self.per_shard;
         if full || shard.writes_since_sweep > shard.sweep_after.max(MIN_SWEEP_WRITES) {
+            let before = shard.entries.len();
             shard.entries.retain(|entry| entry.live(now));
+            shard.counts.cleanups += u64::from(shard.entries.len() < before);
             shard.writes_since_sweep = 0;
             shard.sweep_after = shard.entries.len();
         }
