@@ -58,6 +58,7 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
 pub mod actix;
 mod client_ip;
+mod plain;
 mod policy;
 mod response;
 #[cfg(feature = "tower")]
@@ -65,7 +66,8 @@ mod tower;
 mod user;
 
 pub use client_ip::{ClientIp, ClientKey, ForwardedHeader};
-pub use policy::{Policy, PolicyBuilder, RequestView, Route, UnknownPeer};
+pub use plain::PlainRequest;
+pub use policy::{Decided, Policy, PolicyBuilder, RequestView, Route, UnknownPeer};
 pub use response::{HeaderStyle, Rejection, RejectionKind, RejectionResponse};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]

@@ -30,6 +30,16 @@ pub trait RequestView: sealed::Sealed {
     fn header(&self, name: &str) -> Option<&[u8]>;
     /// The TCP peer's address, when known.
     fn peer(&self) -> Option<IpAddr>;
+    /// The user the request carries itself, for a policy without its own way to find it
+    /// ([`PlainRequest::user`](crate::PlainRequest)); `None` by default.
+    fn user(&self) -> Option<&str> {
+        None
+    }
+    /// A key chosen for the client by the adapter (a key function), counted instead of the
+    /// address and the user by IP- and user-scoped rules ([`PlainRequest::client_key`](crate::PlainRequest)); `None` by default.
+    fn client_key(&self) -> Option<&str> {
+        None
+    }
 }
 
 pub(crate) mod sealed {
@@ -448,6 +458,54 @@ impl<S: Store, R> PolicyBuilder<S, R> {
     }
 }
 
+/// What a [`Policy`] decided for one request ([`Policy::decide`]), for adapters outside
+/// this crate.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Decided {
+    /// The answer that speaks for the request (the denial, or the admission with the least
+    /// left) and the identifier it was for; `None` when no rule applied, limiting is off, the
+    /// request was exempt or it failed before a rule answered.
+    pub status: Option<(Status, String)>,
+    /// The response to send instead of calling the handler, when refused.
+    pub rejection: Option<RejectionResponse>,
+    /// The rate-limit headers for the response of an admitted request (none when the policy
+    /// sends none).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Decided {
+    fn of<S: Store, R>(
+        policy: &Policy<S, R>,
+        admission: Admission,
+        status: Option<(Status, String)>,
+    ) -> Self {
+        let (rejection, headers) = match admission {
+            Admission::Reject(response) => (Some(response), Vec::new()),
+            Admission::Pass => (None, Vec::new()),
+            Admission::Admit(pending) => {
+                let style = policy.header_style;
+                let headers = pending
+                    .into_headers()
+                    .map(|status| {
+                        status
+                            .headers()
+                            .into_iter()
+                            .filter(|(name, _)| style.includes(name))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (None, headers)
+            }
+        };
+        Decided {
+            status,
+            rejection,
+            headers,
+        }
+    }
+}
+
 /// What the middleware does with a request once the rules have answered.
 #[derive(Debug)]
 pub(crate) enum Admission {
@@ -549,6 +607,44 @@ impl<S: Store, R: RequestView> Policy<S, R> {
         }
     }
 
+    /// Decides `request` for an adapter outside this crate (such as the Python package's):
+    /// the same walk over the rules as the middleware's, awaiting the store. Counting that
+    /// waits for the response ([`PolicyBuilder::deduct_when`]) is not done here.
+    pub async fn decide(&self, request: &R) -> Decided {
+        let (mut walk, mut ask) = match Walk::start(self, request) {
+            Ok(started) => started,
+            Err(done) => return Decided::of(self, done, None),
+        };
+        walk.concluded = Some(None);
+        loop {
+            let answer = ask.wait().await;
+            ask = match walk.step(ask, answer) {
+                Ok(next) => next,
+                Err(done) => return Decided::of(self, done, walk.concluded.flatten()),
+            };
+        }
+    }
+
+    /// [`Policy::decide`] without a future, for a store that answers at once
+    /// ([`Store::answers_at_once`]); `None` for one that does not.
+    pub fn decide_now(&self, request: &R) -> Option<Decided> {
+        if !self.limiter.store().answers_at_once() {
+            return None;
+        }
+        let (mut walk, mut ask) = match Walk::start(self, request) {
+            Ok(started) => started,
+            Err(done) => return Some(Decided::of(self, done, None)),
+        };
+        walk.concluded = Some(None);
+        loop {
+            let answer = ask.now().unwrap_or_else(|| Err(ask.gone()));
+            ask = match walk.step(ask, answer) {
+                Ok(next) => next,
+                Err(done) => return Some(Decided::of(self, done, walk.concluded.flatten())),
+            };
+        }
+    }
+
     /// Counts deferred rules if the response `status_code` qualifies; the headers to add.
     pub(crate) async fn settle(&self, pending: Pending, status_code: u16) -> Option<Status> {
         let Pending {
@@ -644,6 +740,11 @@ impl<S: Store, R: RequestView> Policy<S, R> {
                 .get_or_insert_with(|| self.client_key(request))
                 .map(Identifier::Client)
         };
+        if matches!(scope, Scope::User | Scope::Ip)
+            && let Some(key) = request.client_key()
+        {
+            return Some(Identifier::Text(Cow::Borrowed(key)));
+        }
         match scope {
             Scope::User => match self.user_of(request) {
                 Some(user) => Some(Identifier::Text(Cow::Owned(user))),
@@ -700,7 +801,10 @@ impl<S: Store, R: RequestView> Policy<S, R> {
     }
 
     fn user_of(&self, request: &R) -> Option<String> {
-        let user = match self.user.as_ref()? {
+        let Some(source) = self.user.as_ref() else {
+            return request.user().filter(|u| !u.is_empty()).map(str::to_owned);
+        };
+        let user = match source {
             UserSource::Closure(user) => guarded("user", None, || user(request)),
             UserSource::Header(name) => request.header(name).and_then(user::header_text),
             UserSource::JwtSubject => request.header("authorization").and_then(user::jwt_subject),
@@ -721,6 +825,8 @@ struct Walk<'a, S: Store, R> {
     /// The most restrictive answer so far, with the identifier it was for when denied.
     worst: Option<(Status, String)>,
     client: Option<Option<ClientKey>>,
+    /// For [`Policy::decide`]: the answer that spoke, kept when the walk ends.
+    concluded: Option<Option<(Status, String)>>,
 }
 
 /// What one binding asks of its rule.
@@ -800,6 +906,7 @@ impl<'a, S: Store, R: RequestView> Walk<'a, S, R> {
             pending: Pending::default(),
             worst: None,
             client: None,
+            concluded: None,
         };
         let first = walk.next_ask()?;
         Ok((walk, first))
@@ -901,6 +1008,9 @@ impl<'a, S: Store, R: RequestView> Walk<'a, S, R> {
 
     fn finish(&mut self) -> Admission {
         let pending = std::mem::take(&mut self.pending);
+        if let Some(concluded) = &mut self.concluded {
+            concluded.clone_from(&self.worst);
+        }
         match self.worst.take() {
             Some((status, identifier)) if !status.allowed => {
                 let rejection = Rejection::of_status(status, identifier, self.policy.header_style);

@@ -770,3 +770,119 @@ async fn violations_are_logged_when_the_configuration_says_so() {
         assert_eq!(lines, expected, "log_violations: {log_violations}\n{text}");
     }
 }
+
+/// Issue 18: a policy over [`ratethrottle_http::PlainRequest`]s (what the Python adapters
+/// hand over) gives every request the answer the axum layer gives: the same codes, the same
+/// rate-limit headers, with stacked rules, user keys and key overrides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_requests_get_the_answers_the_axum_layer_gives() {
+    use ratethrottle::clock::{ManualClock, Nanos};
+    use ratethrottle_http::{PlainRequest, PolicyBuilder};
+
+    let clock = ManualClock::at(Nanos::from_nanos(1_767_225_600_000_000_000));
+    let limiter = || {
+        let limiter = Limiter::builder().clock(clock.clone()).build();
+        limiter.add_rule(per_minute("per_ip", 3)).unwrap();
+        limiter
+            .add_rule(per_minute("everyone", 5).scope(Scope::Global))
+            .unwrap();
+        limiter
+            .add_rule(per_minute("per_user", 2).scope(Scope::User))
+            .unwrap();
+        limiter
+    };
+    let layer = RateLimitLayer::builder(limiter())
+        .rule("per_ip")
+        .rule("everyone")
+        .rule_for("/health", "per_user")
+        .user_header("x-user")
+        .layer()
+        .unwrap();
+    let base = serve_axum(app(layer)).await;
+    let policy = PolicyBuilder::<_, PlainRequest>::new(limiter())
+        .rule("per_ip")
+        .rule("everyone")
+        .rule_for("/health", "per_user")
+        .build()
+        .unwrap();
+    let requests: [(&str, &str, Option<&str>); 8] = [
+        ("127.0.4.1", "/", None),
+        ("127.0.4.1", "/", None),
+        ("127.0.4.2", "/health", Some("alice")),
+        ("127.0.4.1", "/", None),
+        ("127.0.4.1", "/", None),
+        ("127.0.4.3", "/health", Some("alice")),
+        ("127.0.4.3", "/health", Some("bob")),
+        ("127.0.4.4", "/", None),
+    ];
+    for (at, (ip, path, user)) in requests.into_iter().enumerate() {
+        let headers: Vec<(&str, &str)> = user.map(|u| ("x-user", u)).into_iter().collect();
+        let reply = get(&client_from(ip), base, path, &headers).await;
+        let mut request = PlainRequest::new("GET", path).peer(ip.parse().unwrap());
+        request.user = user.map(str::to_owned);
+        let decided = policy.decide(&request).await;
+        let (code, rate_headers): (u16, Vec<(String, String)>) = match &decided.rejection {
+            Some(rejection) => (
+                rejection.status,
+                rejection
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+                    .collect(),
+            ),
+            None => (
+                200,
+                decided
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+                    .collect(),
+            ),
+        };
+        let ours: Vec<String> = reply
+            .rate_headers()
+            .into_iter()
+            .filter(|line| {
+                line.starts_with("x-ratelimit")
+                    || line.starts_with("ratelimit")
+                    || line.starts_with("retry-after")
+            })
+            .collect();
+        let plain: Vec<String> = ours
+            .iter()
+            .map(|line| {
+                let name = line.split(':').next().unwrap();
+                let value = &rate_headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .unwrap_or_else(|| panic!("request {at}: no {name} in {rate_headers:?}"))
+                    .1;
+                format!("{name}: {value}")
+            })
+            .collect();
+        assert_eq!(code, reply.status, "request {at} ({ip} {path} {user:?})");
+        assert_eq!(plain, ours, "request {at}");
+        assert!(decided.status.is_some(), "request {at}");
+    }
+    // A key function's key replaces the address for IP-scoped rules: peers that share it
+    // share one allowance.
+    let keyed_limiter = Limiter::builder().clock(clock.clone()).build();
+    keyed_limiter.add_rule(per_minute("per_ip", 3)).unwrap();
+    let keyed_policy = PolicyBuilder::<_, PlainRequest>::new(keyed_limiter)
+        .rule("per_ip")
+        .build()
+        .unwrap();
+    let mut answers = Vec::new();
+    for peer in ["127.0.4.5", "127.0.4.6", "127.0.4.7", "127.0.4.8"] {
+        let mut keyed = PlainRequest::new("GET", "/").peer(peer.parse().unwrap());
+        keyed.client_key = Some("tenant-7".to_owned());
+        answers.push(keyed_policy.decide_now(&keyed).unwrap());
+    }
+    let codes: Vec<u16> = answers
+        .iter()
+        .map(|a| a.rejection.as_ref().map_or(200, |r| r.status))
+        .collect();
+    assert_eq!(codes, [200, 200, 200, 429]);
+    let (status, identifier) = answers[3].status.clone().unwrap();
+    assert_eq!((status.allowed, identifier.as_str()), (false, "tenant-7"));
+}
