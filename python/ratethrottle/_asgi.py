@@ -58,12 +58,16 @@ class StarletteRateLimitMiddleware(_AppMiddleware):
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        ip = self.guard.client_ip(client[0] if client else None, asgi_header_getter(scope))
         method = scope.get("method", "GET")
-        route = getattr(scope.get("route"), "path", path)
-        key = self._keys(scope, ip, f"{method} {route}")
-
-        decision = await self.guard.adecide(key, {"path": path, "method": method})
+        decision = await self.guard.adecide(
+            method,
+            path,
+            route=getattr(scope.get("route"), "path", None),
+            peer=client[0] if client else None,
+            header_values=asgi_header_getter(scope),
+            key=self.key_func(scope) if self.key_func is not None else None,
+            metadata={"path": path, "method": method},
+        )
         if decision.rejection is not None:
             code, headers, body = decision.rejection
             await send({

@@ -120,12 +120,15 @@ class DjangoRateLimitMiddleware:
         rule = self._rule_for_path(request.path)
         if rule is None:
             return self.get_response(request)
-        ip = _django_ip(guard, request)
         user = _django_user(request)
         decision = guard.decide(
-            guard.keys(ip, f"{request.method} {request.path}", user=user),
-            {"path": request.path, "method": request.method, "user": user},
-            [rule],
+            request.method,
+            request.path,
+            peer=request.META.get("REMOTE_ADDR"),
+            header_values=environ_header_getter(request.META),
+            user=user,
+            metadata={"path": request.path, "method": request.method, "user": user},
+            rules=[rule],
         )
         request.ratelimit_status = decision.status
         if decision.rejection is not None:
@@ -195,7 +198,14 @@ def django_ratelimit(
                 identifier = _django_user(request) or ip
             else:
                 identifier = ip
-            decision = guard.decide(lambda _: identifier, {"path": request.path}, [name])
+            decision = guard.decide(
+                request.method,
+                request.path,
+                peer=request.META.get("REMOTE_ADDR"),
+                key=identifier,
+                metadata={"path": request.path},
+                rules=[name],
+            )
             request.ratelimit_status = decision.status
             if decision.rejection is not None:
                 return _django_response(decision)

@@ -158,11 +158,17 @@ class FastAPIRateLimiter:
                 request.client.host if request.client else None, header_getter(request.headers)
             )
             override = key_getter(request) if key_getter is not None else None
-            route = getattr(request.scope.get("route"), "path", request.url.path)
-            key = self.guard.keys(ip, f"{request.method} {route}", override=override)
-
             metadata = {"path": request.url.path, "method": request.method, "client": ip}
-            decision = await self.guard.adecide(key, metadata, names)
+            decision = await self.guard.adecide(
+                request.method,
+                request.url.path,
+                route=getattr(request.scope.get("route"), "path", None),
+                peer=request.client.host if request.client else None,
+                header_values=header_getter(request.headers),
+                key=override,
+                metadata=metadata,
+                rules=names,
+            )
             if decision.rejection is not None:
                 request.state.ratelimit_status = decision.status
                 raise RateLimitRejected(decision.rejection)

@@ -134,20 +134,27 @@ class FlaskRateLimiter:
                 if allowed_methods is not None and request.method not in allowed_methods:
                     return view(*args, **kwargs)
                 override = key_getter() if key_getter is not None else None
-                endpoint = f"{request.method} {request.url_rule or request.path}"
-                key = self.guard.keys(self.client_ip(), endpoint, override=override)
                 metadata = {
                     "endpoint": request.endpoint or "unknown",
                     "method": request.method,
                     "path": request.path,
                     "remote_addr": request.remote_addr or "unknown",
                 }
-                decision = self.guard.decide(key, metadata, [name])
+                decision = self.guard.decide(
+                    request.method,
+                    request.path,
+                    route=str(request.url_rule) if request.url_rule else None,
+                    peer=request.remote_addr,
+                    header_values=header_getter(request.headers),
+                    key=override,
+                    metadata=metadata,
+                    rules=[name],
+                )
                 if decision.rejection is not None:
                     code, headers, body = decision.rejection
                     if error_message is not None and decision.status is not None:
                         code, headers, body = decision.status.rejection(
-                            key(name), self.guard.header_style, error_message
+                            decision.identifier or "", self.guard.header_style, error_message
                         )
                     return Response(body, status=code, headers=_without_content_type(headers),
                                     content_type=_content_type(headers))

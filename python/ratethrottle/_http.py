@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from ._native import ClientIpResolver, RateThrottleStatus, parse_rate
+from ._native import ClientIpResolver, NativePolicy, RateThrottleStatus, parse_rate
 from .core import RateThrottleCore, RateThrottleRule
 from .storage_backend import StorageBackend
 from .exceptions import ConfigurationError, RuleNotFoundError
@@ -62,6 +62,8 @@ class Decision:
     status: Optional[RateThrottleStatus] = None
     rejection: Optional[Tuple[int, Headers, str]] = None
     headers: Headers = field(default_factory=list)
+    #: The identifier `status` was for.
+    identifier: Optional[str] = None
 
 
 def proxy_list(trusted_proxies: Any) -> List[str]:
@@ -95,15 +97,17 @@ def reason_phrase(code: int) -> str:
 
 class Guard:
     """
-    Checks requests against rules of one limiter, the way the Rust middleware does: every
-    rule in order; the first denial decides and the later rules are not counted; when all
-    allow, the most restrictive status (fewest remaining) goes into the headers.
+    Checks requests against rules of one limiter with the Rust middleware's own decision
+    (`ratethrottle_http::Policy`, through `_native.NativePolicy`): every rule that applies, in
+    order; after a denial the later rules are only looked at; the denial, or else the
+    admission with the fewest left, speaks in the headers. A request gets the same answer
+    through these adapters as through the axum and actix-web middleware.
     """
 
     def __init__(
         self,
         limiter: RateThrottleCore,
-        rules: Sequence[str] = (),
+        rules: Sequence[Union[str, RateThrottleRule]] = (),
         *,
         trusted_proxies: Optional[Iterable[str]] = None,
         forwarded_header: str = "x-forwarded-for",
@@ -116,11 +120,22 @@ class Guard:
             )
         self.limiter = limiter
         self.rules: List[str] = []
+        self._policies: Dict[Tuple[str, ...], NativePolicy] = {}
         for rule in rules:
             self.add_rule(rule)
         self.resolver = ClientIpResolver(proxy_list(trusted_proxies), forwarded_header)
         self.header_style = header_style
-        self.headers_enabled = headers_enabled
+        self._headers_enabled = headers_enabled
+
+    @property
+    def headers_enabled(self) -> bool:
+        """Whether admitted responses get the rate-limit headers."""
+        return self._headers_enabled
+
+    @headers_enabled.setter
+    def headers_enabled(self, enabled: bool) -> None:
+        self._headers_enabled = bool(enabled)
+        self._policies.clear()
 
     def add_rule(self, rule: Union[str, RateThrottleRule]) -> str:
         """Checks requests against `rule` too (a RateThrottleRule is added to the limiter; a
@@ -135,6 +150,7 @@ class Guard:
                 raise RuleNotFoundError(f"unknown rule {name!r}; known rules: {known}")
         if name not in self.rules:
             self.rules.append(name)
+        self._policies.clear()
         return name
 
     @property
@@ -146,71 +162,69 @@ class Guard:
         values = header_values(self.resolver.header) if self.resolver.trusts_proxies else []
         return self.resolver.resolve(peer, values)
 
-    def keys(
-        self,
-        ip: str,
-        endpoint: str,
-        user: Optional[str] = None,
-        override: Optional[str] = None,
-    ) -> Callable[[str], str]:
-        """`rule -> identifier` for one request, by each rule's scope: "ip" counts the
-        client IP, "user" the user (else the IP), "endpoint" the method and route, "global"
-        one key. `override` (a key function's answer) replaces the IP and the user."""
+    def _policy(self, rules: Optional[Sequence[str]]) -> NativePolicy:
+        names = tuple(self.rules if rules is None else rules)
+        policy = self._policies.get(names)
+        if policy is None:
+            policy = NativePolicy(self.limiter, list(names), self.resolver, self.header_style,
+                                  self._headers_enabled)
+            if len(self._policies) < 256:
+                self._policies[names] = policy
+        return policy
 
-        def key(rule: str) -> str:
-            scope = self.limiter._rule_scope(rule) or "ip"
-            if scope == "endpoint":
-                return endpoint
-            if scope == "global":
-                return "global"
-            if override is not None:
-                return override
-            return (user or ip) if scope == "user" else ip
-
-        return key
-
-    def _finish(self, statuses: List[Tuple[str, RateThrottleStatus]]) -> Decision:
-        for identifier, status in statuses:
-            if not status.allowed:
-                rejection = status.rejection(identifier, self.header_style)
-                return Decision(status=status, rejection=rejection)
-        if not statuses:
-            return Decision()
-        status = min((s for _, s in statuses), key=lambda s: s.remaining)
-        headers = status.http_headers(self.header_style) if self.headers_enabled else []
-        return Decision(status=status, headers=headers)
+    def _forwarded(self, header_values: Optional[Callable[[str], List[str]]]) -> List[Tuple[str, str]]:
+        if header_values is None or not self.resolver.trusts_proxies:
+            return []
+        name = self.resolver.header
+        return [(name, value) for value in header_values(name)]
 
     def decide(
         self,
-        keys: Callable[[str], str],
+        method: str,
+        path: str,
+        *,
+        route: Optional[str] = None,
+        peer: Optional[str] = None,
+        header_values: Optional[Callable[[str], List[str]]] = None,
+        user: Optional[str] = None,
+        key: Optional[str] = None,
         metadata: Optional[dict] = None,
         rules: Optional[Sequence[str]] = None,
     ) -> Decision:
-        """Checks the request whose identifier under each rule is `keys(rule)`."""
-        statuses = []
-        for rule in self.rules if rules is None else rules:
-            identifier = keys(rule)
-            status = self.limiter.check_rate_limit(identifier, rule, metadata)
-            statuses.append((identifier, status))
-            if not status.allowed:
-                break
-        return self._finish(statuses)
+        """Decides one request (`rules`: these instead of all of the guard's). `key` (a key
+        function's answer) replaces the address and the user for IP- and user-scoped rules."""
+        if not (self.rules if rules is None else rules):
+            return Decision()
+        answer = self._policy(rules).decide(
+            method, path, route, peer, self._forwarded(header_values), user, key, metadata
+        )
+        return _decision(answer)
 
     async def adecide(
         self,
-        keys: Callable[[str], str],
+        method: str,
+        path: str,
+        *,
+        route: Optional[str] = None,
+        peer: Optional[str] = None,
+        header_values: Optional[Callable[[str], List[str]]] = None,
+        user: Optional[str] = None,
+        key: Optional[str] = None,
         metadata: Optional[dict] = None,
         rules: Optional[Sequence[str]] = None,
     ) -> Decision:
         """`decide` without blocking the event loop."""
-        statuses = []
-        for rule in self.rules if rules is None else rules:
-            identifier = keys(rule)
-            status = await self.limiter.acheck_rate_limit(identifier, rule, metadata)
-            statuses.append((identifier, status))
-            if not status.allowed:
-                break
-        return self._finish(statuses)
+        if not (self.rules if rules is None else rules):
+            return Decision()
+        answer = await self._policy(rules).adecide(
+            method, path, route, peer, self._forwarded(header_values), user, key, metadata
+        )
+        return _decision(answer)
+
+
+def _decision(answer: Tuple[Any, Any, Any, Any]) -> Decision:
+    status, identifier, rejection, headers = answer
+    return Decision(status=status, rejection=rejection, headers=list(headers), identifier=identifier)
 
 
 def header_getter(headers: Any) -> Callable[[str], List[str]]:
@@ -284,10 +298,6 @@ class _AppMiddleware:
         self.limiter = limiter or RateThrottleCore(storage=storage)
         self.key_func = key_func
         self.guard = Guard(self.limiter, rules, **guard)
-
-    def _keys(self, request: Any, ip: str, endpoint: str) -> Callable[[str], str]:
-        override = self.key_func(request) if self.key_func is not None else None
-        return self.guard.keys(ip, endpoint, override=override)
 
 
 def _merged(headers: List[Any], extra: List[Any]) -> List[Any]:

@@ -70,6 +70,38 @@ class NativeStore:
     def evaluate_lua(self, script: str, keys: List[str], args: List[Any]) -> Any: ...
     def server_info(self) -> Dict[str, str]: ...
 
+class NativePolicy:
+    def __init__(
+        self,
+        core: Any,
+        rules: List[str],
+        resolver: ClientIpResolver,
+        header_style: str = "both",
+        headers_enabled: bool = True,
+    ) -> None: ...
+    def decide(
+        self,
+        method: str,
+        path: str,
+        route: Optional[str] = None,
+        peer: Optional[str] = None,
+        forwarded: List[Tuple[str, str]] = ...,
+        user: Optional[str] = None,
+        key: Optional[str] = None,
+        metadata: Optional[Any] = None,
+    ) -> Tuple[Any, Optional[str], Optional[Tuple[int, List[Tuple[str, str]], str]], List[Tuple[str, str]]]: ...
+    def adecide(
+        self,
+        method: str,
+        path: str,
+        route: Optional[str] = None,
+        peer: Optional[str] = None,
+        forwarded: List[Tuple[str, str]] = ...,
+        user: Optional[str] = None,
+        key: Optional[str] = None,
+        metadata: Optional[Any] = None,
+    ) -> Awaitable[Tuple[Any, Optional[str], Optional[Tuple[int, List[Tuple[str, str]], str]], List[Tuple[str, str]]]]: ...
+
 class ClientIpResolver:
     def __init__(
         self,

@@ -41,12 +41,16 @@ class WSGIRateLimitMiddleware(_AppMiddleware):
                     header_style=header_style, headers_enabled=headers_enabled)
 
     def __call__(self, environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        ip = self.guard.client_ip(environ.get("REMOTE_ADDR"), environ_header_getter(environ))
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/")
-        key = self._keys(environ, ip, f"{method} {path}")
-
-        decision = self.guard.decide(key, {"path": path, "method": method})
+        decision = self.guard.decide(
+            method,
+            path,
+            peer=environ.get("REMOTE_ADDR"),
+            header_values=environ_header_getter(environ),
+            key=self.key_func(environ) if self.key_func is not None else None,
+            metadata={"path": path, "method": method},
+        )
         if decision.rejection is not None:
             code, headers, body = decision.rejection
             start_response(f"{code} {reason_phrase(code)}", list(headers))

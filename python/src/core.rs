@@ -76,10 +76,15 @@ impl NativeCore {
         Py::new(py, status)
     }
 
+    /// The engine's limiter.
+    pub(crate) fn limiter(&self) -> &Limiter<ConfiguredStore> {
+        &self.limiter
+    }
+
     /// Hands a violation to `self._report_violation` (Python) when callbacks are registered,
     /// with the engine's record of it (its time, block end and retry), which the engine's
     /// violation hook left on this thread as the check decided.
-    fn report_violation(
+    pub(crate) fn report_violation(
         &self,
         slf: &Bound<'_, Self>,
         identifier: &str,

@@ -72,8 +72,15 @@ impl ClientIpResolver {
     }
 }
 
+impl ClientIpResolver {
+    /// How the client is found.
+    pub(crate) fn client_ip(&self) -> &ClientIp {
+        &self.client_ip
+    }
+}
+
 /// A peer address as frameworks report it: `203.0.113.7`, `::1`, `[::1]:8080`, `1.2.3.4:80`.
-fn parse_peer(text: &str) -> Option<IpAddr> {
+pub(crate) fn parse_peer(text: &str) -> Option<IpAddr> {
     text.parse()
         .ok()
         .or_else(|| text.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))

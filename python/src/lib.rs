@@ -15,6 +15,7 @@ mod config;
 mod core;
 mod errors;
 mod http;
+mod policy;
 mod runtime;
 mod status;
 mod store;
@@ -57,6 +58,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<store::NativeStore>()?;
     module.add_class::<clock::ManualClock>()?;
     module.add_class::<http::ClientIpResolver>()?;
+    module.add_class::<policy::NativePolicy>()?;
     module.add_class::<runtime::Ready>()?;
     module.add_function(wrap_pyfunction!(parse_rate, module)?)?;
     module.add_function(wrap_pyfunction!(cli_main, module)?)?;

@@ -369,3 +369,26 @@ def test_stacked_limits_report_the_one_closest_to_its_limit():
 
     answer = TestClient(api).get("/both")
     assert (answer.headers["x-ratelimit-remaining"], answer.headers["x-ratelimit-limit"]) == ("2", "3")
+
+
+def test_adapters_decide_as_the_rust_middleware_does():
+    """Through the Rust Policy: every rule that applies is asked; after a denial the later
+    ones are only looked at (not counted), and the violation reaches the callbacks with the
+    request's metadata."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    core = rt.RateThrottleCore()
+    core.add_rule(rt.RateThrottleRule(name="strict", limit=1, window=60, block_duration=0))
+    core.add_rule(rt.RateThrottleRule(name="loose", limit=5, window=60, block_duration=0))
+    seen = []
+    core.register_violation_callback(seen.append)
+    app = Starlette(routes=[Route("/", lambda request: PlainTextResponse("hi"))])
+    app.add_middleware(rt.StarletteRateLimitMiddleware, limiter=core, rules=["strict", "loose"])
+    client = TestClient(app)
+    assert [client.get("/").status_code for _ in range(3)] == [200, 429, 429]
+    # "testclient" is no address: such requests share the 0.0.0.0 key (as before).
+    assert core.peek("0.0.0.0", "loose").remaining == 4  # counted once, then only peeked
+    assert [(v.rule_name, v.metadata["path"]) for v in seen] == [("strict", "/"), ("strict", "/")]
