@@ -1,0 +1,301 @@
+//! DDoS detection: [`DdosProtection::analyze`] scores each request of a client with the original
+//! RateThrottle's factors and says when to block it.
+//!
+//! ```
+//! use ratethrottle::clock::Nanos;
+//! use ratethrottle_protect::ddos::{DdosProtection, DdosSettings};
+//!
+//! let ddos = DdosProtection::new(DdosSettings::default())?;
+//! let now = Nanos::from_nanos(1_700_000_000_000_000_000);
+//! let analysis = ddos.analyze("203.0.113.7", "/api/data", Some("Mozilla/5.0"), now);
+//! assert!(!analysis.pattern.is_suspicious);
+//! # Ok::<(), ratethrottle_protect::ddos::SettingsError>(())
+//! ```
+//!
+//! Analysis is per process (each process sees its own traffic); what it decides (a block) is
+//! for the caller to enforce, such as in the limiter's blacklist, which a fleet shares.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use ratethrottle::clock::Nanos;
+
+mod settings;
+mod summary;
+
+pub use settings::{DdosSettings, SettingsError};
+pub use summary::{Factors, Score, TrafficSummary};
+
+const SHARDS: usize = 64;
+
+/// One shard's clients (seeded hashing: clients cannot aim at one bucket).
+type Clients = HashMap<Box<str>, Client, foldhash::fast::RandomState>;
+/// How many clients a full shard looks at to pick the one to forget.
+const EVICTION_SAMPLE: usize = 8;
+/// Suspicious events within this long count toward an automatic block.
+const REPEAT_SPAN: u64 = 300 * 1_000_000_000;
+/// How many suspicious events within [`REPEAT_SPAN`] make an automatic block.
+const REPEATS_TO_BLOCK: usize = 3;
+/// A score from which a client is blocked at once.
+const BLOCK_SCORE: f64 = 0.8;
+
+/// What the analysis of one request found (the original's `TrafficPattern`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrafficPattern {
+    /// The client.
+    pub identifier: String,
+    /// Requests per second over the analysis window.
+    pub request_rate: f64,
+    /// Distinct endpoints requested (counted up to twice `max_unique_endpoints`).
+    pub unique_endpoints: u64,
+    /// 0 to 1.
+    pub suspicious_score: f64,
+    /// Whether the score reached `suspicious_threshold`.
+    pub is_suspicious: bool,
+    /// The analysis window, in whole seconds.
+    pub analysis_window: u64,
+    /// When the request was analysed.
+    pub timestamp: Nanos,
+    /// The factors that contributed (or `whitelisted`).
+    pub factors: Factors,
+}
+
+/// The pattern of a request, and the block it calls for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    /// What the analysis found.
+    pub pattern: TrafficPattern,
+    /// Block the client for this long (automatic blocking found it suspicious three times in
+    /// five minutes, or scored it 0.8 or more).
+    pub block_for: Option<Duration>,
+}
+
+/// Counts since the start (or the last reset), with the original's names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DdosStatistics {
+    /// Requests analysed.
+    pub total_analyzed: u64,
+    /// Requests found suspicious.
+    pub suspicious_detected: u64,
+    /// Automatic blocks called for.
+    pub auto_blocked: u64,
+    /// Clients exempted after a long good record.
+    pub false_positives_prevented: u64,
+    /// Clients followed now.
+    pub tracked_identifiers: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Client {
+    summary: TrafficSummary,
+    last_seen: u64,
+    /// Requests in a row without suspicion.
+    good: u64,
+    /// Exempt after a long good record.
+    trusted: bool,
+    /// The times of the last suspicious events.
+    suspicious: [u64; REPEATS_TO_BLOCK],
+    suspicious_next: usize,
+}
+
+impl Client {
+    /// Notes a suspicious event at `now`; how many fell within the last five minutes.
+    fn suspicious_at(&mut self, now: u64) -> usize {
+        self.suspicious[self.suspicious_next] = now;
+        self.suspicious_next = (self.suspicious_next + 1) % REPEATS_TO_BLOCK;
+        self.suspicious
+            .iter()
+            .filter(|&&at| at != 0 && now.saturating_sub(at) < REPEAT_SPAN)
+            .count()
+    }
+}
+
+/// DDoS detection over a bounded set of clients. Share it behind an `Arc`; analyses of
+/// different clients run in parallel (the clients are sharded).
+#[derive(Debug)]
+pub struct DdosProtection {
+    settings: DdosSettings,
+    shards: Box<[Mutex<Clients>]>,
+    per_shard: usize,
+    tracked: AtomicUsize,
+    hasher: foldhash::fast::RandomState,
+    total_analyzed: AtomicU64,
+    suspicious_detected: AtomicU64,
+    auto_blocked: AtomicU64,
+    false_positives_prevented: AtomicU64,
+}
+
+impl DdosProtection {
+    /// Protection with `settings`; the first setting out of range is an error naming it.
+    pub fn new(settings: DdosSettings) -> Result<Self, SettingsError> {
+        settings.validate()?;
+        let per_shard = settings.max_tracked_identifiers.div_ceil(SHARDS);
+        Ok(DdosProtection {
+            settings,
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Clients::default()))
+                .collect(),
+            per_shard,
+            tracked: AtomicUsize::new(0),
+            hasher: foldhash::fast::RandomState::default(),
+            total_analyzed: AtomicU64::new(0),
+            suspicious_detected: AtomicU64::new(0),
+            auto_blocked: AtomicU64::new(0),
+            false_positives_prevented: AtomicU64::new(0),
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &DdosSettings {
+        &self.settings
+    }
+
+    /// Analyses one request of `identifier` for `endpoint` at `now`.
+    pub fn analyze(
+        &self,
+        identifier: &str,
+        endpoint: &str,
+        user_agent: Option<&str>,
+        now: Nanos,
+    ) -> Analysis {
+        let settings = &self.settings;
+        let window = settings.window.as_secs();
+        let quiet = |factors: Factors| Analysis {
+            pattern: TrafficPattern {
+                identifier: identifier.to_owned(),
+                request_rate: 0.0,
+                unique_endpoints: 0,
+                suspicious_score: 0.0,
+                is_suspicious: false,
+                analysis_window: window,
+                timestamp: now,
+                factors,
+            },
+            block_for: None,
+        };
+        if !settings.enabled {
+            return quiet(Factors::new());
+        }
+        let at = now.as_nanos();
+        let hash = self.hasher.hash_one(identifier);
+        let endpoint = self.hasher.hash_one(endpoint) as u32;
+        let mut shard = self.shards[(hash >> 58) as usize % SHARDS].lock();
+        if !shard.contains_key(identifier) {
+            self.make_room(&mut shard);
+            shard.insert(identifier.into(), Client::default());
+            self.tracked.fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(client) = shard.get_mut(identifier) else {
+            return quiet(Factors::new());
+        };
+        client.last_seen = at;
+        if client.trusted {
+            return quiet(vec![("whitelisted", 1.0)]);
+        }
+        self.total_analyzed.fetch_add(1, Ordering::Relaxed);
+        client.summary.record(settings, at, endpoint);
+        let score = client.summary.score(settings, at, user_agent);
+        let is_suspicious = score.total >= settings.suspicious_threshold;
+        let mut block_for = None;
+        if is_suspicious {
+            self.suspicious_detected.fetch_add(1, Ordering::Relaxed);
+            client.good = 0;
+            let repeats = client.suspicious_at(at);
+            if settings.auto_block && (repeats >= REPEATS_TO_BLOCK || score.total >= BLOCK_SCORE) {
+                self.auto_blocked.fetch_add(1, Ordering::Relaxed);
+                block_for = Some(settings.block_duration);
+            }
+        } else if settings.whitelist_on_good_behavior {
+            client.good += 1;
+            if client.good >= settings.good_behavior_threshold {
+                client.trusted = true;
+                self.false_positives_prevented
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Analysis {
+            pattern: TrafficPattern {
+                identifier: identifier.to_owned(),
+                request_rate: score.request_rate,
+                unique_endpoints: score.unique_endpoints,
+                suspicious_score: score.total,
+                is_suspicious,
+                analysis_window: window,
+                timestamp: now,
+                factors: score.factors,
+            },
+            block_for,
+        }
+    }
+
+    /// Forgets what was learned of `identifier`; `true` if it was followed.
+    pub fn forget(&self, identifier: &str) -> bool {
+        let hash = self.hasher.hash_one(identifier);
+        let removed = self.shards[(hash >> 58) as usize % SHARDS]
+            .lock()
+            .remove(identifier)
+            .is_some();
+        if removed {
+            self.tracked.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// Forgets every client.
+    pub fn forget_all(&self) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            self.tracked.fetch_sub(shard.len(), Ordering::Relaxed);
+            shard.clear();
+        }
+    }
+
+    /// The counts so far.
+    pub fn statistics(&self) -> DdosStatistics {
+        DdosStatistics {
+            total_analyzed: self.total_analyzed.load(Ordering::Relaxed),
+            suspicious_detected: self.suspicious_detected.load(Ordering::Relaxed),
+            auto_blocked: self.auto_blocked.load(Ordering::Relaxed),
+            false_positives_prevented: self.false_positives_prevented.load(Ordering::Relaxed),
+            tracked_identifiers: self.tracked.load(Ordering::Relaxed) as u64,
+        }
+    }
+
+    /// Sets the counts to zero (the clients stay followed).
+    pub fn reset_statistics(&self) {
+        for counter in [
+            &self.total_analyzed,
+            &self.suspicious_detected,
+            &self.auto_blocked,
+            &self.false_positives_prevented,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Before a new client comes in while `max_tracked_identifiers` are followed: forget the
+    /// least recently seen of a few in its shard (a shard far over its share gives one up
+    /// too). The bound may be passed by one client per shard that has none to give up.
+    fn make_room(&self, shard: &mut Clients) {
+        let full = self.tracked.load(Ordering::Relaxed) >= self.settings.max_tracked_identifiers;
+        if !full && shard.len() < 2 * self.per_shard {
+            return;
+        }
+        let oldest = shard
+            .iter()
+            .take(EVICTION_SAMPLE)
+            .min_by_key(|(_, client)| client.last_seen)
+            .map(|(id, _)| id.clone());
+        if let Some(id) = oldest {
+            shard.remove(&id);
+            self.tracked.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
