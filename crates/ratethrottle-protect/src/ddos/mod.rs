@@ -15,11 +15,11 @@
 //! Analysis is per process (each process sees its own traffic); what it decides (a block) is
 //! for the caller to enforce, such as in the limiter's blacklist, which a fleet shares.
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use hashbrown::HashTable;
 use parking_lot::Mutex;
 use ratethrottle::clock::Nanos;
 
@@ -31,8 +31,30 @@ pub use summary::{Factors, Score, TrafficSummary};
 
 const SHARDS: usize = 64;
 
-/// One shard's clients (seeded hashing: clients cannot aim at one bucket).
-type Clients = HashMap<Box<str>, Client, foldhash::fast::RandomState>;
+/// One shard: its clients, each with its identifier's hash (seeded: clients cannot aim at one
+/// bucket), so a request hashes its identifier once; and its counts (plain adds under the
+/// shard's lock, summed by [`DdosProtection::statistics`]).
+#[derive(Debug, Default)]
+struct Clients {
+    table: HashTable<Tracked>,
+    counts: Counts,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    total_analyzed: u64,
+    suspicious_detected: u64,
+    auto_blocked: u64,
+    false_positives_prevented: u64,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    /// Held inline up to 15 bytes (an IPv4 address): no pointer to follow on a lookup.
+    id: ecow::EcoString,
+    hash: u64,
+    client: Client,
+}
 /// How many clients a full shard looks at to pick the one to forget.
 const EVICTION_SAMPLE: usize = 8;
 /// Suspicious events within this long count toward an automatic block.
@@ -42,11 +64,10 @@ const REPEATS_TO_BLOCK: usize = 3;
 /// A score from which a client is blocked at once.
 const BLOCK_SCORE: f64 = 0.8;
 
-/// What the analysis of one request found (the original's `TrafficPattern`).
-#[derive(Debug, Clone, PartialEq)]
+/// What the analysis of one request found (the original's `TrafficPattern`, less the client,
+/// which the caller knows).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrafficPattern {
-    /// The client.
-    pub identifier: String,
     /// Requests per second over the analysis window.
     pub request_rate: f64,
     /// Distinct endpoints requested (counted up to twice `max_unique_endpoints`).
@@ -59,12 +80,12 @@ pub struct TrafficPattern {
     pub analysis_window: u64,
     /// When the request was analysed.
     pub timestamp: Nanos,
-    /// The factors that contributed (or `whitelisted`).
+    /// Each factor's part (or `whitelisted`).
     pub factors: Factors,
 }
 
 /// The pattern of a request, and the block it calls for.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Analysis {
     /// What the analysis found.
     pub pattern: TrafficPattern,
@@ -123,10 +144,6 @@ pub struct DdosProtection {
     per_shard: usize,
     tracked: AtomicUsize,
     hasher: foldhash::fast::RandomState,
-    total_analyzed: AtomicU64,
-    suspicious_detected: AtomicU64,
-    auto_blocked: AtomicU64,
-    false_positives_prevented: AtomicU64,
 }
 
 impl DdosProtection {
@@ -142,10 +159,6 @@ impl DdosProtection {
             per_shard,
             tracked: AtomicUsize::new(0),
             hasher: foldhash::fast::RandomState::default(),
-            total_analyzed: AtomicU64::new(0),
-            suspicious_detected: AtomicU64::new(0),
-            auto_blocked: AtomicU64::new(0),
-            false_positives_prevented: AtomicU64::new(0),
         })
     }
 
@@ -166,7 +179,6 @@ impl DdosProtection {
         let window = settings.window.as_secs();
         let quiet = |factors: Factors| Analysis {
             pattern: TrafficPattern {
-                identifier: identifier.to_owned(),
                 request_rate: 0.0,
                 unique_endpoints: 0,
                 suspicious_score: 0.0,
@@ -178,48 +190,57 @@ impl DdosProtection {
             block_for: None,
         };
         if !settings.enabled {
-            return quiet(Factors::new());
+            return quiet(Factors::default());
         }
         let at = now.as_nanos();
         let hash = self.hasher.hash_one(identifier);
         let endpoint = self.hasher.hash_one(endpoint) as u32;
-        let mut shard = self.shards[(hash >> 58) as usize % SHARDS].lock();
-        if !shard.contains_key(identifier) {
-            self.make_room(&mut shard);
-            shard.insert(identifier.into(), Client::default());
+        let mut guard = self.shards[(hash >> 58) as usize % SHARDS].lock();
+        let shard = &mut *guard;
+        if shard.table.find(hash, |t| t.id == identifier).is_none() {
+            self.make_room(&mut shard.table);
+            let tracked = Tracked {
+                id: identifier.into(),
+                hash,
+                client: Client::default(),
+            };
+            shard.table.insert_unique(hash, tracked, |t| t.hash);
             self.tracked.fetch_add(1, Ordering::Relaxed);
         }
-        let Some(client) = shard.get_mut(identifier) else {
-            return quiet(Factors::new());
+        let counts = &mut shard.counts;
+        let Some(Tracked { client, .. }) = shard.table.find_mut(hash, |t| t.id == identifier)
+        else {
+            return quiet(Factors::default());
         };
         client.last_seen = at;
         if client.trusted {
-            return quiet(vec![("whitelisted", 1.0)]);
+            return quiet(Factors {
+                whitelisted: 1.0,
+                ..Factors::default()
+            });
         }
-        self.total_analyzed.fetch_add(1, Ordering::Relaxed);
+        counts.total_analyzed += 1;
         client.summary.record(settings, at, endpoint);
-        let score = client.summary.score(settings, at, user_agent);
+        let score = client.summary.score(settings, user_agent);
         let is_suspicious = score.total >= settings.suspicious_threshold;
         let mut block_for = None;
         if is_suspicious {
-            self.suspicious_detected.fetch_add(1, Ordering::Relaxed);
+            counts.suspicious_detected += 1;
             client.good = 0;
             let repeats = client.suspicious_at(at);
             if settings.auto_block && (repeats >= REPEATS_TO_BLOCK || score.total >= BLOCK_SCORE) {
-                self.auto_blocked.fetch_add(1, Ordering::Relaxed);
+                counts.auto_blocked += 1;
                 block_for = Some(settings.block_duration);
             }
         } else if settings.whitelist_on_good_behavior {
             client.good += 1;
             if client.good >= settings.good_behavior_threshold {
                 client.trusted = true;
-                self.false_positives_prevented
-                    .fetch_add(1, Ordering::Relaxed);
+                counts.false_positives_prevented += 1;
             }
         }
         Analysis {
             pattern: TrafficPattern {
-                identifier: identifier.to_owned(),
                 request_rate: score.request_rate,
                 unique_endpoints: score.unique_endpoints,
                 suspicious_score: score.total,
@@ -237,8 +258,10 @@ impl DdosProtection {
         let hash = self.hasher.hash_one(identifier);
         let removed = self.shards[(hash >> 58) as usize % SHARDS]
             .lock()
-            .remove(identifier)
-            .is_some();
+            .table
+            .find_entry(hash, |t| t.id == identifier)
+            .map(|entry| drop(entry.remove()))
+            .is_ok();
         if removed {
             self.tracked.fetch_sub(1, Ordering::Relaxed);
         }
@@ -249,38 +272,38 @@ impl DdosProtection {
     pub fn forget_all(&self) {
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
-            self.tracked.fetch_sub(shard.len(), Ordering::Relaxed);
-            shard.clear();
+            self.tracked.fetch_sub(shard.table.len(), Ordering::Relaxed);
+            shard.table.clear();
         }
     }
 
     /// The counts so far.
     pub fn statistics(&self) -> DdosStatistics {
-        DdosStatistics {
-            total_analyzed: self.total_analyzed.load(Ordering::Relaxed),
-            suspicious_detected: self.suspicious_detected.load(Ordering::Relaxed),
-            auto_blocked: self.auto_blocked.load(Ordering::Relaxed),
-            false_positives_prevented: self.false_positives_prevented.load(Ordering::Relaxed),
+        let mut stats = DdosStatistics {
             tracked_identifiers: self.tracked.load(Ordering::Relaxed) as u64,
+            ..DdosStatistics::default()
+        };
+        for shard in self.shards.iter() {
+            let counts = shard.lock().counts;
+            stats.total_analyzed += counts.total_analyzed;
+            stats.suspicious_detected += counts.suspicious_detected;
+            stats.auto_blocked += counts.auto_blocked;
+            stats.false_positives_prevented += counts.false_positives_prevented;
         }
+        stats
     }
 
     /// Sets the counts to zero (the clients stay followed).
     pub fn reset_statistics(&self) {
-        for counter in [
-            &self.total_analyzed,
-            &self.suspicious_detected,
-            &self.auto_blocked,
-            &self.false_positives_prevented,
-        ] {
-            counter.store(0, Ordering::Relaxed);
+        for shard in self.shards.iter() {
+            shard.lock().counts = Counts::default();
         }
     }
 
     /// Before a new client comes in while `max_tracked_identifiers` are followed: forget the
     /// least recently seen of a few in its shard (a shard far over its share gives one up
     /// too). The bound may be passed by one client per shard that has none to give up.
-    fn make_room(&self, shard: &mut Clients) {
+    fn make_room(&self, shard: &mut HashTable<Tracked>) {
         let full = self.tracked.load(Ordering::Relaxed) >= self.settings.max_tracked_identifiers;
         if !full && shard.len() < 2 * self.per_shard {
             return;
@@ -288,10 +311,13 @@ impl DdosProtection {
         let oldest = shard
             .iter()
             .take(EVICTION_SAMPLE)
-            .min_by_key(|(_, client)| client.last_seen)
-            .map(|(id, _)| id.clone());
-        if let Some(id) = oldest {
-            shard.remove(&id);
+            .min_by_key(|t| t.client.last_seen)
+            .map(|t| (t.hash, t.client.last_seen));
+        let Some((hash, last_seen)) = oldest else {
+            return;
+        };
+        if let Ok(entry) = shard.find_entry(hash, |t| t.client.last_seen == last_seen) {
+            entry.remove();
             self.tracked.fetch_sub(1, Ordering::Relaxed);
         }
     }

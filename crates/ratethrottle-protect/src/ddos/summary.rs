@@ -15,12 +15,14 @@ use super::settings::DdosSettings;
 
 const NANOS: u64 = 1_000_000_000;
 
-/// Request counts per time bucket over a span, oldest forgotten as time moves on.
+/// Request counts per time bucket over a span, oldest forgotten as time moves on, with their
+/// sum kept as they change.
 #[derive(Debug, Clone)]
 struct Ring<const N: usize> {
     counts: [u32; N],
     /// The bucket index (time / width) of the newest bucket.
     newest: u64,
+    total: u64,
 }
 
 impl<const N: usize> Ring<N> {
@@ -28,6 +30,7 @@ impl<const N: usize> Ring<N> {
         Ring {
             counts: [0; N],
             newest: 0,
+            total: 0,
         }
     }
 
@@ -39,9 +42,15 @@ impl<const N: usize> Ring<N> {
     fn advance(&mut self, span: u64, now: u64) -> u64 {
         let bucket = now / Self::width(span);
         if bucket > self.newest {
-            let passed = (bucket - self.newest).min(N as u64);
-            for step in 1..=passed {
-                self.counts[((self.newest + step) % N as u64) as usize] = 0;
+            if bucket - self.newest >= N as u64 {
+                self.counts = [0; N];
+                self.total = 0;
+            } else {
+                for step in 1..=bucket - self.newest {
+                    let slot = &mut self.counts[((self.newest + step) % N as u64) as usize];
+                    self.total -= u64::from(*slot);
+                    *slot = 0;
+                }
             }
             self.newest = bucket;
         }
@@ -57,13 +66,15 @@ impl<const N: usize> Ring<N> {
             self.newest
         };
         let slot = &mut self.counts[(at % N as u64) as usize];
-        *slot = slot.saturating_add(1);
+        if *slot < u32::MAX {
+            *slot += 1;
+            self.total += 1;
+        }
     }
 
-    /// Requests within the span ending at `now`.
-    fn sum(&mut self, span: u64, now: u64) -> u64 {
-        self.advance(span, now);
-        self.counts.iter().map(|&c| u64::from(c)).sum()
+    /// Requests within the span ending at the time last recorded.
+    fn sum(&self) -> u64 {
+        self.total
     }
 }
 
@@ -81,6 +92,8 @@ pub struct TrafficSummary {
     recent: [u64; RECENT],
     recent_len: usize,
     recent_next: usize,
+    /// Intervals in a row shorter than half a second.
+    rapid_streak: u32,
     /// Hashes of the distinct endpoints requested, up to twice the scanning limit.
     endpoints: Vec<u32>,
 }
@@ -93,20 +106,85 @@ impl Default for TrafficSummary {
             recent: [0; RECENT],
             recent_len: 0,
             recent_next: 0,
+            rapid_streak: 0,
             endpoints: Vec::new(),
         }
     }
 }
 
-/// The factors of a score, named as 1.4.0 names them in a pattern's metadata.
-pub type Factors = Vec<(&'static str, f64)>;
+/// The factors of a score, named as 1.4.0 names them in a pattern's metadata (0 when a factor
+/// did not contribute).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Factors {
+    /// The rate is over the threshold (up to 0.4).
+    pub high_rate: f64,
+    /// The rate is over half the threshold (up to 0.2).
+    pub elevated_rate: f64,
+    /// More distinct endpoints than the scanning limit (up to 0.3).
+    pub many_endpoints: f64,
+    /// More than half the scanning limit (up to 0.15).
+    pub elevated_endpoints: f64,
+    /// A burst (up to 0.2).
+    pub burst: f64,
+    /// An average interval below `min_interval_threshold` (0.2).
+    pub uniform_intervals: f64,
+    /// The last 20 intervals all under half a second (0.1).
+    pub rapid_succession: f64,
+    /// A bot's user agent (0.05).
+    pub suspicious_agent: f64,
+    /// No user agent (0.1).
+    pub no_user_agent: f64,
+    /// Exempt after a long good record (1, with no score).
+    pub whitelisted: f64,
+}
+
+impl Factors {
+    /// The factors that contributed, by name, in a fixed order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, f64)> {
+        [
+            ("high_rate", self.high_rate),
+            ("elevated_rate", self.elevated_rate),
+            ("many_endpoints", self.many_endpoints),
+            ("elevated_endpoints", self.elevated_endpoints),
+            ("burst", self.burst),
+            ("uniform_intervals", self.uniform_intervals),
+            ("rapid_succession", self.rapid_succession),
+            ("suspicious_agent", self.suspicious_agent),
+            ("no_user_agent", self.no_user_agent),
+            ("whitelisted", self.whitelisted),
+        ]
+        .into_iter()
+        .filter(|(_, part)| *part > 0.0)
+    }
+
+    /// The part `name` contributed (0 when none or unknown).
+    pub fn get(&self, name: &str) -> f64 {
+        self.iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0.0, |(_, part)| part)
+    }
+
+    fn score(&self) -> f64 {
+        let parts = self.high_rate
+            + self.elevated_rate
+            + self.many_endpoints
+            + self.elevated_endpoints
+            + self.burst
+            + self.uniform_intervals
+            + self.rapid_succession
+            + self.suspicious_agent
+            + self.no_user_agent;
+        parts.min(1.0)
+    }
+}
 
 /// What the score says about one request.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Score {
     /// 0 to 1.
     pub total: f64,
-    /// Each factor that contributed, with its part.
+    /// Each factor's part.
     pub factors: Factors,
     /// Requests per second over the analysis window.
     pub request_rate: f64,
@@ -114,11 +192,31 @@ pub struct Score {
     pub unique_endpoints: u64,
 }
 
+/// Whether `agent` names a robot (`bot`, `crawler`, `spider`, `scraper`, in any case).
+fn robot(agent: &str) -> bool {
+    let agent = agent.as_bytes();
+    [&b"bot"[..], b"crawler", b"spider", b"scraper"]
+        .iter()
+        .any(|word| {
+            agent
+                .windows(word.len())
+                .any(|window| window.eq_ignore_ascii_case(word))
+        })
+}
+
 impl TrafficSummary {
     /// Takes in a request at `now` (nanoseconds) for the endpoint with hash `endpoint`.
     pub fn record(&mut self, settings: &DdosSettings, now: u64, endpoint: u32) {
         self.window.record(nanos(settings.window), now);
         self.burst.record(nanos(settings.burst_window), now);
+        if self.recent_len > 0 {
+            let interval = now.saturating_sub(self.recent_time(self.recent_len - 1));
+            self.rapid_streak = if interval < RAPID_INTERVAL {
+                self.rapid_streak.saturating_add(1)
+            } else {
+                0
+            };
+        }
         self.recent[self.recent_next] = now;
         self.recent_next = (self.recent_next + 1) % RECENT;
         self.recent_len = (self.recent_len + 1).min(RECENT);
@@ -128,85 +226,67 @@ impl TrafficSummary {
         }
     }
 
-    /// The recent request times, oldest first.
-    fn recent_times(&self) -> impl Iterator<Item = u64> + '_ {
-        let start = (self.recent_next + RECENT - self.recent_len) % RECENT;
-        (0..self.recent_len).map(move |i| self.recent[(start + i) % RECENT])
+    /// The `i`-th of the recent request times, oldest first.
+    fn recent_time(&self, i: usize) -> u64 {
+        self.recent[(self.recent_next + RECENT - self.recent_len + i) % RECENT]
     }
 
     /// The original's suspicion score at `now`, for a request with `user_agent`.
-    pub fn score(&mut self, settings: &DdosSettings, now: u64, user_agent: Option<&str>) -> Score {
+    /// (Call it right after [`TrafficSummary::record`] of the same request.)
+    pub fn score(&self, settings: &DdosSettings, user_agent: Option<&str>) -> Score {
         let window_secs = settings.window.as_secs_f64();
-        let in_window = self.window.sum(nanos(settings.window), now);
+        let in_window = self.window.sum();
         let request_rate = in_window as f64 / window_secs;
         let unique_endpoints = self.endpoints.len() as u64;
-        let mut factors = Factors::new();
+        let mut factors = Factors::default();
 
         // Factor 1: the request rate (up to 0.4).
         let rate_threshold = settings.threshold as f64 / window_secs;
         if request_rate > rate_threshold {
-            factors.push((
-                "high_rate",
-                (0.4 * (request_rate / rate_threshold - 1.0)).min(0.4),
-            ));
+            factors.high_rate = (0.4 * (request_rate / rate_threshold - 1.0)).min(0.4);
         } else if request_rate > rate_threshold * 0.5 {
-            factors.push((
-                "elevated_rate",
-                0.2 * (request_rate / (rate_threshold * 0.5) - 1.0),
-            ));
+            factors.elevated_rate = 0.2 * (request_rate / (rate_threshold * 0.5) - 1.0);
         }
 
         // Factor 2: many distinct endpoints, a scan (up to 0.3).
         let max = settings.max_unique_endpoints as f64;
         let unique = unique_endpoints as f64;
         if unique > max {
-            factors.push(("many_endpoints", (0.3 * (unique / max - 1.0)).min(0.3)));
+            factors.many_endpoints = (0.3 * (unique / max - 1.0)).min(0.3);
         } else if unique > max * 0.5 {
-            factors.push(("elevated_endpoints", 0.15 * (unique / (max * 0.5) - 1.0)));
+            factors.elevated_endpoints = 0.15 * (unique / (max * 0.5) - 1.0);
         }
 
         // Factor 3: a burst (up to 0.2), once there are 10 requests in the window.
         if in_window >= 10 {
-            let burst = self.burst.sum(nanos(settings.burst_window), now) as f64;
+            let burst = self.burst.sum() as f64;
             let threshold = settings.burst_threshold as f64;
             if burst > threshold {
-                factors.push(("burst", (0.2 * (burst / threshold - 1.0)).min(0.2)));
+                factors.burst = (0.2 * (burst / threshold - 1.0)).min(0.2);
             }
         }
 
         // Factor 4: machine-like intervals (0.2 and 0.1), once there are 20 in the window.
         if in_window >= 20 && self.recent_len >= 2 {
-            let times: Vec<u64> = self.recent_times().collect();
-            let span = times[times.len() - 1].saturating_sub(times[0]);
-            let average = span / (times.len() as u64 - 1);
-            if average < nanos(settings.min_interval_threshold) {
-                factors.push(("uniform_intervals", 0.2));
+            let last = self.recent_len - 1;
+            let span = self.recent_time(last).saturating_sub(self.recent_time(0));
+            if span / (last as u64) < nanos(settings.min_interval_threshold) {
+                factors.uniform_intervals = 0.2;
             }
-            if times
-                .windows(2)
-                .all(|pair| pair[1].saturating_sub(pair[0]) < RAPID_INTERVAL)
-            {
-                factors.push(("rapid_succession", 0.1));
+            if self.rapid_streak as usize >= last {
+                factors.rapid_succession = 0.1;
             }
         }
 
-        // Factor 5: the user agent (0.05 for a bot's, 0.1 for none).
+        // Factor 5: the user agent (0.05 for a robot's, 0.1 for none).
         match user_agent.filter(|agent| !agent.is_empty()) {
-            Some(agent) => {
-                let agent = agent.to_ascii_lowercase();
-                if ["bot", "crawler", "spider", "scraper"]
-                    .iter()
-                    .any(|word| agent.contains(word))
-                {
-                    factors.push(("suspicious_agent", 0.05));
-                }
-            }
-            None => factors.push(("no_user_agent", 0.1)),
+            Some(agent) if robot(agent) => factors.suspicious_agent = 0.05,
+            Some(_) => {}
+            None => factors.no_user_agent = 0.1,
         }
 
-        let total = factors.iter().map(|(_, part)| part).sum::<f64>().min(1.0);
         Score {
-            total,
+            total: factors.score(),
             factors,
             request_rate,
             unique_endpoints,
