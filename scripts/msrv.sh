@@ -11,4 +11,5 @@ check() { # version, cargo arguments...
     CARGO_TARGET_DIR="$target-$version" cargo "+$version" check --quiet "$@"
 }
 check 1.85 -p ratethrottle --features conformance
+check 1.85 -p ratethrottle-protect
 check 1.88 --workspace --all-features
