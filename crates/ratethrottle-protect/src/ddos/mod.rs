@@ -27,7 +27,7 @@ mod settings;
 mod summary;
 
 pub use settings::{DdosSettings, SettingsError};
-pub use summary::{Factors, Score, TrafficSummary};
+pub use summary::{Factors, Scale, Score, TrafficSummary};
 
 const SHARDS: usize = 64;
 
@@ -140,6 +140,7 @@ impl Client {
 #[derive(Debug)]
 pub struct DdosProtection {
     settings: DdosSettings,
+    scale: Scale,
     shards: Box<[Mutex<Clients>]>,
     per_shard: usize,
     tracked: AtomicUsize,
@@ -152,6 +153,7 @@ impl DdosProtection {
         settings.validate()?;
         let per_shard = settings.max_tracked_identifiers.div_ceil(SHARDS);
         Ok(DdosProtection {
+            scale: Scale::of(&settings),
             settings,
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(Clients::default()))
@@ -220,8 +222,8 @@ impl DdosProtection {
             });
         }
         counts.total_analyzed += 1;
-        client.summary.record(settings, at, endpoint);
-        let score = client.summary.score(settings, user_agent);
+        client.summary.record(&self.scale, at, endpoint);
+        let score = client.summary.score(&self.scale, user_agent);
         let is_suspicious = score.total >= settings.suspicious_threshold;
         let mut block_for = None;
         if is_suspicious {
