@@ -393,6 +393,10 @@ impl Config {
     /// Checks across keys. Errors carry the key path they concern.
     fn validate(&self) -> Result<(), (String, String)> {
         let at = |path: String, message: String| Err((path, message));
+        // The DDoS settings are checked where they are used (`ratethrottle_protect`).
+        if let Err(error) = self.ddos_protection.settings().validate() {
+            return at(format!("ddos_protection.{}", error.key), error.to_string());
+        }
         let default = self.default_strategy();
         let mut names = BTreeMap::new();
         for (i, rule) in self.rules.iter().enumerate() {
@@ -470,22 +474,6 @@ impl Config {
             (
                 "monitoring.interval",
                 self.monitoring.interval.0 > Duration::ZERO,
-            ),
-            (
-                "ddos_protection.threshold",
-                self.ddos_protection.threshold > 0,
-            ),
-            (
-                "ddos_protection.window",
-                self.ddos_protection.window.0 > Duration::ZERO,
-            ),
-            (
-                "ddos_protection.burst_window",
-                self.ddos_protection.burst_window.0 > Duration::ZERO,
-            ),
-            (
-                "ddos_protection.burst_threshold",
-                self.ddos_protection.burst_threshold > 0,
             ),
             ("adaptive.base_limit", self.adaptive.base_limit > 0),
             ("adaptive.window", self.adaptive.window.0 > Duration::ZERO),

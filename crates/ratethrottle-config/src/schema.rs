@@ -595,6 +595,28 @@ pub struct DdosConfig {
     pub max_tracked_identifiers: u64,
 }
 
+impl DdosConfig {
+    /// These settings for [`ratethrottle_protect::ddos::DdosProtection`].
+    pub fn settings(&self) -> ratethrottle_protect::ddos::DdosSettings {
+        let mut settings = ratethrottle_protect::ddos::DdosSettings::default();
+        settings.enabled = self.enabled;
+        settings.threshold = self.threshold;
+        settings.window = self.window.0;
+        settings.auto_block = self.auto_block;
+        settings.block_duration = self.block_duration.0;
+        settings.suspicious_threshold = self.suspicious_threshold.0;
+        settings.max_unique_endpoints = self.max_unique_endpoints;
+        settings.burst_threshold = self.burst_threshold;
+        settings.burst_window = self.burst_window.0;
+        settings.min_interval_threshold = self.min_interval_threshold.0;
+        settings.whitelist_on_good_behavior = self.whitelist_on_good_behavior;
+        settings.good_behavior_threshold = self.good_behavior_threshold;
+        settings.max_tracked_identifiers =
+            usize::try_from(self.max_tracked_identifiers).unwrap_or(usize::MAX);
+        settings
+    }
+}
+
 impl Default for DdosConfig {
     fn default() -> Self {
         DdosConfig {

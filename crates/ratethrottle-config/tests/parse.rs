@@ -215,7 +215,7 @@ fn cross_field_errors_point_at_their_key() {
     );
     assert_eq!(
         error("ddos:\n  threshold: 0\n"),
-        "test.yaml:2:3: ddos_protection.threshold must be positive"
+        "test.yaml:2:3: ddos_protection.threshold must be at least 1, got 0"
     );
     let message = error("adaptive:\n  min_multiplier: 4\n  max_multiplier: 2\n");
     assert!(
@@ -516,4 +516,26 @@ fn storage_addresses_are_validated_at_load() {
         "{message}"
     );
     assert!(error("storage:\n  type: redis\n  port: 0\n").contains("1-65535"));
+}
+
+#[test]
+fn ddos_settings_out_of_range_name_the_key_and_line() {
+    let error =
+        parse("ddos_protection:\n  enabled: true\n  max_tracked_identifiers: 10\n").unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with("test.yaml:3:")
+            && message.contains("ddos_protection.max_tracked_identifiers must be at least 1,000"),
+        "{message}"
+    );
+    let error = parse("ddos_protection:\n  threshold: 0\n").unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("ddos_protection.threshold must be at least 1"),
+        "{error}"
+    );
+    let config = parse("ddos_protection:\n  threshold: 500\n  window: 30\n").unwrap();
+    let settings = config.ddos_protection.settings();
+    assert_eq!((settings.threshold, settings.window.as_secs()), (500, 30));
 }
