@@ -163,6 +163,11 @@ class ConfigManager:
         self.config: Dict[str, Any] = json.loads(self._native.to_json())
         for warning in self._native.warnings:
             logger.warning("%s", warning)
+        if self.config.get("ddos_protection", {}).get("enabled") and "ddos_protection" in self._native.text:
+            logger.warning(
+                "ddos_protection is enabled: the Rust HTTP middleware built with this "
+                "configuration analyses traffic; the Python adapters do not yet"
+            )
 
     def load_config(self) -> None:
         """Reads the file again (a manual hot reload); on error the current one stays."""

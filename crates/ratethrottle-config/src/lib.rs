@@ -558,7 +558,6 @@ impl Config {
     /// original's `ConfigManager` holds them all), and take effect once those features exist.
     fn note_inactive_sections(&mut self, present: impl Fn(&str) -> bool) {
         let not_yet = [
-            ("ddos_protection", self.ddos_protection.enabled),
             ("adaptive", self.adaptive.enabled),
             ("alerting", self.alerting.enabled),
             ("websocket", self.websocket.enabled),

@@ -100,6 +100,9 @@ pub enum Error {
         /// The length asked for.
         bits: u8,
     },
+    /// DDoS settings out of range.
+    #[error(transparent)]
+    Ddos(#[from] ratethrottle_protect::ddos::SettingsError),
     /// A route prefix that does not start with `/`.
     #[error("route prefix {prefix:?} must start with '/'")]
     InvalidRoute {

@@ -11,6 +11,8 @@ use std::sync::{Arc, Once};
 use ratethrottle::store::{MemoryStore, Store};
 use ratethrottle::{Limiter, RuleHandle, Scope, Status, Verdict};
 
+use ratethrottle_protect::ddos::DdosProtection;
+
 use crate::client_ip::{ClientIp, ClientKey};
 use crate::response::{HeaderStyle, Rejection, RejectionKind, RejectionResponse};
 use crate::{Error, user};
@@ -174,6 +176,8 @@ pub struct Policy<S: Store = MemoryStore, R = ()> {
     header_style: HeaderStyle,
     /// `enabled` and `headers`: they may follow configuration reloads.
     switches: Arc<Switches>,
+    /// Scores each request's client; a client it calls for blocking goes on the blacklist.
+    ddos: Option<Arc<DdosProtection>>,
 }
 
 /// The settings that may change while the middleware runs (`global.enabled` and
@@ -261,6 +265,7 @@ impl<S: Store, R> PolicyBuilder<S, R> {
                     // Off unless a configuration says so (`global.log_violations`).
                     log_violations: AtomicBool::new(false),
                 }),
+                ddos: None,
             },
             errors: Vec::new(),
         }
@@ -410,21 +415,47 @@ impl<S: Store, R> PolicyBuilder<S, R> {
     }
 
     /// Applies `global.enabled`, `global.headers_enabled` and `global.log_violations` (each
-    /// refusal for a rule logged at INFO) of `config` (feature `config`).
+    /// refusal for a rule logged at INFO) of `config`, and its `ddos_protection` when enabled
+    /// ([`PolicyBuilder::ddos`]) (feature `config`).
     #[cfg(feature = "config")]
     pub fn config(self, config: &ratethrottle_config::Config) -> Self {
         self.policy.switches.follow(config);
-        self
+        self.ddos_of(config)
     }
 
     /// Applies `global.enabled`, `global.headers_enabled` and `global.log_violations` of the
-    /// configuration `watcher` keeps, now and after every reload of the file (feature
-    /// `config`).
+    /// configuration `watcher` keeps, now and after every reload of the file, and its
+    /// `ddos_protection` as it is when the policy is built (feature `config`).
     #[cfg(feature = "config")]
     pub fn follow(self, watcher: &ratethrottle_config::ConfigWatcher) -> Self {
-        self.policy.switches.follow(&watcher.current());
+        let config = watcher.current();
+        self.policy.switches.follow(&config);
         let switches = Arc::clone(&self.policy.switches);
         watcher.on_reload(move |config| switches.follow(config));
+        self.ddos_of(&config)
+    }
+
+    /// DDoS protection as `config`'s `ddos_protection` says, when enabled.
+    #[cfg(feature = "config")]
+    fn ddos_of(mut self, config: &ratethrottle_config::Config) -> Self {
+        if !config.ddos_protection.enabled {
+            return self;
+        }
+        match DdosProtection::new(config.ddos_protection.settings()) {
+            Ok(ddos) => self.ddos(Arc::new(ddos)),
+            Err(error) => {
+                self.errors.push(error.into());
+                self
+            }
+        }
+    }
+
+    /// Scores the client of every request with `ddos` (by its address, the route and the
+    /// `User-Agent`) before the rules are asked; a client it calls for blocking goes on the
+    /// limiter's blacklist for the block's duration (on Redis, for the whole fleet) and is
+    /// refused with 403, as every blacklisted client is.
+    pub fn ddos(mut self, ddos: Arc<DdosProtection>) -> Self {
+        self.policy.ddos = Some(ddos);
         self
     }
 
@@ -575,8 +606,52 @@ impl<S: Store, R: RequestView> Policy<S, R> {
         self.header_style
     }
 
+    /// The DDoS verdict on `request`'s client: the client to blacklist, and for how long.
+    fn screen(&self, request: &R) -> Option<(ClientKey, std::time::Duration)> {
+        let ddos = self.ddos.as_ref()?;
+        let client = self.client_key(request)?;
+        let route = request.route();
+        let endpoint = route.as_deref().unwrap_or_else(|| request.path());
+        let agent = request
+            .header("user-agent")
+            .and_then(|agent| std::str::from_utf8(agent).ok());
+        let analysis = ddos.analyze(client.as_str(), endpoint, agent, self.limiter.now());
+        let block = analysis.block_for?;
+        tracing::warn!(
+            client = client.as_str(),
+            score = analysis.pattern.suspicious_score,
+            "DDoS protection: blocking the client for {block:?}"
+        );
+        Some((client, block))
+    }
+
+    /// Blacklists a client DDoS protection called for blocking (a failure is logged: the
+    /// rules still answer).
+    async fn block(&self, client: &ClientKey, duration: std::time::Duration) {
+        if let Err(error) = self
+            .limiter
+            .blacklist_add(client.as_str(), Some(duration))
+            .await
+        {
+            tracing::error!(
+                client = client.as_str(),
+                "could not blacklist the client: {error}"
+            );
+        }
+    }
+
+    /// [`Policy::block`] for a store that answers at once.
+    fn block_now(&self, client: &ClientKey, duration: std::time::Duration) {
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        // The memory store's list futures are ready when first polled.
+        let _ = std::pin::pin!(self.block(client, duration)).poll(&mut context);
+    }
+
     /// Checks `request` against every rule that applies to it, awaiting the store.
     pub(crate) async fn admit(&self, request: &R) -> Admission {
+        if let Some((client, duration)) = self.screen(request) {
+            self.block(&client, duration).await;
+        }
         let (mut walk, mut ask) = match Walk::start(self, request) {
             Ok(started) => started,
             Err(done) => return done,
@@ -594,6 +669,9 @@ impl<S: Store, R: RequestView> Policy<S, R> {
     /// future. A check that still does not answer at once (its rule was removed a moment
     /// ago) fails as an unknown rule would.
     pub(crate) fn admit_now(&self, request: &R) -> Admission {
+        if let Some((client, duration)) = self.screen(request) {
+            self.block_now(&client, duration);
+        }
         let (mut walk, mut ask) = match Walk::start(self, request) {
             Ok(started) => started,
             Err(done) => return done,
@@ -611,6 +689,9 @@ impl<S: Store, R: RequestView> Policy<S, R> {
     /// the same walk over the rules as the middleware's, awaiting the store. Counting that
     /// waits for the response ([`PolicyBuilder::deduct_when`]) is not done here.
     pub async fn decide(&self, request: &R) -> Decided {
+        if let Some((client, duration)) = self.screen(request) {
+            self.block(&client, duration).await;
+        }
         let (mut walk, mut ask) = match Walk::start(self, request) {
             Ok(started) => started,
             Err(done) => return Decided::of(self, done, None),
@@ -630,6 +711,9 @@ impl<S: Store, R: RequestView> Policy<S, R> {
     pub fn decide_now(&self, request: &R) -> Option<Decided> {
         if !self.limiter.store().answers_at_once() {
             return None;
+        }
+        if let Some((client, duration)) = self.screen(request) {
+            self.block_now(&client, duration);
         }
         let (mut walk, mut ask) = match Walk::start(self, request) {
             Ok(started) => started,

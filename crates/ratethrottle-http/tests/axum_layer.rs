@@ -886,3 +886,50 @@ async fn plain_requests_get_the_answers_the_axum_layer_gives() {
     let (status, identifier) = answers[3].status.clone().unwrap();
     assert_eq!((status.allowed, identifier.as_str()), (false, "tenant-7"));
 }
+
+/// Issue 19: `ddos_protection` in the configuration takes effect through `.config`: a client
+/// found suspicious three times in five minutes is blacklisted (403) while a normal client
+/// passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddos_protection_from_the_configuration_blocks_an_attacker() {
+    use ratethrottle_config::{Config, Environment};
+    // No user agent scores 0.1, which these settings call suspicious.
+    let yaml = "ddos_protection:\n  enabled: true\n  suspicious_threshold: 0.1\n  auto_block: true\n  block_duration: 60\nrules:\n  - name: api\n    limit: 100\n    window: 60\n";
+    let config = Config::from_yaml(yaml, "test.yaml", &Environment::empty()).unwrap();
+    let limiter = config.build_limiter().await.unwrap();
+    let layer = RateLimitLayer::builder(limiter.clone())
+        .rule("api")
+        .config(&config)
+        .layer()
+        .unwrap();
+    let base = serve_axum(app(layer)).await;
+    let attacker = client_from("127.0.5.1");
+    let codes = [
+        get(&attacker, base, "/", &[]).await.status,
+        get(&attacker, base, "/", &[]).await.status,
+        get(&attacker, base, "/", &[]).await.status,
+        get(&attacker, base, "/", &[]).await.status,
+    ];
+    assert_eq!(codes, [200, 200, 403, 403]);
+    assert!(limiter.is_blacklisted("127.0.5.1").await.unwrap());
+    let browser = client_from("127.0.5.2");
+    for _ in 0..5 {
+        let reply = get(&browser, base, "/", &[("user-agent", "Mozilla/5.0")]).await;
+        assert_eq!(reply.status, 200);
+    }
+    // Without `ddos_protection.enabled` nothing is analysed.
+    let quiet = Config::from_yaml(
+        "ddos_protection:\n  enabled: false\n  suspicious_threshold: 0.1\nrules:\n  - name: api\n    limit: 100\n    window: 60\n",
+        "test.yaml",
+        &Environment::empty(),
+    )
+    .unwrap();
+    let layer = RateLimitLayer::builder(quiet.build_limiter().await.unwrap())
+        .rule("api")
+        .config(&quiet)
+        .layer()
+        .unwrap();
+    let base = serve_axum(app(layer)).await;
+    let client = client_from("127.0.5.3");
+    assert_eq!(statuses(&client, base, "/", &[], 5).await, [200; 5]);
+}
