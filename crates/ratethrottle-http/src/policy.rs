@@ -649,61 +649,22 @@ impl<S: Store, R: RequestView> Policy<S, R> {
 
     /// Checks `request` against every rule that applies to it, awaiting the store.
     pub(crate) async fn admit(&self, request: &R) -> Admission {
-        if let Some((client, duration)) = self.screen(request) {
-            self.block(&client, duration).await;
-        }
-        let (mut walk, mut ask) = match Walk::start(self, request) {
-            Ok(started) => started,
-            Err(done) => return done,
-        };
-        loop {
-            let answer = ask.wait().await;
-            ask = match walk.step(ask, answer) {
-                Ok(next) => next,
-                Err(done) => return done,
-            };
-        }
+        self.walk(request, false).await.0
     }
 
     /// [`Policy::admit`] for a store that answers at once ([`Store::answers_at_once`]): no
     /// future. A check that still does not answer at once (its rule was removed a moment
     /// ago) fails as an unknown rule would.
     pub(crate) fn admit_now(&self, request: &R) -> Admission {
-        if let Some((client, duration)) = self.screen(request) {
-            self.block_now(&client, duration);
-        }
-        let (mut walk, mut ask) = match Walk::start(self, request) {
-            Ok(started) => started,
-            Err(done) => return done,
-        };
-        loop {
-            let answer = ask.now().unwrap_or_else(|| Err(ask.gone()));
-            ask = match walk.step(ask, answer) {
-                Ok(next) => next,
-                Err(done) => return done,
-            };
-        }
+        self.walk_now(request, false).0
     }
 
     /// Decides `request` for an adapter outside this crate (such as the Python package's):
     /// the same walk over the rules as the middleware's, awaiting the store. Counting that
     /// waits for the response ([`PolicyBuilder::deduct_when`]) is not done here.
     pub async fn decide(&self, request: &R) -> Decided {
-        if let Some((client, duration)) = self.screen(request) {
-            self.block(&client, duration).await;
-        }
-        let (mut walk, mut ask) = match Walk::start(self, request) {
-            Ok(started) => started,
-            Err(done) => return Decided::of(self, done, None),
-        };
-        walk.concluded = Some(None);
-        loop {
-            let answer = ask.wait().await;
-            ask = match walk.step(ask, answer) {
-                Ok(next) => next,
-                Err(done) => return Decided::of(self, done, walk.concluded.flatten()),
-            };
-        }
+        let (done, concluded) = self.walk(request, true).await;
+        Decided::of(self, done, concluded)
     }
 
     /// [`Policy::decide`] without a future, for a store that answers at once
@@ -712,19 +673,44 @@ impl<S: Store, R: RequestView> Policy<S, R> {
         if !self.limiter.store().answers_at_once() {
             return None;
         }
+        let (done, concluded) = self.walk_now(request, true);
+        Some(Decided::of(self, done, concluded))
+    }
+
+    /// Screens `request` and walks it through the rules, awaiting each check: the admission
+    /// and, when `keep`, the answer that spoke.
+    async fn walk(&self, request: &R, keep: bool) -> (Admission, Option<(Status, String)>) {
+        if let Some((client, duration)) = self.screen(request) {
+            self.block(&client, duration).await;
+        }
+        let (mut walk, mut ask) = match Walk::start(self, request, keep) {
+            Ok(started) => started,
+            Err(done) => return (done, None),
+        };
+        loop {
+            let answer = ask.wait().await;
+            ask = match walk.step(ask, answer) {
+                Ok(next) => next,
+                Err(done) => return (done, walk.concluded.flatten()),
+            };
+        }
+    }
+
+    /// [`Policy::walk`] without awaiting, for a store that answers at once.
+    #[inline]
+    fn walk_now(&self, request: &R, keep: bool) -> (Admission, Option<(Status, String)>) {
         if let Some((client, duration)) = self.screen(request) {
             self.block_now(&client, duration);
         }
-        let (mut walk, mut ask) = match Walk::start(self, request) {
+        let (mut walk, mut ask) = match Walk::start(self, request, keep) {
             Ok(started) => started,
-            Err(done) => return Some(Decided::of(self, done, None)),
+            Err(done) => return (done, None),
         };
-        walk.concluded = Some(None);
         loop {
             let answer = ask.now().unwrap_or_else(|| Err(ask.gone()));
             ask = match walk.step(ask, answer) {
                 Ok(next) => next,
-                Err(done) => return Some(Decided::of(self, done, walk.concluded.flatten())),
+                Err(done) => return (done, walk.concluded.flatten()),
             };
         }
     }
@@ -897,8 +883,8 @@ impl<S: Store, R: RequestView> Policy<S, R> {
     }
 }
 
-/// One request's way through the bindings, one check at a time: [`Policy::admit`] and
-/// [`Policy::admit_now`] drive it, awaiting each check or not.
+/// One request's way through the bindings, one check at a time: [`Policy::walk`] and
+/// [`Policy::walk_now`] drive it, awaiting each check or not.
 struct Walk<'a, S: Store, R> {
     policy: &'a Policy<S, R>,
     request: &'a R,
@@ -967,8 +953,13 @@ impl<S: Store> Ask<'_, S> {
 }
 
 impl<'a, S: Store, R: RequestView> Walk<'a, S, R> {
-    /// The walk for `request` and its first check, or the admission when no rule needs asking.
-    fn start(policy: &'a Policy<S, R>, request: &'a R) -> Result<(Self, Ask<'a, S>), Admission> {
+    /// The walk for `request` and its first check, or the admission when no rule needs asking;
+    /// `keep` keeps the answer that spoke (for [`Policy::decide`]).
+    fn start(
+        policy: &'a Policy<S, R>,
+        request: &'a R,
+        keep: bool,
+    ) -> Result<(Self, Ask<'a, S>), Admission> {
         if !policy.switches.enabled() {
             return Err(Admission::Pass);
         }
@@ -990,7 +981,7 @@ impl<'a, S: Store, R: RequestView> Walk<'a, S, R> {
             pending: Pending::default(),
             worst: None,
             client: None,
-            concluded: None,
+            concluded: keep.then_some(None),
         };
         let first = walk.next_ask()?;
         Ok((walk, first))
