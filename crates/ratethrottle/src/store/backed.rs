@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::kv::{checked_sum, not_a_number};
 use super::{
     KeyValueStore, ListEntry, ListKind, Outcome, Query, RuleSpec, SetMode, Store, StoreError,
     StoreErrorKind, Value,
@@ -444,12 +445,7 @@ impl<K: KeyValueNow> KeyValueStore for BackedStore<K> {
                     .ok_or_else(|| not_a_number(key))?,
                 Some(Value::Object(_)) => return Err(not_a_number(key)),
             };
-            let sum = held.checked_add(amount).ok_or_else(|| {
-                StoreError::new(
-                    StoreErrorKind::Invalid,
-                    format!("cannot increment key {key:?}: the sum is out of range"),
-                )
-            })?;
+            let sum = checked_sum(key, held, amount)?;
             self.backend.set_now(key, Value::Int(sum), ttl, now)?;
             Ok(sum)
         })();
@@ -473,13 +469,6 @@ impl<K: KeyValueNow> KeyValueStore for BackedStore<K> {
             "a key-value backend given in code is cleared by its own means",
         )))
     }
-}
-
-fn not_a_number(key: &str) -> StoreError {
-    StoreError::new(
-        StoreErrorKind::Invalid,
-        format!("cannot increment key {key:?}: its value is not a whole number"),
-    )
 }
 
 #[cfg(test)]

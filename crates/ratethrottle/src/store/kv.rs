@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::clock::Nanos;
 
-use super::StoreError;
+use super::{StoreError, StoreErrorKind};
 
 /// A value kept under a key.
 #[derive(Clone)]
@@ -152,4 +152,22 @@ pub trait KeyValueStore: Send + Sync {
     /// the lists (on Redis: every key under the store's prefix, never another key of a shared
     /// server). How many keys it removed.
     fn clear(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// The error for incrementing `key` whose value is not a whole number.
+pub(crate) fn not_a_number(key: &str) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Invalid,
+        format!("cannot increment key {key:?}: its value is not a whole number"),
+    )
+}
+
+/// `held + amount` for incrementing `key`, or the error for a sum out of range.
+pub(crate) fn checked_sum(key: &str, held: i64, amount: i64) -> Result<i64, StoreError> {
+    held.checked_add(amount).ok_or_else(|| {
+        StoreError::new(
+            StoreErrorKind::Invalid,
+            format!("cannot increment key {key:?}: the sum is out of range"),
+        )
+    })
 }

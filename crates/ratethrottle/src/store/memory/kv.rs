@@ -6,7 +6,8 @@ use hashbrown::HashTable;
 use parking_lot::Mutex;
 
 use crate::clock::{Nanos, duration_to_nanos};
-use crate::store::{KeyValueStats, SetMode, StoreError, StoreErrorKind, Value};
+use crate::store::kv::{checked_sum, not_a_number};
+use crate::store::{KeyValueStats, SetMode, StoreError, Value};
 
 const SHARDS: usize = 16;
 /// A shard drops its expired keys once it has seen this many writes, or as many as it held
@@ -128,12 +129,7 @@ impl KeyValues {
             let held = match (&entry.value, entry.live(now)) {
                 (_, false) => 0,
                 (Value::Int(n), true) => *n,
-                (_, true) => {
-                    return Err(StoreError::new(
-                        StoreErrorKind::Invalid,
-                        format!("cannot increment key {key:?}: its value is not a whole number"),
-                    ));
-                }
+                (_, true) => return Err(not_a_number(key)),
             };
             let sum = checked_sum(key, held, amount)?;
             if !entry.live(now) {
@@ -270,14 +266,4 @@ impl KeyValues {
             }
         }
     }
-}
-
-/// `held + amount`, or the error for a sum out of range.
-fn checked_sum(key: &str, held: i64, amount: i64) -> Result<i64, StoreError> {
-    held.checked_add(amount).ok_or_else(|| {
-        StoreError::new(
-            StoreErrorKind::Invalid,
-            format!("cannot increment key {key:?}: the sum is out of range"),
-        )
-    })
 }
