@@ -33,7 +33,9 @@ class AsyncStorageBackend(ABC):
     """
     Where values live, for async code. A subclass implements `get`, `set`, `increment` and
     `delete`; the other methods have working defaults built on those (only as atomic as they
-    are). (A subclass cannot hold a limiter's state yet: give the async core an engine storage.)
+    are). `clear` and `get_stats` are a subclass's own to offer, as on the sync
+    `StorageBackend`. (A subclass cannot hold a limiter's state yet: give the async core an
+    engine storage.)
     """
 
     @abstractmethod
@@ -70,14 +72,6 @@ class AsyncStorageBackend(ABC):
     async def delete_many(self, keys: List[str]) -> int:
         """Removes `keys`; how many existed."""
         return sum([1 for key in keys if isinstance(key, str) and await self.delete(key)])
-
-    async def clear(self) -> int:
-        """Removes everything (not supported by default)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot clear")
-
-    async def get_stats(self) -> Dict[str, Any]:
-        """Counts of the values held (none by default)."""
-        return {}
 
     async def evaluate_lua(self, script: str, keys: List[str], args: List[Any]) -> Any:
         """Runs a Lua script (Redis only)."""
