@@ -17,6 +17,15 @@ fn redis_config(dir: &tempfile::TempDir, name: &str) -> Option<std::path::PathBu
     Some(path)
 }
 
+/// Runs the CLI with `--config config` before `args`.
+fn run_with(config: &str, args: &[&str]) -> std::process::Output {
+    ratethrottle()
+        .args(["--config", config])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn lists_metrics_stats_and_monitor_share_one_redis() {
     let dir = tempfile::tempdir().unwrap();
@@ -24,11 +33,7 @@ fn lists_metrics_stats_and_monitor_share_one_redis() {
         return;
     };
     let config = config.to_str().unwrap();
-    let run = |args: &[&str]| {
-        let mut all = vec!["--config", config];
-        all.extend_from_slice(args);
-        ratethrottle().args(&all).output().unwrap()
-    };
+    let run = |args: &[&str]| run_with(config, args);
 
     // A list change made by one command is seen by the next process.
     assert!(
@@ -169,11 +174,7 @@ fn the_originals_spellings_are_aliases() {
         return;
     };
     let config = config.to_str().unwrap();
-    let run = |args: &[&str]| {
-        let mut all = vec!["--config", config];
-        all.extend_from_slice(args);
-        ratethrottle().args(&all).output().unwrap()
-    };
+    let run = |args: &[&str]| run_with(config, args);
     assert!(run(&["--whitelist-add", "10.0.0.1"]).status.success());
     assert!(
         run(&[
