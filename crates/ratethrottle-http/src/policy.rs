@@ -606,10 +606,15 @@ impl<S: Store, R: RequestView> Policy<S, R> {
         self.header_style
     }
 
-    /// The DDoS verdict on `request`'s client: the client to blacklist, and for how long.
-    fn screen(&self, request: &R) -> Option<(ClientKey, std::time::Duration)> {
+    /// The DDoS verdict on `request`'s client: the client to blacklist, and for how long. The
+    /// client key it resolves is kept in `client`, for the walk over the rules.
+    fn screen(
+        &self,
+        request: &R,
+        client: &mut Option<Option<ClientKey>>,
+    ) -> Option<(ClientKey, std::time::Duration)> {
         let ddos = self.ddos.as_ref()?;
-        let client = self.client_key(request)?;
+        let client = (*client.get_or_insert_with(|| self.client_key(request)))?;
         let route = request.route();
         let endpoint = route.as_deref().unwrap_or_else(|| request.path());
         let agent = request
@@ -680,10 +685,11 @@ impl<S: Store, R: RequestView> Policy<S, R> {
     /// Screens `request` and walks it through the rules, awaiting each check: the admission
     /// and, when `keep`, the answer that spoke.
     async fn walk(&self, request: &R, keep: bool) -> (Admission, Option<(Status, String)>) {
-        if let Some((client, duration)) = self.screen(request) {
-            self.block(&client, duration).await;
+        let mut client = None;
+        if let Some((blocked, duration)) = self.screen(request, &mut client) {
+            self.block(&blocked, duration).await;
         }
-        let (mut walk, mut ask) = match Walk::start(self, request, keep) {
+        let (mut walk, mut ask) = match Walk::start(self, request, keep, client) {
             Ok(started) => started,
             Err(done) => return (done, None),
         };
@@ -699,10 +705,11 @@ impl<S: Store, R: RequestView> Policy<S, R> {
     /// [`Policy::walk`] without awaiting, for a store that answers at once.
     #[inline]
     fn walk_now(&self, request: &R, keep: bool) -> (Admission, Option<(Status, String)>) {
-        if let Some((client, duration)) = self.screen(request) {
-            self.block_now(&client, duration);
+        let mut client = None;
+        if let Some((blocked, duration)) = self.screen(request, &mut client) {
+            self.block_now(&blocked, duration);
         }
-        let (mut walk, mut ask) = match Walk::start(self, request, keep) {
+        let (mut walk, mut ask) = match Walk::start(self, request, keep, client) {
             Ok(started) => started,
             Err(done) => return (done, None),
         };
@@ -954,11 +961,13 @@ impl<S: Store> Ask<'_, S> {
 
 impl<'a, S: Store, R: RequestView> Walk<'a, S, R> {
     /// The walk for `request` and its first check, or the admission when no rule needs asking;
-    /// `keep` keeps the answer that spoke (for [`Policy::decide`]).
+    /// `keep` keeps the answer that spoke (for [`Policy::decide`]), `client` is the client key
+    /// if already resolved.
     fn start(
         policy: &'a Policy<S, R>,
         request: &'a R,
         keep: bool,
+        client: Option<Option<ClientKey>>,
     ) -> Result<(Self, Ask<'a, S>), Admission> {
         if !policy.switches.enabled() {
             return Err(Admission::Pass);
@@ -980,7 +989,7 @@ impl<'a, S: Store, R: RequestView> Walk<'a, S, R> {
             next: 0,
             pending: Pending::default(),
             worst: None,
-            client: None,
+            client,
             concluded: keep.then_some(None),
         };
         let first = walk.next_ask()?;
