@@ -23,9 +23,11 @@ use hashbrown::HashTable;
 use parking_lot::Mutex;
 use ratethrottle::clock::Nanos;
 
+mod ban;
 mod settings;
 mod summary;
 
+pub use ban::{Ban, ban, offence_key};
 pub use settings::{DdosSettings, SettingsError};
 pub use summary::{Factors, Scale, Score, TrafficSummary};
 

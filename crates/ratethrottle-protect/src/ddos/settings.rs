@@ -45,6 +45,16 @@ pub struct DdosSettings {
     pub good_behavior_threshold: u64,
     /// The most clients followed at once (the least recently seen are forgotten first).
     pub max_tracked_identifiers: usize,
+    /// Ban escalation (not in the original): each automatic block of a repeat offender lasts
+    /// this many times the one before (`block_duration`, then ×factor, ×factor², …), up to
+    /// `max_block_duration`. 1 keeps every block at `block_duration`, as the original does.
+    pub block_increment: f64,
+    /// The longest an escalated block lasts.
+    pub max_block_duration: Duration,
+    /// How long a client's offences are remembered after its last one (shared by a fleet
+    /// through the store): a client with none for this long starts again at
+    /// `block_duration`.
+    pub offence_memory: Duration,
 }
 
 impl Default for DdosSettings {
@@ -63,6 +73,9 @@ impl Default for DdosSettings {
             whitelist_on_good_behavior: true,
             good_behavior_threshold: 1000,
             max_tracked_identifiers: 100_000,
+            block_increment: 2.0,
+            max_block_duration: Duration::from_secs(7 * 24 * 3600),
+            offence_memory: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -100,6 +113,40 @@ impl DdosSettings {
             let got = self.max_tracked_identifiers.to_string();
             return error("max_tracked_identifiers", "at least 1,000", got);
         }
+        if !(self.block_increment >= 1.0 && self.block_increment <= 1000.0) {
+            let got = self.block_increment.to_string();
+            return error("block_increment", "from 1 to 1000", got);
+        }
+        if self.max_block_duration < self.block_duration {
+            let got = format!("{:?}", self.max_block_duration);
+            return error("max_block_duration", "at least block_duration", got);
+        }
+        if self.offence_memory.is_zero() {
+            return error("offence_memory", "above 0 seconds", "0".to_owned());
+        }
         Ok(())
+    }
+
+    /// How long the automatic block for a client's `offence`-th offence lasts (the first is
+    /// 1): `block_duration × block_increment^(offence−1)`, at most `max_block_duration`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ratethrottle_protect::ddos::DdosSettings;
+    ///
+    /// let settings = DdosSettings::default(); // 1 h, doubling, at most a week
+    /// let hours = |n| settings.block_for(n).as_secs() / 3600;
+    /// assert_eq!([1, 2, 3, 4, 8].map(hours), [1, 2, 4, 8, 128]);
+    /// assert_eq!(settings.block_for(9), Duration::from_secs(7 * 24 * 3600));
+    /// ```
+    pub fn block_for(&self, offence: u64) -> Duration {
+        let steps = offence.saturating_sub(1).min(i32::MAX as u64) as i32;
+        let seconds = self.block_duration.as_secs_f64() * self.block_increment.powi(steps);
+        if seconds.is_finite() && seconds < self.max_block_duration.as_secs_f64() {
+            // Whole milliseconds: a block's expiry is kept in those.
+            Duration::from_millis((seconds * 1000.0).round() as u64)
+        } else {
+            self.max_block_duration
+        }
     }
 }

@@ -255,3 +255,77 @@ fn eight_threads_analyse_concurrently() {
     assert_eq!(stats.total_analyzed, 80_000);
     assert_eq!(stats.tracked_identifiers, 100);
 }
+
+#[test]
+fn blocks_escalate_over_four_offences_up_to_the_cap() {
+    let hour = Duration::from_secs(3600);
+    let settings = DdosSettings {
+        block_increment: 2.0,
+        max_block_duration: 5 * hour,
+        ..DdosSettings::default()
+    };
+    let blocks: Vec<Duration> = (1..=5).map(|n| settings.block_for(n)).collect();
+    assert_eq!(blocks, [hour, 2 * hour, 4 * hour, 5 * hour, 5 * hour]);
+    // 1 keeps every block as the original's; a huge offence count saturates at the cap.
+    let fixed = DdosSettings {
+        block_increment: 1.0,
+        ..DdosSettings::default()
+    };
+    assert!((1..=4).all(|n| fixed.block_for(n) == hour));
+    assert_eq!(settings.block_for(u64::MAX), 5 * hour);
+    assert_eq!(settings.block_for(0), hour);
+    let cases: [(fn(&mut DdosSettings), &str); 3] = [
+        (|s| s.block_increment = 0.5, "block_increment"),
+        (
+            |s| s.max_block_duration = Duration::from_secs(1),
+            "max_block_duration",
+        ),
+        (|s| s.offence_memory = Duration::ZERO, "offence_memory"),
+    ];
+    for (spoil, key) in cases {
+        let mut settings = DdosSettings::default();
+        spoil(&mut settings);
+        assert_eq!(settings.validate().unwrap_err().key, key);
+    }
+}
+
+#[tokio::test]
+async fn offences_are_counted_in_the_store_and_forgotten_after_the_memory() {
+    use ratethrottle::clock::ManualClock;
+    let clock = ManualClock::at(at(0));
+    let limiter = ratethrottle::Limiter::builder()
+        .clock(clock.clone())
+        .build();
+    let settings = DdosSettings {
+        offence_memory: Duration::from_secs(86_400),
+        ..DdosSettings::default()
+    };
+    let hours = |ban: Ban| (ban.offence, ban.duration.as_secs() / 3600);
+    assert_eq!(
+        hours(ban(&limiter, &settings, "10.0.0.1").await.unwrap()),
+        (1, 1)
+    );
+    assert_eq!(
+        hours(ban(&limiter, &settings, "10.0.0.1").await.unwrap()),
+        (2, 2)
+    );
+    assert_eq!(
+        hours(ban(&limiter, &settings, "10.0.0.2").await.unwrap()),
+        (1, 1)
+    );
+    // The block is on the blacklist and ends with its duration.
+    assert!(limiter.is_blacklisted("10.0.0.1").await.unwrap());
+    clock.advance(Duration::from_secs(2 * 3600 + 1));
+    assert!(!limiter.is_blacklisted("10.0.0.1").await.unwrap());
+    // Each offence restarts the memory; a day without one starts again at the first.
+    clock.advance(Duration::from_secs(86_400 - 3 * 3600));
+    assert_eq!(
+        hours(ban(&limiter, &settings, "10.0.0.1").await.unwrap()),
+        (3, 4)
+    );
+    clock.advance(Duration::from_secs(86_400 + 1));
+    assert_eq!(
+        hours(ban(&limiter, &settings, "10.0.0.1").await.unwrap()),
+        (1, 1)
+    );
+}
