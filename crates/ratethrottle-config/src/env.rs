@@ -245,6 +245,22 @@ const OVERRIDES: &[Override] = &[
         },
     },
     Override {
+        name: "RT_DDOS_BLOCK_INCREMENT",
+        secret: false,
+        apply: |c, v| {
+            c.ddos_protection.block_increment = number(v, "a number from 1 to 1000")?;
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_ANALYTICS_ENABLED",
+        secret: false,
+        apply: |c, v| {
+            c.analytics.enabled = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    Override {
         name: "RT_ADAPTIVE_ENABLED",
         secret: false,
         apply: |c, v| {

@@ -397,6 +397,10 @@ impl Config {
         if let Err(error) = self.ddos_protection.settings().validate() {
             return at(format!("ddos_protection.{}", error.key), error.to_string());
         }
+        if self.analytics.max_history == 0 {
+            let message = "analytics.max_history must be at least 1, got 0".to_owned();
+            return at("analytics.max_history".to_owned(), message);
+        }
         let default = self.default_strategy();
         let mut names = BTreeMap::new();
         for (i, rule) in self.rules.iter().enumerate() {
@@ -563,7 +567,6 @@ impl Config {
             ("websocket", self.websocket.enabled),
             ("grpc", self.grpc.enabled),
             ("graphql", self.graphql.enabled),
-            ("analytics", self.analytics.enabled),
         ];
         let found: Vec<&str> = not_yet
             .into_iter()

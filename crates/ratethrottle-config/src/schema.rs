@@ -593,6 +593,13 @@ pub struct DdosConfig {
     pub good_behavior_threshold: u64,
     /// The most clients tracked at once (the oldest are forgotten first).
     pub max_tracked_identifiers: u64,
+    /// Each automatic block of a repeat offender lasts this many times the one before (1:
+    /// always `block_duration`, as in the original).
+    pub block_increment: f64,
+    /// The longest an escalated block lasts.
+    pub max_block_duration: Seconds,
+    /// How long a client's offences are remembered after its last one.
+    pub offence_memory: Seconds,
 }
 
 impl DdosConfig {
@@ -613,6 +620,9 @@ impl DdosConfig {
         settings.good_behavior_threshold = self.good_behavior_threshold;
         settings.max_tracked_identifiers =
             usize::try_from(self.max_tracked_identifiers).unwrap_or(usize::MAX);
+        settings.block_increment = self.block_increment;
+        settings.max_block_duration = self.max_block_duration.0;
+        settings.offence_memory = self.offence_memory.0;
         settings
     }
 }
@@ -633,6 +643,9 @@ impl Default for DdosConfig {
             whitelist_on_good_behavior: true,
             good_behavior_threshold: 1000,
             max_tracked_identifiers: 100_000,
+            block_increment: 2.0,
+            max_block_duration: Seconds::new(7 * 24 * 3600),
+            offence_memory: Seconds::new(7 * 24 * 3600),
         }
     }
 }
@@ -813,6 +826,17 @@ pub struct AnalyticsConfig {
     pub enable_metadata: bool,
     /// Remove secrets and personal data from what is kept.
     pub sanitize_data: bool,
+}
+
+impl AnalyticsConfig {
+    /// These settings for [`ratethrottle_protect::analytics::Analytics`].
+    pub fn settings(&self) -> ratethrottle_protect::analytics::AnalyticsSettings {
+        let mut settings = ratethrottle_protect::analytics::AnalyticsSettings::default();
+        settings.max_history = usize::try_from(self.max_history).unwrap_or(usize::MAX);
+        settings.enable_metadata = self.enable_metadata;
+        settings.sanitize_data = self.sanitize_data;
+        settings
+    }
 }
 
 impl Default for AnalyticsConfig {

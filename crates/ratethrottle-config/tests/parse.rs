@@ -74,7 +74,7 @@ fn a_file_written_by_the_originals_config_manager_loads() {
     assert_eq!(
         config.warnings,
         [
-            "recognised but not active yet: grpc, analytics (validated and kept; these \
+            "recognised but not active yet: grpc (validated and kept; these \
              features come in later versions, and do nothing until then)"
         ]
     );

@@ -103,6 +103,9 @@ pub enum Error {
     /// DDoS settings out of range.
     #[error(transparent)]
     Ddos(#[from] ratethrottle_protect::ddos::SettingsError),
+    /// Analytics settings out of range.
+    #[error(transparent)]
+    Analytics(#[from] ratethrottle_protect::analytics::AnalyticsError),
     /// A route prefix that does not start with `/`.
     #[error("route prefix {prefix:?} must start with '/'")]
     InvalidRoute {

@@ -11,7 +11,9 @@ use std::sync::{Arc, Once};
 use ratethrottle::store::{MemoryStore, Store};
 use ratethrottle::{Limiter, RuleHandle, Scope, Status, Verdict};
 
-use ratethrottle_protect::ddos::DdosProtection;
+use ratethrottle::store::KeyValueStore;
+use ratethrottle_protect::analytics::{Analytics, ViolationRecord};
+use ratethrottle_protect::ddos::{Ban, DdosProtection};
 
 use crate::client_ip::{ClientIp, ClientKey};
 use crate::response::{HeaderStyle, Rejection, RejectionKind, RejectionResponse};
@@ -178,7 +180,15 @@ pub struct Policy<S: Store = MemoryStore, R = ()> {
     switches: Arc<Switches>,
     /// Scores each request's client; a client it calls for blocking goes on the blacklist.
     ddos: Option<Arc<DdosProtection>>,
+    /// Bans a client on the limiter's store ([`ratethrottle_protect::ddos::ban`], which needs
+    /// the store's keys and values: resolved where the store's type is known).
+    ban: Option<Banner>,
+    /// Records each decision.
+    analytics: Option<Arc<Analytics>>,
 }
+
+type BanFuture = std::pin::Pin<Box<dyn Future<Output = ratethrottle::Result<Option<Ban>>> + Send>>;
+type Banner = Arc<dyn Fn(&str) -> BanFuture + Send + Sync>;
 
 /// The settings that may change while the middleware runs (`global.enabled` and
 /// `global.headers_enabled` after a configuration reload): one relaxed load per request.
@@ -266,6 +276,8 @@ impl<S: Store, R> PolicyBuilder<S, R> {
                     log_violations: AtomicBool::new(false),
                 }),
                 ddos: None,
+                ban: None,
+                analytics: None,
             },
             errors: Vec::new(),
         }
@@ -414,51 +426,6 @@ impl<S: Store, R> PolicyBuilder<S, R> {
         self
     }
 
-    /// Applies `global.enabled`, `global.headers_enabled` and `global.log_violations` (each
-    /// refusal for a rule logged at INFO) of `config`, and its `ddos_protection` when enabled
-    /// ([`PolicyBuilder::ddos`]) (feature `config`).
-    #[cfg(feature = "config")]
-    pub fn config(self, config: &ratethrottle_config::Config) -> Self {
-        self.policy.switches.follow(config);
-        self.ddos_of(config)
-    }
-
-    /// Applies `global.enabled`, `global.headers_enabled` and `global.log_violations` of the
-    /// configuration `watcher` keeps, now and after every reload of the file, and its
-    /// `ddos_protection` as it is when the policy is built (feature `config`).
-    #[cfg(feature = "config")]
-    pub fn follow(self, watcher: &ratethrottle_config::ConfigWatcher) -> Self {
-        let config = watcher.current();
-        self.policy.switches.follow(&config);
-        let switches = Arc::clone(&self.policy.switches);
-        watcher.on_reload(move |config| switches.follow(config));
-        self.ddos_of(&config)
-    }
-
-    /// DDoS protection as `config`'s `ddos_protection` says, when enabled.
-    #[cfg(feature = "config")]
-    fn ddos_of(mut self, config: &ratethrottle_config::Config) -> Self {
-        if !config.ddos_protection.enabled {
-            return self;
-        }
-        match DdosProtection::new(config.ddos_protection.settings()) {
-            Ok(ddos) => self.ddos(Arc::new(ddos)),
-            Err(error) => {
-                self.errors.push(error.into());
-                self
-            }
-        }
-    }
-
-    /// Scores the client of every request with `ddos` (by its address, the route and the
-    /// `User-Agent`) before the rules are asked; a client it calls for blocking goes on the
-    /// limiter's blacklist for the block's duration (on Redis, for the whole fleet) and is
-    /// refused with 403, as every blacklisted client is.
-    pub fn ddos(mut self, ddos: Arc<DdosProtection>) -> Self {
-        self.policy.ddos = Some(ddos);
-        self
-    }
-
     /// Builds rejections with `hook` instead of [`Rejection::default_response`].
     pub fn on_rejection<F>(mut self, hook: F) -> Self
     where
@@ -594,6 +561,84 @@ impl Identifier<'_> {
     }
 }
 
+/// # Abuse protection and configuration (for stores with keys and values, as every store of
+/// this workspace is)
+impl<S: Store + KeyValueStore, R> PolicyBuilder<S, R> {
+    /// Applies `global.enabled`, `global.headers_enabled` and `global.log_violations` (each
+    /// refusal for a rule logged at INFO) of `config`, and its `ddos_protection`
+    /// ([`PolicyBuilder::ddos`]) and `analytics` ([`PolicyBuilder::analytics`]) when enabled
+    /// (feature `config`).
+    #[cfg(feature = "config")]
+    pub fn config(self, config: &ratethrottle_config::Config) -> Self {
+        self.policy.switches.follow(config);
+        self.ddos_of(config)
+    }
+
+    /// Applies `global.enabled`, `global.headers_enabled` and `global.log_violations` of the
+    /// configuration `watcher` keeps, now and after every reload of the file, and its
+    /// `ddos_protection` and `analytics` as they are when the policy is built (feature
+    /// `config`).
+    #[cfg(feature = "config")]
+    pub fn follow(self, watcher: &ratethrottle_config::ConfigWatcher) -> Self {
+        let config = watcher.current();
+        self.policy.switches.follow(&config);
+        let switches = Arc::clone(&self.policy.switches);
+        watcher.on_reload(move |config| switches.follow(config));
+        self.ddos_of(&config)
+    }
+
+    /// DDoS protection as `config`'s `ddos_protection` says, when enabled.
+    #[cfg(feature = "config")]
+    fn ddos_of(mut self, config: &ratethrottle_config::Config) -> Self {
+        if config.analytics.enabled {
+            match Analytics::new(config.analytics.settings()) {
+                Ok(analytics) => self = self.analytics(Arc::new(analytics)),
+                Err(error) => self.errors.push(error.into()),
+            }
+        }
+        if !config.ddos_protection.enabled {
+            return self;
+        }
+        match DdosProtection::new(config.ddos_protection.settings()) {
+            Ok(ddos) => self.ddos(Arc::new(ddos)),
+            Err(error) => {
+                self.errors.push(error.into());
+                self
+            }
+        }
+    }
+
+    /// Scores the client of every request with `ddos` (by its address, the route and the
+    /// `User-Agent`) before the rules are asked; a client it calls for blocking goes on the
+    /// limiter's blacklist (on Redis, for the whole fleet) and is refused with 403, as every
+    /// blacklisted client is. The block escalates for a repeat offender, whose offences are
+    /// counted in the limiter's store ([`ratethrottle_protect::ddos::ban`]).
+    pub fn ddos(mut self, ddos: Arc<DdosProtection>) -> Self {
+        let limiter = self.policy.limiter.clone();
+        let settings = ddos.settings().clone();
+        self.policy.ban = Some(Arc::new(move |client: &str| {
+            let (limiter, settings, client) =
+                (limiter.clone(), settings.clone(), client.to_owned());
+            Box::pin(
+                async move { ratethrottle_protect::ddos::ban(&limiter, &settings, &client).await },
+            )
+        }));
+        self.policy.ddos = Some(ddos);
+        self
+    }
+
+    /// Records every decision of the rules (identifier, rule, admitted) in `analytics`, and
+    /// every violation of the limiter (through [`Limiter::on_violation`]).
+    pub fn analytics(mut self, analytics: Arc<Analytics>) -> Self {
+        let record = Arc::clone(&analytics);
+        self.policy
+            .limiter
+            .on_violation(move |violation| record.record_violation(ViolationRecord::of(violation)));
+        self.policy.analytics = Some(analytics);
+        self
+    }
+}
+
 /// # Deciding
 impl<S: Store, R: RequestView> Policy<S, R> {
     /// The limiter this policy checks with.
@@ -606,13 +651,9 @@ impl<S: Store, R: RequestView> Policy<S, R> {
         self.header_style
     }
 
-    /// The DDoS verdict on `request`'s client: the client to blacklist, and for how long. The
-    /// client key it resolves is kept in `client`, for the walk over the rules.
-    fn screen(
-        &self,
-        request: &R,
-        client: &mut Option<Option<ClientKey>>,
-    ) -> Option<(ClientKey, std::time::Duration)> {
+    /// The DDoS verdict on `request`'s client: the client to blacklist, if any. The client
+    /// key it resolves is kept in `client`, for the walk over the rules.
+    fn screen(&self, request: &R, client: &mut Option<Option<ClientKey>>) -> Option<ClientKey> {
         let ddos = self.ddos.as_ref()?;
         let client = (*client.get_or_insert_with(|| self.client_key(request)))?;
         let route = request.route();
@@ -621,35 +662,39 @@ impl<S: Store, R: RequestView> Policy<S, R> {
             .header("user-agent")
             .and_then(|agent| std::str::from_utf8(agent).ok());
         let analysis = ddos.analyze(client.as_str(), endpoint, agent, self.limiter.now());
-        let block = analysis.block_for?;
+        analysis.block_for?;
         tracing::warn!(
             client = client.as_str(),
             score = analysis.pattern.suspicious_score,
-            "DDoS protection: blocking the client for {block:?}"
+            "DDoS protection: the client's traffic calls for a block"
         );
-        Some((client, block))
+        Some(client)
     }
 
-    /// Blacklists a client DDoS protection called for blocking (a failure is logged: the
-    /// rules still answer).
-    async fn block(&self, client: &ClientKey, duration: std::time::Duration) {
-        if let Err(error) = self
-            .limiter
-            .blacklist_add(client.as_str(), Some(duration))
-            .await
-        {
-            tracing::error!(
+    /// Blacklists a client DDoS protection called for blocking, for as long as its offences
+    /// call for (a failure is logged: the rules still answer).
+    async fn block(&self, client: &ClientKey) {
+        let Some(ban) = &self.ban else { return };
+        match ban(client.as_str()).await {
+            Ok(None) => {}
+            Ok(Some(ban)) => tracing::warn!(
+                client = client.as_str(),
+                offence = ban.offence,
+                "DDoS protection: blocking the client for {:?}",
+                ban.duration
+            ),
+            Err(error) => tracing::error!(
                 client = client.as_str(),
                 "could not blacklist the client: {error}"
-            );
+            ),
         }
     }
 
     /// [`Policy::block`] for a store that answers at once.
-    fn block_now(&self, client: &ClientKey, duration: std::time::Duration) {
+    fn block_now(&self, client: &ClientKey) {
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        // The memory store's list futures are ready when first polled.
-        let _ = std::pin::pin!(self.block(client, duration)).poll(&mut context);
+        // The memory store's futures are ready when first polled.
+        let _ = std::pin::pin!(self.block(client)).poll(&mut context);
     }
 
     /// Checks `request` against every rule that applies to it, awaiting the store.
@@ -686,8 +731,8 @@ impl<S: Store, R: RequestView> Policy<S, R> {
     /// and, when `keep`, the answer that spoke.
     async fn walk(&self, request: &R, keep: bool) -> (Admission, Option<(Status, String)>) {
         let mut client = None;
-        if let Some((blocked, duration)) = self.screen(request, &mut client) {
-            self.block(&blocked, duration).await;
+        if let Some(blocked) = self.screen(request, &mut client) {
+            self.block(&blocked).await;
         }
         let (mut walk, mut ask) = match Walk::start(self, request, keep, client) {
             Ok(started) => started,
@@ -706,8 +751,8 @@ impl<S: Store, R: RequestView> Policy<S, R> {
     #[inline]
     fn walk_now(&self, request: &R, keep: bool) -> (Admission, Option<(Status, String)>) {
         let mut client = None;
-        if let Some((blocked, duration)) = self.screen(request, &mut client) {
-            self.block_now(&blocked, duration);
+        if let Some(blocked) = self.screen(request, &mut client) {
+            self.block_now(&blocked);
         }
         let (mut walk, mut ask) = match Walk::start(self, request, keep, client) {
             Ok(started) => started,
@@ -1062,6 +1107,12 @@ impl<'a, S: Store, R: RequestView> Walk<'a, S, R> {
         };
         if status.verdict == Verdict::Whitelisted {
             return None;
+        }
+        if let Some(analytics) = &self.policy.analytics
+            && !ask.peek
+        {
+            let now = self.policy.limiter.now();
+            analytics.record_request(identifier, ask.handle.name(), status.allowed, None, now);
         }
         if self.defer && status.allowed && self.cost > 0 {
             self.pending.deferred.push(Deferred {

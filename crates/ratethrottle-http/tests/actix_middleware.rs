@@ -119,3 +119,60 @@ async fn concurrent_requests_admit_exactly_the_limit() {
     let counts = from_many_tasks(&[base], "127.0.6.1", 20, 5).await;
     assert_eq!(counts, (30, 70));
 }
+
+/// Issue 19 on actix: DDoS protection blocks an attacker (with escalating blocks once its
+/// first ends) while a browser passes, and analytics record every decision and violation.
+#[tokio::test]
+async fn ddos_escalates_and_analytics_record_decisions() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ratethrottle::store::KeyValueStore;
+    use ratethrottle_protect::analytics::{Analytics, AnalyticsSettings};
+    use ratethrottle_protect::ddos::{DdosProtection, DdosSettings};
+
+    let (limiter, clock) = limiter([per_minute("api", 3)]);
+    let mut settings = DdosSettings::default();
+    // No user agent (0.1) is suspicious here; three suspicious requests in 5 minutes block.
+    settings.suspicious_threshold = 0.1;
+    settings.block_duration = Duration::from_secs(60);
+    let ddos = Arc::new(DdosProtection::new(settings).unwrap());
+    let analytics = Arc::new(Analytics::new(AnalyticsSettings::default()).unwrap());
+    let base = serve_actix(
+        RateLimit::builder(limiter.clone())
+            .rule("api")
+            .ddos(ddos)
+            .analytics(Arc::clone(&analytics))
+            .middleware()
+            .unwrap(),
+    );
+    let attacker = client_from("127.0.4.9");
+    assert_eq!(
+        statuses(&attacker, base, "/", &[], 4).await,
+        [200, 200, 403, 403]
+    );
+    // The first block lasts 60 s. Still attacking after it, the client is blocked again at
+    // once, for 120 s: its second offence, counted in the limiter's store.
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(get(&attacker, base, "/", &[]).await.status, 403);
+    clock.advance(Duration::from_secs(119));
+    assert_eq!(get(&attacker, base, "/", &[]).await.status, 403);
+    let key = ratethrottle_protect::ddos::offence_key("127.0.4.9");
+    let offences = limiter.store().get(&key, limiter.now()).await.unwrap();
+    assert_eq!(offences, Some(ratethrottle::store::Value::Int(2)));
+
+    let browser = client_from("127.0.4.10");
+    let agent = [("user-agent", "Mozilla/5.0")];
+    assert_eq!(
+        statuses(&browser, base, "/", &agent, 4).await,
+        [200, 200, 200, 429]
+    );
+    let summary = analytics.summary();
+    // The attacker's admitted requests (2), the blacklisted ones (4), the browser's 4.
+    assert_eq!(summary.total_requests, 10);
+    assert_eq!(summary.total_violations, 1);
+    let top = analytics.top_violators(5, None, limiter.now());
+    assert_eq!(top, [("127.0.4.10".to_owned(), 1)]);
+    let rules = analytics.rule_statistics();
+    assert_eq!((rules[0].1.allowed, rules[0].1.blocked), (5, 5));
+}

@@ -158,3 +158,59 @@ async fn a_failing_store_gives_503_only_when_failing_closed() {
     );
     assert_eq!(get(&client, open_base, "/", &[]).await.status, 200);
 }
+
+/// Issue 19: a DDoS block made by server A is enforced by server B through Redis (B keeps no
+/// copy of the lists here: `list_cache_ttl` zero; by default it sees the block within that
+/// TTL), and the offence count is shared: B's next block of the same client is its second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ddos_block_made_by_one_server_is_enforced_by_another() {
+    use std::sync::Arc;
+
+    use ratethrottle_protect::ddos::{DdosProtection, DdosSettings, ban};
+
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let prefix = format!("http-{}-ddos:", std::process::id());
+    let mut limiters = Vec::new();
+    for _ in 0..2 {
+        let config = RedisConfig::new(server.url())
+            .key_prefix(prefix.clone())
+            .list_cache_ttl(Duration::ZERO);
+        let limiter = Limiter::builder()
+            .store(RedisStore::with_config(config).await.unwrap())
+            .build();
+        limiter
+            .add_rule(Rule::new("api", 1000, Duration::from_secs(60)))
+            .unwrap();
+        limiters.push(limiter);
+    }
+    let mut settings = DdosSettings::default();
+    settings.suspicious_threshold = 0.1;
+    let mut bases = Vec::new();
+    for limiter in &limiters {
+        let ddos = Arc::new(DdosProtection::new(settings.clone()).unwrap());
+        let layer = RateLimitLayer::builder(limiter.clone())
+            .rule("api")
+            .ddos(ddos)
+            .layer()
+            .unwrap();
+        let app = axum::Router::new()
+            .route("/", axum::routing::get(|| async { "hello" }))
+            .layer(layer);
+        bases.push(serve_axum(app).await);
+    }
+    // Server A sees the attack (no user agent, three times) and blocks the client.
+    let attacker = client_from("127.0.9.1");
+    assert_eq!(statuses(&attacker, bases[0], "/", &[], 3).await, [200, 200, 403]);
+    // Server B never saw it, and refuses it.
+    assert_eq!(get(&attacker, bases[1], "/", &[]).await.status, 403);
+    let agent = [("user-agent", "Mozilla/5.0")];
+    let browser = client_from("127.0.9.2");
+    assert_eq!(get(&browser, bases[1], "/", &agent).await.status, 200);
+    // The offence count is the fleet's: lifted and blocked again from B, it is the second.
+    limiters[1].blacklist_remove("127.0.9.1").await.unwrap();
+    let second = ban(&limiters[1], &settings, "127.0.9.1").await.unwrap().unwrap();
+    assert_eq!((second.offence, second.duration.as_secs()), (2, 7200));
+    assert!(limiters[0].is_blacklisted("127.0.9.1").await.unwrap());
+}

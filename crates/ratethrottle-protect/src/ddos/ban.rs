@@ -24,7 +24,11 @@ pub fn offence_key(identifier: &str) -> String {
 
 /// Counts an offence of `identifier` in `limiter`'s store (remembered for
 /// `settings.offence_memory` after this one, by every process on the same store) and
-/// blacklists it there for [`DdosSettings::block_for`] that offence.
+/// blacklists it there for [`DdosSettings::block_for`] that offence; `None` (nothing counted)
+/// when it is blacklisted already.
+///
+/// Two processes calling for a block of the same client at the same moment may both count
+/// an offence: the check and the count are two steps.
 ///
 /// ```
 /// use ratethrottle::Limiter;
@@ -33,8 +37,10 @@ pub fn offence_key(identifier: &str) -> String {
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let limiter = Limiter::in_memory();
 /// let settings = DdosSettings::default();
-/// let first = ban(&limiter, &settings, "203.0.113.7").await?;
-/// let second = ban(&limiter, &settings, "203.0.113.7").await?;
+/// let first = ban(&limiter, &settings, "203.0.113.7").await?.unwrap();
+/// assert_eq!(ban(&limiter, &settings, "203.0.113.7").await?, None); // blocked already
+/// limiter.blacklist_remove("203.0.113.7").await?;
+/// let second = ban(&limiter, &settings, "203.0.113.7").await?.unwrap();
 /// assert_eq!((first.offence, first.duration.as_secs()), (1, 3600));
 /// assert_eq!((second.offence, second.duration.as_secs()), (2, 7200));
 /// assert!(limiter.is_blacklisted("203.0.113.7").await?);
@@ -45,7 +51,10 @@ pub async fn ban<S: Store + KeyValueStore>(
     limiter: &Limiter<S>,
     settings: &DdosSettings,
     identifier: &str,
-) -> Result<Ban, ratethrottle::Error> {
+) -> Result<Option<Ban>, ratethrottle::Error> {
+    if limiter.is_blacklisted(identifier).await? {
+        return Ok(None);
+    }
     let key = offence_key(identifier);
     let memory = Some(settings.offence_memory);
     let count = limiter
@@ -55,5 +64,5 @@ pub async fn ban<S: Store + KeyValueStore>(
     let offence = u64::try_from(count).unwrap_or(1).max(1);
     let duration = settings.block_for(offence);
     limiter.blacklist_add(identifier, Some(duration)).await?;
-    Ok(Ban { offence, duration })
+    Ok(Some(Ban { offence, duration }))
 }

@@ -122,6 +122,8 @@ struct Client {
     trusted: bool,
     /// The times of the last suspicious events.
     suspicious: [u64; REPEATS_TO_BLOCK],
+    /// Until when a block called for runs at least: no new one is called for before.
+    no_block_before: u64,
     suspicious_next: usize,
 }
 
@@ -232,9 +234,15 @@ impl DdosProtection {
             counts.suspicious_detected += 1;
             client.good = 0;
             let repeats = client.suspicious_at(at);
-            if settings.auto_block && (repeats >= REPEATS_TO_BLOCK || score.total >= BLOCK_SCORE) {
+            if settings.auto_block
+                && (repeats >= REPEATS_TO_BLOCK || score.total >= BLOCK_SCORE)
+                && at >= client.no_block_before
+            {
                 counts.auto_blocked += 1;
                 block_for = Some(settings.block_duration);
+                // Not again while this block surely lasts (the original blocks a client
+                // only when it is not blocked already).
+                client.no_block_before = at.saturating_add(nanos(settings.block_duration));
             }
         } else if settings.whitelist_on_good_behavior {
             client.good += 1;
@@ -325,6 +333,10 @@ impl DdosProtection {
             self.tracked.fetch_sub(1, Ordering::Relaxed);
         }
     }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
