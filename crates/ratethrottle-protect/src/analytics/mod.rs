@@ -325,7 +325,7 @@ impl Analytics {
                 });
             order[slot].1 += 1;
         }
-        order.sort_by(|a, b| b.1.cmp(&a.1));
+        order.sort_by_key(|entry| std::cmp::Reverse(entry.1));
         order
             .into_iter()
             .take(limit)

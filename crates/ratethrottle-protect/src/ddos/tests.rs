@@ -274,7 +274,8 @@ fn blocks_escalate_over_four_offences_up_to_the_cap() {
     assert!((1..=4).all(|n| fixed.block_for(n) == hour));
     assert_eq!(settings.block_for(u64::MAX), 5 * hour);
     assert_eq!(settings.block_for(0), hour);
-    let cases: [(fn(&mut DdosSettings), &str); 3] = [
+    type Spoil = fn(&mut DdosSettings);
+    let cases: [(Spoil, &str); 3] = [
         (|s| s.block_increment = 0.5, "block_increment"),
         (
             |s| s.max_block_duration = Duration::from_secs(1),
