@@ -17,8 +17,10 @@ from ._native import __version__ as __version__
 from .async_core import AsyncRateThrottleCore
 from .async_middleware import AsyncFastAPIRateLimiter, AsyncStarletteRateLimitMiddleware
 from .async_storage import AsyncInMemoryStorage, AsyncRedisStorage, AsyncStorageBackend
+from .analytics import RateThrottleAnalytics
 from .config import ConfigManager
 from .core import RateThrottleCore, RateThrottleRule, RateThrottleStatus, RateThrottleViolation
+from .ddos import DDoSProtection, TrafficPattern
 from .exceptions import (
     ConfigurationError,
     InvalidIdentifierError,
@@ -84,6 +86,7 @@ __all__ = [
     "ClientIpResolver",
     "ConfigManager",
     "ConfigurationError",
+    "DDoSProtection",
     "DjangoRateLimitMiddleware",
     "FailoverHandler",
     "FailureMode",
@@ -95,6 +98,7 @@ __all__ = [
     "ManualClock",
     "RateLimitDegradedError",
     "RateLimitExceeded",
+    "RateThrottleAnalytics",
     "RateThrottleCore",
     "RateThrottleException",
     "RateThrottleRule",
@@ -108,6 +112,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailableError",
     "StrategyNotFoundError",
+    "TrafficPattern",
     "WSGIRateLimitMiddleware",
     "configure_logging",
     "create_async_limiter",

@@ -44,13 +44,14 @@ class StarletteRateLimitMiddleware(_AppMiddleware):
         header_style: str = "both",
         headers_enabled: bool = True,
         exempt_paths: Sequence[str] = (),
+        ddos: Any = None,
     ) -> None:
         self.exempt_paths = tuple(exempt_paths)
         rules = list(rules or ())
         if rate_limit is not None:
             rules.append(rule_from_limit(f"asgi_{rate_limit}", rate_limit, 60))
         self._setup(app, storage, rules, key_func, limiter, trusted_proxies=trusted_proxies,
-                    header_style=header_style, headers_enabled=headers_enabled)
+                    header_style=header_style, headers_enabled=headers_enabled, ddos=ddos)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         path = scope.get("path", "/")

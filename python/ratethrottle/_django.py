@@ -47,6 +47,7 @@ def _django_guard(limiter: RateThrottleCore, settings: Any, **overrides: Any) ->
         or getattr(settings, "RATELIMIT_TRUSTED_PROXIES", ()),
         header_style=getattr(settings, "RATELIMIT_HEADER_STYLE", "both"),
         headers_enabled=getattr(settings, "RATELIMIT_HEADERS_ENABLED", True),
+        ddos=getattr(settings, "RATELIMIT_DDOS", None),
     )
 
 

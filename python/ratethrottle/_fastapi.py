@@ -94,6 +94,7 @@ class FastAPIRateLimiter:
         trusted_proxies: Optional[Iterable[str]] = None,
         header_style: str = "both",
         limiter: Optional[RateThrottleCore] = None,
+        ddos: Any = None,
     ) -> None:
         self.limiter = limiter or RateThrottleCore(storage=storage)
         self.key_func = key_func
@@ -104,6 +105,7 @@ class FastAPIRateLimiter:
             trusted_proxies=self.trusted_proxies,
             header_style=header_style,
             headers_enabled=headers_enabled,
+            ddos=ddos,
         )
 
     def init_app(self, app: Any) -> None:

@@ -51,6 +51,7 @@ class FlaskRateLimiter:
         trusted_proxies: Optional[Iterable[str]] = None,
         header_style: str = "both",
         limiter: Optional[RateThrottleCore] = None,
+        ddos: Any = None,
     ) -> None:
         self.limiter = limiter or RateThrottleCore(storage=storage)
         self.key_func = key_func
@@ -60,6 +61,7 @@ class FlaskRateLimiter:
             trusted_proxies=trusted_proxies,
             header_style=header_style,
             headers_enabled=headers_enabled,
+            ddos=ddos,
         )
         self.app = None
         if app is not None:

@@ -113,6 +113,7 @@ class Guard:
         forwarded_header: str = "x-forwarded-for",
         header_style: str = "both",
         headers_enabled: bool = True,
+        ddos: Any = None,
     ) -> None:
         if header_style not in HEADER_STYLES:
             raise ConfigurationError(
@@ -126,6 +127,9 @@ class Guard:
         self.resolver = ClientIpResolver(proxy_list(trusted_proxies), forwarded_header)
         self.header_style = header_style
         self._headers_enabled = headers_enabled
+        #: A `DDoSProtection` each request's client is analysed with first (its blocks go on
+        #: this limiter's blacklist: 403).
+        self.ddos = ddos
 
     @property
     def headers_enabled(self) -> bool:
@@ -166,17 +170,25 @@ class Guard:
         names = tuple(self.rules if rules is None else rules)
         policy = self._policies.get(names)
         if policy is None:
+            native_ddos = None if self.ddos is None else self.ddos._native
             policy = NativePolicy(self.limiter, list(names), self.resolver, self.header_style,
-                                  self._headers_enabled)
+                                  self._headers_enabled, native_ddos)
             if len(self._policies) < 256:
                 self._policies[names] = policy
         return policy
 
     def _forwarded(self, header_values: Optional[Callable[[str], List[str]]]) -> List[Tuple[str, str]]:
-        if header_values is None or not self.resolver.trusts_proxies:
+        """The headers the policy reads: the forwarded header behind a trusted proxy, and the
+        User-Agent when DDoS protection scores it."""
+        if header_values is None:
             return []
-        name = self.resolver.header
-        return [(name, value) for value in header_values(name)]
+        headers = []
+        if self.resolver.trusts_proxies:
+            name = self.resolver.header
+            headers = [(name, value) for value in header_values(name)]
+        if self.ddos is not None:
+            headers += [("user-agent", value) for value in header_values("user-agent")[:1]]
+        return headers
 
     def decide(
         self,
@@ -294,6 +306,7 @@ class _AppMiddleware:
         limiter: Optional[RateThrottleCore],
         **guard: Any,
     ) -> None:
+        """`guard`: the Guard's keyword arguments (`trusted_proxies`, `ddos`, ...)."""
         self.app = app
         self.limiter = limiter or RateThrottleCore(storage=storage)
         self.key_func = key_func

@@ -34,11 +34,12 @@ class WSGIRateLimitMiddleware(_AppMiddleware):
         trusted_proxies: Optional[Iterable[str]] = None,
         header_style: str = "both",
         headers_enabled: bool = True,
+        ddos: Any = None,
     ) -> None:
         if rules is None:
             rules = [RateThrottleRule(name="wsgi_default", limit=100, window=60)]
         self._setup(app, storage, rules, key_func, limiter, trusted_proxies=trusted_proxies,
-                    header_style=header_style, headers_enabled=headers_enabled)
+                    header_style=header_style, headers_enabled=headers_enabled, ddos=ddos)
 
     def __call__(self, environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")

@@ -16,6 +16,7 @@ mod core;
 mod errors;
 mod http;
 mod policy;
+mod protect;
 mod runtime;
 mod status;
 mod store;
@@ -60,6 +61,8 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<http::ClientIpResolver>()?;
     module.add_class::<policy::NativePolicy>()?;
     module.add_class::<runtime::Ready>()?;
+    module.add_class::<protect::NativeDdos>()?;
+    module.add_class::<protect::NativeAnalytics>()?;
     module.add_function(wrap_pyfunction!(parse_rate, module)?)?;
     module.add_function(wrap_pyfunction!(cli_main, module)?)?;
     module.add_class::<config::Configuration>()?;

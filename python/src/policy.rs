@@ -12,6 +12,7 @@ use ratethrottle_http::{Decided, HeaderStyle, PlainRequest, Policy, PolicyBuilde
 use crate::core::NativeCore;
 use crate::errors::Raise;
 use crate::http::{ClientIpResolver, parse_peer};
+use crate::protect::NativeDdos;
 use crate::runtime::{Ready, runtime};
 use crate::status::RateThrottleStatus;
 
@@ -81,14 +82,17 @@ impl NativePolicy {
     /// A policy checking `rules` of `core`, in order. `header_style`: "both", "legacy" or
     /// "ietf". A request whose peer is unknown counts under `0.0.0.0` (as the adapters
     /// always did). Raises `RuleNotFoundError` for a rule `core` does not have.
+    /// With `ddos` (a `NativeDdos`), each request's client is analysed first and one it calls
+    /// for blocking goes on `core`'s blacklist (403).
     #[new]
-    #[pyo3(signature = (core, rules, resolver, header_style = "both", headers_enabled = true))]
+    #[pyo3(signature = (core, rules, resolver, header_style = "both", headers_enabled = true, ddos = None))]
     fn new(
         core: &Bound<'_, NativeCore>,
         rules: Vec<String>,
         resolver: &Bound<'_, ClientIpResolver>,
         header_style: &str,
         headers_enabled: bool,
+        ddos: Option<&Bound<'_, NativeDdos>>,
     ) -> PyResult<Self> {
         let style = match header_style {
             "both" => HeaderStyle::Both,
@@ -121,6 +125,9 @@ impl NativePolicy {
             .headers(headers_enabled);
         for rule in rules {
             builder = builder.rule(rule);
+        }
+        if let Some(ddos) = ddos {
+            builder = builder.ddos(ddos.get().protection());
         }
         let policy = builder
             .build()

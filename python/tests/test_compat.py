@@ -175,8 +175,11 @@ ORIGINAL_NAMES = [
     "StarletteRateLimitMiddleware", "WSGIRateLimitMiddleware", "AsyncFastAPIRateLimiter",
     "AsyncStarletteRateLimitMiddleware", "ConfigManager", "create_limiter",
     "create_async_limiter", "get_client_ip", "get_version", "configure_logging",
+    "DDoSProtection", "RateThrottleAnalytics",
 ]
 ORIGINAL_MODULE_NAMES = {
+    "ratethrottle.ddos": ["DDoSProtection", "TrafficPattern"],
+    "ratethrottle.analytics": ["RateThrottleAnalytics"],
     "ratethrottle.core": ["RateThrottleCore", "RateThrottleRule", "RateThrottleStatus",
                           "RateThrottleViolation"],
     "ratethrottle.config": ["ConfigManager", "RuleConfig"],

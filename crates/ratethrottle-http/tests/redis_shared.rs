@@ -202,7 +202,10 @@ async fn a_ddos_block_made_by_one_server_is_enforced_by_another() {
     }
     // Server A sees the attack (no user agent, three times) and blocks the client.
     let attacker = client_from("127.0.9.1");
-    assert_eq!(statuses(&attacker, bases[0], "/", &[], 3).await, [200, 200, 403]);
+    assert_eq!(
+        statuses(&attacker, bases[0], "/", &[], 3).await,
+        [200, 200, 403]
+    );
     // Server B never saw it, and refuses it.
     assert_eq!(get(&attacker, bases[1], "/", &[]).await.status, 403);
     let agent = [("user-agent", "Mozilla/5.0")];
@@ -210,7 +213,10 @@ async fn a_ddos_block_made_by_one_server_is_enforced_by_another() {
     assert_eq!(get(&browser, bases[1], "/", &agent).await.status, 200);
     // The offence count is the fleet's: lifted and blocked again from B, it is the second.
     limiters[1].blacklist_remove("127.0.9.1").await.unwrap();
-    let second = ban(&limiters[1], &settings, "127.0.9.1").await.unwrap().unwrap();
+    let second = ban(&limiters[1], &settings, "127.0.9.1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((second.offence, second.duration.as_secs()), (2, 7200));
     assert!(limiters[0].is_blacklisted("127.0.9.1").await.unwrap());
 }

@@ -434,6 +434,24 @@ impl Analytics {
         self.inner.lock().violations.iter().cloned().collect()
     }
 
+    /// The requests or the violations held as they are exported (JSON objects, oldest
+    /// first, identifiers sanitized when `sanitize_data` is on).
+    pub fn records(&self, data: DataType) -> Vec<Value> {
+        let inner = self.inner.lock();
+        match data {
+            DataType::Requests => inner
+                .requests
+                .iter()
+                .map(|r| export::request_json(self, r))
+                .collect(),
+            DataType::Violations => inner
+                .violations
+                .iter()
+                .map(|v| export::violation_json(self, v))
+                .collect(),
+        }
+    }
+
     /// Drops the records older than `days` days before `now` (and violations with no
     /// readable time); how many were dropped.
     pub fn clear_old_data(&self, days: u64, now: Nanos) -> u64 {

@@ -110,6 +110,8 @@ pub struct DdosStatistics {
     pub false_positives_prevented: u64,
     /// Clients followed now.
     pub tracked_identifiers: u64,
+    /// Of those, exempt after a long good record.
+    pub trusted_identifiers: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -280,6 +282,20 @@ impl DdosProtection {
         removed
     }
 
+    /// Starts `identifier`'s good record again (it is scored from now on, even if it had
+    /// earned an exemption); `true` if it had earned one.
+    pub fn distrust(&self, identifier: &str) -> bool {
+        let hash = self.hasher.hash_one(identifier);
+        let mut shard = self.shards[(hash >> 58) as usize % SHARDS].lock();
+        match shard.table.find_mut(hash, |t| t.id == identifier) {
+            Some(tracked) => {
+                tracked.client.good = 0;
+                std::mem::take(&mut tracked.client.trusted)
+            }
+            None => false,
+        }
+    }
+
     /// Forgets every client.
     pub fn forget_all(&self) {
         for shard in self.shards.iter() {
@@ -296,7 +312,10 @@ impl DdosProtection {
             ..DdosStatistics::default()
         };
         for shard in self.shards.iter() {
-            let counts = shard.lock().counts;
+            let shard = shard.lock();
+            let counts = shard.counts;
+            stats.trusted_identifiers +=
+                shard.table.iter().filter(|t| t.client.trusted).count() as u64;
             stats.total_analyzed += counts.total_analyzed;
             stats.suspicious_detected += counts.suspicious_detected;
             stats.auto_blocked += counts.auto_blocked;

@@ -212,6 +212,13 @@ fn a_long_good_record_exempts_a_client() {
     let factors: Vec<_> = trusted.pattern.factors.iter().collect();
     assert_eq!(factors, [("whitelisted", 1.0)]);
     assert_eq!(ddos.statistics().false_positives_prevented, 1);
+    assert_eq!(ddos.statistics().trusted_identifiers, 1);
+    // Distrusted, it is scored again.
+    assert!(ddos.distrust("a"));
+    assert!(!ddos.distrust("never-seen"));
+    let scored = ddos.analyze("a", "/", None, at(7 * SEC));
+    assert_eq!(factor(&scored, "no_user_agent"), Some(0.1));
+    assert_eq!(ddos.statistics().trusted_identifiers, 0);
 }
 
 #[test]
