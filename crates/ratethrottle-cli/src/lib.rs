@@ -14,6 +14,7 @@ mod config_cmd;
 mod legacy;
 mod manage;
 mod monitor;
+mod protect;
 mod report;
 mod run_test;
 
@@ -77,6 +78,9 @@ enum Command {
     Monitor(monitor::MonitorArgs),
     /// Measure check throughput on the configured store.
     Bench(bench::BenchArgs),
+    /// DDoS protection: replay traffic and see who would be blocked.
+    #[command(subcommand)]
+    Protect(protect::ProtectCommand),
 }
 
 /// A failure and the exit code it maps to.
@@ -197,6 +201,7 @@ async fn run(cli: &Cli) -> Outcome {
         Command::Stats(args) => report::stats(&config, args, cli.format).await,
         Command::Monitor(args) => monitor::run(&config, cli.config.as_deref(), args).await,
         Command::Bench(args) => bench::run(&config, args, cli.format).await,
+        Command::Protect(command) => protect::run(&config, command, cli.format).await,
     }
 }
 

@@ -22,7 +22,7 @@ use ratethrottle_redis::telemetry::{
 };
 
 use crate::output::{duration, percent};
-use crate::report::fleet_store;
+use crate::report::{Blocked, blocked_clients, blocked_rows, fleet_store};
 use crate::{Outcome, usage};
 
 /// Seconds of history on the sparklines.
@@ -54,6 +54,8 @@ pub(crate) struct Model {
     pub(crate) snapshot: FleetSnapshot,
     /// The last error reading them, if the last read failed.
     pub(crate) error: Option<String>,
+    /// The blacklist, DDoS protection's blocks among it.
+    pub(crate) blocked: Vec<Blocked>,
 }
 
 enum Source {
@@ -64,16 +66,25 @@ enum Source {
 impl Source {
     async fn refresh(&mut self, model: &mut Model) {
         match self {
-            Source::Fleet(store) => match read_fleet(store, HISTORY as u64).await {
-                Ok(snapshot) => {
-                    model.snapshot = snapshot;
-                    model.error = None;
+            Source::Fleet(store) => {
+                match read_fleet(store, HISTORY as u64).await {
+                    Ok(snapshot) => {
+                        model.snapshot = snapshot;
+                        model.error = None;
+                    }
+                    Err(error) => model.error = Some(format!("{error} (retrying)")),
                 }
-                Err(error) => model.error = Some(format!("{error} (retrying)")),
-            },
+                match blocked_clients(store).await {
+                    Ok(blocked) => model.blocked = blocked,
+                    Err(error) => model.error = Some(format!("{error:#} (retrying)")),
+                }
+            }
             Source::Demo(demo) => {
                 demo.collect();
                 model.snapshot = demo.snapshot.clone();
+                if let Ok(blocked) = blocked_clients(demo.limiter.store()).await {
+                    model.blocked = blocked;
+                }
             }
         }
     }
@@ -283,9 +294,19 @@ pub(crate) fn draw(frame: &mut Frame<'_>, model: &Model) {
         .iter()
         .map(|(id, n)| ListItem::new(format!("{n:>6}  {id}")))
         .collect();
+    let [top, blocked] =
+        Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
     frame.render_widget(
         List::new(top_items).block(Block::bordered().title(" top limited identifiers (5 min) ")),
         top,
+    );
+    let blocked_items: Vec<ListItem<'_>> = blocked_rows(&model.blocked)
+        .into_iter()
+        .map(|row| ListItem::new(format!("{:>6}  ×{}  {}", row[1], row[2], row[0])))
+        .collect();
+    frame.render_widget(
+        List::new(blocked_items).block(Block::bordered().title(" blocked: time left, ×offences ")),
+        blocked,
     );
     let recent_items: Vec<ListItem<'_>> = s
         .recent_violations
@@ -434,6 +455,11 @@ mod tests {
             source: "redis test".to_owned(),
             snapshot,
             error: None,
+            blocked: vec![Blocked {
+                identifier: "198.51.100.66".to_owned(),
+                expires_in: Some(7190),
+                offences: 2,
+            }],
         }
     }
 
@@ -461,6 +487,8 @@ mod tests {
             assert!(api.contains(cell), "{api}");
         }
         assert!(text.contains("    25  203.0.113.7"), "{text}");
+        assert!(text.contains("198.51.100.66"), "{text}");
+        assert!(text.contains(" 7190s  ×2  198.51.100.66"), "{text}");
         assert!(
             text.contains("3s ago  api            203.0.113.7"),
             "{text}"

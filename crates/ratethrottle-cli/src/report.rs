@@ -8,6 +8,10 @@ use ratethrottle_redis::RedisStore;
 use ratethrottle_redis::telemetry::{FleetSnapshot, RuleTotals, read_fleet};
 use serde_json::{Map, Value, json};
 
+use ratethrottle::clock::Nanos;
+use ratethrottle::store::{KeyValueStore, ListKind, Store, Value as StoredValue};
+use ratethrottle_protect::ddos::offence_key;
+
 use crate::output::{Format, percent, print_json, table};
 use crate::{Outcome, usage};
 
@@ -127,7 +131,14 @@ pub(crate) async fn stats(config: &Config, args: &StatsArgs, format: Format) -> 
     let fleet = read_fleet(&store, args.seconds)
         .await
         .context("could not read the fleet's statistics")?;
-    let report = report_json(&fleet);
+    let blocked = blocked_clients(&store).await?;
+    let mut report = report_json(&fleet);
+    report["blocked_clients"] = Value::Array(
+        blocked
+            .iter()
+            .map(|b| json!({"identifier": b.identifier, "expires_in": b.expires_in, "ddos_offences": b.offences}))
+            .collect(),
+    );
     match format {
         Format::Json => print_json(&report)?,
         Format::Table => {
@@ -148,13 +159,82 @@ pub(crate) async fn stats(config: &Config, args: &StatsArgs, format: Format) -> 
                 .map(|(id, n)| vec![id.clone(), n.to_string()])
                 .collect();
             out!("{}", table(&["identifier", "violations"], &top));
+            outln!(
+                "\nblocked clients (blacklist; DDoS protection's blocks escalate with offences):"
+            );
+            out!(
+                "{}",
+                table(
+                    &["identifier", "expires in", "ddos offences"],
+                    &blocked_rows(&blocked)
+                )
+            );
         }
     }
     if let Some(path) = &args.export {
-        export(path, &fleet, &report)?;
+        export(path, &fleet, &report, &blocked)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// A blacklisted client: who, for how long more, and how many DDoS offences the fleet
+/// remembers of it (0 for an entry made by hand).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Blocked {
+    pub(crate) identifier: String,
+    /// Seconds left; `None` until removed.
+    pub(crate) expires_in: Option<u64>,
+    pub(crate) offences: i64,
+}
+
+/// The most blacklist entries shown.
+const MAX_BLOCKED: usize = 100;
+
+/// The fleet's blacklist (the blocks DDoS protection made, among others), soonest to end
+/// last, with the offences counted for each.
+pub(crate) async fn blocked_clients<S: Store + KeyValueStore>(
+    store: &S,
+) -> anyhow::Result<Vec<Blocked>> {
+    let now = Nanos::from_system_time(std::time::SystemTime::now());
+    let mut entries = store
+        .list_entries(ListKind::Blacklist, now)
+        .await
+        .context("could not read the blacklist")?;
+    entries.sort_by_key(|e| std::cmp::Reverse(e.expires_at.unwrap_or(Nanos::from_nanos(u64::MAX))));
+    let mut blocked = Vec::new();
+    for entry in entries.into_iter().take(MAX_BLOCKED) {
+        let offences = match store.get(&offence_key(&entry.identifier), now).await? {
+            Some(StoredValue::Int(n)) => n,
+            // Redis answers every value as bytes.
+            Some(StoredValue::Bytes(text)) => std::str::from_utf8(&text)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0),
+            _ => 0,
+        };
+        blocked.push(Blocked {
+            expires_in: entry.expires_at.map(|at| at.saturating_sub(now).as_secs()),
+            identifier: entry.identifier,
+            offences,
+        });
+    }
+    Ok(blocked)
+}
+
+/// The blocks as table rows: identifier, time left, offences.
+pub(crate) fn blocked_rows(blocked: &[Blocked]) -> Vec<Vec<String>> {
+    blocked
+        .iter()
+        .map(|b| {
+            vec![
+                b.identifier.clone(),
+                b.expires_in
+                    .map_or_else(|| "until removed".to_owned(), |s| format!("{s}s")),
+                b.offences.to_string(),
+            ]
+        })
+        .collect()
 }
 
 /// Totals and the given rules' counts, named as in the original's `get_metrics()`.
@@ -209,7 +289,7 @@ pub(crate) fn report_json(fleet: &FleetSnapshot) -> Value {
     Value::Object(report)
 }
 
-fn export(path: &Path, fleet: &FleetSnapshot, report: &Value) -> Outcome {
+fn export(path: &Path, fleet: &FleetSnapshot, report: &Value, blocked: &[Blocked]) -> Outcome {
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     match extension.to_ascii_lowercase().as_str() {
         "json" => {
@@ -252,6 +332,15 @@ fn export(path: &Path, fleet: &FleetSnapshot, report: &Value) -> Outcome {
                     v.at_ms, v.rule, v.limit, v.retry_after_ms
                 );
                 writer.write_record(["violation", &v.identifier, "", "", "1", &detail])?;
+            }
+            for b in blocked {
+                let detail = format!(
+                    "expires_in={} ddos_offences={}",
+                    b.expires_in
+                        .map_or_else(|| "never".to_owned(), |s| s.to_string()),
+                    b.offences
+                );
+                writer.write_record(["blocked", &b.identifier, "", "", "", &detail])?;
             }
             writer.flush()?;
         }

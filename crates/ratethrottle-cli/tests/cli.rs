@@ -396,3 +396,76 @@ fn impossible_numbers_are_refused_clearly() {
     assert_eq!(config.status.code(), Some(2));
     assert!(text(&config.stderr).contains("larger than 1048576 bytes"));
 }
+
+#[test]
+fn protect_test_replays_attacks_and_traffic_files() {
+    let output = ratethrottle()
+        .args([
+            "--format",
+            "json",
+            "protect",
+            "test",
+            "--attack",
+            "flood",
+            "--seconds",
+            "60",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let report = json(&output.stdout);
+    assert_eq!(report["blocked"], serde_json::json!(["203.0.113.66"]));
+    let attacker = report["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["identifier"] == "203.0.113.66")
+        .unwrap();
+    assert_eq!(attacker["blocks"][0]["offence"], 1);
+    assert_eq!(attacker["blocks"][0]["seconds"], 3600);
+
+    // A file: a client blocked twice, the second block twice as long (escalation), and a
+    // browser left alone.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ddos.yaml");
+    std::fs::write(
+        &config,
+        "ddos_protection:\n  enabled: true\n  suspicious_threshold: 0.1\n  block_duration: 10\n",
+    )
+    .unwrap();
+    let mut csv = String::from("timestamp,identifier,endpoint,user_agent\n");
+    for i in 0..40 {
+        csv.push_str(&format!("{},10.0.0.1,/login,\n", 1_700_000_000 + i));
+        csv.push_str(&format!("{},10.0.0.2,/,Mozilla/5.0\n", 1_700_000_000 + i));
+    }
+    let traffic = dir.path().join("traffic.csv");
+    std::fs::write(&traffic, csv).unwrap();
+    let output = ratethrottle()
+        .args(["--format", "json", "--config"])
+        .arg(&config)
+        .args(["protect", "test", "--traffic"])
+        .arg(&traffic)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let report = json(&output.stdout);
+    assert_eq!(report["blocked"], serde_json::json!(["10.0.0.1"]));
+    let blocks = &report["clients"][0]["blocks"];
+    assert_eq!(blocks[0]["seconds"], 10);
+    assert_eq!(blocks[1]["seconds"], 20);
+
+    // A bad row is named by its line.
+    std::fs::write(&traffic, "timestamp,identifier,endpoint\n1,a,/\nsoon,b,/\n").unwrap();
+    let output = ratethrottle()
+        .args(["protect", "test", "--traffic"])
+        .arg(&traffic)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr)
+            .contains("traffic.csv:3: timestamp must be Unix seconds, got \"soon\""),
+        "{}",
+        text(&output.stderr)
+    );
+}

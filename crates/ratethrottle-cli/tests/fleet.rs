@@ -99,6 +99,16 @@ fn lists_metrics_stats_and_monitor_share_one_redis() {
     let missing = run(&["metrics", "--rule", "nope"]);
     assert_eq!(missing.status.code(), Some(1));
 
+    // A DDoS block with its second offence, as DDoS protection leaves them in the store.
+    assert!(
+        run(&["manage", "blacklist", "add", "198.51.100.66", "--duration", "7200"])
+            .status
+            .success()
+    );
+    let server = RedisServer::shared().unwrap();
+    let offences = format!("cli-fleet-{}:ddos:offences:198.51.100.66", std::process::id());
+    crate::server::redis_cli(server.port, &["set", &offences, "2"]);
+
     let csv = dir.path().join("report.csv");
     let stats = run(&[
         "stats",
@@ -115,6 +125,10 @@ fn lists_metrics_stats_and_monitor_share_one_redis() {
     let report = json(&stats.stdout);
     assert_eq!(report["top_limited"][0]["identifier"], "u1");
     assert_eq!(report["recent_violations"][0]["rule"], "api");
+    let blocked = &report["blocked_clients"][0];
+    assert_eq!(blocked["identifier"], "198.51.100.66");
+    assert_eq!(blocked["ddos_offences"], 2);
+    assert!(blocked["expires_in"].as_u64().unwrap() > 7100);
     let csv = std::fs::read_to_string(csv).unwrap();
     assert!(
         csv.starts_with(
@@ -123,6 +137,8 @@ fn lists_metrics_stats_and_monitor_share_one_redis() {
         "{csv}"
     );
     assert!(csv.contains("\nidentifier,u1,,,1,\n"), "{csv}");
+    assert!(csv.contains("\nblocked,198.51.100.66,,,,expires_in=71"), "{csv}");
+    assert!(csv.contains("ddos_offences=2\n"), "{csv}");
     let json_file = dir.path().join("report.json");
     assert!(
         run(&["stats", "--export", json_file.to_str().unwrap()])
