@@ -205,21 +205,26 @@ impl DdosProtection {
         let endpoint = self.hasher.hash_one(endpoint) as u32;
         let mut guard = self.shards[(hash >> 58) as usize % SHARDS].lock();
         let shard = &mut *guard;
-        if shard.table.find(hash, |t| t.id == identifier).is_none() {
-            self.make_room(&mut shard.table);
-            let tracked = Tracked {
-                id: identifier.into(),
-                hash,
-                client: Client::default(),
-            };
-            shard.table.insert_unique(hash, tracked, |t| t.hash);
-            self.tracked.fetch_add(1, Ordering::Relaxed);
-        }
-        let counts = &mut shard.counts;
-        let Some(Tracked { client, .. }) = shard.table.find_mut(hash, |t| t.id == identifier)
-        else {
-            return quiet(Factors::default());
+        let eq = |t: &Tracked| t.id == identifier;
+        // One lookup for a known client; a new one makes room first.
+        let client = match shard.table.find_mut(hash, eq) {
+            Some(tracked) => &mut tracked.client,
+            None => {
+                self.make_room(&mut shard.table);
+                let tracked = Tracked {
+                    id: identifier.into(),
+                    hash,
+                    client: Client::default(),
+                };
+                self.tracked.fetch_add(1, Ordering::Relaxed);
+                &mut shard
+                    .table
+                    .insert_unique(hash, tracked, |t| t.hash)
+                    .into_mut()
+                    .client
+            }
         };
+        let counts = &mut shard.counts;
         client.last_seen = at;
         if client.trusted {
             return quiet(Factors {

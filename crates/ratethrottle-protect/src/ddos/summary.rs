@@ -153,6 +153,9 @@ pub struct TrafficSummary {
     rapid_streak: u32,
     /// Hashes of the distinct endpoints requested, up to twice the scanning limit.
     endpoints: Vec<u32>,
+    /// The hash of the endpoint requested last, plus one (0: none yet): a client asking for
+    /// the same endpoint again is known without reading `endpoints`.
+    last_endpoint: u64,
 }
 
 impl Default for TrafficSummary {
@@ -165,6 +168,7 @@ impl Default for TrafficSummary {
             recent_next: 0,
             rapid_streak: 0,
             endpoints: Vec::new(),
+            last_endpoint: 0,
         }
     }
 }
@@ -249,16 +253,22 @@ pub struct Score {
     pub unique_endpoints: u64,
 }
 
-/// Whether `agent` names a robot (`bot`, `crawler`, `spider`, `scraper`, in any case).
+/// Whether `agent` names a robot (`bot`, `crawler`, `spider`, `scraper`, in any case): one
+/// pass over the bytes, comparing a word only where its first letter is.
 fn robot(agent: &str) -> bool {
     let agent = agent.as_bytes();
-    [&b"bot"[..], b"crawler", b"spider", b"scraper"]
-        .iter()
-        .any(|word| {
-            agent
-                .windows(word.len())
-                .any(|window| window.eq_ignore_ascii_case(word))
-        })
+    (0..agent.len()).any(|at| {
+        let words: &[&[u8]] = match agent[at] | 0x20 {
+            b'b' => &[b"bot"],
+            b'c' => &[b"crawler"],
+            b's' => &[b"spider", b"scraper"],
+            _ => return false,
+        };
+        let rest = &agent[at..];
+        words
+            .iter()
+            .any(|word| rest.len() >= word.len() && rest[..word.len()].eq_ignore_ascii_case(word))
+    })
 }
 
 impl TrafficSummary {
@@ -277,10 +287,14 @@ impl TrafficSummary {
         self.recent[self.recent_next] = now;
         self.recent_next = (self.recent_next + 1) % RECENT;
         self.recent_len = (self.recent_len + 1).min(RECENT);
-        if (self.endpoints.len() as u64) < scale.endpoints_cap
-            && !self.endpoints.contains(&endpoint)
-        {
-            self.endpoints.push(endpoint);
+        let key = u64::from(endpoint) + 1;
+        if self.last_endpoint != key {
+            self.last_endpoint = key;
+            if (self.endpoints.len() as u64) < scale.endpoints_cap
+                && !self.endpoints.contains(&endpoint)
+            {
+                self.endpoints.push(endpoint);
+            }
         }
     }
 
@@ -357,6 +371,16 @@ fn nanos(duration: std::time::Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn robots_are_named_in_any_case_anywhere() {
+        for agent in ["Googlebot/2.1", "BOT", "x-Crawler", "my spider", "SCRAPER 1", "bot"] {
+            assert!(robot(agent), "{agent}");
+        }
+        for agent in ["Mozilla/5.0", "", "bo", "b0t", "crawl", "spide", "scrape", "ßot"] {
+            assert!(!robot(agent), "{agent}");
+        }
+    }
 
     /// A ring's sum lies between the exact count over the span and over the span plus two
     /// buckets, whatever the gaps between requests.
