@@ -207,8 +207,53 @@ struct Inner {
     violations: VecDeque<ViolationRecord>,
     total_requests: u64,
     total_violations: u64,
-    /// Requests per rule, all time (rules are few).
-    rules_triggered: HashMap<EcoString, u64, Hasher>,
+    /// Requests per rule, all time.
+    rules_triggered: RuleCounts,
+}
+
+/// Counts by rule name: a short list scanned in order (a policy has a few rules), with an
+/// index once there are many.
+#[derive(Debug, Default)]
+struct RuleCounts {
+    counts: Vec<(EcoString, u64)>,
+    index: HashMap<EcoString, usize, Hasher>,
+}
+
+impl RuleCounts {
+    /// Rules past which names are looked up in the index.
+    const SCANNED: usize = 8;
+
+    fn bump(&mut self, rule: &EcoString) {
+        let found = if self.counts.len() <= Self::SCANNED {
+            self.counts.iter().position(|(name, _)| name == rule)
+        } else {
+            self.index.get(rule.as_str()).copied()
+        };
+        match found {
+            Some(at) => self.counts[at].1 += 1,
+            None => {
+                self.counts.push((rule.clone(), 1));
+                if self.counts.len() > Self::SCANNED {
+                    if self.index.is_empty() {
+                        let names = self.counts.iter().enumerate();
+                        self.index = names.map(|(at, (name, _))| (name.clone(), at)).collect();
+                    } else {
+                        self.index.insert(rule.clone(), self.counts.len() - 1);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The rule counted most (ties: the name first in order).
+    fn most(&self) -> Option<&EcoString> {
+        // `max_by_key` keeps the last of equals: over the reversed list, the first.
+        self.counts
+            .iter()
+            .rev()
+            .max_by_key(|(_, count)| *count)
+            .map(|(rule, _)| rule)
+    }
 }
 
 /// A bounded record of decisions and violations. Share it behind an `Arc`.
@@ -256,12 +301,7 @@ impl Analytics {
         };
         let mut inner = self.inner.lock();
         inner.total_requests += 1;
-        match inner.rules_triggered.get_mut(rule) {
-            Some(count) => *count += 1,
-            None => {
-                inner.rules_triggered.insert(record.rule.clone(), 1);
-            }
-        }
+        inner.rules_triggered.bump(&record.rule);
         if inner.requests.len() == self.settings.max_history {
             inner.requests.pop_front();
         }
@@ -403,11 +443,7 @@ impl Analytics {
                 refused.insert(&request.identifier);
             }
         }
-        let most_triggered_rule = inner
-            .rules_triggered
-            .iter()
-            .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
-            .map(|(rule, _)| rule.to_string());
+        let most_triggered_rule = inner.rules_triggered.most().map(|rule| rule.to_string());
         Summary {
             total_requests: inner.total_requests,
             total_violations: inner.total_violations,

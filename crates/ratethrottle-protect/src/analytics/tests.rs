@@ -337,3 +337,16 @@ fn eight_threads_record_concurrently() {
         (1_000, 1_000)
     );
 }
+
+#[test]
+fn many_rules_are_counted_through_the_index() {
+    let analytics = analytics(10, true);
+    for i in 0..30u64 {
+        for _ in 0..=(i % 5) {
+            analytics.record_request("x", &format!("rule-{i}"), true, None, at(i));
+        }
+    }
+    // rule-4 is the first with five repeats.
+    assert_eq!(analytics.summary().most_triggered_rule.as_deref(), Some("rule-4"));
+    assert_eq!(analytics.summary().total_requests, 90);
+}
