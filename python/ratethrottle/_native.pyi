@@ -210,9 +210,7 @@ class NativeDdos:
         endpoint: str,
         timestamp: Optional[float] = None,
         user_agent: Optional[str] = None,
-    ) -> Tuple[
-        float, int, float, bool, int, float, List[Tuple[str, float]], Optional[Tuple[int, float]]
-    ]: ...
+    ) -> "TrafficPattern": ...
     def statistics(self) -> Dict[str, int]: ...
     def reset_statistics(self) -> None: ...
     def forget(self, identifier: Optional[str] = None) -> None: ...
@@ -249,3 +247,25 @@ class NativeAnalytics:
     def export_csv(self, filename: str, data_type: str) -> int: ...
     def clear_old_data(self, days: float, now: float) -> int: ...
     def reset(self) -> None: ...
+
+class TrafficPattern:
+    identifier: str
+    request_rate: float
+    unique_endpoints: int
+    suspicious_score: float
+    is_suspicious: bool
+    analysis_window: int
+    timestamp: float
+    metadata: Dict[str, float]
+    def __init__(
+        self,
+        identifier: str,
+        request_rate: float,
+        unique_endpoints: int,
+        suspicious_score: float,
+        is_suspicious: bool,
+        analysis_window: int,
+        timestamp: float,
+        metadata: Optional[Dict[str, float]] = None,
+    ) -> None: ...
+    def to_dict(self) -> Dict[str, Any]: ...

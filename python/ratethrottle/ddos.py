@@ -23,11 +23,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Deque, Dict, List, Optional, Set
 
 from ._native import ManualClock, NativeDdos
+from ._native import TrafficPattern as _TrafficPattern
 from .core import RateThrottleCore
 from .exceptions import ConfigurationError
 
@@ -38,35 +38,12 @@ logger = logging.getLogger(__name__)
 MAX_PATTERNS = 10_000
 
 
-@dataclass
-class TrafficPattern:
-    """
-    The analysis of one request.
-
-    Attributes:
-        identifier: Client identifier being analyzed
-        request_rate: Requests per second over the analysis window
-        unique_endpoints: Distinct endpoints accessed (counted up to twice
-            `max_unique_endpoints`, where that factor is at its maximum)
-        suspicious_score: Suspicion score (0.0 to 1.0)
-        is_suspicious: Whether the score reached `suspicious_threshold`
-        analysis_window: Time window analyzed, in seconds
-        timestamp: When the analysis was made (Unix seconds)
-        metadata: Each factor's part of the score, by the original's names
-    """
-
-    identifier: str
-    request_rate: float
-    unique_endpoints: int
-    suspicious_score: float
-    is_suspicious: bool
-    analysis_window: int
-    timestamp: float
-    metadata: Dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> Dict[str, Any]:
-        """Convert to dictionary"""
-        return asdict(self)
+#: The analysis of one request (the original's dataclass, built natively): `identifier`,
+#: `request_rate` (requests per second over the window), `unique_endpoints` (counted up to
+#: twice `max_unique_endpoints`, where that factor is at its maximum), `suspicious_score`
+#: (0 to 1), `is_suspicious`, `analysis_window` (seconds), `timestamp` (Unix seconds) and
+#: `metadata` (each factor's part of the score, by the original's names); `to_dict()`.
+TrafficPattern = _TrafficPattern
 
 
 class DDoSProtection:
@@ -131,6 +108,7 @@ class DDoSProtection:
             )
         self.limiter = limiter if limiter is not None else RateThrottleCore(clock=clock)
         self._native = NativeDdos(self.limiter, self.config)
+        self._analyze = self._native.analyze
         self.enabled = bool(self.config["enabled"])
         self.threshold = self.config["threshold"]
         self.window = self.config["window"]
@@ -167,21 +145,15 @@ class DDoSProtection:
             method: The HTTP method (accepted for compatibility; not scored, as in the
                 original)
         """
-        window = int(self.window)
         if not self.enabled:
-            return TrafficPattern(identifier, 0.0, 0, 0.0, False, window, time.time())
+            return TrafficPattern(identifier, 0.0, 0, 0.0, False, int(self.window), time.time())
         if identifier in self.whitelisted_ips:
             now = timestamp or time.time()
             return TrafficPattern(
-                identifier, 0.0, 0, 0.0, False, window, now, {"whitelisted": 1.0}
+                identifier, 0.0, 0, 0.0, False, int(self.window), now, {"whitelisted": 1.0}
             )
-        rate, endpoints, score, suspicious, window, at, factors, _blocked = self._native.analyze(
-            identifier, endpoint, timestamp or None, user_agent
-        )
-        pattern = TrafficPattern(
-            identifier, rate, endpoints, score, suspicious, window, at, dict(factors)
-        )
-        if suspicious:
+        pattern = self._analyze(identifier, endpoint, timestamp, user_agent)
+        if pattern.is_suspicious:
             self._remember(pattern)
         return pattern
 

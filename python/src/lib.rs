@@ -62,6 +62,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<policy::NativePolicy>()?;
     module.add_class::<runtime::Ready>()?;
     module.add_class::<protect::NativeDdos>()?;
+    module.add_class::<protect::TrafficPattern>()?;
     module.add_class::<protect::NativeAnalytics>()?;
     module.add_function(wrap_pyfunction!(parse_rate, module)?)?;
     module.add_function(wrap_pyfunction!(cli_main, module)?)?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PyString};
 use ratethrottle::clock::Nanos;
 use ratethrottle::store::{ListKind, Store};
 use ratethrottle_protect::analytics::{
@@ -147,6 +147,104 @@ fn nanos_of(unix_seconds: f64) -> Nanos {
     }
 }
 
+/// The analysis of one request (the original's `TrafficPattern` dataclass: the same fields,
+/// positional and keyword construction, `to_dict`, equality and repr).
+#[pyclass(
+    module = "ratethrottle.ddos",
+    name = "TrafficPattern",
+    get_all,
+    set_all
+)]
+pub(crate) struct TrafficPattern {
+    identifier: Py<PyString>,
+    request_rate: f64,
+    unique_endpoints: u64,
+    suspicious_score: f64,
+    is_suspicious: bool,
+    analysis_window: u64,
+    timestamp: f64,
+    metadata: Py<PyDict>,
+}
+
+#[pymethods]
+impl TrafficPattern {
+    #[new]
+    #[pyo3(signature = (identifier, request_rate, unique_endpoints, suspicious_score, is_suspicious, analysis_window, timestamp, metadata = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        identifier: Py<PyString>,
+        request_rate: f64,
+        unique_endpoints: u64,
+        suspicious_score: f64,
+        is_suspicious: bool,
+        analysis_window: u64,
+        timestamp: f64,
+        metadata: Option<Py<PyDict>>,
+    ) -> Self {
+        TrafficPattern {
+            identifier,
+            request_rate,
+            unique_endpoints,
+            suspicious_score,
+            is_suspicious,
+            analysis_window,
+            timestamp,
+            metadata: metadata.unwrap_or_else(|| PyDict::new(py).unbind()),
+        }
+    }
+
+    /// The fields as a dict (the metadata copied).
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        dict.set_item("identifier", self.identifier.bind(py))?;
+        dict.set_item("request_rate", self.request_rate)?;
+        dict.set_item("unique_endpoints", self.unique_endpoints)?;
+        dict.set_item("suspicious_score", self.suspicious_score)?;
+        dict.set_item("is_suspicious", self.is_suspicious)?;
+        dict.set_item("analysis_window", self.analysis_window)?;
+        dict.set_item("timestamp", self.timestamp)?;
+        dict.set_item("metadata", self.metadata.bind(py).copy()?)?;
+        Ok(dict)
+    }
+
+    fn __eq__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let Ok(other) = other.cast::<TrafficPattern>() else {
+            return Ok(false);
+        };
+        let other = other.borrow();
+        Ok(self
+            .identifier
+            .bind(py)
+            .as_any()
+            .eq(other.identifier.bind(py))?
+            && self.request_rate == other.request_rate
+            && self.unique_endpoints == other.unique_endpoints
+            && self.suspicious_score == other.suspicious_score
+            && self.is_suspicious == other.is_suspicious
+            && self.analysis_window == other.analysis_window
+            && self.timestamp == other.timestamp
+            && self.metadata.bind(py).eq(other.metadata.bind(py))?)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let text = |v: &Bound<'_, PyAny>| v.repr().map(|r| r.to_string());
+        Ok(format!(
+            "TrafficPattern(identifier={}, request_rate={}, unique_endpoints={}, \
+             suspicious_score={}, is_suspicious={}, analysis_window={}, timestamp={}, \
+             metadata={})",
+            text(self.identifier.bind(py).as_any())?,
+            text(&self.request_rate.into_pyobject(py)?.into_any())?,
+            self.unique_endpoints,
+            text(&self.suspicious_score.into_pyobject(py)?.into_any())?,
+            if self.is_suspicious { "True" } else { "False" },
+            self.analysis_window,
+            text(&self.timestamp.into_pyobject(py)?.into_any())?,
+            text(self.metadata.bind(py).as_any())?,
+        ))
+    }
+}
+
 /// DDoS detection whose blocks go on a core's blacklist (with escalation counted in its
 /// store).
 #[pyclass(frozen, module = "ratethrottle._native")]
@@ -176,68 +274,64 @@ impl NativeDdos {
         })
     }
 
-    /// Analyses one request at `timestamp` (Unix seconds; `None`: the core's clock):
-    /// `(request_rate, unique_endpoints, score, is_suspicious, window, timestamp, factors,
-    /// block)`, where `block` is `(offence, seconds)` when this request blocked the client.
+    /// Analyses one request at `timestamp` (Unix seconds; `None` or 0: the core's clock); a
+    /// client it calls for blocking goes on the core's blacklist (logged with its offence).
     #[pyo3(signature = (identifier, endpoint, timestamp = None, user_agent = None))]
-    #[allow(clippy::type_complexity)]
     fn analyze(
         &self,
         py: Python<'_>,
-        identifier: &str,
+        identifier: &Bound<'_, PyString>,
         endpoint: &str,
         timestamp: Option<f64>,
         user_agent: Option<&str>,
-    ) -> PyResult<(
-        f64,
-        u64,
-        f64,
-        bool,
-        u64,
-        f64,
-        Vec<(&'static str, f64)>,
-        Option<(u64, f64)>,
-    )> {
+    ) -> PyResult<TrafficPattern> {
+        let id = identifier.to_cow()?;
+        let identifier_text: &str = &id;
         let core = self.core.get();
         let limiter = core.limiter();
-        let now = timestamp.map_or_else(|| limiter.now(), nanos_of);
-        let analysis = self.ddos.analyze(identifier, endpoint, user_agent, now);
+        let now = timestamp
+            .filter(|t| *t != 0.0)
+            .map_or_else(|| limiter.now(), nanos_of);
+        let analysis = self
+            .ddos
+            .analyze(identifier_text, endpoint, user_agent, now);
         let pattern = analysis.pattern;
-        let mut blocked = None;
         if analysis.block_for.is_some() {
             let settings = self.ddos.settings();
             let at_once = limiter.store().answers_at_once();
-            match wait(py, at_once, ban(limiter, settings, identifier)) {
-                Ok(Some(ban)) => {
-                    log(
-                        py,
-                        "warning",
-                        &format!(
-                            "Auto-blocked: {identifier} (offence {}, duration: {}s)",
-                            ban.offence,
-                            ban.duration.as_secs()
-                        ),
-                    );
-                    blocked = Some((ban.offence, ban.duration.as_secs_f64()));
-                }
+            match wait(py, at_once, ban(limiter, settings, identifier_text)) {
+                Ok(Some(ban)) => log(
+                    py,
+                    "warning",
+                    &format!(
+                        "Auto-blocked: {identifier_text} (offence {}, duration: {}s)",
+                        ban.offence,
+                        ban.duration.as_secs()
+                    ),
+                ),
                 Ok(None) => {}
                 Err(error) => log(
                     py,
                     "error",
-                    &format!("could not block {identifier}: {error}"),
+                    &format!("could not block {identifier_text}: {error}"),
                 ),
             }
         }
-        Ok((
-            pattern.request_rate,
-            pattern.unique_endpoints,
-            pattern.suspicious_score,
-            pattern.is_suspicious,
-            pattern.analysis_window,
-            unix(pattern.timestamp),
-            pattern.factors.iter().collect(),
-            blocked,
-        ))
+        let metadata = PyDict::new(py);
+        for (name, part) in pattern.factors.iter() {
+            metadata.set_item(name, part)?;
+        }
+        let pattern = TrafficPattern {
+            identifier: identifier.clone().unbind(),
+            request_rate: pattern.request_rate,
+            unique_endpoints: pattern.unique_endpoints,
+            suspicious_score: pattern.suspicious_score,
+            is_suspicious: pattern.is_suspicious,
+            analysis_window: pattern.analysis_window,
+            timestamp: unix(pattern.timestamp),
+            metadata: metadata.unbind(),
+        };
+        Ok(pattern)
     }
 
     /// The counts: `total_analyzed`, `suspicious_detected`, `auto_blocked`,

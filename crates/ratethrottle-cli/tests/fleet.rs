@@ -101,12 +101,22 @@ fn lists_metrics_stats_and_monitor_share_one_redis() {
 
     // A DDoS block with its second offence, as DDoS protection leaves them in the store.
     assert!(
-        run(&["manage", "blacklist", "add", "198.51.100.66", "--duration", "7200"])
-            .status
-            .success()
+        run(&[
+            "manage",
+            "blacklist",
+            "add",
+            "198.51.100.66",
+            "--duration",
+            "7200"
+        ])
+        .status
+        .success()
     );
     let server = RedisServer::shared().unwrap();
-    let offences = format!("cli-fleet-{}:ddos:offences:198.51.100.66", std::process::id());
+    let offences = format!(
+        "cli-fleet-{}:ddos:offences:198.51.100.66",
+        std::process::id()
+    );
     crate::server::redis_cli(server.port, &["set", &offences, "2"]);
 
     let csv = dir.path().join("report.csv");
@@ -137,7 +147,10 @@ fn lists_metrics_stats_and_monitor_share_one_redis() {
         "{csv}"
     );
     assert!(csv.contains("\nidentifier,u1,,,1,\n"), "{csv}");
-    assert!(csv.contains("\nblocked,198.51.100.66,,,,expires_in=71"), "{csv}");
+    assert!(
+        csv.contains("\nblocked,198.51.100.66,,,,expires_in=71"),
+        "{csv}"
+    );
     assert!(csv.contains("ddos_offences=2\n"), "{csv}");
     let json_file = dir.path().join("report.json");
     assert!(

@@ -62,7 +62,13 @@ fn main() {
     };
     println!("| case | ns per check (median of {rounds} rounds) |");
     println!("|---|---:|");
-    println!("| `Limiter::check` (handle, memory) | {:.1} |", median(checks));
-    println!("| the same, recorded by `Analytics` | {:.1} |", median(records));
+    println!(
+        "| `Limiter::check` (handle, memory) | {:.1} |",
+        median(checks)
+    );
+    println!(
+        "| the same, recorded by `Analytics` | {:.1} |",
+        median(records)
+    );
     println!("recorded ÷ bare: {:.2}×", median(ratios));
 }

@@ -9,6 +9,7 @@ use axum::Router;
 use axum::routing::get;
 use ratethrottle::{Limiter, Rule, Strategy};
 use ratethrottle_http::{HeaderStyle, RateLimitLayer};
+use ratethrottle_protect::analytics::{Analytics, AnalyticsSettings};
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
 
@@ -25,21 +26,33 @@ fn hello() -> Router {
 }
 
 /// The variants, by name: bare axum first.
+/// Abuse protection on top of the rule.
+#[derive(Clone, Copy)]
+enum Protect {
+    None,
+    Analytics,
+}
+
 pub(crate) fn apps() -> Vec<(&'static str, Router)> {
-    let ours = |headers: bool, style: HeaderStyle| {
+    let with = |headers: bool, style: HeaderStyle, protect: Protect| {
         // One per-IP rule that never denies: the cost measured is the check itself.
         let limiter = Limiter::in_memory();
         let rule = Rule::new("api", 1_000_000_000, Duration::from_secs(1))
             .strategy(Strategy::SlidingCounter);
         limiter.add_rule(rule).expect("a valid rule");
-        let layer = RateLimitLayer::builder(limiter)
+        let mut builder = RateLimitLayer::builder(limiter)
             .rule("api")
             .headers(headers)
-            .header_style(style)
-            .layer()
-            .expect("a valid policy");
-        hello().layer(layer)
+            .header_style(style);
+        builder = match protect {
+            Protect::None => builder,
+            Protect::Analytics => builder.analytics(Arc::new(
+                Analytics::new(AnalyticsSettings::default()).expect("settings"),
+            )),
+        };
+        hello().layer(builder.layer().expect("a valid policy"))
     };
+    let ours = |headers: bool, style: HeaderStyle| with(headers, style, Protect::None);
     // A quota that never denies, keyed by peer IP (tower_governor's default).
     let governor = |headers: bool| {
         let mut builder = GovernorConfigBuilder::default();
@@ -61,6 +74,10 @@ pub(crate) fn apps() -> Vec<(&'static str, Router)> {
             ours(true, HeaderStyle::Legacy),
         ),
         ("ratethrottle (no headers)", ours(false, HeaderStyle::Both)),
+        (
+            "ratethrottle (no headers, analytics)",
+            with(false, HeaderStyle::Both, Protect::Analytics),
+        ),
         ("tower_governor", governor(false)),
         ("tower_governor (headers)", governor(true)),
     ]

@@ -347,6 +347,9 @@ fn many_rules_are_counted_through_the_index() {
         }
     }
     // rule-4 is the first with five repeats.
-    assert_eq!(analytics.summary().most_triggered_rule.as_deref(), Some("rule-4"));
+    assert_eq!(
+        analytics.summary().most_triggered_rule.as_deref(),
+        Some("rule-4")
+    );
     assert_eq!(analytics.summary().total_requests, 90);
 }

@@ -374,10 +374,26 @@ mod tests {
 
     #[test]
     fn robots_are_named_in_any_case_anywhere() {
-        for agent in ["Googlebot/2.1", "BOT", "x-Crawler", "my spider", "SCRAPER 1", "bot"] {
+        for agent in [
+            "Googlebot/2.1",
+            "BOT",
+            "x-Crawler",
+            "my spider",
+            "SCRAPER 1",
+            "bot",
+        ] {
             assert!(robot(agent), "{agent}");
         }
-        for agent in ["Mozilla/5.0", "", "bo", "b0t", "crawl", "spide", "scrape", "ßot"] {
+        for agent in [
+            "Mozilla/5.0",
+            "",
+            "bo",
+            "b0t",
+            "crawl",
+            "spide",
+            "scrape",
+            "ßot",
+        ] {
             assert!(!robot(agent), "{agent}");
         }
     }
