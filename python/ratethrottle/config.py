@@ -15,7 +15,11 @@ import json
 import logging
 from pathlib import Path
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Dict, FrozenSet, List, Optional, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, FrozenSet, List, Optional, Union
+
+if TYPE_CHECKING:
+    from .analytics import RateThrottleAnalytics
+    from .ddos import DDoSProtection
 
 from ._native import Configuration
 from .core import STRATEGIES, RateThrottleCore, RateThrottleRule
@@ -164,9 +168,9 @@ class ConfigManager:
         for warning in self._native.warnings:
             logger.warning("%s", warning)
         if self.config.get("ddos_protection", {}).get("enabled") and "ddos_protection" in self._native.text:
-            logger.warning(
-                "ddos_protection is enabled: the Rust HTTP middleware built with this "
-                "configuration analyses traffic; the Python adapters do not yet"
+            logger.info(
+                "ddos_protection is enabled: the Python adapters analyse traffic when given "
+                "ddos=config.create_ddos_protection(limiter)"
             )
 
     def load_config(self) -> None:
@@ -308,6 +312,24 @@ class ConfigManager:
         limiter = RateThrottleCore(_configured_storage(self._native))
         self.apply_to(limiter)
         return limiter
+
+    def create_ddos_protection(self, limiter: Optional[RateThrottleCore] = None) -> "DDoSProtection":
+        """A DDoSProtection with the `ddos_protection` section's settings, blocking on
+        `limiter`'s blacklist (default: `create_limiter()`'s), for the adapters' `ddos=`."""
+        from .ddos import DDoSProtection
+
+        return DDoSProtection(self.get_ddos_config(), limiter=limiter or self.create_limiter())
+
+    def create_analytics(self) -> "RateThrottleAnalytics":
+        """A RateThrottleAnalytics with the `analytics` section's settings."""
+        from .analytics import RateThrottleAnalytics
+
+        section = self._section("analytics")
+        return RateThrottleAnalytics(
+            max_history=section["max_history"],
+            enable_metadata=section["enable_metadata"],
+            sanitize_data=section["sanitize_data"],
+        )
 
     def apply_to(self, limiter: RateThrottleCore) -> None:
         """Gives `limiter` this configuration's rules (replacing rules no longer present)

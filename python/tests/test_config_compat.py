@@ -52,14 +52,15 @@ alerting:
 def test_a_file_written_by_the_originals_config_manager_loads(tmp_path, caplog):
     path = tmp_path / "original.yaml"
     path.write_text(ORIGINAL_DEFAULTS)
-    with caplog.at_level(logging.WARNING, logger="ratethrottle.config"):
+    with caplog.at_level(logging.INFO, logger="ratethrottle.config"):
         config = ConfigManager(path)
-    notes = [r.getMessage() for r in caplog.records if "not active yet" in r.getMessage()]
-    assert notes == [
-        "recognised but not active yet: analytics (validated and kept; "
-        "these features come in later versions, and do nothing until then)"
-    ]
-    assert any("the Python adapters do not yet" in r.getMessage() for r in caplog.records)
+    # Every section 1.4.0 writes is a feature now, or not enabled there.
+    assert not [r for r in caplog.records if "not active yet" in r.getMessage()]
+    assert any("ddos=config.create_ddos_protection(limiter)" in r.getMessage()
+               for r in caplog.records)
+    ddos = config.create_ddos_protection()
+    assert ddos.config["threshold"] == config.get_ddos_config()["threshold"]
+    assert config.create_analytics().max_history == 10000
     assert config.get_websocket_config()["max_message_size"] == 65536
     assert config.get_grpc_config()["stream_messages_per_minute"] == 5000
     assert config.get_graphql_config()["max_depth"] == 15
