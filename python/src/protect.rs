@@ -11,6 +11,7 @@ use ratethrottle::clock::Nanos;
 use ratethrottle::store::{ListKind, Store};
 use ratethrottle_protect::analytics::{
     Analytics, AnalyticsError, AnalyticsSettings, DataType, Granularity, Metadata, ViolationRecord,
+    rule_statistics_json, summary_json,
 };
 use ratethrottle_protect::ddos::{DdosProtection, DdosSettings, ban};
 
@@ -493,34 +494,17 @@ impl NativeAnalytics {
             .violation_timeline(hours, granularity, nanos_of(now))
     }
 
+    /// Statistics by rule, rules in the order first seen.
     fn rule_statistics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
         for (rule, stats) in self.analytics.rule_statistics() {
-            let entry = PyDict::new(py);
-            entry.set_item("total_requests", stats.total_requests)?;
-            entry.set_item("allowed", stats.allowed)?;
-            entry.set_item("blocked", stats.blocked)?;
-            entry.set_item("violation_rate", stats.violation_rate)?;
-            entry.set_item("unique_identifiers", stats.unique_identifiers)?;
-            dict.set_item(rule, entry)?;
+            dict.set_item(rule, to_python(py, &rule_statistics_json(&stats))?)?;
         }
         Ok(dict)
     }
 
-    fn summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let summary = self.analytics.summary();
-        let dict = PyDict::new(py);
-        dict.set_item("total_requests", summary.total_requests)?;
-        dict.set_item("total_violations", summary.total_violations)?;
-        dict.set_item("unique_identifiers", summary.unique_identifiers)?;
-        dict.set_item("blocked_identifiers", summary.blocked_identifiers)?;
-        dict.set_item("violation_rate", summary.violation_rate)?;
-        dict.set_item("most_triggered_rule", summary.most_triggered_rule)?;
-        let stored = PyDict::new(py);
-        stored.set_item("requests", summary.requests_stored)?;
-        stored.set_item("violations", summary.violations_stored)?;
-        dict.set_item("records_stored", stored)?;
-        Ok(dict)
+    fn summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_python(py, &summary_json(&self.analytics.summary()))
     }
 
     /// The report as Python values (what `export_report` writes).

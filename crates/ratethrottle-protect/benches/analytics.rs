@@ -7,19 +7,16 @@
 //! ```
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ratethrottle::{Limiter, Rule};
 use ratethrottle_protect::analytics::{Analytics, AnalyticsSettings};
 
 const CLIENTS: usize = 10_000;
-const PER_ROUND: usize = 200_000;
+
+mod common;
 
 fn main() {
-    let rounds: usize = std::env::var("ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(9);
     let ids: Vec<String> = (0..CLIENTS)
         .map(|i| format!("10.0.{}.{}", i / 256, i % 256))
         .collect();
@@ -29,46 +26,21 @@ fn main() {
         .unwrap();
     let handle = limiter.rule_handle("api").unwrap();
     let analytics = Analytics::new(AnalyticsSettings::default()).unwrap();
-    let check = || {
-        let start = Instant::now();
-        for i in 0..PER_ROUND {
-            black_box(handle.check_now(&ids[i % CLIENTS], 1));
-        }
-        start.elapsed().as_nanos() as f64 / PER_ROUND as f64
-    };
-    let recorded = || {
-        let start = Instant::now();
-        for i in 0..PER_ROUND {
-            let id = &ids[i % CLIENTS];
-            if let Some(Ok(status)) = handle.check_now(id, 1) {
-                analytics.record_request(id, handle.name(), status.allowed, None, limiter.now());
-            }
-        }
-        start.elapsed().as_nanos() as f64 / PER_ROUND as f64
-    };
-    check();
-    recorded();
-    let (mut checks, mut records, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        let c = check();
-        let r = recorded();
-        checks.push(c);
-        records.push(r);
-        ratios.push(r / c);
-    }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    println!("| case | ns per check (median of {rounds} rounds) |");
-    println!("|---|---:|");
-    println!(
-        "| `Limiter::check` (handle, memory) | {:.1} |",
-        median(checks)
+    common::compare(
+        [
+            "`Limiter::check` (handle, memory)",
+            "the same, recorded by `Analytics`",
+        ],
+        "recorded ÷ bare",
+        || common::time_per_call(|i| drop(black_box(handle.check_now(&ids[i % CLIENTS], 1)))),
+        || {
+            common::time_per_call(|i| {
+                let id = &ids[i % CLIENTS];
+                if let Some(Ok(status)) = handle.check_now(id, 1) {
+                    let now = limiter.now();
+                    analytics.record_request(id, handle.name(), status.allowed, None, now);
+                }
+            })
+        },
     );
-    println!(
-        "| the same, recorded by `Analytics` | {:.1} |",
-        median(records)
-    );
-    println!("recorded ÷ bare: {:.2}×", median(ratios));
 }

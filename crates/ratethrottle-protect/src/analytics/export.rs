@@ -26,7 +26,8 @@ pub(super) fn write(
     std::io::Write::flush(&mut file).map_err(failed)
 }
 
-pub(super) fn summary_json(summary: &Summary) -> Value {
+/// A summary as the report writes it (the original's `get_summary()` keys).
+pub fn summary_json(summary: &Summary) -> Value {
     json!({
         "total_requests": summary.total_requests,
         "total_violations": summary.total_violations,
@@ -41,7 +42,8 @@ pub(super) fn summary_json(summary: &Summary) -> Value {
     })
 }
 
-pub(super) fn rule_statistics_json(stats: &RuleStatistics) -> Value {
+/// A rule's statistics as the report writes them (the original's keys).
+pub fn rule_statistics_json(stats: &RuleStatistics) -> Value {
     json!({
         "total_requests": stats.total_requests,
         "allowed": stats.allowed,

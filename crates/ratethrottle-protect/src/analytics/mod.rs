@@ -35,6 +35,7 @@ mod export;
 mod sanitize;
 mod time_format;
 
+pub use export::{rule_statistics_json, summary_json};
 pub use sanitize::{REDACTED, sanitize_identifier, sanitize_metadata};
 pub use time_format::{Granularity, iso_timestamp};
 
