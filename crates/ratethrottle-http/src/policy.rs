@@ -705,6 +705,7 @@ impl<S: Store, R: RequestView> Policy<S, R> {
     /// [`Policy::admit`] for a store that answers at once ([`Store::answers_at_once`]): no
     /// future. A check that still does not answer at once (its rule was removed a moment
     /// ago) fails as an unknown rule would.
+    #[cfg(feature = "tower")]
     pub(crate) fn admit_now(&self, request: &R) -> Admission {
         self.walk_now(request, false).0
     }
