@@ -7,3 +7,8 @@
 
 pub mod analytics;
 pub mod ddos;
+
+/// A duration as whole nanoseconds, saturating at `u64::MAX`.
+pub(crate) fn nanos(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}

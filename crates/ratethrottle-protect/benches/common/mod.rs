@@ -1,6 +1,29 @@
 //! What the benches share: a baseline and a contestant timed in interleaved rounds.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use ratethrottle::store::MemoryStore;
+use ratethrottle::{Limiter, Rule, RuleHandle};
+
+/// Clients, round-robin.
+pub(crate) const CLIENTS: usize = 10_000;
+
+/// The clients' identifiers (IPv4 addresses).
+pub(crate) fn client_ids() -> Vec<String> {
+    (0..CLIENTS)
+        .map(|i| format!("10.0.{}.{}", i / 256, i % 256))
+        .collect()
+}
+
+/// An in-memory limiter with one rule that never denies, and a handle on it: the bare check.
+pub(crate) fn bare_check() -> (Limiter<MemoryStore>, RuleHandle<MemoryStore>) {
+    let limiter = Limiter::in_memory();
+    limiter
+        .add_rule(Rule::new("api", 1_000_000_000, Duration::from_secs(60)))
+        .unwrap();
+    let handle = limiter.rule_handle("api").unwrap();
+    (limiter, handle)
+}
 
 /// Requests timed per round.
 pub(crate) const PER_ROUND: usize = 200_000;

@@ -31,6 +31,8 @@ use parking_lot::Mutex;
 use ratethrottle::clock::Nanos;
 use serde_json::{Map, Value, json};
 
+use crate::nanos;
+
 mod export;
 mod sanitize;
 mod time_format;
@@ -606,10 +608,6 @@ impl std::str::FromStr for DataType {
             other => Err(AnalyticsError::DataType(other.to_owned())),
         }
     }
-}
-
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ use hashbrown::HashTable;
 use parking_lot::Mutex;
 use ratethrottle::clock::Nanos;
 
+use crate::nanos;
+
 mod ban;
 mod settings;
 mod summary;
@@ -201,9 +203,8 @@ impl DdosProtection {
             return quiet(Factors::default());
         }
         let at = now.as_nanos();
-        let hash = self.hasher.hash_one(identifier);
         let endpoint = self.hasher.hash_one(endpoint) as u32;
-        let mut guard = self.shards[(hash >> 58) as usize % SHARDS].lock();
+        let (hash, mut guard) = self.shard_of(identifier);
         let shard = &mut *guard;
         let eq = |t: &Tracked| t.id == identifier;
         // One lookup for a known client; a new one makes room first.
@@ -272,15 +273,21 @@ impl DdosProtection {
         }
     }
 
+    /// The hash of `identifier` (seeded) and its shard, locked.
+    fn shard_of(&self, identifier: &str) -> (u64, parking_lot::MutexGuard<'_, Clients>) {
+        let hash = self.hasher.hash_one(identifier);
+        (hash, self.shards[(hash >> 58) as usize % SHARDS].lock())
+    }
+
     /// Forgets what was learned of `identifier`; `true` if it was followed.
     pub fn forget(&self, identifier: &str) -> bool {
-        let hash = self.hasher.hash_one(identifier);
-        let removed = self.shards[(hash >> 58) as usize % SHARDS]
-            .lock()
+        let (hash, mut shard) = self.shard_of(identifier);
+        let removed = shard
             .table
             .find_entry(hash, |t| t.id == identifier)
             .map(|entry| drop(entry.remove()))
             .is_ok();
+        drop(shard);
         if removed {
             self.tracked.fetch_sub(1, Ordering::Relaxed);
         }
@@ -290,8 +297,7 @@ impl DdosProtection {
     /// Starts `identifier`'s good record again (it is scored from now on, even if it had
     /// earned an exemption); `true` if it had earned one.
     pub fn distrust(&self, identifier: &str) -> bool {
-        let hash = self.hasher.hash_one(identifier);
-        let mut shard = self.shards[(hash >> 58) as usize % SHARDS].lock();
+        let (hash, mut shard) = self.shard_of(identifier);
         match shard.table.find_mut(hash, |t| t.id == identifier) {
             Some(tracked) => {
                 tracked.client.good = 0;
@@ -357,10 +363,6 @@ impl DdosProtection {
             self.tracked.fetch_sub(1, Ordering::Relaxed);
         }
     }
-}
-
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //!   factor reaches its maximum (1.4.0 keeps every endpoint ever requested).
 
 use super::settings::DdosSettings;
+use crate::nanos;
 
 const NANOS: u64 = 1_000_000_000;
 
@@ -153,9 +154,6 @@ pub struct TrafficSummary {
     rapid_streak: u32,
     /// Hashes of the distinct endpoints requested, up to twice the scanning limit.
     endpoints: Vec<u32>,
-    /// The hash of the endpoint requested last, plus one (0: none yet): a client asking for
-    /// the same endpoint again is known without reading `endpoints`.
-    last_endpoint: u64,
 }
 
 impl Default for TrafficSummary {
@@ -168,7 +166,6 @@ impl Default for TrafficSummary {
             recent_next: 0,
             rapid_streak: 0,
             endpoints: Vec::new(),
-            last_endpoint: 0,
         }
     }
 }
@@ -287,14 +284,10 @@ impl TrafficSummary {
         self.recent[self.recent_next] = now;
         self.recent_next = (self.recent_next + 1) % RECENT;
         self.recent_len = (self.recent_len + 1).min(RECENT);
-        let key = u64::from(endpoint) + 1;
-        if self.last_endpoint != key {
-            self.last_endpoint = key;
-            if (self.endpoints.len() as u64) < scale.endpoints_cap
-                && !self.endpoints.contains(&endpoint)
-            {
-                self.endpoints.push(endpoint);
-            }
+        if (self.endpoints.len() as u64) < scale.endpoints_cap
+            && !self.endpoints.contains(&endpoint)
+        {
+            self.endpoints.push(endpoint);
         }
     }
 
@@ -362,10 +355,6 @@ impl TrafficSummary {
             unique_endpoints,
         }
     }
-}
-
-fn nanos(duration: std::time::Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
