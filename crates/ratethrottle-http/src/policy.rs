@@ -179,16 +179,19 @@ pub struct Policy<S: Store = MemoryStore, R = ()> {
     /// `enabled` and `headers`: they may follow configuration reloads.
     switches: Arc<Switches>,
     /// Scores each request's client; a client it calls for blocking goes on the blacklist.
-    ddos: Option<Arc<DdosProtection>>,
-    /// Bans a client on the limiter's store ([`ratethrottle_protect::ddos::ban`], which needs
-    /// the store's keys and values: resolved where the store's type is known).
-    ban: Option<Banner>,
+    ddos: Option<Screening>,
     /// Records each decision.
     analytics: Option<Arc<Analytics>>,
 }
 
 type BanFuture = std::pin::Pin<Box<dyn Future<Output = ratethrottle::Result<Option<Ban>>> + Send>>;
-type Banner = Arc<dyn Fn(&str) -> BanFuture + Send + Sync>;
+
+/// DDoS protection and how it bans: [`ratethrottle_protect::ddos::ban`] on the limiter's
+/// store, which needs the store's keys and values (resolved where the store's type is known).
+struct Screening {
+    protection: Arc<DdosProtection>,
+    ban: Box<dyn Fn(&str) -> BanFuture + Send + Sync>,
+}
 
 /// The settings that may change while the middleware runs (`global.enabled` and
 /// `global.headers_enabled` after a configuration reload): one relaxed load per request.
@@ -276,7 +279,6 @@ impl<S: Store, R> PolicyBuilder<S, R> {
                     log_violations: AtomicBool::new(false),
                 }),
                 ddos: None,
-                ban: None,
                 analytics: None,
             },
             errors: Vec::new(),
@@ -571,7 +573,7 @@ impl<S: Store + KeyValueStore, R> PolicyBuilder<S, R> {
     #[cfg(feature = "config")]
     pub fn config(self, config: &ratethrottle_config::Config) -> Self {
         self.policy.switches.follow(config);
-        self.ddos_of(config)
+        self.protection_of(config)
     }
 
     /// Applies `global.enabled`, `global.headers_enabled` and `global.log_violations` of the
@@ -584,12 +586,13 @@ impl<S: Store + KeyValueStore, R> PolicyBuilder<S, R> {
         self.policy.switches.follow(&config);
         let switches = Arc::clone(&self.policy.switches);
         watcher.on_reload(move |config| switches.follow(config));
-        self.ddos_of(&config)
+        self.protection_of(&config)
     }
 
-    /// DDoS protection as `config`'s `ddos_protection` says, when enabled.
+    /// Analytics and DDoS protection as `config`'s `analytics` and `ddos_protection` say,
+    /// when enabled.
     #[cfg(feature = "config")]
-    fn ddos_of(mut self, config: &ratethrottle_config::Config) -> Self {
+    fn protection_of(mut self, config: &ratethrottle_config::Config) -> Self {
         if config.analytics.enabled {
             match Analytics::new(config.analytics.settings()) {
                 Ok(analytics) => self = self.analytics(Arc::new(analytics)),
@@ -615,15 +618,14 @@ impl<S: Store + KeyValueStore, R> PolicyBuilder<S, R> {
     /// counted in the limiter's store ([`ratethrottle_protect::ddos::ban`]).
     pub fn ddos(mut self, ddos: Arc<DdosProtection>) -> Self {
         let limiter = self.policy.limiter.clone();
-        let settings = ddos.settings().clone();
-        self.policy.ban = Some(Arc::new(move |client: &str| {
-            let (limiter, settings, client) =
-                (limiter.clone(), settings.clone(), client.to_owned());
-            Box::pin(
-                async move { ratethrottle_protect::ddos::ban(&limiter, &settings, &client).await },
-            )
-        }));
-        self.policy.ddos = Some(ddos);
+        let protection = Arc::clone(&ddos);
+        let ban = Box::new(move |client: &str| -> BanFuture {
+            let (limiter, ddos, client) = (limiter.clone(), Arc::clone(&ddos), client.to_owned());
+            Box::pin(async move {
+                ratethrottle_protect::ddos::ban(&limiter, ddos.settings(), &client).await
+            })
+        });
+        self.policy.ddos = Some(Screening { protection, ban });
         self
     }
 
@@ -654,7 +656,7 @@ impl<S: Store, R: RequestView> Policy<S, R> {
     /// The DDoS verdict on `request`'s client: the client to blacklist, if any. The client
     /// key it resolves is kept in `client`, for the walk over the rules.
     fn screen(&self, request: &R, client: &mut Option<Option<ClientKey>>) -> Option<ClientKey> {
-        let ddos = self.ddos.as_ref()?;
+        let ddos = &self.ddos.as_ref()?.protection;
         let client = (*client.get_or_insert_with(|| self.client_key(request)))?;
         let route = request.route();
         let endpoint = route.as_deref().unwrap_or_else(|| request.path());
@@ -674,8 +676,8 @@ impl<S: Store, R: RequestView> Policy<S, R> {
     /// Blacklists a client DDoS protection called for blocking, for as long as its offences
     /// call for (a failure is logged: the rules still answer).
     async fn block(&self, client: &ClientKey) {
-        let Some(ban) = &self.ban else { return };
-        match ban(client.as_str()).await {
+        let Some(ddos) = &self.ddos else { return };
+        match (ddos.ban)(client.as_str()).await {
             Ok(None) => {}
             Ok(Some(ban)) => tracing::warn!(
                 client = client.as_str(),
