@@ -245,13 +245,16 @@ class DDoSProtection:
         `false_positives_prevented` and `recent_suspicious`; also the docs' names
         `suspicious_count` and `recent_patterns`.
         """
+        return self._statistics(self.get_blocked_ips())
+
+    def _statistics(self, blocked: List[str]) -> Dict[str, Any]:
         counts = self._native.statistics()
         analyzed = counts["total_analyzed"]
         detected = counts["suspicious_detected"]
         recent = self._recent_suspicious()
         return {
             "enabled": self.enabled,
-            "blocked_ips": len(self._native.blocks()),
+            "blocked_ips": len(blocked),
             "whitelisted_ips": len(self.whitelisted_ips) + counts["trusted_identifiers"],
             "suspicious_patterns_detected": len(self.suspicious_patterns),
             "monitored_identifiers": counts["tracked_identifiers"],
@@ -285,11 +288,12 @@ class DDoSProtection:
     def export_report(self) -> Dict[str, Any]:
         """The original's report: `generated_at`, `configuration`, `statistics`,
         `blocked_ips`, `whitelisted_ips` and the last 50 `suspicious_patterns`."""
+        blocked = self.get_blocked_ips()  # one read of the blacklist for both
         return {
             "generated_at": datetime.now().isoformat(),
             "configuration": dict(self.config),
-            "statistics": self.get_statistics(),
-            "blocked_ips": self.get_blocked_ips(),
+            "statistics": self._statistics(blocked),
+            "blocked_ips": blocked,
             "whitelisted_ips": sorted(self.whitelisted_ips),
             "suspicious_patterns": [p.to_dict() for p in list(self.suspicious_patterns)[-50:]],
         }

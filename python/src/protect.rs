@@ -49,23 +49,24 @@ fn config_error(key: &str, expected: &str, got: &Bound<'_, PyAny>) -> PyErr {
     ))
 }
 
-/// A whole number of at least `min` (an integral float is accepted, as Python code writes
-/// `1e4`).
-fn count(key: &str, value: &Bound<'_, PyAny>, min: u64) -> PyResult<u64> {
-    let expected = if min == 0 {
-        "a whole number, at least 0".to_owned()
-    } else {
-        format!("a whole number, at least {min}")
-    };
-    let number: f64 = value
+/// `value` as a number (not a bool), or the error naming `key` and what is `expected`.
+fn number(key: &str, value: &Bound<'_, PyAny>, expected: &str) -> PyResult<f64> {
+    value
         .extract()
         .ok()
         .filter(|_| !value.is_instance_of::<pyo3::types::PyBool>())
-        .ok_or_else(|| config_error(key, &expected, value))?;
-    if number.fract() != 0.0 || !number.is_finite() || number < min as f64 || number > 1e15 {
+        .ok_or_else(|| config_error(key, expected, value))
+}
+
+/// A whole number of at least `min` (an integral float is accepted, as Python code writes
+/// `1e4`).
+fn count(key: &str, value: &Bound<'_, PyAny>, min: u64) -> PyResult<u64> {
+    let expected = format!("a whole number, at least {min}");
+    let n = number(key, value, &expected)?;
+    if n.fract() != 0.0 || !n.is_finite() || n < min as f64 || n > 1e15 {
         return Err(config_error(key, &expected, value));
     }
-    Ok(number as u64)
+    Ok(n as u64)
 }
 
 /// Seconds, at least 0 (above 0 when `positive`).
@@ -75,28 +76,20 @@ fn seconds(key: &str, value: &Bound<'_, PyAny>, positive: bool) -> PyResult<Dura
     } else {
         "a number of seconds, at least 0"
     };
-    let number: f64 = value
-        .extract()
-        .ok()
-        .filter(|_| !value.is_instance_of::<pyo3::types::PyBool>())
-        .ok_or_else(|| config_error(key, expected, value))?;
-    if !number.is_finite() || number < 0.0 || (positive && number == 0.0) || number > 1e12 {
+    let n = number(key, value, expected)?;
+    if !n.is_finite() || n < 0.0 || (positive && n == 0.0) || n > 1e12 {
         return Err(config_error(key, expected, value));
     }
-    Ok(Duration::from_secs_f64(number))
+    Ok(Duration::from_secs_f64(n))
 }
 
 fn fraction(key: &str, value: &Bound<'_, PyAny>, range: (f64, f64)) -> PyResult<f64> {
     let expected = format!("a number from {} to {}", range.0, range.1);
-    let number: f64 = value
-        .extract()
-        .ok()
-        .filter(|_| !value.is_instance_of::<pyo3::types::PyBool>())
-        .ok_or_else(|| config_error(key, &expected, value))?;
-    if !(range.0..=range.1).contains(&number) {
+    let n = number(key, value, &expected)?;
+    if !(range.0..=range.1).contains(&n) {
         return Err(config_error(key, &expected, value));
     }
-    Ok(number)
+    Ok(n)
 }
 
 /// The settings of the original's config dict (unknown keys refused, naming the known ones).
