@@ -9,7 +9,7 @@ use ratethrottle_redis::telemetry::{FleetSnapshot, RuleTotals, read_fleet};
 use serde_json::{Map, Value, json};
 
 use ratethrottle::clock::Nanos;
-use ratethrottle::store::{KeyValueStore, ListKind, Store, Value as StoredValue};
+use ratethrottle::store::{KeyValueStore, ListKind, Store};
 use ratethrottle_protect::ddos::offence_key;
 
 use crate::output::{Format, percent, print_json, table};
@@ -204,15 +204,11 @@ pub(crate) async fn blocked_clients<S: Store + KeyValueStore>(
     entries.sort_by_key(|e| std::cmp::Reverse(e.expires_at.unwrap_or(Nanos::from_nanos(u64::MAX))));
     let mut blocked = Vec::new();
     for entry in entries.into_iter().take(MAX_BLOCKED) {
-        let offences = match store.get(&offence_key(&entry.identifier), now).await? {
-            Some(StoredValue::Int(n)) => n,
-            // Redis answers every value as bytes.
-            Some(StoredValue::Bytes(text)) => std::str::from_utf8(&text)
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(0),
-            _ => 0,
-        };
+        let offences = store
+            .get(&offence_key(&entry.identifier), now)
+            .await?
+            .and_then(|value| value.as_integer())
+            .unwrap_or(0);
         blocked.push(Blocked {
             expires_in: entry.expires_at.map(|at| at.saturating_sub(now).as_secs()),
             identifier: entry.identifier,

@@ -438,12 +438,7 @@ impl<K: KeyValueNow> KeyValueStore for BackedStore<K> {
         let result = (|| {
             let held = match self.backend.get_now(key, now)? {
                 None => 0,
-                Some(Value::Int(n)) => n,
-                Some(Value::Bytes(bytes)) => std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|text| text.trim().parse().ok())
-                    .ok_or_else(|| not_a_number(key))?,
-                Some(Value::Object(_)) => return Err(not_a_number(key)),
+                Some(value) => value.as_integer().ok_or_else(|| not_a_number(key))?,
             };
             let sum = checked_sum(key, held, amount)?;
             self.backend.set_now(key, Value::Int(sum), ttl, now)?;

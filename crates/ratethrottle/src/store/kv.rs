@@ -37,6 +37,18 @@ impl fmt::Debug for Value {
     }
 }
 
+impl Value {
+    /// The whole number this value holds: an [`Int`](Value::Int), or bytes that read as one
+    /// (Redis answers every value as bytes); `None` for anything else.
+    pub fn as_integer(&self) -> Option<i64> {
+        match self {
+            Value::Int(n) => Some(*n),
+            Value::Bytes(bytes) => std::str::from_utf8(bytes).ok()?.trim().parse().ok(),
+            Value::Object(_) => None,
+        }
+    }
+}
+
 impl PartialEq for Value {
     /// Numbers and bytes by value, objects by identity.
     fn eq(&self, other: &Self) -> bool {
