@@ -25,10 +25,10 @@ impl RedisStore {
         screen_in_redis: bool,
     ) -> Result<Outcome, StoreError> {
         let rule = query.rule;
-        if let Some(kind) = fast::kind(rule) {
+        if let Some(kind) = fast::kind(rule, &query.params) {
             return self.decide_fast(query, kind, screen_in_redis).await;
         }
-        let params = &rule.params;
+        let params = &query.params;
         let kind = match rule.compact {
             Some(Compact::Tat) => "tat",
             Some(Compact::FixedWindow) => "fixed",
@@ -171,7 +171,7 @@ impl<'a> Reply<'a> {
             }
         }
         let mut log = SlidingLog::from_entries(entries);
-        let params = &query.rule.params;
+        let params = &query.params;
         let decision = log.decide(params, now, query.cost);
         Ok(if query.consume {
             decision
@@ -190,7 +190,7 @@ impl<'a> Reply<'a> {
         let state = match kind {
             Compact::Tat => {
                 let scaled = self.wide(4)?;
-                let limit = u128::from(query.rule.params.limit);
+                let limit = u128::from(query.params.limit);
                 let whole =
                     u64::try_from(scaled / limit).map_err(|_| self.malformed("TAT too large"))?;
                 let frac = u64::try_from(scaled % limit).unwrap_or(0);
@@ -210,7 +210,7 @@ pub(crate) fn derive_decision(
     state: &State,
     now: u64,
 ) -> Decision {
-    let params = &query.rule.params;
+    let params = &query.params;
     let (decision, _) = strategy::decide(kind, params, state, now, query.cost);
     if query.consume {
         decision

@@ -5,7 +5,7 @@
 
 use ratethrottle::clock::Nanos;
 use ratethrottle::store::{Outcome, Query, RuleSpec, StoreError, StoreErrorKind};
-use ratethrottle::strategy::{Compact, State};
+use ratethrottle::strategy::{Compact, Params, State};
 
 use crate::derive_decision;
 
@@ -29,9 +29,9 @@ const RULE: usize = 8;
 const CHECK: usize = 6;
 const ANSWER: usize = 7;
 
-/// Whether the script can decide checks of `rule`: which of its strategies, if any.
-pub(crate) fn kind(rule: &RuleSpec) -> Option<f64> {
-    let params = &rule.params;
+/// Whether the script can decide checks of `rule` at `params` (its own, or with a per-call
+/// limit): which of its strategies, if any.
+pub(crate) fn kind(rule: &RuleSpec, params: &Params) -> Option<f64> {
     if u128::from(params.limit) >= EXACT {
         return None;
     }
@@ -80,8 +80,7 @@ pub(crate) struct Request {
 impl Request {
     /// The request for `query`; `screen` asks the script to look up the list entries too.
     pub(crate) fn new(query: &Query<'_>, kind: f64, caller_time: bool, screen: bool) -> Self {
-        let rule = query.rule;
-        let params = &rule.params;
+        let (rule, params) = (query.rule, &query.params);
         // A cost beyond the capacity is denied whatever it is: one more keeps numbers small.
         let most = match rule.compact {
             Some(Compact::Tat) => params.capacity,
@@ -229,6 +228,10 @@ mod tests {
 
     fn spec(strategy: Strategy, limit: u64, window: Duration) -> RuleSpec {
         RuleSpec::new(&Rule::new("r", limit, window).strategy(strategy))
+    }
+
+    fn kind(rule: &RuleSpec) -> Option<f64> {
+        super::kind(rule, &rule.params)
     }
 
     #[test]

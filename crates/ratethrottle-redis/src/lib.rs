@@ -212,7 +212,7 @@ impl RedisStore {
                 .lists
                 .last_known(query.identifier, query.now)
                 .unwrap_or_else(|| {
-                    let capacity = query.rule.params.capacity;
+                    let capacity = query.params.capacity;
                     Outcome::Decided {
                         decision: Decision {
                             allowed: true,

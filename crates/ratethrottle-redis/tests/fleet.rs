@@ -23,9 +23,10 @@ fn rule(strategy: Strategy) -> Rule {
         .block_duration(Duration::ZERO)
 }
 
-/// A worker: `RATETHROTTLE_FLEET_MEMBER=url|prefix|strategy` runs 200 concurrent checks on one
-/// key (so the store batches them, several to a script call) and prints how many were
-/// admitted. Without the variable (a normal test run) it does nothing.
+/// A worker: `RATETHROTTLE_FLEET_MEMBER=url|prefix|strategy[|limit]` runs 200 concurrent
+/// checks on one key (so the store batches them, several to a script call), at the per-call
+/// `limit` when given, and prints how many were admitted. Without the variable (a normal test
+/// run) it does nothing.
 #[test]
 fn fleet_member() {
     let Ok(spec) = std::env::var(MEMBER) else {
@@ -37,6 +38,7 @@ fn fleet_member() {
         parts.next().unwrap().to_owned(),
         parts.next().unwrap().parse::<Strategy>().unwrap(),
     );
+    let at_limit: Option<u64> = parts.next().map(|limit| limit.parse().unwrap());
     let runtime = crate::runtime();
     let admitted = runtime.block_on(async {
         let config = RedisConfig::new(url)
@@ -48,7 +50,12 @@ fn fleet_member() {
         let checks: Vec<_> = (0..CHECKS_PER_PROCESS)
             .map(|_| {
                 let limiter = limiter.clone();
-                tokio::spawn(async move { limiter.check("shared-key", "fleet").await })
+                tokio::spawn(async move {
+                    match at_limit {
+                        Some(limit) => limiter.check_at_limit("shared-key", "fleet", limit).await,
+                        None => limiter.check("shared-key", "fleet").await,
+                    }
+                })
             })
             .collect();
         let mut admitted = 0;
@@ -62,48 +69,84 @@ fn fleet_member() {
     println!("ADMITTED {admitted}");
 }
 
+/// Runs `processes` workers per strategy on `server`, checking at `at_limit` when given, and
+/// asserts that together they admitted exactly `expected`.
+fn fleet_admits(
+    server: &RedisServer,
+    processes: usize,
+    at_limit: Option<u64>,
+    expected: u64,
+    round: usize,
+) {
+    let exe = std::env::current_exe().unwrap();
+    for strategy in Strategy::ALL {
+        let prefix = format!(
+            "fleet-{}-{round}-{strategy}-{at_limit:?}:",
+            std::process::id()
+        );
+        let limit = at_limit
+            .map(|limit| format!("|{limit}"))
+            .unwrap_or_default();
+        let workers: Vec<_> = (0..processes)
+            .map(|_| {
+                Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "fleet::fleet_member",
+                        "--nocapture",
+                        "--test-threads",
+                        "1",
+                    ])
+                    .env(
+                        MEMBER,
+                        format!("{}|{prefix}|{strategy}{limit}", server.url()),
+                    )
+                    .output()
+                    .expect("the test binary runs as a worker")
+            })
+            .collect();
+        let admitted: u64 = workers
+            .iter()
+            .map(|output| {
+                let stdout = String::from_utf8_lossy(&output.stdout);
+                assert!(
+                    output.status.success(),
+                    "worker failed: {stdout}{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                stdout
+                    .lines()
+                    .find_map(|line| line.split("ADMITTED ").nth(1))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("no count from a worker: {stdout}"))
+            })
+            .sum();
+        assert_eq!(
+            admitted, expected,
+            "{strategy}, round {round}, limit {at_limit:?}"
+        );
+    }
+}
+
 #[test]
 fn eight_processes_admit_exactly_the_limit_for_every_strategy() {
     let Some(server) = RedisServer::shared() else {
         return;
     };
-    let exe = std::env::current_exe().unwrap();
     for round in 0..3 {
-        for strategy in Strategy::ALL {
-            let prefix = format!("fleet-{}-{round}-{strategy}:", std::process::id());
-            let workers: Vec<_> = (0..PROCESSES)
-                .map(|_| {
-                    Command::new(&exe)
-                        .args([
-                            "--exact",
-                            "fleet::fleet_member",
-                            "--nocapture",
-                            "--test-threads",
-                            "1",
-                        ])
-                        .env(MEMBER, format!("{}|{prefix}|{strategy}", server.url()))
-                        .output()
-                        .expect("the test binary runs as a worker")
-                })
-                .collect();
-            let admitted: u64 = workers
-                .iter()
-                .map(|output| {
-                    let stdout = String::from_utf8_lossy(&output.stdout);
-                    assert!(
-                        output.status.success(),
-                        "worker failed: {stdout}{}",
-                        String::from_utf8_lossy(&output.stderr)
-                    );
-                    stdout
-                        .lines()
-                        .find_map(|line| line.split("ADMITTED ").nth(1))
-                        .and_then(|n| n.trim().parse::<u64>().ok())
-                        .unwrap_or_else(|| panic!("no count from a worker: {stdout}"))
-                })
-                .sum();
-            assert_eq!(admitted, LIMIT, "{strategy}, round {round}");
-        }
+        fleet_admits(&server, PROCESSES, None, LIMIT, round);
+    }
+}
+
+/// Issue 20: the adaptive limiter's per-call limit is exact across processes too, when they
+/// pass the same value (the rule says 100; they all ask for 37).
+#[test]
+fn four_processes_admit_exactly_a_per_call_limit_for_every_strategy() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    for round in 0..2 {
+        fleet_admits(&server, 4, Some(37), 37, round);
     }
 }
 

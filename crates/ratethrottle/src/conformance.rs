@@ -112,6 +112,9 @@ macro_rules! conformance_suite {
             callbacks_run_and_their_panics_are_contained,
             metrics_count_every_decision,
             concurrent_tasks_admit_exactly_the_limit,
+            a_per_call_limit_is_enforced_by_every_strategy,
+            a_per_call_limit_out_of_range_is_an_error,
+            concurrent_tasks_admit_exactly_a_per_call_limit,
         );
     };
     (@each $runner:ident, $factory:expr; $($name:ident),* $(,)?) => {
@@ -843,6 +846,138 @@ pub mod scenarios {
                 total += task.await.expect("task");
             }
             assert_eq!(total, 1000, "{strategy}: 32 tasks × 40 checks");
+        }
+    }
+
+    pub async fn a_per_call_limit_is_enforced_by_every_strategy<S: Store>(store: S) {
+        let (limiter, _) = setup(store);
+        for strategy in Strategy::ALL {
+            let name = strategy.as_str();
+            limiter.add_rule(rule(strategy, 100, 60)).unwrap();
+            let at = |limit| limiter.check_at_limit("k", name, limit);
+            for expected in (0..7).rev() {
+                let status = at(7).await.unwrap();
+                assert!(status.allowed, "{strategy}");
+                assert_eq!(
+                    (status.limit, status.remaining),
+                    (7, expected),
+                    "{strategy}"
+                );
+            }
+            let denied = at(7).await.unwrap();
+            assert!(!denied.allowed && denied.limit == 7, "{strategy}");
+            // Lowered: what was used still counts, nothing fresh; raised: only the difference.
+            assert!(!at(3).await.unwrap().allowed, "{strategy}");
+            let peek = limiter.peek_at_limit("k", name, 12).await.unwrap();
+            assert_eq!((peek.limit, peek.remaining), (12, 5), "{strategy}");
+            let mut admitted = 0;
+            for _ in 0..8 {
+                admitted += u64::from(at(12).await.unwrap().allowed);
+            }
+            assert_eq!(admitted, 5, "{strategy}");
+            // The rule's own limit, for the same key: 100 minus the 12 used.
+            assert_eq!(limiter.peek("k", name).await.unwrap().remaining, 88);
+            let violation = limiter.violations().pop().expect("a violation");
+            assert_eq!(violation.limit, 12, "{strategy}");
+        }
+        // A burst keeps its ratio to the limit: 150 of 100 is 15 of 10.
+        limiter
+            .add_rule(rule(Strategy::TokenBucket, 100, 60).burst(150))
+            .unwrap();
+        let name = "token_bucket";
+        assert_eq!(
+            limiter
+                .check_n_at_limit("b", name, 15, 10)
+                .await
+                .unwrap()
+                .remaining,
+            0
+        );
+        assert!(!limiter.check_at_limit("b", name, 10).await.unwrap().allowed);
+        // Numbers beyond exact doubles (Redis decides these in arbitrary precision).
+        let big = 1u64 << 52;
+        let status = limiter
+            .check_n_at_limit("big", name, big, big)
+            .await
+            .unwrap();
+        assert!(status.allowed && status.remaining == big / 2, "{status:?}");
+        assert!(
+            limiter
+                .check_n_at_limit("big", name, big / 2, big)
+                .await
+                .unwrap()
+                .allowed
+        );
+        assert!(
+            !limiter
+                .check_at_limit("big", name, big)
+                .await
+                .unwrap()
+                .allowed
+        );
+    }
+
+    pub async fn a_per_call_limit_out_of_range_is_an_error<S: Store>(store: S) {
+        let (limiter, _) = setup(store);
+        limiter
+            .add_rule(rule(Strategy::SlidingWindow, 10, 60))
+            .unwrap();
+        limiter
+            .add_rule(rule(Strategy::FixedWindow, 10, 60))
+            .unwrap();
+        let error = limiter
+            .check_at_limit("k", "fixed_window", 0)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidLimit { limit: 0, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("at least 1"), "{error}");
+        let error = limiter
+            .check_at_limit("k", "sliding_window", 200_000)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("at most 100000"), "{error}");
+        let error = limiter
+            .check_n_at_limit("k", "fixed_window", 6, 5)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidCost { capacity: 5, .. }),
+            "{error}"
+        );
+        assert_eq!(limiter.metrics().total_requests, 0, "errors count nothing");
+        assert!(limiter.check_at_limit("k", "nope", 5).await.is_err());
+    }
+
+    pub async fn concurrent_tasks_admit_exactly_a_per_call_limit<S: Store>(store: S) {
+        let (limiter, _) = setup(store);
+        for strategy in Strategy::ALL {
+            limiter.add_rule(rule(strategy, 100, 3600)).unwrap();
+        }
+        for strategy in Strategy::ALL {
+            let tasks: Vec<_> = (0..32)
+                .map(|_| {
+                    let limiter = limiter.clone();
+                    tokio::spawn(async move {
+                        let mut admitted = 0;
+                        for _ in 0..40 {
+                            let status = limiter.check_at_limit("hot", strategy.as_str(), 500);
+                            admitted += u64::from(status.await.expect("check").allowed);
+                        }
+                        admitted
+                    })
+                })
+                .collect();
+            let mut total = 0;
+            for task in tasks {
+                total += task.await.expect("task");
+            }
+            assert_eq!(
+                total, 500,
+                "{strategy}: 32 tasks × 40 checks at a limit of 500"
+            );
         }
     }
 }

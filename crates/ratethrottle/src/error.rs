@@ -31,6 +31,17 @@ pub enum Error {
         /// The largest cost the rule admits (its burst, or its limit for windowed strategies).
         capacity: u64,
     },
+    /// A per-call limit ([`Limiter::check_at_limit`](crate::Limiter::check_at_limit)) the rule
+    /// cannot be decided at.
+    #[error("limit {limit} is not allowed for rule {rule:?}: {reason}")]
+    InvalidLimit {
+        /// The rule's name.
+        rule: String,
+        /// The limit asked for.
+        limit: u64,
+        /// Why not.
+        reason: String,
+    },
     /// The storage backend failed.
     #[error("rate limit storage failed: {0}")]
     Store(#[from] StoreError),

@@ -58,21 +58,68 @@ impl RuleEntry {
         self.spec.name
     }
 
-    /// The store query for a request of `cost` (checked against the rule's capacity).
+    /// The store query for `ask` (its limit and cost checked against the rule).
     #[inline]
-    fn query<'a>(&'a self, id: &'a str, cost: u64, now: Nanos, consume: bool) -> Result<Query<'a>> {
-        let capacity = self.spec.params.capacity;
-        if cost == 0 || cost > capacity {
+    fn query<'a>(&'a self, id: &'a str, ask: Ask, now: Nanos) -> Result<Query<'a>> {
+        let mut query = Query::new(&self.spec, id, ask.cost, now);
+        query.consume = ask.consume;
+        if let Some(limit) = ask.limit {
+            self.rule
+                .check_limit(limit)
+                .map_err(|reason| Error::InvalidLimit {
+                    rule: self.rule.name.clone(),
+                    limit,
+                    reason,
+                })?;
+            query = query.with_limit(limit);
+        }
+        let capacity = query.params.capacity;
+        if ask.cost == 0 || ask.cost > capacity {
             return Err(Error::InvalidCost {
                 rule: self.rule.name.clone(),
-                cost,
+                cost: ask.cost,
                 capacity,
             });
         }
-        Ok(Query {
-            consume,
-            ..Query::new(&self.spec, id, cost, now)
-        })
+        Ok(query)
+    }
+
+    /// The limit `ask` is decided at: its own, or the rule's.
+    #[inline]
+    fn limit_of(&self, ask: Ask) -> u64 {
+        ask.limit.unwrap_or(self.rule.limit)
+    }
+}
+
+/// What one check asks for: its cost, whether it consumes (a check) or only looks (a peek), and
+/// a per-call limit in place of the rule's.
+#[derive(Clone, Copy, Debug)]
+struct Ask {
+    cost: u64,
+    consume: bool,
+    limit: Option<u64>,
+}
+
+impl Ask {
+    const CHECK: Ask = Ask::check(1);
+    const PEEK: Ask = Ask {
+        consume: false,
+        ..Ask::CHECK
+    };
+
+    const fn check(cost: u64) -> Ask {
+        Ask {
+            cost,
+            consume: true,
+            limit: None,
+        }
+    }
+
+    const fn at_limit(self, limit: u64) -> Ask {
+        Ask {
+            limit: Some(limit),
+            ..self
+        }
     }
 }
 
@@ -351,8 +398,7 @@ struct Decide<'a, S: Store> {
     limiter: &'a Limiter<S>,
     identifier: &'a str,
     rule: Target<'a>,
-    cost: u64,
-    consume: bool,
+    ask: Ask,
     waiting: Waiting<'a>,
 }
 
@@ -370,7 +416,7 @@ impl<S: Store> Future for Decide<'_, S> {
         let this = self.get_mut();
         if let Waiting::NotYet = this.waiting {
             let (limiter, id, rule) = (this.limiter, this.identifier, this.rule);
-            if let Some(result) = limiter.decide_at_once(id, rule, this.cost, this.consume) {
+            if let Some(result) = limiter.decide_at_once(id, rule, this.ask) {
                 this.waiting = Waiting::Done;
                 return Poll::Ready(result);
             }
@@ -385,7 +431,7 @@ impl<S: Store> Decide<'_, S> {
     fn poll_waiting(&mut self, context: &mut std::task::Context<'_>) -> Poll<Result<Status>> {
         if let Waiting::NotYet = self.waiting {
             let (limiter, id, rule) = (self.limiter, self.identifier, self.rule);
-            let future = limiter.decide_waiting(id, rule, self.cost, self.consume);
+            let future = limiter.decide_waiting(id, rule, self.ask);
             self.waiting = Waiting::On(Box::pin(future));
         }
         // Like an `async fn`: polling again after completion is a bug in the caller, and must
@@ -464,7 +510,7 @@ impl<S: Store> RuleHandle<S> {
         identifier: &'a str,
     ) -> impl Future<Output = Result<Status>> + Send + 'a {
         self.limiter
-            .decide(identifier, Target::Entry(&self.entry), 1, true)
+            .decide(identifier, Target::Entry(&self.entry), Ask::CHECK)
     }
 
     /// [`Limiter::check_n`] for this rule.
@@ -474,21 +520,52 @@ impl<S: Store> RuleHandle<S> {
         cost: u64,
     ) -> impl Future<Output = Result<Status>> + Send + 'a {
         self.limiter
-            .decide(identifier, Target::Entry(&self.entry), cost, true)
+            .decide(identifier, Target::Entry(&self.entry), Ask::check(cost))
     }
 
     /// [`Limiter::check_now`] for this rule.
     #[inline]
     pub fn check_now(&self, identifier: &str, cost: u64) -> Option<Result<Status>> {
         self.limiter
-            .decide_at_once(identifier, Target::Entry(&self.entry), cost, true)
+            .decide_at_once(identifier, Target::Entry(&self.entry), Ask::check(cost))
     }
 
     /// [`Limiter::peek_now`] for this rule.
     #[inline]
     pub fn peek_now(&self, identifier: &str) -> Option<Result<Status>> {
         self.limiter
-            .decide_at_once(identifier, Target::Entry(&self.entry), 1, false)
+            .decide_at_once(identifier, Target::Entry(&self.entry), Ask::PEEK)
+    }
+
+    /// [`Limiter::check_at_limit`] for this rule.
+    pub fn check_at_limit<'a>(
+        &'a self,
+        identifier: &'a str,
+        limit: u64,
+    ) -> impl Future<Output = Result<Status>> + Send + 'a {
+        let ask = Ask::CHECK.at_limit(limit);
+        self.limiter
+            .decide(identifier, Target::Entry(&self.entry), ask)
+    }
+
+    /// [`Limiter::check_at_limit`] answered without a future, when the store can (see
+    /// [`Limiter::check_now`]).
+    #[inline]
+    pub fn check_now_at_limit(&self, identifier: &str, limit: u64) -> Option<Result<Status>> {
+        let ask = Ask::CHECK.at_limit(limit);
+        self.limiter
+            .decide_at_once(identifier, Target::Entry(&self.entry), ask)
+    }
+
+    /// [`Limiter::peek_at_limit`] for this rule.
+    pub fn peek_at_limit<'a>(
+        &'a self,
+        identifier: &'a str,
+        limit: u64,
+    ) -> impl Future<Output = Result<Status>> + Send + 'a {
+        let ask = Ask::PEEK.at_limit(limit);
+        self.limiter
+            .decide(identifier, Target::Entry(&self.entry), ask)
     }
 
     /// [`Limiter::peek`] for this rule.
@@ -497,7 +574,7 @@ impl<S: Store> RuleHandle<S> {
         identifier: &'a str,
     ) -> impl Future<Output = Result<Status>> + Send + 'a {
         self.limiter
-            .decide(identifier, Target::Entry(&self.entry), 1, false)
+            .decide(identifier, Target::Entry(&self.entry), Ask::PEEK)
     }
 
     /// The rule's scope, as it is now.
@@ -522,7 +599,7 @@ impl<S: Store> Limiter<S> {
         identifier: &'a str,
         rule: &'a str,
     ) -> impl Future<Output = Result<Status>> + Send + 'a {
-        self.decide(identifier, Target::Name(rule), 1, true)
+        self.decide(identifier, Target::Name(rule), Ask::CHECK)
     }
 
     /// [`Limiter::check`] for a request that costs `cost` units (`1..=` the rule's capacity).
@@ -532,7 +609,7 @@ impl<S: Store> Limiter<S> {
         rule: &'a str,
         cost: u64,
     ) -> impl Future<Output = Result<Status>> + Send + 'a {
-        self.decide(identifier, Target::Name(rule), cost, true)
+        self.decide(identifier, Target::Name(rule), Ask::check(cost))
     }
 
     /// [`Limiter::check_n`] answered without a future, when the store can decide at once (the
@@ -542,14 +619,72 @@ impl<S: Store> Limiter<S> {
     /// can, and for callers outside async code.
     #[inline]
     pub fn check_now(&self, identifier: &str, rule: &str, cost: u64) -> Option<Result<Status>> {
-        self.decide_at_once(identifier, Target::Name(rule), cost, true)
+        self.decide_at_once(identifier, Target::Name(rule), Ask::check(cost))
     }
 
     /// [`Limiter::peek`] answered without a future, when the store can (see
     /// [`Limiter::check_now`]).
     #[inline]
     pub fn peek_now(&self, identifier: &str, rule: &str) -> Option<Result<Status>> {
-        self.decide_at_once(identifier, Target::Name(rule), 1, false)
+        self.decide_at_once(identifier, Target::Name(rule), Ask::PEEK)
+    }
+
+    /// [`Limiter::check`] decided at `limit` instead of the rule's limit, for a limit computed
+    /// per client (the adaptive limiter's). The same key, state and strategy code as every
+    /// check of the rule: what was consumed at one limit counts at the next, and for a given
+    /// `limit` the store admits no more than a rule of that limit would, across threads and
+    /// processes. A burst keeps its ratio to the limit
+    /// ([`Params::with_limit`](crate::strategy::Params::with_limit)); the status reports
+    /// `limit`. A limit of 0, or beyond what the strategy can enforce, is an
+    /// [`Error::InvalidLimit`].
+    ///
+    /// ```
+    /// use ratethrottle::{Limiter, Rule};
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let limiter = Limiter::in_memory();
+    /// limiter.add_rule(Rule::new("adaptive", 100, Duration::from_secs(60)))?;
+    /// let status = limiter.check_at_limit("10.0.0.1", "adaptive", 2).await?;
+    /// assert_eq!((status.limit, status.remaining), (2, 1));
+    /// assert!(limiter.check_at_limit("10.0.0.1", "adaptive", 2).await?.allowed);
+    /// assert!(!limiter.check_at_limit("10.0.0.1", "adaptive", 2).await?.allowed);
+    /// assert!(limiter.check_at_limit("10.0.0.1", "adaptive", 0).await.is_err());
+    /// # Ok::<(), ratethrottle::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn check_at_limit<'a>(
+        &'a self,
+        identifier: &'a str,
+        rule: &'a str,
+        limit: u64,
+    ) -> impl Future<Output = Result<Status>> + Send + 'a {
+        self.decide(identifier, Target::Name(rule), Ask::CHECK.at_limit(limit))
+    }
+
+    /// [`Limiter::check_n`] decided at `limit` (see [`Limiter::check_at_limit`]).
+    pub fn check_n_at_limit<'a>(
+        &'a self,
+        identifier: &'a str,
+        rule: &'a str,
+        cost: u64,
+        limit: u64,
+    ) -> impl Future<Output = Result<Status>> + Send + 'a {
+        self.decide(
+            identifier,
+            Target::Name(rule),
+            Ask::check(cost).at_limit(limit),
+        )
+    }
+
+    /// [`Limiter::peek`] decided at `limit` (see [`Limiter::check_at_limit`]).
+    pub fn peek_at_limit<'a>(
+        &'a self,
+        identifier: &'a str,
+        rule: &'a str,
+        limit: u64,
+    ) -> impl Future<Output = Result<Status>> + Send + 'a {
+        self.decide(identifier, Target::Name(rule), Ask::PEEK.at_limit(limit))
     }
 
     /// What [`Limiter::check`] would answer now, without counting anything: `remaining` is the
@@ -559,7 +694,7 @@ impl<S: Store> Limiter<S> {
         identifier: &'a str,
         rule: &'a str,
     ) -> impl Future<Output = Result<Status>> + Send + 'a {
-        self.decide(identifier, Target::Name(rule), 1, false)
+        self.decide(identifier, Target::Name(rule), Ask::PEEK)
     }
 
     /// Forgets `identifier`'s state and block under `rule`.
@@ -575,15 +710,13 @@ impl<S: Store> Limiter<S> {
         &'a self,
         identifier: &'a str,
         rule: Target<'a>,
-        cost: u64,
-        consume: bool,
+        ask: Ask,
     ) -> impl Future<Output = Result<Status>> + Send + 'a {
         Decide {
             limiter: self,
             identifier,
             rule,
-            cost,
-            consume,
+            ask,
             waiting: Waiting::NotYet,
         }
     }
@@ -596,12 +729,11 @@ impl<S: Store> Limiter<S> {
         &self,
         identifier: &str,
         rule: Target<'_>,
-        cost: u64,
-        consume: bool,
+        ask: Ask,
     ) -> Option<Result<Status>> {
         let now = self.shared.clock.now();
         let id = normalize_identifier(identifier);
-        let decide = |entry: &RuleEntry| self.decide_entry_at_once(entry, &id, cost, consume, now);
+        let decide = |entry: &RuleEntry| self.decide_entry_at_once(entry, &id, ask, now);
         match rule.current() {
             Ok(entry) => decide(entry),
             Err(name) => decide(self.shared.rules.load().get(name)?),
@@ -613,28 +745,21 @@ impl<S: Store> Limiter<S> {
         &self,
         entry: &RuleEntry,
         id: &str,
-        cost: u64,
-        consume: bool,
+        ask: Ask,
         now: Nanos,
     ) -> Option<Result<Status>> {
-        let query = match entry.query(id, cost, now, consume) {
+        let query = match entry.query(id, ask, now) {
             Ok(query) => query,
             Err(error) => return Some(Err(error)),
         };
         Some(match self.shared.store.check_at_once(&query)? {
-            Ok(outcome) => Ok(self.conclude(entry, id, cost, consume, outcome, now)),
-            Err(error) => self.undecided(entry, id, cost, consume, error, now),
+            Ok(outcome) => Ok(self.conclude(entry, id, ask, outcome, now)),
+            Err(error) => self.undecided(entry, id, ask, error, now),
         })
     }
 
     /// The general path: awaits the store.
-    async fn decide_waiting(
-        &self,
-        identifier: &str,
-        rule: Target<'_>,
-        cost: u64,
-        consume: bool,
-    ) -> Result<Status> {
+    async fn decide_waiting(&self, identifier: &str, rule: Target<'_>, ask: Ask) -> Result<Status> {
         let shared = &*self.shared;
         let now = shared.clock.now();
         let id = normalize_identifier(identifier);
@@ -648,16 +773,16 @@ impl<S: Store> Limiter<S> {
                     Some(entry) => entry,
                     None => {
                         return self
-                            .decide_without_rule(&id, name, now, consume, &rules)
+                            .decide_without_rule(&id, name, now, ask.consume, &rules)
                             .await;
                     }
                 }
             }
         };
-        let query = entry.query(&id, cost, now, consume)?;
+        let query = entry.query(&id, ask, now)?;
         match shared.store.check(query).await {
-            Ok(outcome) => Ok(self.conclude(entry, &id, cost, consume, outcome, now)),
-            Err(error) => self.undecided(entry, &id, cost, consume, error, now),
+            Ok(outcome) => Ok(self.conclude(entry, &id, ask, outcome, now)),
+            Err(error) => self.undecided(entry, &id, ask, error, now),
         }
     }
 
@@ -669,22 +794,21 @@ impl<S: Store> Limiter<S> {
         &self,
         entry: &RuleEntry,
         id: &str,
-        cost: u64,
-        consume: bool,
+        ask: Ask,
         error: StoreError,
         now: Nanos,
     ) -> Result<Status> {
-        if consume {
+        if ask.consume {
             entry.counters.add(Count::Degraded);
         }
         match error.fallback() {
             Some(outcome) => {
-                let mut status = self.conclude(entry, id, cost, consume, outcome, now);
+                let mut status = self.conclude(entry, id, ask, outcome, now);
                 status.degraded = true;
                 Ok(status)
             }
             None => {
-                if consume {
+                if ask.consume {
                     entry.counters.add(Count::Denied);
                 }
                 Err(error.into())
@@ -698,12 +822,11 @@ impl<S: Store> Limiter<S> {
         &self,
         entry: &RuleEntry,
         id: &str,
-        cost: u64,
-        consume: bool,
+        ask: Ask,
         outcome: Outcome,
         now: Nanos,
     ) -> Status {
-        if consume {
+        if ask.consume {
             entry.counters.add(if outcome.admits() {
                 Count::Allowed
             } else {
@@ -711,10 +834,16 @@ impl<S: Store> Limiter<S> {
             });
             if outcome.is_violation() {
                 entry.counters.add(Count::Violations);
-                self.violated(entry, id, cost, outcome, now);
+                self.violated(entry, id, ask, outcome, now);
             }
         }
-        status_of(&entry.rule, entry.spec.name, outcome, now)
+        status_of(
+            &entry.rule,
+            entry.limit_of(ask),
+            entry.spec.name,
+            outcome,
+            now,
+        )
     }
 
     /// A check naming a rule that does not exist: the lists still apply first.
@@ -734,7 +863,7 @@ impl<S: Store> Limiter<S> {
         } else {
             return Err(unknown_rule(rules, rule));
         };
-        let status = status_of(&Rule::new("", 0, Duration::ZERO), "", outcome, now);
+        let status = status_of(&Rule::new("", 0, Duration::ZERO), 0, "", outcome, now);
         if consume {
             self.shared.unowned.add(if status.allowed {
                 Count::Allowed
@@ -747,9 +876,9 @@ impl<S: Store> Limiter<S> {
 
     /// Records a violation and runs the callbacks, each isolated from the others' panics.
     #[cold]
-    fn violated(&self, entry: &RuleEntry, id: &str, cost: u64, outcome: Outcome, now: Nanos) {
-        let (rule, name) = (&entry.rule, entry.name());
-        let status = status_of(rule, name, outcome, now);
+    fn violated(&self, entry: &RuleEntry, id: &str, ask: Ask, outcome: Outcome, now: Nanos) {
+        let (rule, name, limit) = (&entry.rule, entry.name(), entry.limit_of(ask));
+        let status = status_of(rule, limit, name, outcome, now);
         let blocked_until = match outcome {
             Outcome::Decided {
                 blocked_until: Some(until),
@@ -761,9 +890,9 @@ impl<S: Store> Limiter<S> {
             identifier: id.to_owned(),
             rule: name,
             scope: rule.scope,
-            limit: rule.limit,
+            limit,
             window: rule.window,
-            cost,
+            cost: ask.cost,
             at: now.to_system_time(),
             retry_after: status.retry_after.unwrap_or_default(),
             blocked_until,
@@ -802,14 +931,14 @@ impl<S: Store> Limiter<S> {
     }
 }
 
-/// The [`Status`] for `outcome` under `rule`.
+/// The [`Status`] for `outcome` under `rule`, decided at `limit`.
 #[inline(always)]
-fn status_of(rule: &Rule, name: &'static str, outcome: Outcome, now: Nanos) -> Status {
+fn status_of(rule: &Rule, limit: u64, name: &'static str, outcome: Outcome, now: Nanos) -> Status {
     let until = |at: Nanos| at.saturating_sub(now);
     let mut status = Status {
         allowed: false,
         remaining: 0,
-        limit: rule.limit,
+        limit,
         window: rule.window,
         reset_after: Duration::ZERO,
         retry_after: None,
@@ -823,7 +952,7 @@ fn status_of(rule: &Rule, name: &'static str, outcome: Outcome, now: Nanos) -> S
     match outcome {
         Outcome::Whitelisted => {
             status.allowed = true;
-            status.remaining = rule.limit;
+            status.remaining = limit;
             status.rule = "whitelist";
             status.verdict = Verdict::Whitelisted;
         }

@@ -365,6 +365,21 @@ impl Rule {
         }
     }
 
+    /// Whether checks of this rule can be decided at `limit` instead of its own limit (see
+    /// [`Limiter::check_at_limit`](crate::Limiter::check_at_limit)); why not, otherwise.
+    pub fn check_limit(&self, limit: u64) -> Result<(), String> {
+        if limit == 0 {
+            return Err("a limit must be at least 1".to_owned());
+        }
+        if self.strategy == Strategy::SlidingWindow && limit > MAX_SLIDING_WINDOW_LIMIT {
+            return Err(format!(
+                "sliding_window keeps a log of admissions and enforces at most \
+                 {MAX_SLIDING_WINDOW_LIMIT} per window"
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks that the rule can be enforced exactly.
     pub fn validate(&self) -> Result<(), RuleError> {
         let rule = || self.name.clone();

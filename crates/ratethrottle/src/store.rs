@@ -99,8 +99,11 @@ pub struct Query<'a> {
     pub rule: &'a Arc<RuleSpec>,
     /// Who is asking (already normalized by the limiter: at most 256 bytes).
     pub identifier: &'a str,
-    /// The request's cost, `1..=capacity`.
+    /// The request's cost, `1..=params.capacity`.
     pub cost: u64,
+    /// The numbers to decide with: the rule's own, or the rule's with a per-call limit
+    /// ([`Query::with_limit`]). Stores decide with these, never with `rule.params`.
+    pub params: Params,
     /// The time of the decision.
     pub now: Nanos,
     /// `true` to record the request; `false` to only look ([`Limiter::peek`](crate::Limiter::peek)).
@@ -114,8 +117,20 @@ impl<'a> Query<'a> {
             rule,
             identifier,
             cost,
+            params: rule.params,
             now,
             consume: true,
+        }
+    }
+
+    /// The same query decided at `limit` instead of the rule's limit (see
+    /// [`Params::with_limit`]): the same key, state and strategy, so what was consumed under
+    /// one limit counts under the next. For limits computed per client, such as the adaptive
+    /// limiter's.
+    pub fn with_limit(self, limit: u64) -> Self {
+        Query {
+            params: self.rule.params.with_limit(limit),
+            ..self
         }
     }
 

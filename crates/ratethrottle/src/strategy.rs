@@ -59,6 +59,32 @@ impl Params {
             window: duration_to_nanos(rule.window).max(1),
         }
     }
+
+    /// These parameters with `limit` (at least 1) in place of the limit, for a check with a
+    /// per-call limit: the capacity keeps its ratio to the limit (a burst of 1.5× the limit
+    /// stays 1.5× it, rounded down, never below the new limit) and the window is unchanged.
+    ///
+    /// ```
+    /// use ratethrottle::strategy::Params;
+    ///
+    /// let params = Params { limit: 100, capacity: 150, window: 60_000_000_000 };
+    /// assert_eq!(params.with_limit(40), Params { limit: 40, capacity: 60, ..params });
+    /// assert_eq!(params.with_limit(1).capacity, 1);
+    /// ```
+    #[inline]
+    #[must_use]
+    pub fn with_limit(self, limit: u64) -> Self {
+        let limit = limit.max(1);
+        if limit == self.limit {
+            return self;
+        }
+        let scaled = u128::from(self.capacity) * u128::from(limit) / u128::from(self.limit);
+        Params {
+            limit,
+            capacity: narrow(scaled).max(limit),
+            window: self.window,
+        }
+    }
 }
 
 /// What a strategy decided about one request.

@@ -225,12 +225,11 @@ fn decide_compact(
     query: &Query<'_>,
     text: Option<&str>,
 ) -> (strategy::Decision, Option<String>) {
-    let rule = query.rule;
     let now = query.now.as_nanos();
     let state = text.and_then(compact_state).unwrap_or_default();
-    let (decision, next) = strategy::decide(kind, &rule.params, &state, now, query.cost);
+    let (decision, next) = strategy::decide(kind, &query.params, &state, now, query.cost);
     if !query.consume {
-        let idle = strategy::idle_at(kind, &rule.params, &state, now);
+        let idle = strategy::idle_at(kind, &query.params, &state, now);
         return (peek_view(decision, query.cost, idle, now), None);
     }
     let write = decision.allowed.then(|| {
@@ -242,12 +241,11 @@ fn decide_compact(
 
 /// The decision on a sliding_window log, and the log to write when it changes.
 fn decide_log(query: &Query<'_>, text: Option<&str>) -> (strategy::Decision, Option<String>) {
-    let rule = query.rule;
     let now = query.now.as_nanos();
     let mut log = text.and_then(log_state).unwrap_or_default();
-    let decision = log.decide(&rule.params, now, query.cost);
+    let decision = log.decide(&query.params, now, query.cost);
     if !query.consume {
-        let idle = log.idle_at(&rule.params);
+        let idle = log.idle_at(&query.params);
         return (peek_view(decision, query.cost, idle, now), None);
     }
     if !decision.allowed {

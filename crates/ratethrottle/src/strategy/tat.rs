@@ -65,16 +65,11 @@ pub fn decide(params: &Params, state: &State, now: u64, cost: u64) -> (Decision,
     }
 }
 
-/// When the debt is paid off and the key is as good as fresh (under `params`, from `now`).
+/// When the debt is paid off and the key is as good as fresh: the TAT. Left alone, a state's
+/// debt drains at the limit it was written under, so that holds whatever limit reads the state
+/// next (after a reload, or with a per-call limit). The signature matches the other strategies'.
 #[inline]
-pub fn idle_at(params: &Params, state: &State, now: u64) -> u64 {
-    let [tat, frac, written] = state.0;
-    if written == 0 || written == params.limit {
-        return tat.saturating_add(u64::from(frac > 0));
-    }
-    // Written under another limit: the debt drains at this one.
-    now.saturating_add(narrow(div_ceil_wide(
-        debt(params, state, now),
-        params.limit,
-    )))
+pub fn idle_at(_params: &Params, state: &State, _now: u64) -> u64 {
+    let [tat, frac, _] = state.0;
+    tat.saturating_add(u64::from(frac > 0))
 }

@@ -228,10 +228,10 @@ impl Table {
             };
         }
         let rule = query.rule;
-        let decision = entry.log.decide(&rule.params, now, query.cost);
+        let decision = entry.log.decide(&query.params, now, query.cost);
         let mut blocked_until = None;
         if !query.consume {
-            let idle = entry.log.idle_at(&rule.params);
+            let idle = entry.log.idle_at(&query.params);
             let decision = peek_view(decision, query.cost, idle, now);
             return Outcome::Decided {
                 decision,
@@ -356,10 +356,10 @@ fn decide_compact(
 ) -> (Outcome, bool, Option<u64>) {
     let now = query.now.as_nanos();
     let rule = &query.rule;
-    let (mut decision, next) = strategy::decide(kind, &rule.params, state, now, query.cost);
+    let (mut decision, next) = strategy::decide(kind, &query.params, state, now, query.cost);
     let mut block = None;
     let changed = if !query.consume {
-        let idle = strategy::idle_at(kind, &rule.params, state, now);
+        let idle = strategy::idle_at(kind, &query.params, state, now);
         decision = peek_view(decision, query.cost, idle, now);
         false
     } else if decision.allowed {
