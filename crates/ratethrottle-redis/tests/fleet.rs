@@ -134,7 +134,7 @@ fn eight_processes_admit_exactly_the_limit_for_every_strategy() {
         return;
     };
     for round in 0..3 {
-        fleet_admits(&server, PROCESSES, None, LIMIT, round);
+        fleet_admits(server, PROCESSES, None, LIMIT, round);
     }
 }
 
@@ -146,7 +146,7 @@ fn four_processes_admit_exactly_a_per_call_limit_for_every_strategy() {
         return;
     };
     for round in 0..2 {
-        fleet_admits(&server, 4, Some(37), 37, round);
+        fleet_admits(server, 4, Some(37), 37, round);
     }
 }
 
