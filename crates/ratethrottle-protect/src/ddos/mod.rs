@@ -15,14 +15,11 @@
 //! Analysis is per process (each process sees its own traffic); what it decides (a block) is
 //! for the caller to enforce, such as in the limiter's blacklist, which a fleet shares.
 
-use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hashbrown::HashTable;
-use parking_lot::Mutex;
 use ratethrottle::clock::Nanos;
 
+use crate::clients::{Clients, LastSeen};
 use crate::nanos;
 
 mod ban;
@@ -33,17 +30,8 @@ pub use ban::{Ban, ban, offence_key};
 pub use settings::{DdosSettings, SettingsError};
 pub use summary::{Factors, Scale, Score, TrafficSummary};
 
-const SHARDS: usize = 64;
-
-/// One shard: its clients, each with its identifier's hash (seeded: clients cannot aim at one
-/// bucket), so a request hashes its identifier once; and its counts (plain adds under the
-/// shard's lock, summed by [`DdosProtection::statistics`]).
-#[derive(Debug, Default)]
-struct Clients {
-    table: HashTable<Tracked>,
-    counts: Counts,
-}
-
+/// A shard's counts: plain adds under the shard's lock, summed by
+/// [`DdosProtection::statistics`].
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
     total_analyzed: u64,
@@ -52,15 +40,6 @@ struct Counts {
     false_positives_prevented: u64,
 }
 
-#[derive(Debug)]
-struct Tracked {
-    /// Held inline up to 15 bytes (an IPv4 address): no pointer to follow on a lookup.
-    id: ecow::EcoString,
-    hash: u64,
-    client: Client,
-}
-/// How many clients a full shard looks at to pick the one to forget.
-const EVICTION_SAMPLE: usize = 8;
 /// Suspicious events within this long count toward an automatic block.
 const REPEAT_SPAN: u64 = 300 * 1_000_000_000;
 /// How many suspicious events within [`REPEAT_SPAN`] make an automatic block.
@@ -131,6 +110,12 @@ struct Client {
     suspicious_next: usize,
 }
 
+impl LastSeen for Client {
+    fn last_seen(&self) -> u64 {
+        self.last_seen
+    }
+}
+
 impl Client {
     /// Notes a suspicious event at `now`; how many fell within the last five minutes.
     fn suspicious_at(&mut self, now: u64) -> usize {
@@ -149,26 +134,17 @@ impl Client {
 pub struct DdosProtection {
     settings: DdosSettings,
     scale: Scale,
-    shards: Box<[Mutex<Clients>]>,
-    per_shard: usize,
-    tracked: AtomicUsize,
-    hasher: foldhash::fast::RandomState,
+    clients: Clients<Client, Counts>,
 }
 
 impl DdosProtection {
     /// Protection with `settings`; the first setting out of range is an error naming it.
     pub fn new(settings: DdosSettings) -> Result<Self, SettingsError> {
         settings.validate()?;
-        let per_shard = settings.max_tracked_identifiers.div_ceil(SHARDS);
         Ok(DdosProtection {
             scale: Scale::of(&settings),
+            clients: Clients::new(settings.max_tracked_identifiers),
             settings,
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(Clients::default()))
-                .collect(),
-            per_shard,
-            tracked: AtomicUsize::new(0),
-            hasher: foldhash::fast::RandomState::default(),
         })
     }
 
@@ -203,29 +179,11 @@ impl DdosProtection {
             return quiet(Factors::default());
         }
         let at = now.as_nanos();
-        let endpoint = self.hasher.hash_one(endpoint) as u32;
-        let (hash, mut guard) = self.shard_of(identifier);
-        let shard = &mut *guard;
-        let eq = |t: &Tracked| t.id == identifier;
-        // One lookup for a known client; a new one makes room first.
-        let client = match shard.table.find_mut(hash, eq) {
-            Some(tracked) => &mut tracked.client,
-            None => {
-                self.make_room(&mut shard.table);
-                let tracked = Tracked {
-                    id: identifier.into(),
-                    hash,
-                    client: Client::default(),
-                };
-                self.tracked.fetch_add(1, Ordering::Relaxed);
-                &mut shard
-                    .table
-                    .insert_unique(hash, tracked, |t| t.hash)
-                    .into_mut()
-                    .client
-            }
-        };
-        let counts = &mut shard.counts;
+        let endpoint = self.clients.hash(endpoint) as u32;
+        let mut locked = self.clients.lock(identifier);
+        let (client, counts, _) =
+            self.clients
+                .get_or_insert(&mut locked, identifier, Client::default);
         client.last_seen = at;
         if client.trusted {
             return quiet(Factors {
@@ -273,35 +231,19 @@ impl DdosProtection {
         }
     }
 
-    /// The hash of `identifier` (seeded) and its shard, locked.
-    fn shard_of(&self, identifier: &str) -> (u64, parking_lot::MutexGuard<'_, Clients>) {
-        let hash = self.hasher.hash_one(identifier);
-        (hash, self.shards[(hash >> 58) as usize % SHARDS].lock())
-    }
-
     /// Forgets what was learned of `identifier`; `true` if it was followed.
     pub fn forget(&self, identifier: &str) -> bool {
-        let (hash, mut shard) = self.shard_of(identifier);
-        let removed = shard
-            .table
-            .find_entry(hash, |t| t.id == identifier)
-            .map(|entry| drop(entry.remove()))
-            .is_ok();
-        drop(shard);
-        if removed {
-            self.tracked.fetch_sub(1, Ordering::Relaxed);
-        }
-        removed
+        self.clients.remove(identifier)
     }
 
     /// Starts `identifier`'s good record again (it is scored from now on, even if it had
     /// earned an exemption); `true` if it had earned one.
     pub fn distrust(&self, identifier: &str) -> bool {
-        let (hash, mut shard) = self.shard_of(identifier);
-        match shard.table.find_mut(hash, |t| t.id == identifier) {
-            Some(tracked) => {
-                tracked.client.good = 0;
-                std::mem::take(&mut tracked.client.trusted)
+        let mut locked = self.clients.lock(identifier);
+        match Clients::get_mut(&mut locked, identifier) {
+            Some(client) => {
+                client.good = 0;
+                std::mem::take(&mut client.trusted)
             }
             None => false,
         }
@@ -309,59 +251,30 @@ impl DdosProtection {
 
     /// Forgets every client.
     pub fn forget_all(&self) {
-        for shard in self.shards.iter() {
-            let mut shard = shard.lock();
-            self.tracked.fetch_sub(shard.table.len(), Ordering::Relaxed);
-            shard.table.clear();
-        }
+        self.clients.clear();
     }
 
     /// The counts so far.
     pub fn statistics(&self) -> DdosStatistics {
         let mut stats = DdosStatistics {
-            tracked_identifiers: self.tracked.load(Ordering::Relaxed) as u64,
+            tracked_identifiers: self.clients.len() as u64,
             ..DdosStatistics::default()
         };
-        for shard in self.shards.iter() {
-            let shard = shard.lock();
-            let counts = shard.counts;
-            stats.trusted_identifiers +=
-                shard.table.iter().filter(|t| t.client.trusted).count() as u64;
+        self.clients.each_shard(|shard| {
+            let counts = shard.data;
+            stats.trusted_identifiers += shard.entries().filter(|e| e.value.trusted).count() as u64;
             stats.total_analyzed += counts.total_analyzed;
             stats.suspicious_detected += counts.suspicious_detected;
             stats.auto_blocked += counts.auto_blocked;
             stats.false_positives_prevented += counts.false_positives_prevented;
-        }
+        });
         stats
     }
 
     /// Sets the counts to zero (the clients stay followed).
     pub fn reset_statistics(&self) {
-        for shard in self.shards.iter() {
-            shard.lock().counts = Counts::default();
-        }
-    }
-
-    /// Before a new client comes in while `max_tracked_identifiers` are followed: forget the
-    /// least recently seen of a few in its shard (a shard far over its share gives one up
-    /// too). The bound may be passed by one client per shard that has none to give up.
-    fn make_room(&self, shard: &mut HashTable<Tracked>) {
-        let full = self.tracked.load(Ordering::Relaxed) >= self.settings.max_tracked_identifiers;
-        if !full && shard.len() < 2 * self.per_shard {
-            return;
-        }
-        let oldest = shard
-            .iter()
-            .take(EVICTION_SAMPLE)
-            .min_by_key(|t| t.client.last_seen)
-            .map(|t| (t.hash, t.client.last_seen));
-        let Some((hash, last_seen)) = oldest else {
-            return;
-        };
-        if let Ok(entry) = shard.find_entry(hash, |t| t.client.last_seen == last_seen) {
-            entry.remove();
-            self.tracked.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.clients
+            .each_shard(|shard| shard.data = Counts::default());
     }
 }
 
