@@ -269,6 +269,22 @@ const OVERRIDES: &[Override] = &[
         },
     },
     Override {
+        name: "RT_ADAPTIVE_BASE_LIMIT",
+        secret: false,
+        apply: |c, v| {
+            c.adaptive.base_limit = positive(v)?;
+            Ok(())
+        },
+    },
+    Override {
+        name: "RT_ADAPTIVE_MODEL_PATH",
+        secret: false,
+        apply: |c, v| {
+            c.adaptive.persistence.filepath = v.into();
+            Ok(())
+        },
+    },
+    Override {
         name: "RT_MONITORING_ENABLED",
         secret: false,
         apply: |c, v| {

@@ -191,10 +191,15 @@ impl Config {
 
 /// # Using
 impl Config {
-    /// The rules as core [`Rule`]s (with `global.default_strategy` applied).
+    /// The rules as core [`Rule`]s (with `global.default_strategy` applied), and the adaptive
+    /// limiter's rule when `adaptive` is enabled.
     pub fn rules(&self) -> Vec<Rule> {
         let default = self.default_strategy();
-        self.rules.iter().map(|r| r.to_rule(default)).collect()
+        let mut rules: Vec<Rule> = self.rules.iter().map(|r| r.to_rule(default)).collect();
+        if self.adaptive.enabled {
+            rules.push(self.adaptive.settings().as_rule());
+        }
+        rules
     }
 
     fn default_strategy(&self) -> Strategy {
@@ -492,6 +497,24 @@ impl Config {
             }
         }
         let a = &self.adaptive;
+        if a.enabled {
+            if self.rules.iter().any(|r| r.name == a.rule) {
+                return at(
+                    "adaptive.rule".into(),
+                    format!(
+                        "adaptive.rule {:?} is also the name of a rule in `rules`; the adaptive \
+                         limiter enforces its limits under a rule of its own: name it differently",
+                        a.rule
+                    ),
+                );
+            }
+            if let Err(ratethrottle_protect::adaptive::AdaptiveError::Setting { key, range, got }) =
+                a.settings().validate()
+            {
+                let path = format!("adaptive.{key}");
+                return at(path.clone(), format!("{path} must be {range}, got {got}"));
+            }
+        }
         if a.min_multiplier.0 > a.max_multiplier.0 {
             return at(
                 "adaptive.min_multiplier".into(),
@@ -562,7 +585,6 @@ impl Config {
     /// original's `ConfigManager` holds them all), and take effect once those features exist.
     fn note_inactive_sections(&mut self, present: impl Fn(&str) -> bool) {
         let not_yet = [
-            ("adaptive", self.adaptive.enabled),
             ("alerting", self.alerting.enabled),
             ("websocket", self.websocket.enabled),
             ("grpc", self.grpc.enabled),

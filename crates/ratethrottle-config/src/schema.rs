@@ -673,6 +673,45 @@ pub struct AdaptiveConfig {
     pub max_multiplier: Positive,
     /// Saving and loading what it learned.
     pub persistence: AdaptivePersistence,
+    /// The rule the adjusted limits are enforced under; routes name it to be limited
+    /// adaptively (not in the original).
+    pub rule: String,
+    /// The strategy enforcing them (the original's: sliding_counter).
+    pub strategy: StrategyName,
+    /// The most clients with a profile, the least recently seen forgotten first (not in the
+    /// original, whose profiles grow without bound).
+    pub max_profiles: u64,
+}
+
+impl AdaptiveConfig {
+    /// These settings for [`ratethrottle_protect::adaptive::AdaptiveLimiter`].
+    pub fn settings(&self) -> ratethrottle_protect::adaptive::AdaptiveSettings {
+        let mut settings = ratethrottle_protect::adaptive::AdaptiveSettings::default();
+        settings.base_limit = self.base_limit;
+        settings.window = self.window.0;
+        settings.learning_rate = self.learning_rate.0;
+        settings.anomaly_threshold = self.anomaly_threshold.0;
+        settings.trust_enabled = self.trust_enabled;
+        settings.min_multiplier = self.min_multiplier.0;
+        settings.max_multiplier = self.max_multiplier.0;
+        settings.rule = self.rule.clone();
+        settings.strategy = self.strategy.0;
+        settings.max_profiles = usize::try_from(self.max_profiles).unwrap_or(usize::MAX);
+        settings
+    }
+}
+
+impl AdaptivePersistence {
+    /// How the model is kept, when `enabled`.
+    pub fn persistence(&self) -> Option<ratethrottle_protect::adaptive::Persistence> {
+        if !self.enabled {
+            return None;
+        }
+        let mut persistence = ratethrottle_protect::adaptive::Persistence::new(&self.filepath);
+        persistence.save_every = Some(self.auto_save_interval.0).filter(|d| !d.is_zero());
+        persistence.load_on_start = self.auto_load_on_start;
+        Some(persistence)
+    }
 }
 
 impl Default for AdaptiveConfig {
@@ -687,6 +726,9 @@ impl Default for AdaptiveConfig {
             min_multiplier: Positive(0.5),
             max_multiplier: Positive(3.0),
             persistence: AdaptivePersistence::default(),
+            rule: "adaptive".to_owned(),
+            strategy: StrategyName(Strategy::SlidingCounter),
+            max_profiles: 100_000,
         }
     }
 }

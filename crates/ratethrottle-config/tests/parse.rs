@@ -272,6 +272,8 @@ fn priority_is_defaults_then_yaml_then_environment() {
         ("RT_DDOS_THRESHOLD", "50000"),
         ("RT_DDOS_BLOCK_DURATION", "7200"),
         ("RT_ADAPTIVE_ENABLED", "true"),
+        ("RT_ADAPTIVE_BASE_LIMIT", "250"),
+        ("RT_ADAPTIVE_MODEL_PATH", "/var/lib/rt/model.json"),
         ("RT_MONITORING_ENABLED", "false"),
         ("RT_MONITORING_INTERVAL", "15"),
         ("RT_ALERTING_ENABLED", "1"),
@@ -302,6 +304,11 @@ fn priority_is_defaults_then_yaml_then_environment() {
         Duration::from_secs(7200)
     );
     assert!(config.adaptive.enabled);
+    assert_eq!(config.adaptive.base_limit, 250);
+    assert_eq!(
+        config.adaptive.persistence.filepath.to_str(),
+        Some("/var/lib/rt/model.json")
+    );
     assert!(!config.monitoring.enabled);
     assert_eq!(config.monitoring.interval.0, Duration::from_secs(15));
     assert!(config.alerting.enabled);
@@ -537,4 +544,47 @@ fn ddos_settings_out_of_range_name_the_key_and_line() {
     let config = parse("ddos_protection:\n  threshold: 500\n  window: 30\n").unwrap();
     let settings = config.ddos_protection.settings();
     assert_eq!((settings.threshold, settings.window.as_secs()), (500, 30));
+}
+
+/// Issue 20: the `adaptive` section takes effect: its rule joins the rules, its settings and
+/// persistence reach the limiter, and its errors say where.
+#[test]
+fn the_adaptive_section_adds_its_rule_and_settings() {
+    let config = parse(
+        "adaptive:\n  enabled: true\n  base_limit: 60\n  window: 30\n  learning_rate: 0.05\n  \
+         anomaly_threshold: 2.5\n  persistence:\n    enabled: true\n    filepath: m.json\n    \
+         auto_save_interval: 0\n",
+    )
+    .unwrap();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let rule = config.rules().pop().unwrap();
+    assert_eq!(rule.name, "adaptive");
+    assert_eq!((rule.limit, rule.window), (60, Duration::from_secs(30)));
+    assert_eq!(rule.strategy, Strategy::SlidingCounter);
+    assert_eq!(rule.block_duration, Duration::ZERO);
+    let settings = config.adaptive.settings();
+    assert_eq!(
+        (settings.learning_rate, settings.anomaly_threshold),
+        (0.05, 2.5)
+    );
+    let persistence = config.adaptive.persistence.persistence().unwrap();
+    assert_eq!(persistence.path.to_str(), Some("m.json"));
+    assert_eq!(persistence.save_every, None, "0: only at shutdown");
+    assert!(
+        parse("adaptive:\n  enabled: false\n")
+            .unwrap()
+            .rules()
+            .is_empty()
+    );
+    let message = error(
+        "rules:\n  - name: adaptive\n    limit: 5\n    window: 60\nadaptive:\n  enabled: true\n",
+    );
+    assert!(
+        message.contains("adaptive.rule \"adaptive\" is also the name of a rule"),
+        "{message}"
+    );
+    let message =
+        error("adaptive:\n  enabled: true\n  base_limit: 50000\n  strategy: sliding_window\n");
+    assert!(message.starts_with("test.yaml:3:"), "{message}");
+    assert!(message.contains("at most 100000"), "{message}");
 }
