@@ -106,6 +106,9 @@ pub enum Error {
     /// Analytics settings out of range.
     #[error(transparent)]
     Analytics(#[from] ratethrottle_protect::analytics::AnalyticsError),
+    /// Adaptive settings out of range, or a model file that cannot be loaded.
+    #[error(transparent)]
+    Adaptive(#[from] ratethrottle_protect::adaptive::AdaptiveError),
     /// A route prefix that does not start with `/`.
     #[error("route prefix {prefix:?} must start with '/'")]
     InvalidRoute {

@@ -12,6 +12,7 @@ use ratethrottle::store::{MemoryStore, Store};
 use ratethrottle::{Limiter, RuleHandle, Scope, Status, Verdict};
 
 use ratethrottle::store::KeyValueStore;
+use ratethrottle_protect::adaptive::{AdaptiveLimiter, AdaptiveSettings, Saver};
 use ratethrottle_protect::analytics::{Analytics, ViolationRecord};
 use ratethrottle_protect::ddos::{Ban, DdosProtection};
 
@@ -182,6 +183,10 @@ pub struct Policy<S: Store = MemoryStore, R = ()> {
     ddos: Option<Screening>,
     /// Records each decision.
     analytics: Option<Arc<Analytics>>,
+    /// Decides the checks of its rule at each client's learned limit.
+    adaptive: Option<Arc<AdaptiveLimiter<S>>>,
+    /// Saves the adaptive model while the policy lives, and once more when it is dropped.
+    _saver: Option<Saver>,
 }
 
 type BanFuture = std::pin::Pin<Box<dyn Future<Output = ratethrottle::Result<Option<Ban>>> + Send>>;
@@ -280,9 +285,23 @@ impl<S: Store, R> PolicyBuilder<S, R> {
                 }),
                 ddos: None,
                 analytics: None,
+                adaptive: None,
+                _saver: None,
             },
             errors: Vec::new(),
         }
+    }
+
+    /// Limits adaptively: an [`AdaptiveLimiter`] with `settings` on the policy's limiter
+    /// (which gains its rule, `settings.rule`, `"adaptive"` by default). Bind that rule
+    /// ([`rule`](Self::rule), [`rule_for`](Self::rule_for)) where requests should be limited
+    /// at each client's learned limit; its scope picks the client as for any rule.
+    pub fn adaptive(mut self, settings: AdaptiveSettings) -> Self {
+        match AdaptiveLimiter::new(self.policy.limiter.clone(), settings) {
+            Ok(adaptive) => self.policy.adaptive = Some(Arc::new(adaptive)),
+            Err(error) => self.errors.push(error.into()),
+        }
+        self
     }
 
     /// Applies the limiter's rule `rule` to every request. Its
@@ -593,6 +612,18 @@ impl<S: Store + KeyValueStore, R> PolicyBuilder<S, R> {
     /// when enabled.
     #[cfg(feature = "config")]
     fn protection_of(mut self, config: &ratethrottle_config::Config) -> Self {
+        if config.adaptive.enabled {
+            self = self.adaptive(config.adaptive.settings());
+            if let (Some(adaptive), Some(persistence)) = (
+                &self.policy.adaptive,
+                config.adaptive.persistence.persistence(),
+            ) {
+                match adaptive.persist(persistence) {
+                    Ok(saver) => self.policy._saver = Some(saver),
+                    Err(error) => self.errors.push(error.into()),
+                }
+            }
+        }
         if config.analytics.enabled {
             match Analytics::new(config.analytics.settings()) {
                 Ok(analytics) => self = self.analytics(Arc::new(analytics)),
@@ -651,6 +682,12 @@ impl<S: Store, R: RequestView> Policy<S, R> {
     /// The rate-limit headers it sends.
     pub fn header_style(&self) -> HeaderStyle {
         self.header_style
+    }
+
+    /// The adaptive limiter deciding its rule's checks, when there is one: for its profiles,
+    /// statistics, trust adjustments and model files.
+    pub fn adaptive(&self) -> Option<&Arc<AdaptiveLimiter<S>>> {
+        self.adaptive.as_ref()
     }
 
     /// The DDoS verdict on `request`'s client: the client to blacklist, if any. The client
@@ -958,6 +995,8 @@ struct Walk<'a, S: Store, R> {
 struct Ask<'a, S: Store> {
     binding: usize,
     handle: &'a RuleHandle<S>,
+    /// Set when the rule is the adaptive limiter's: it decides, at the client's limit.
+    adaptive: Option<&'a AdaptiveLimiter<S>>,
     identifier: Identifier<'a>,
     cost: u64,
     /// Only look: an earlier rule already rejects the request, or counting is deferred (then a
@@ -971,26 +1010,48 @@ impl<S: Store> Ask<'_, S> {
     fn now(&self) -> Option<ratethrottle::Result<Status>> {
         let id = self.identifier.as_str();
         if !self.peek {
-            return self.handle.check_now(id, self.cost);
+            return self.check_now(id);
         }
-        let peeked = self.handle.peek_now(id)?;
+        let peeked = match self.adaptive {
+            Some(adaptive) => self.handle.peek_now_at_limit(id, adaptive.limit_for(id))?,
+            None => self.handle.peek_now(id)?,
+        };
         if self.recheck(&peeked) {
-            return self.handle.check_now(id, self.cost);
+            return self.check_now(id);
         }
         Some(peeked)
+    }
+
+    fn check_now(&self, id: &str) -> Option<ratethrottle::Result<Status>> {
+        match self.adaptive {
+            Some(adaptive) => adaptive
+                .check_n_now(id, self.cost, None)
+                .map(|decided| decided.map(|d| d.status)),
+            None => self.handle.check_now(id, self.cost),
+        }
     }
 
     /// The answer, awaiting the store.
     async fn wait(&self) -> ratethrottle::Result<Status> {
         let id = self.identifier.as_str();
         if !self.peek {
-            return self.handle.check_n(id, self.cost).await;
+            return self.check(id).await;
         }
-        let peeked = self.handle.peek(id).await;
+        let peeked = match self.adaptive {
+            Some(adaptive) => self.handle.peek_at_limit(id, adaptive.limit_for(id)).await,
+            None => self.handle.peek(id).await,
+        };
         if self.recheck(&peeked) {
-            return self.handle.check_n(id, self.cost).await;
+            return self.check(id).await;
         }
         peeked
+    }
+
+    async fn check(&self, id: &str) -> ratethrottle::Result<Status> {
+        match self.adaptive {
+            Some(adaptive) => Ok(adaptive.check_n(id, self.cost, None).await?.status),
+            None => self.handle.check_n(id, self.cost).await,
+        }
     }
 
     /// Whether a deferred peek found the client over the limit: then it is checked for real.
@@ -1080,9 +1141,14 @@ impl<'a, S: Store, R: RequestView> Walk<'a, S, R> {
                 return Err(self.reject(rejection));
             };
             let rejected = self.worst.as_ref().is_some_and(|(s, _)| !s.allowed);
+            let adaptive = policy
+                .adaptive
+                .as_deref()
+                .filter(|adaptive| adaptive.rule().name() == handle.name());
             return Ok(Ask {
                 binding: at,
                 handle,
+                adaptive,
                 identifier,
                 cost: self.cost,
                 peek: rejected || self.defer || self.cost == 0,

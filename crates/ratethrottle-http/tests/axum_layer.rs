@@ -933,3 +933,38 @@ async fn ddos_protection_from_the_configuration_blocks_an_attacker() {
     let client = client_from("127.0.5.3");
     assert_eq!(statuses(&client, base, "/", &[], 5).await, [200; 5]);
 }
+
+/// Issue 20: the configuration's `adaptive` section takes effect: its rule, bound to a route,
+/// limits each client at its learned limit (a new client: 10 × 1.75 × 0.5 = 8), exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adaptive_rule_limits_each_client_at_its_learned_limit() {
+    use ratethrottle_config::{Config, Environment};
+    let yaml = "adaptive:\n  enabled: true\n  base_limit: 10\n  window: 60\nrules:\n  - name: api\n    limit: 100\n    window: 60\n";
+    let config = Config::from_yaml(yaml, "test.yaml", &Environment::empty()).unwrap();
+    let limiter = config.build_limiter().await.unwrap();
+    let layer = RateLimitLayer::builder(limiter.clone())
+        .rule("api")
+        .rule_for("/users", "adaptive")
+        .config(&config)
+        .layer()
+        .unwrap();
+    let base = serve_axum(app(layer)).await;
+    let client = client_from("127.0.6.1");
+    let mut codes = Vec::new();
+    for n in 0..9 {
+        let reply = get(&client, base, "/users/7", &[]).await;
+        codes.push(reply.status);
+        if n == 0 {
+            assert_eq!(reply.header("x-ratelimit-limit"), "8");
+            assert_eq!(reply.header("x-ratelimit-remaining"), "7");
+        }
+    }
+    assert_eq!(codes, [200, 200, 200, 200, 200, 200, 200, 200, 429]);
+    // Other routes and other clients are not affected.
+    assert_eq!(get(&client, base, "/", &[]).await.status, 200);
+    let other = client_from("127.0.6.2");
+    assert_eq!(get(&other, base, "/users/7", &[]).await.status, 200);
+    let metrics = limiter.metrics();
+    let adaptive = metrics.rules.iter().find(|r| r.rule == "adaptive").unwrap();
+    assert_eq!((adaptive.allowed, adaptive.denied), (9, 1));
+}

@@ -537,22 +537,28 @@ impl<S: Store> RuleHandle<S> {
             .decide_at_once(identifier, Target::Entry(&self.entry), Ask::PEEK)
     }
 
-    /// [`Limiter::check_at_limit`] for this rule.
-    pub fn check_at_limit<'a>(
+    /// [`Limiter::check_n_at_limit`] for this rule.
+    pub fn check_n_at_limit<'a>(
         &'a self,
         identifier: &'a str,
+        cost: u64,
         limit: u64,
     ) -> impl Future<Output = Result<Status>> + Send + 'a {
-        let ask = Ask::CHECK.at_limit(limit);
+        let ask = Ask::check(cost).at_limit(limit);
         self.limiter
             .decide(identifier, Target::Entry(&self.entry), ask)
     }
 
-    /// [`Limiter::check_at_limit`] answered without a future, when the store can (see
+    /// [`Limiter::check_n_at_limit`] answered without a future, when the store can (see
     /// [`Limiter::check_now`]).
     #[inline]
-    pub fn check_now_at_limit(&self, identifier: &str, limit: u64) -> Option<Result<Status>> {
-        let ask = Ask::CHECK.at_limit(limit);
+    pub fn check_n_now_at_limit(
+        &self,
+        identifier: &str,
+        cost: u64,
+        limit: u64,
+    ) -> Option<Result<Status>> {
+        let ask = Ask::check(cost).at_limit(limit);
         self.limiter
             .decide_at_once(identifier, Target::Entry(&self.entry), ask)
     }
@@ -566,6 +572,14 @@ impl<S: Store> RuleHandle<S> {
         let ask = Ask::PEEK.at_limit(limit);
         self.limiter
             .decide(identifier, Target::Entry(&self.entry), ask)
+    }
+
+    /// [`Limiter::peek_at_limit`] answered without a future, when the store can.
+    #[inline]
+    pub fn peek_now_at_limit(&self, identifier: &str, limit: u64) -> Option<Result<Status>> {
+        let ask = Ask::PEEK.at_limit(limit);
+        self.limiter
+            .decide_at_once(identifier, Target::Entry(&self.entry), ask)
     }
 
     /// [`Limiter::peek`] for this rule.

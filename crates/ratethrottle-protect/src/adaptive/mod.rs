@@ -272,7 +272,7 @@ impl<S: Store> AdaptiveLimiter<S> {
         &self,
         identifier: &str,
         metadata: Option<&Map<String, Value>>,
-    ) -> Result<AdaptiveDecision, AdaptiveError> {
+    ) -> ratethrottle::Result<AdaptiveDecision> {
         self.check_n(identifier, 1, metadata).await
     }
 
@@ -282,11 +282,11 @@ impl<S: Store> AdaptiveLimiter<S> {
         identifier: &str,
         cost: u64,
         metadata: Option<&Map<String, Value>>,
-    ) -> Result<AdaptiveDecision, AdaptiveError> {
+    ) -> ratethrottle::Result<AdaptiveDecision> {
         let prepared = self.prepare(identifier, metadata);
         let status = self
-            .limiter()
-            .check_n_at_limit(identifier, self.rule.name(), cost, prepared.limit)
+            .rule
+            .check_n_at_limit(identifier, cost, prepared.limit)
             .await;
         self.conclude(identifier, prepared, status)
     }
@@ -297,14 +297,24 @@ impl<S: Store> AdaptiveLimiter<S> {
         &self,
         identifier: &str,
         metadata: Option<&Map<String, Value>>,
-    ) -> Option<Result<AdaptiveDecision, AdaptiveError>> {
+    ) -> Option<ratethrottle::Result<AdaptiveDecision>> {
+        self.check_n_now(identifier, 1, metadata)
+    }
+
+    /// [`AdaptiveLimiter::check_n`] answered without a future when the store can.
+    pub fn check_n_now(
+        &self,
+        identifier: &str,
+        cost: u64,
+        metadata: Option<&Map<String, Value>>,
+    ) -> Option<ratethrottle::Result<AdaptiveDecision>> {
         if !self.limiter().store().answers_at_once() {
             return None;
         }
         let prepared = self.prepare(identifier, metadata);
         let status = self
             .rule
-            .check_now_at_limit(identifier, prepared.limit)
+            .check_n_now_at_limit(identifier, cost, prepared.limit)
             .unwrap_or_else(|| Err(unanswered()));
         Some(self.conclude(identifier, prepared, status))
     }
@@ -383,7 +393,7 @@ impl<S: Store> AdaptiveLimiter<S> {
         identifier: &str,
         mut prepared: Prepared,
         status: ratethrottle::Result<Status>,
-    ) -> Result<AdaptiveDecision, AdaptiveError> {
+    ) -> ratethrottle::Result<AdaptiveDecision> {
         let now = self.now();
         let status = status?;
         // Whitelisted and blacklisted clients are not the client's doing at this limit.
