@@ -14,6 +14,7 @@ from typing import Optional
 
 from ._native import ClientIpResolver, ManualClock
 from ._native import __version__ as __version__
+from .adaptive import AdaptiveRateLimiter, UserProfile
 from .async_core import AsyncRateThrottleCore
 from .async_middleware import AsyncFastAPIRateLimiter, AsyncStarletteRateLimitMiddleware
 from .async_storage import AsyncInMemoryStorage, AsyncRedisStorage, AsyncStorageBackend
@@ -77,6 +78,7 @@ def configure_logging(level: int = logging.INFO, handler: Optional[logging.Handl
 
 
 __all__ = [
+    "AdaptiveRateLimiter",
     "AsyncFastAPIRateLimiter",
     "AsyncInMemoryStorage",
     "AsyncRateThrottleCore",
@@ -113,6 +115,7 @@ __all__ = [
     "StorageUnavailableError",
     "StrategyNotFoundError",
     "TrafficPattern",
+    "UserProfile",
     "WSGIRateLimitMiddleware",
     "configure_logging",
     "create_async_limiter",

@@ -12,6 +12,7 @@ from ._http import (
     _content_type,
     _without_content_type,
     environ_header_getter,
+    is_adaptive,
     rule_from_limit,
 )
 from .core import RateThrottleCore
@@ -102,6 +103,10 @@ class DjangoRateLimitMiddleware:
         guard = _django_guard(limiter, settings)
         prefixes = []
         for prefix, config in getattr(settings, "RATELIMIT_RULES", {}).items():
+            if is_adaptive(config):
+                # An AdaptiveRateLimiter: each client at its learned limit.
+                prefixes.append((prefix, guard.add_rule(config)))
+                continue
             config = dict(config)
             rule = rule_from_limit(
                 f"django_{prefix}",

@@ -13,6 +13,7 @@ from ._http import (
     _content_type,
     _without_content_type,
     header_getter,
+    is_adaptive,
     proxy_list,
     rule_from_limit,
 )
@@ -137,6 +138,9 @@ class FastAPIRateLimiter:
             @limiter.limit("100/minute")
             async def get_data(): ...
         """
+        if is_adaptive(limit):
+            # An AdaptiveRateLimiter: each client at its learned limit.
+            return self._dependency([self.guard.add_rule(limit)], key_func or self.key_func)
         rule = rule_from_limit(
             f"fastapi_{limit}_{window}_{strategy}_{scope}",
             limit,

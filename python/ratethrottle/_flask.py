@@ -11,6 +11,7 @@ from ._http import (
     _content_type,
     _without_content_type,
     header_getter,
+    is_adaptive,
     rule_from_limit,
 )
 from .core import RateThrottleCore
@@ -117,15 +118,19 @@ class FlaskRateLimiter:
         """
 
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
-            rule = rule_from_limit(
-                f"flask_{view.__module__}_{view.__name__}_{limit}_{per}",
-                limit,
-                per,
-                scope=scope,
-                strategy=strategy,
-                block_duration=block_duration,
-            )
-            name = self.guard.add_rule(rule)
+            if is_adaptive(limit):
+                # An AdaptiveRateLimiter: each client at its learned limit.
+                name = self.guard.add_rule(limit)
+            else:
+                rule = rule_from_limit(
+                    f"flask_{view.__module__}_{view.__name__}_{limit}_{per}",
+                    limit,
+                    per,
+                    scope=scope,
+                    strategy=strategy,
+                    block_duration=block_duration,
+                )
+                name = self.guard.add_rule(rule)
             allowed_methods = {m.upper() for m in methods} if methods else None
             key_getter = key_func or self.key_func
 

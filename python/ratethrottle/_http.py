@@ -21,6 +21,13 @@ Headers = List[Tuple[str, str]]
 HEADER_STYLES = ("both", "legacy", "ietf")
 
 
+def is_adaptive(limit: Any) -> bool:
+    """Whether `limit` is an `AdaptiveRateLimiter` (adapters accept one where a rate goes)."""
+    from .adaptive import AdaptiveRateLimiter
+
+    return isinstance(limit, AdaptiveRateLimiter)
+
+
 def rule_from_limit(
     name: str,
     limit: Union[int, str],
@@ -114,6 +121,7 @@ class Guard:
         header_style: str = "both",
         headers_enabled: bool = True,
         ddos: Any = None,
+        adaptive: Any = None,
     ) -> None:
         if header_style not in HEADER_STYLES:
             raise ConfigurationError(
@@ -130,6 +138,11 @@ class Guard:
         #: A `DDoSProtection` each request's client is analysed with first (its blocks go on
         #: this limiter's blacklist: 403).
         self.ddos = ddos
+        #: An `AdaptiveRateLimiter` deciding its rule (checked for every request when given
+        #: here; a route can name it instead, e.g. `@limiter.limit(adaptive)`).
+        self.adaptive = None
+        if adaptive is not None:
+            self.add_rule(adaptive)
 
     @property
     def headers_enabled(self) -> bool:
@@ -141,10 +154,18 @@ class Guard:
         self._headers_enabled = bool(enabled)
         self._policies.clear()
 
-    def add_rule(self, rule: Union[str, RateThrottleRule]) -> str:
+    def add_rule(self, rule: Union[str, RateThrottleRule, Any]) -> str:
         """Checks requests against `rule` too (a RateThrottleRule is added to the limiter; a
-        name must name one of its rules)."""
-        if isinstance(rule, RateThrottleRule):
+        name must name one of its rules; an `AdaptiveRateLimiter` decides its own rule at
+        each client's learned limit, on its own storage)."""
+        if is_adaptive(rule):
+            if self.adaptive is not None and self.adaptive is not rule:
+                raise ConfigurationError(
+                    "one AdaptiveRateLimiter per limiter: this one already uses another"
+                )
+            self.adaptive = rule
+            name = rule.rule_name
+        elif isinstance(rule, RateThrottleRule):
             self.limiter.add_rule(rule)
             name = rule.name
         else:
@@ -171,8 +192,9 @@ class Guard:
         policy = self._policies.get(names)
         if policy is None:
             native_ddos = None if self.ddos is None else self.ddos._native
+            native_adaptive = None if self.adaptive is None else self.adaptive._native
             policy = NativePolicy(self.limiter, list(names), self.resolver, self.header_style,
-                                  self._headers_enabled, native_ddos)
+                                  self._headers_enabled, native_ddos, native_adaptive)
             if len(self._policies) < 256:
                 self._policies[names] = policy
         return policy

@@ -8,6 +8,7 @@
 
 use pyo3::prelude::*;
 
+mod adaptive;
 mod args;
 mod backend;
 mod clock;
@@ -64,6 +65,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<protect::NativeDdos>()?;
     module.add_class::<protect::TrafficPattern>()?;
     module.add_class::<protect::NativeAnalytics>()?;
+    module.add_class::<adaptive::NativeAdaptive>()?;
     module.add_function(wrap_pyfunction!(parse_rate, module)?)?;
     module.add_function(wrap_pyfunction!(cli_main, module)?)?;
     module.add_class::<config::Configuration>()?;

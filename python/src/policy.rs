@@ -9,6 +9,7 @@ use ratethrottle::Verdict;
 use ratethrottle_config::ConfiguredStore;
 use ratethrottle_http::{Decided, HeaderStyle, PlainRequest, Policy, PolicyBuilder, UnknownPeer};
 
+use crate::adaptive::NativeAdaptive;
 use crate::core::NativeCore;
 use crate::errors::Raise;
 use crate::http::{ClientIpResolver, parse_peer};
@@ -83,9 +84,11 @@ impl NativePolicy {
     /// "ietf". A request whose peer is unknown counts under `0.0.0.0` (as the adapters
     /// always did). Raises `RuleNotFoundError` for a rule `core` does not have.
     /// With `ddos` (a `NativeDdos`), each request's client is analysed first and one it calls
-    /// for blocking goes on `core`'s blacklist (403).
+    /// for blocking goes on `core`'s blacklist (403). With `adaptive` (a `NativeAdaptive`), its
+    /// rule among `rules` is decided by it, at each client's learned limit.
     #[new]
-    #[pyo3(signature = (core, rules, resolver, header_style = "both", headers_enabled = true, ddos = None))]
+    #[pyo3(signature = (core, rules, resolver, header_style = "both", headers_enabled = true, ddos = None, adaptive = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         core: &Bound<'_, NativeCore>,
         rules: Vec<String>,
@@ -93,6 +96,7 @@ impl NativePolicy {
         header_style: &str,
         headers_enabled: bool,
         ddos: Option<&Bound<'_, NativeDdos>>,
+        adaptive: Option<&Bound<'_, NativeAdaptive>>,
     ) -> PyResult<Self> {
         let style = match header_style {
             "both" => HeaderStyle::Both,
@@ -105,8 +109,9 @@ impl NativePolicy {
             }
         };
         let limiter = core.get().limiter().clone();
+        let adaptive_rule = adaptive.map(|adaptive| adaptive.get().rule());
         for rule in &rules {
-            if limiter.rule(rule).is_none() {
+            if limiter.rule(rule).is_none() && adaptive_rule != Some(rule.as_str()) {
                 let known: Vec<String> = limiter.rules().into_iter().map(|r| r.name).collect();
                 let known = if known.is_empty() {
                     "none".to_owned()
@@ -128,6 +133,9 @@ impl NativePolicy {
         }
         if let Some(ddos) = ddos {
             builder = builder.ddos(ddos.get().protection());
+        }
+        if let Some(adaptive) = adaptive {
+            builder = builder.adaptive_limiter(adaptive.get().limiter());
         }
         let policy = builder
             .build()

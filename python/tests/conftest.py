@@ -1,13 +1,17 @@
-"""Shared fixtures: a limiter on a hand-set clock, and a private redis-server."""
+"""Shared fixtures: a limiter on a hand-set clock, a private redis-server, and ratethrottle
+1.4.0's modules as a differential oracle."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +101,54 @@ def redis_url():
 def redis_prefix(request) -> str:
     """A key prefix of the test's own."""
     return f"test:{request.node.name}:{time.time_ns()}:"
+
+
+def _oracle_dir():
+    """A directory holding 1.4.0's package (from RT_ORACLE_DIR, the benchmark peers' venv, or
+    `pip download`), or None."""
+    root = Path(__file__).resolve().parents[1]
+    candidates = [os.environ.get("RT_ORACLE_DIR", "")]
+    candidates += [str(p) for p in (root / "bench").glob(".venv-peers/lib/python*/site-packages")]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "ratethrottle" / "ddos.py").exists():
+            return Path(candidate) / "ratethrottle"
+    target = Path(tempfile.mkdtemp())
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d",
+                        str(target), "ratethrottle==1.4.0"], check=True, timeout=60,
+                       capture_output=True)
+        wheel = next(target.glob("*.whl"))
+        shutil.unpack_archive(str(wheel), str(target / "src"), "zip")
+        return target / "src" / "ratethrottle"
+    except Exception:
+        return None
+
+
+_oracle_package = None
+
+
+def original_module(name: str):
+    """1.4.0's module `name`, imported from a copy of its package renamed `rt_oracle` (its
+    `__init__` left out, so no optional dependency is needed); skips the test when 1.4.0
+    cannot be found or downloaded."""
+    global _oracle_package
+    if _oracle_package is None:
+        source = _oracle_dir()
+        if source is None:
+            pytest.skip("ratethrottle 1.4.0 could not be found or downloaded")
+        package = Path(tempfile.mkdtemp()) / "rt_oracle"
+        package.mkdir()
+        (package / "__init__.py").write_text("")
+        for module in source.glob("*.py"):
+            if module.name != "__init__.py":
+                shutil.copy(module, package / module.name)
+        _oracle_package = package
+    sys.path.insert(0, str(_oracle_package.parent))
+    try:
+        spec = importlib.util.find_spec(f"rt_oracle.{name}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[f"rt_oracle.{name}"] = module
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(_oracle_package.parent))

@@ -3,20 +3,18 @@ blocks on a limiter's blacklist (shared through Redis), escalation, sanitizing a
 and, where ratethrottle 1.4.0 can be fetched, the same traffic through both."""
 
 import csv
-import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
 import ratethrottle as rt
 from ratethrottle.ddos import DDoSProtection, TrafficPattern
 from ratethrottle.analytics import RateThrottleAnalytics
+
+from conftest import original_module
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 BROWSER = "Mozilla/5.0"
@@ -286,45 +284,9 @@ def test_sanitizing_off_keeps_identifiers():
 # The same traffic through ratethrottle 1.4.0
 
 
-def _oracle_dir():
-    """A directory holding 1.4.0's package (from RT_ORACLE_DIR, the benchmark peers' venv, or
-    `pip download`), or None."""
-    root = Path(__file__).resolve().parents[1]
-    candidates = [os.environ.get("RT_ORACLE_DIR", "")]
-    candidates += [str(p) for p in (root / "bench").glob(".venv-peers/lib/python*/site-packages")]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "ratethrottle" / "ddos.py").exists():
-            return Path(candidate) / "ratethrottle"
-    target = Path(tempfile.mkdtemp())
-    try:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d",
-                        str(target), "ratethrottle==1.4.0"], check=True, timeout=60,
-                       capture_output=True)
-        wheel = next(target.glob("*.whl"))
-        shutil.unpack_archive(str(wheel), str(target / "src"), "zip")
-        return target / "src" / "ratethrottle"
-    except Exception:
-        return None
-
-
 @pytest.fixture(scope="module")
-def original_ddos(tmp_path_factory):
-    source = _oracle_dir()
-    if source is None:
-        pytest.skip("ratethrottle 1.4.0 could not be found or downloaded")
-    package = tmp_path_factory.mktemp("oracle") / "rt_oracle"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    for name in ("exceptions.py", "ddos.py"):
-        shutil.copy(source / name, package / name)
-    sys.path.insert(0, str(package.parent))
-    try:
-        spec = importlib.util.find_spec("rt_oracle.ddos")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(package.parent))
+def original_ddos():
+    return original_module("ddos")
 
 
 def test_the_same_traffic_scores_as_in_1_4_0(original_ddos):

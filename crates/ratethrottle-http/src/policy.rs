@@ -298,9 +298,18 @@ impl<S: Store, R> PolicyBuilder<S, R> {
     /// at each client's learned limit; its scope picks the client as for any rule.
     pub fn adaptive(mut self, settings: AdaptiveSettings) -> Self {
         match AdaptiveLimiter::new(self.policy.limiter.clone(), settings) {
-            Ok(adaptive) => self.policy.adaptive = Some(Arc::new(adaptive)),
-            Err(error) => self.errors.push(error.into()),
+            Ok(adaptive) => self.adaptive_limiter(Arc::new(adaptive)),
+            Err(error) => {
+                self.errors.push(error.into());
+                self
+            }
         }
+    }
+
+    /// Limits adaptively with `adaptive`, which may be shared (with other policies, or code
+    /// that reads its profiles). Bindings of its rule are decided by it, on its limiter.
+    pub fn adaptive_limiter(mut self, adaptive: Arc<AdaptiveLimiter<S>>) -> Self {
+        self.policy.adaptive = Some(adaptive);
         self
     }
 
@@ -466,11 +475,18 @@ impl<S: Store, R> PolicyBuilder<S, R> {
             return Err(Error::NoRules);
         }
         let limiter = &self.policy.limiter;
+        let adaptive = self.policy.adaptive.as_deref();
         self.policy.handles = self
             .policy
             .bindings
             .iter()
-            .map(|binding| limiter.rule_handle(&binding.rule))
+            .map(|binding| match adaptive {
+                // The adaptive limiter's rule lives on its limiter.
+                Some(adaptive) if adaptive.rule().name() == binding.rule => {
+                    Ok(adaptive.rule().clone())
+                }
+                _ => limiter.rule_handle(&binding.rule),
+            })
             .collect::<Result<_, _>>()?;
         self.policy.bindings.shrink_to_fit();
         Ok(self.policy)
