@@ -130,6 +130,9 @@ class Guard:
         self.limiter = limiter
         self.rules: List[str] = []
         self._policies: Dict[Tuple[str, ...], NativePolicy] = {}
+        #: An `AdaptiveRateLimiter` deciding its rule (given here, it is checked for every
+        #: request; a route can name it instead, e.g. `@limiter.limit(adaptive)`).
+        self.adaptive: Any = None
         for rule in rules:
             self.add_rule(rule)
         self.resolver = ClientIpResolver(proxy_list(trusted_proxies), forwarded_header)
@@ -138,9 +141,6 @@ class Guard:
         #: A `DDoSProtection` each request's client is analysed with first (its blocks go on
         #: this limiter's blacklist: 403).
         self.ddos = ddos
-        #: An `AdaptiveRateLimiter` deciding its rule (checked for every request when given
-        #: here; a route can name it instead, e.g. `@limiter.limit(adaptive)`).
-        self.adaptive = None
         if adaptive is not None:
             self.add_rule(adaptive)
 

@@ -99,6 +99,8 @@ class AdaptiveRateLimiter:
         on_trust_change: Callback `(identifier, trust_score)` when trust changes by more than
             0.05 (or is adjusted by hand)
         max_profiles: The most clients with a profile (not in the original)
+        rule_name: The limiter rule enforcing the limits (not in the original)
+        strategy: The strategy enforcing them (the original's: sliding_counter)
         clock: A `ManualClock` for tests (not in the original)
 
     Raises:
@@ -119,6 +121,8 @@ class AdaptiveRateLimiter:
         on_trust_change: Optional[Callable] = None,
         *,
         max_profiles: int = 100_000,
+        rule_name: str = "adaptive",
+        strategy: str = "sliding_counter",
         clock: Optional[ManualClock] = None,
     ) -> None:
         self.base_limit = base_limit
@@ -141,6 +145,8 @@ class AdaptiveRateLimiter:
             min_multiplier,
             max_multiplier,
             max_profiles,
+            rule_name,
+            strategy,
         )
         self._check = self._native.check
         self.on_anomaly = on_anomaly
@@ -263,6 +269,26 @@ class AdaptiveRateLimiter:
             raise ValueError(f"cannot load the adaptive model from {filepath}: {error}; "
                              f"the model is unchanged") from None
         logger.info(f"Model loaded from {filepath} ({loaded} profiles)")
+
+    def persist(self, filepath: str, auto_save_interval: float = 0,
+                auto_load_on_start: bool = True) -> None:
+        """
+        Keeps the model in `filepath` (the `adaptive.persistence` section; not in the
+        original's class): loads it now if asked and it exists, saves it every
+        `auto_save_interval` seconds on a thread of its own (0: never) and at interpreter
+        exit (or `stop_persisting()`).
+
+        Raises:
+            ValueError: the existing file is not a model (nothing is loaded)
+        """
+        import atexit
+
+        self._native.persist(str(filepath), float(auto_save_interval), bool(auto_load_on_start))
+        atexit.register(self._native.stop_saving)
+
+    def stop_persisting(self) -> None:
+        """Saves the model one last time and stops saving it."""
+        self._native.stop_saving()
 
     def reset_user(self, identifier: str) -> None:
         """Forgets a client's profile."""

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, FrozenSet, List, Optional, Union
 
 if TYPE_CHECKING:
+    from .adaptive import AdaptiveRateLimiter
     from .analytics import RateThrottleAnalytics
     from .ddos import DDoSProtection
 
@@ -319,6 +320,36 @@ class ConfigManager:
         from .ddos import DDoSProtection
 
         return DDoSProtection(self.get_ddos_config(), limiter=limiter or self.create_limiter())
+
+    def create_adaptive_limiter(self) -> "AdaptiveRateLimiter":
+        """An AdaptiveRateLimiter with the `adaptive` section's settings over the configured
+        storage; with `adaptive.persistence.enabled`, its model is loaded from and saved to
+        `filepath` (every `auto_save_interval` seconds and at exit). For the adapters: pass
+        it where a rate goes (`@limiter.limit(adaptive)`)."""
+        from .adaptive import AdaptiveRateLimiter
+
+        section = self._section("adaptive")
+        adaptive = AdaptiveRateLimiter(
+            base_limit=section["base_limit"],
+            window=section["window"],
+            learning_rate=section["learning_rate"],
+            anomaly_threshold=section["anomaly_threshold"],
+            trust_enabled=section["trust_enabled"],
+            min_multiplier=section["min_multiplier"],
+            max_multiplier=section["max_multiplier"],
+            storage=_configured_storage(self._native),
+            max_profiles=section["max_profiles"],
+            rule_name=section["rule"],
+            strategy=section["strategy"],
+        )
+        persistence = section.get("persistence") or {}
+        if persistence.get("enabled"):
+            adaptive.persist(
+                persistence["filepath"],
+                persistence["auto_save_interval"],
+                persistence["auto_load_on_start"],
+            )
+        return adaptive
 
     def create_analytics(self) -> "RateThrottleAnalytics":
         """A RateThrottleAnalytics with the `analytics` section's settings."""

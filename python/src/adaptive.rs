@@ -12,7 +12,8 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use ratethrottle::store::Store;
 use ratethrottle_config::ConfiguredStore;
 use ratethrottle_protect::adaptive::{
-    AdaptiveDecision, AdaptiveError, AdaptiveLimiter, AdaptiveSettings, Anomaly, UserProfile,
+    AdaptiveDecision, AdaptiveError, AdaptiveLimiter, AdaptiveSettings, Anomaly, Persistence,
+    Saver, UserProfile,
 };
 use serde_json::{Map, Value};
 
@@ -30,6 +31,8 @@ pub(crate) struct NativeAdaptive {
     at_once: bool,
     on_anomaly: Slot,
     on_trust_change: Slot,
+    /// Saves the model while running (`persist`).
+    saver: Mutex<Option<Saver>>,
 }
 
 impl NativeAdaptive {
@@ -110,7 +113,7 @@ fn settings_error(error: AdaptiveError) -> PyErr {
 impl NativeAdaptive {
     /// An adaptive limiter enforcing on `core` (which gains the rule `rule`).
     #[new]
-    #[pyo3(signature = (core, base_limit, window, learning_rate, anomaly_threshold, trust_enabled, min_multiplier, max_multiplier, max_profiles = 100_000, rule = "adaptive"))]
+    #[pyo3(signature = (core, base_limit, window, learning_rate, anomaly_threshold, trust_enabled, min_multiplier, max_multiplier, max_profiles = 100_000, rule = "adaptive", strategy = "sliding_counter"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         core: &Bound<'_, NativeCore>,
@@ -123,6 +126,7 @@ impl NativeAdaptive {
         max_multiplier: f64,
         max_profiles: usize,
         rule: &str,
+        strategy: &str,
     ) -> PyResult<Self> {
         if !(window.is_finite() && window > 0.0 && window < 1e12) {
             return Err(Raise::Configuration.err(format!(
@@ -139,6 +143,9 @@ impl NativeAdaptive {
         settings.max_multiplier = max_multiplier;
         settings.max_profiles = max_profiles;
         settings.rule = rule.to_owned();
+        settings.strategy = strategy
+            .parse()
+            .map_err(|e: ratethrottle::RuleError| Raise::Configuration.err(e.to_string()))?;
         let limiter = core.get().limiter().clone();
         let at_once = limiter.store().answers_at_once();
         let adaptive = AdaptiveLimiter::new(limiter, settings).map_err(settings_error)?;
@@ -151,13 +158,16 @@ impl NativeAdaptive {
         });
         let slot = Arc::clone(&on_trust_change);
         adaptive.on_trust_change(move |identifier, trust| {
-            call(&slot, "on_trust_change", |py| (identifier, trust).into_pyobject(py));
+            call(&slot, "on_trust_change", |py| {
+                (identifier, trust).into_pyobject(py)
+            });
         });
         Ok(NativeAdaptive {
             adaptive: Arc::new(adaptive),
             at_once,
             on_anomaly,
             on_trust_change,
+            saver: Mutex::new(None),
         })
     }
 
@@ -244,7 +254,11 @@ impl NativeAdaptive {
     }
 
     /// The `count` least trusted profiles, lowest first.
-    fn least_trusted<'py>(&self, py: Python<'py>, count: usize) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    fn least_trusted<'py>(
+        &self,
+        py: Python<'py>,
+        count: usize,
+    ) -> PyResult<Vec<Bound<'py, PyDict>>> {
         self.adaptive
             .least_trusted(count)
             .iter()
@@ -284,6 +298,35 @@ impl NativeAdaptive {
         let adaptive = Arc::clone(&self.adaptive);
         py.detach(move || adaptive.load_model_json(text))
             .map_err(PyValueError::new_err)
+    }
+
+    /// Keeps the model in `path`: loads it now when `load_on_start` and it exists (a corrupt
+    /// file raises `ValueError`), saves it every `save_every` seconds (0: never) and when
+    /// `stop_saving` is called. Replaces an earlier saver (which saves once more).
+    fn persist(
+        &self,
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        save_every: f64,
+        load_on_start: bool,
+    ) -> PyResult<()> {
+        let mut persistence = Persistence::new(path);
+        persistence.save_every = (save_every.is_finite() && save_every > 0.0)
+            .then(|| Duration::from_secs_f64(save_every));
+        persistence.load_on_start = load_on_start;
+        let adaptive = Arc::clone(&self.adaptive);
+        let saver = py
+            .detach(move || adaptive.persist(persistence))
+            .map_err(|error| PyValueError::new_err(error.to_string()))?;
+        let previous = self.saver.lock().replace(saver);
+        py.detach(move || drop(previous));
+        Ok(())
+    }
+
+    /// Saves the model one last time and stops the saver (no-op without one).
+    fn stop_saving(&self, py: Python<'_>) {
+        let saver = self.saver.lock().take();
+        py.detach(move || drop(saver));
     }
 
     /// Saves the model to `path` atomically (its folder made); `OSError` if it cannot.

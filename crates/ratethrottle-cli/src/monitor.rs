@@ -22,7 +22,12 @@ use ratethrottle_redis::telemetry::{
 };
 
 use crate::output::{duration, percent};
-use crate::report::{Blocked, blocked_clients, blocked_rows, fleet_store};
+use ratethrottle_protect::adaptive::{AdaptiveLimiter, AdaptiveSummary};
+
+use crate::report::{
+    Blocked, LEAST_TRUSTED, adaptive_line, adaptive_of, blocked_clients, blocked_rows, fleet_store,
+    trust_rows,
+};
 use crate::{Outcome, usage};
 
 /// Seconds of history on the sparklines.
@@ -56,6 +61,8 @@ pub(crate) struct Model {
     pub(crate) error: Option<String>,
     /// The blacklist, DDoS protection's blocks among it.
     pub(crate) blocked: Vec<Blocked>,
+    /// The adaptive limiter's figures, when one reports.
+    pub(crate) adaptive: Option<AdaptiveSummary>,
 }
 
 enum Source {
@@ -69,6 +76,7 @@ impl Source {
             Source::Fleet(store) => {
                 match read_fleet(store, HISTORY as u64).await {
                     Ok(snapshot) => {
+                        model.adaptive = adaptive_of(&snapshot);
                         model.snapshot = snapshot;
                         model.error = None;
                     }
@@ -82,6 +90,7 @@ impl Source {
             Source::Demo(demo) => {
                 demo.collect();
                 model.snapshot = demo.snapshot.clone();
+                model.adaptive = demo.adaptive.as_ref().map(|a| a.summary(LEAST_TRUSTED));
                 if let Ok(blocked) = blocked_clients(demo.limiter.store()).await {
                     model.blocked = blocked;
                 }
@@ -294,6 +303,16 @@ pub(crate) fn draw(frame: &mut Frame<'_>, model: &Model) {
         .iter()
         .map(|(id, n)| ListItem::new(format!("{n:>6}  {id}")))
         .collect();
+    let recent = match &model.adaptive {
+        Some(summary) => {
+            let [recent, adaptive] =
+                Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)])
+                    .areas(recent);
+            draw_trust(frame, adaptive, summary);
+            recent
+        }
+        None => recent,
+    };
     let [top, blocked] =
         Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
     frame.render_widget(
@@ -327,10 +346,28 @@ pub(crate) fn draw(frame: &mut Frame<'_>, model: &Model) {
     );
 }
 
+/// The adaptive limiter's panel: its figures, then the least trusted clients with their
+/// trust, limit and anomalies.
+fn draw_trust(frame: &mut Frame<'_>, area: ratatui::layout::Rect, summary: &AdaptiveSummary) {
+    let mut items = vec![ListItem::new(adaptive_line(summary))];
+    items.extend(trust_rows(summary).into_iter().map(|row| {
+        ListItem::new(format!(
+            "{:>5} trust · limit {:>6} · {:>4} anomalies · {:>5} over  {}",
+            row[1], row[2], row[4], row[3], row[0]
+        ))
+    }));
+    frame.render_widget(
+        List::new(items).block(Block::bordered().title(" adaptive: least trusted ")),
+        area,
+    );
+}
+
 /// A simulated load on the configured rules, in this process: steady clients that stay under
 /// the limits and a few abusive ones that do not.
 struct Demo {
     limiter: Limiter<ConfiguredStore>,
+    /// The adaptive limiter, when the configuration enables it: the same clients ask it too.
+    adaptive: Option<Arc<AdaptiveLimiter<ConfiguredStore>>>,
     /// Follows edits of the configuration file, if there is one.
     _watcher: Option<ConfigWatcher>,
     deltas: Deltas,
@@ -364,9 +401,17 @@ impl Demo {
             .transpose()
             .map_err(usage)?;
         let violations = ViolationSink::attach(&limiter);
-        let load = tokio::spawn(simulate(limiter.clone(), rules));
+        let adaptive = config
+            .adaptive
+            .enabled
+            .then(|| AdaptiveLimiter::new(limiter.clone(), config.adaptive.settings()))
+            .transpose()
+            .map_err(usage)?
+            .map(Arc::new);
+        let load = tokio::spawn(simulate(limiter.clone(), rules, adaptive.clone()));
         Ok(Demo {
             limiter,
+            adaptive,
             _watcher: watcher,
             deltas: Deltas::default(),
             violations,
@@ -391,24 +436,36 @@ impl Demo {
 
 /// Sends the simulated requests every 100 ms: 20 steady clients spread over the rules, and
 /// three abusive ones hammering the first rules.
-async fn simulate(limiter: Limiter<ConfiguredStore>, rules: Vec<String>) {
+/// With `adaptive`, every simulated request is also checked adaptively.
+async fn simulate(
+    limiter: Limiter<ConfiguredStore>,
+    rules: Vec<String>,
+    adaptive: Option<Arc<AdaptiveLimiter<ConfiguredStore>>>,
+) {
     let mut ticks = tokio::time::interval(Duration::from_millis(100));
     let abusers = ["203.0.113.7", "203.0.113.9", "198.51.100.23"];
+    let send = |client: String, rule: usize| {
+        let (limiter, adaptive, rule) = (&limiter, &adaptive, &rules[rule % rules.len()]);
+        async move {
+            let _ = limiter.check(&client, rule).await;
+            if let Some(adaptive) = adaptive {
+                let _ = adaptive.check(&client, None).await;
+            }
+        }
+    };
     for tick in 0u64.. {
         ticks.tick().await;
         for client in 0..20u64 {
             // Each steady client sends about one request every 6 seconds.
             if (tick + client * 7) % 61 == 0 {
-                let rule = &rules[(client as usize) % rules.len()];
-                let _ = limiter.check(&format!("10.0.0.{client}"), rule).await;
+                send(format!("10.0.0.{client}"), client as usize).await;
             }
         }
         for (i, abuser) in abusers.iter().enumerate() {
-            let rule = &rules[i % rules.len()];
             // Bursts on and off: 10 s of 3 requests per tick, then 5 s of quiet.
             if (tick / 50 + i as u64) % 3 != 2 {
                 for _ in 0..3 {
-                    let _ = limiter.check(abuser, rule).await;
+                    send((*abuser).to_owned(), i).await;
                 }
             }
         }
@@ -460,7 +517,28 @@ mod tests {
                 expires_in: Some(7190),
                 offences: 2,
             }],
+            adaptive: None,
         }
+    }
+
+    #[test]
+    fn the_screen_shows_the_adaptive_limiters_least_trusted_clients() {
+        let mut model = model();
+        let summary = r#"{"base_limit": 100, "profiles": 40, "total_requests": 900,
+            "anomalies_detected": 12, "low_trust": 3, "mean_trust": 0.61,
+            "least_trusted": [{"identifier": "203.0.113.9", "trust_score": 0.12,
+            "anomaly_count": 7, "violation_count": 30, "current_limit": 50}]}"#;
+        model.adaptive = AdaptiveSummary::from_json(summary);
+        let text = render_text(&model, 110, 34);
+        assert!(text.contains("adaptive: least trusted"), "{text}");
+        assert!(
+            text.contains("40 profiles · mean trust 0.61 · 3 below 0.3"),
+            "{text}"
+        );
+        assert!(
+            text.contains(" 0.12 trust · limit     50 ·    7 anomalies ·    30 over  203.0.113.9"),
+            "{text}"
+        );
     }
 
     #[test]

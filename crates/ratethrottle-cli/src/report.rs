@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use ratethrottle::clock::Nanos;
 use ratethrottle::store::{KeyValueStore, ListKind, Store};
+use ratethrottle_protect::adaptive::AdaptiveSummary;
 use ratethrottle_protect::ddos::offence_key;
 
 use crate::output::{Format, percent, print_json, table};
@@ -169,6 +170,19 @@ pub(crate) async fn stats(config: &Config, args: &StatsArgs, format: Format) -> 
                     &blocked_rows(&blocked)
                 )
             );
+            if let Some(adaptive) = adaptive_of(&fleet) {
+                outln!(
+                    "\nadaptive limiter (each process learns its own clients): {}",
+                    adaptive_line(&adaptive)
+                );
+                out!(
+                    "{}",
+                    table(
+                        &["least trusted", "trust", "limit", "violations", "anomalies"],
+                        &trust_rows(&adaptive)
+                    )
+                );
+            }
         }
     }
     if let Some(path) = &args.export {
@@ -176,6 +190,50 @@ pub(crate) async fn stats(config: &Config, args: &StatsArgs, format: Format) -> 
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// How many of the least trusted clients the reports show.
+pub(crate) const LEAST_TRUSTED: usize = 10;
+
+/// The adaptive limiter's figures the fleet's processes report, merged; `None` when no
+/// process reports any.
+pub(crate) fn adaptive_of(fleet: &FleetSnapshot) -> Option<AdaptiveSummary> {
+    fleet
+        .reports_named("adaptive")
+        .filter_map(AdaptiveSummary::from_json)
+        .reduce(|mut all, one| {
+            all.merge(&one, LEAST_TRUSTED);
+            all
+        })
+}
+
+/// The adaptive limiter's figures in one line.
+pub(crate) fn adaptive_line(summary: &AdaptiveSummary) -> String {
+    format!(
+        "{} profiles · mean trust {:.2} · {} below 0.3 · {} anomalies / {} checks",
+        summary.profiles,
+        summary.mean_trust,
+        summary.low_trust,
+        summary.anomalies_detected,
+        summary.total_requests
+    )
+}
+
+/// The least trusted clients as table rows: identifier, trust, limit, violations, anomalies.
+pub(crate) fn trust_rows(summary: &AdaptiveSummary) -> Vec<Vec<String>> {
+    summary
+        .least_trusted
+        .iter()
+        .map(|t| {
+            vec![
+                t.identifier.clone(),
+                format!("{:.2}", t.trust_score),
+                t.current_limit.to_string(),
+                t.violation_count.to_string(),
+                t.anomaly_count.to_string(),
+            ]
+        })
+        .collect()
 }
 
 /// A blacklisted client: who, for how long more, and how many DDoS offences the fleet
@@ -282,6 +340,9 @@ pub(crate) fn report_json(fleet: &FleetSnapshot) -> Value {
         })
         .collect();
     report.insert("recent_violations".into(), Value::Array(recent));
+    if let Some(adaptive) = adaptive_of(fleet) {
+        report.insert("adaptive".into(), json!(adaptive));
+    }
     Value::Object(report)
 }
 
@@ -328,6 +389,17 @@ fn export(path: &Path, fleet: &FleetSnapshot, report: &Value, blocked: &[Blocked
                     v.at_ms, v.rule, v.limit, v.retry_after_ms
                 );
                 writer.write_record(["violation", &v.identifier, "", "", "1", &detail])?;
+            }
+            for t in adaptive_of(fleet)
+                .map(|a| a.least_trusted)
+                .unwrap_or_default()
+            {
+                let detail = format!(
+                    "trust={:.4} limit={} anomalies={}",
+                    t.trust_score, t.current_limit, t.anomaly_count
+                );
+                let violations = n(t.violation_count);
+                writer.write_record(["trust", &t.identifier, "", "", &violations, &detail])?;
             }
             for b in blocked {
                 let detail = format!(

@@ -246,6 +246,35 @@ fn fleet_commands_explain_what_they_need_on_memory() {
     }
 }
 
+/// Issue 20: with the adaptive limiter enabled, the demo's clients ask it too, and the screen
+/// shows its trust figures.
+#[test]
+fn monitor_demo_shows_the_adaptive_limiters_trust() {
+    let output = ratethrottle()
+        .env("RT_ADAPTIVE_ENABLED", "true")
+        .env("RT_ADAPTIVE_BASE_LIMIT", "20")
+        .args([
+            "monitor",
+            "--demo",
+            "--once",
+            "--settle",
+            "1.2",
+            "--interval",
+            "0.3",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let screen = text(&output.stdout);
+    for part in [
+        "adaptive: least trusted",
+        "profiles · mean trust",
+        "trust · limit",
+    ] {
+        assert!(screen.contains(part), "{part} missing:\n{screen}");
+    }
+}
+
 #[test]
 fn monitor_demo_prints_a_screen() {
     let output = ratethrottle()

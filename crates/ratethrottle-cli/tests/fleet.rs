@@ -119,6 +119,29 @@ fn lists_metrics_stats_and_monitor_share_one_redis() {
     );
     crate::server::redis_cli(server.port, &["set", &offences, "2"]);
 
+    // An adaptive limiter's figures, as a live process reports them.
+    let process = "web-7:4242";
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let telemetry = format!("cli-fleet-{}:{{telemetry}}", std::process::id());
+    let summary = r#"{"base_limit":100,"profiles":3,"total_requests":250,"anomalies_detected":4,"low_trust":1,"mean_trust":0.55,"least_trusted":[{"identifier":"203.0.113.9","trust_score":0.2,"anomaly_count":4,"violation_count":30,"current_limit":50}]}"#;
+    crate::server::redis_cli(
+        server.port,
+        &["zadd", &format!("{telemetry}:processes"), &now_ms, process],
+    );
+    crate::server::redis_cli(
+        server.port,
+        &[
+            "hset",
+            &format!("{telemetry}:reports"),
+            &format!("adaptive|{process}"),
+            summary,
+        ],
+    );
+
     let csv = dir.path().join("report.csv");
     let stats = run(&[
         "stats",
@@ -152,6 +175,21 @@ fn lists_metrics_stats_and_monitor_share_one_redis() {
         "{csv}"
     );
     assert!(csv.contains("ddos_offences=2\n"), "{csv}");
+    assert_eq!(report["adaptive"]["profiles"], 3);
+    assert_eq!(
+        report["adaptive"]["least_trusted"][0]["identifier"],
+        "203.0.113.9"
+    );
+    assert!(
+        csv.contains("\ntrust,203.0.113.9,,,30,trust=0.2000 limit=50 anomalies=4\n"),
+        "{csv}"
+    );
+    let table = run(&["stats"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("adaptive limiter (each process learns its own clients): 3 profiles"),
+        "{table}"
+    );
     let json_file = dir.path().join("report.json");
     assert!(
         run(&["stats", "--export", json_file.to_str().unwrap()])

@@ -310,6 +310,12 @@ impl TelemetryTask {
     pub async fn flush(&self) -> Result<(), ratethrottle::store::StoreError> {
         self.telemetry.publish(&self.limiter).await
     }
+
+    /// Adds a report to each publication (see [`Telemetry::report`]), such as an adaptive
+    /// limiter's figures: `task.report("adaptive", move || adaptive.summary_json(10))`.
+    pub fn report(&self, name: &str, make: impl Fn() -> String + Send + Sync + 'static) {
+        self.telemetry.report(name, make);
+    }
 }
 
 #[cfg(feature = "redis")]

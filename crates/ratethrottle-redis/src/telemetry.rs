@@ -5,7 +5,9 @@
 //! `…{telemetry}:totals` (hash of counts, whole fleet and per rule), `…:rules` (hash: rule →
 //! limit, window, strategy, scope), `…:sec:<unix second>` (hash: allowed, denied; kept 1 h),
 //! `…:top:<unix minute>` (sorted set: violations per identifier; kept 1 h), `…:violations`
-//! (list of the latest 200), `…:processes` (sorted set: process → last report).
+//! (list of the latest 200), `…:processes` (sorted set: process → last report), `…:reports`
+//! (hash: `name|process` → a JSON report a process adds, such as the adaptive limiter's
+//! figures, read for the processes reporting).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -216,6 +218,19 @@ pub struct FleetSnapshot {
     pub recent_violations: Vec<ViolationRecord>,
     /// The processes reporting (`host:pid`), for a fleet.
     pub processes: Vec<String>,
+    /// The reports the processes added ([`Telemetry::report`]): (name, process, JSON text),
+    /// sorted, for the processes reporting.
+    pub reports: Vec<(String, String, String)>,
+}
+
+impl FleetSnapshot {
+    /// The reports named `name`, one JSON text per process.
+    pub fn reports_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.reports
+            .iter()
+            .filter(move |(report, _, _)| report == name)
+            .map(|(_, _, json)| json.as_str())
+    }
 }
 
 impl FleetSnapshot {
@@ -335,14 +350,26 @@ pub fn rule_definition(rule: &Rule) -> String {
     )
 }
 
+/// A report a process adds to its telemetry: a name and what makes its JSON text.
+type Report = (String, Arc<dyn Fn() -> String + Send + Sync>);
+
 /// Publishes one limiter's counts and violations to Redis (see the module docs for the keys).
-#[derive(Debug)]
 pub struct Telemetry {
     store: RedisStore,
     process: String,
     /// Held through a publication: two at once would send the same counts twice.
     deltas: tokio::sync::Mutex<Deltas>,
     violations: Arc<ViolationSink>,
+    reports: parking_lot::Mutex<Vec<Report>>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("process", &self.process)
+            .field("reports", &self.reports.lock().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Telemetry {
@@ -355,7 +382,22 @@ impl Telemetry {
             process: format!("{host}:{}", std::process::id()),
             deltas: tokio::sync::Mutex::default(),
             violations: ViolationSink::attach(limiter),
+            reports: parking_lot::Mutex::default(),
         }
+    }
+
+    /// Adds a report named `name` to every publication: the JSON text `make` returns then
+    /// (e.g. the adaptive limiter's figures, which `ratethrottle stats` and `monitor` show).
+    /// A report of the same name is replaced.
+    pub fn report(
+        &self,
+        name: impl Into<String>,
+        make: impl Fn() -> String + Send + Sync + 'static,
+    ) {
+        let name = name.into();
+        let mut reports = self.reports.lock();
+        reports.retain(|(known, _)| *known != name);
+        reports.push((name, Arc::new(make)));
     }
 
     /// Sends what happened since the last publication, in one pipeline.
@@ -412,6 +454,11 @@ impl Telemetry {
             pipe.expire(&top, KEPT_SECONDS).ignore();
             pipe.ltrim(key("violations"), 0, KEPT_VIOLATIONS - 1)
                 .ignore();
+        }
+        let reports: Vec<Report> = self.reports.lock().clone();
+        for (name, make) in reports {
+            let field = format!("{name}|{}", self.process);
+            pipe.hset(key("reports"), field, make()).ignore();
         }
         let processes = key("processes");
         pipe.zadd(&processes, &self.process, now_ms).ignore();
@@ -474,6 +521,7 @@ pub async fn read_fleet(store: &RedisStore, seconds: u64) -> Result<FleetSnapsho
         now_ms.saturating_sub(PROCESS_TIMEOUT.as_millis() as u64),
         "+inf",
     );
+    pipe.hgetall(key("reports"));
     let mut connection = store.connection();
     let mut replies: VecDeque<redis::Value> = store
         .run_slow(pipe.query_async::<Vec<redis::Value>>(&mut connection))
@@ -554,6 +602,16 @@ pub async fn read_fleet(store: &RedisStore, seconds: u64) -> Result<FleetSnapsho
         .filter_map(|v| ViolationRecord::decode(v))
         .collect();
     snapshot.processes = redis::from_redis_value(next()).map_err(bad)?;
+    let reports: HashMap<String, String> = redis::from_redis_value(next()).map_err(bad)?;
+    snapshot.reports = reports
+        .into_iter()
+        .filter_map(|(field, json)| {
+            let (name, process) = field.split_once('|')?;
+            let live = snapshot.processes.iter().any(|p| p == process);
+            live.then(|| (name.to_owned(), process.to_owned(), json))
+        })
+        .collect();
+    snapshot.reports.sort();
     Ok(snapshot)
 }
 

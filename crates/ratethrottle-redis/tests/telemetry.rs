@@ -27,6 +27,12 @@ async fn two_processes_add_up(store: ratethrottle_redis::RedisStore) {
         }
     }
     // "a" made 4 checks across both: 3 admitted, 1 denied; "b" 2 admitted.
+    limiters[0]
+        .1
+        .report("adaptive", || r#"{"profiles": 1}"#.to_owned());
+    limiters[0]
+        .1
+        .report("adaptive", || r#"{"profiles": 2}"#.to_owned()); // replaces
     for (limiter, telemetry) in &limiters {
         telemetry.publish(limiter).await.unwrap();
         telemetry.publish(limiter).await.unwrap(); // nothing new: adds nothing
@@ -48,6 +54,9 @@ async fn two_processes_add_up(store: ratethrottle_redis::RedisStore) {
         1,
         "both limiters are in this one process"
     );
+    let reports: Vec<&str> = fleet.reports_named("adaptive").collect();
+    assert_eq!(reports, [r#"{"profiles": 2}"#]);
+    assert_eq!(fleet.reports[0].1, fleet.processes[0]);
 }
 
 #[test]

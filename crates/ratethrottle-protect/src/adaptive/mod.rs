@@ -44,9 +44,11 @@ mod model;
 mod persist;
 mod profile;
 mod settings;
+mod summary;
 
 pub use persist::Saver;
 pub use settings::{AdaptiveError, AdaptiveSettings, Persistence};
+pub use summary::{AdaptiveSummary, TrustFigure};
 
 use profile::{Profile, slot_width};
 

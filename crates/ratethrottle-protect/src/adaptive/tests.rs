@@ -483,3 +483,28 @@ fn a_saver_loads_on_start_and_saves_on_stop() {
     let (third, _) = fresh();
     assert!(Arc::new(third).persist(Persistence::new(&path)).is_err());
 }
+
+#[test]
+fn summaries_round_trip_as_json_and_merge_across_processes() {
+    let (one, _) = fresh();
+    let (two, _) = fresh();
+    for _ in 0..200 {
+        check(&one, "hammer");
+    }
+    check(&one, "calm");
+    check(&two, "other");
+    let first = AdaptiveSummary::from_json(&one.summary_json(5)).unwrap();
+    let direct = one.summary(5);
+    assert_eq!(first.least_trusted, direct.least_trusted);
+    assert!((first.mean_trust - direct.mean_trust).abs() < 1e-12);
+    assert_eq!((first.profiles, first.total_requests), (2, 201));
+    assert_eq!(first.least_trusted[0].identifier, "hammer", "{first:?}");
+    assert!(first.least_trusted[0].violation_count > 0);
+    let mut fleet = first.clone();
+    fleet.merge(&two.summary(5), 2);
+    assert_eq!((fleet.profiles, fleet.total_requests), (3, 202));
+    assert_eq!(fleet.least_trusted.len(), 2);
+    let mean = (first.mean_trust * 2.0 + 0.5) / 3.0;
+    assert!((fleet.mean_trust - mean).abs() < 1e-12);
+    assert_eq!(AdaptiveSummary::from_json("not json"), None);
+}
