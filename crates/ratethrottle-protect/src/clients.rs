@@ -19,6 +19,7 @@ pub(crate) trait LastSeen {
 /// One client: the identifier (held inline up to 15 bytes, an IPv4 address: no pointer to
 /// follow on a lookup), its hash (seeded: clients cannot aim at one bucket), and its state.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Entry<V> {
     pub(crate) id: ecow::EcoString,
     hash: u64,

@@ -75,13 +75,16 @@ impl Params {
     #[must_use]
     pub fn with_limit(self, limit: u64) -> Self {
         let limit = limit.max(1);
-        if limit == self.limit {
-            return self;
-        }
-        let scaled = u128::from(self.capacity) * u128::from(limit) / u128::from(self.limit);
+        let capacity = if self.capacity == self.limit {
+            // No burst (and every windowed strategy): no division on the hot path.
+            limit
+        } else {
+            let scaled = u128::from(self.capacity) * u128::from(limit);
+            narrow(div_wide(scaled, self.limit)).max(limit)
+        };
         Params {
             limit,
-            capacity: narrow(scaled).max(limit),
+            capacity,
             window: self.window,
         }
     }

@@ -27,9 +27,12 @@
 //! # }).unwrap();
 //! ```
 
+use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use parking_lot::RwLock;
@@ -194,19 +197,25 @@ type TrustCallback = Arc<dyn Fn(&str, f64) + Send + Sync>;
 /// A change of trust larger than this is reported to `on_trust_change`, as in the original.
 const TRUST_CHANGE: f64 = 0.05;
 
-/// What the learning step before the check decided.
+/// What the learning step before the check decided, and the profile's figures then.
 struct Prepared {
+    now: u64,
     limit: u64,
     anomaly_score: f64,
     anomalous: bool,
     anomaly: Option<Anomaly>,
-    trust_change: Option<f64>,
+    trust_score: f64,
+    confidence: f64,
 }
 
 /// Limits that learn from each client's behaviour, enforced exactly by a [`Limiter`]'s engine.
 /// Share it behind an `Arc`; clients in different shards are served in parallel.
 pub struct AdaptiveLimiter<S: Store = MemoryStore> {
     settings: AdaptiveSettings,
+    /// Requests per window → requests per minute.
+    per_minute: f64,
+    /// The recent-request count's slot width, nanoseconds.
+    slot_width: u64,
     rule: RuleHandle<S>,
     profiles: Clients<Profile, Stats>,
     on_anomaly: RwLock<Vec<AnomalyCallback>>,
@@ -232,6 +241,8 @@ impl<S: Store> AdaptiveLimiter<S> {
         limiter.add_rule(settings.as_rule())?;
         let rule = limiter.rule_handle(&settings.rule)?;
         Ok(AdaptiveLimiter {
+            per_minute: profile::per_minute(&settings),
+            slot_width: slot_width(&settings),
             profiles: Clients::new(settings.max_profiles),
             settings,
             rule,
@@ -270,16 +281,32 @@ impl<S: Store> AdaptiveLimiter<S> {
 
     /// Learns from one request of `identifier` (with optional `metadata` kept in its profile)
     /// and checks it at the client's adjusted limit.
-    pub async fn check(
-        &self,
-        identifier: &str,
-        metadata: Option<&Map<String, Value>>,
-    ) -> ratethrottle::Result<AdaptiveDecision> {
-        self.check_n(identifier, 1, metadata).await
+    pub fn check<'a>(
+        &'a self,
+        identifier: &'a str,
+        metadata: Option<&'a Map<String, Value>>,
+    ) -> impl Future<Output = ratethrottle::Result<AdaptiveDecision>> + Send + 'a {
+        self.check_n(identifier, 1, metadata)
     }
 
     /// [`AdaptiveLimiter::check`] for a request of `cost` units.
-    pub async fn check_n(
+    pub fn check_n<'a>(
+        &'a self,
+        identifier: &'a str,
+        cost: u64,
+        metadata: Option<&'a Map<String, Value>>,
+    ) -> impl Future<Output = ratethrottle::Result<AdaptiveDecision>> + Send + 'a {
+        Check {
+            adaptive: self,
+            identifier,
+            cost,
+            metadata,
+            waiting: None,
+        }
+    }
+
+    /// The check for a store that must be awaited.
+    async fn check_waiting(
         &self,
         identifier: &str,
         cost: u64,
@@ -341,18 +368,17 @@ impl<S: Store> AdaptiveLimiter<S> {
     fn prepare(&self, identifier: &str, metadata: Option<&Map<String, Value>>) -> Prepared {
         let settings = &self.settings;
         let now = self.now();
-        let width = slot_width(settings);
+        let width = self.slot_width;
         let mut locked = self.profiles.lock(identifier);
         let (profile, stats, known) = self
             .profiles
             .get_or_insert(&mut locked, identifier, || Profile::new(now));
         stats.total_requests += 1;
         stats.users_tracked += u64::from(!known);
-        let count = profile.recent.count(now, width);
-        profile.recent.record(now, width);
-        let rate = count as f64 / settings.window.as_secs_f64() * 60.0;
+        let count = profile.recent.record(now, width);
+        let rate = count as f64 * self.per_minute;
         let mut trust_change = None;
-        if profile.observe(settings, now, count, rate) {
+        if profile.observe(settings, now, count, self.per_minute) {
             trust_change = Some(profile.retrust(now));
         }
         if let Some(metadata) = metadata {
@@ -377,47 +403,46 @@ impl<S: Store> AdaptiveLimiter<S> {
         if limit != settings.base_limit {
             stats.limits_adjusted += 1;
         }
-        let trust = profile.trust_score;
+        let (trust_score, confidence) = (profile.trust_score, profile.confidence());
         drop(locked);
-        self.trust_changed(identifier, trust_change, trust);
+        self.trust_changed(identifier, trust_change, trust_score);
         Prepared {
+            now,
             limit,
             anomaly_score,
             anomalous,
             anomaly,
-            trust_change: None,
+            trust_score,
+            confidence,
         }
     }
 
-    /// The learning after the check: a violation lowers trust; then the callbacks.
+    /// The learning after the check: a violation lowers trust (the only case that looks at
+    /// the profile again); then the callbacks.
     fn conclude(
         &self,
         identifier: &str,
-        mut prepared: Prepared,
+        prepared: Prepared,
         status: ratethrottle::Result<Status>,
     ) -> ratethrottle::Result<AdaptiveDecision> {
-        let now = self.now();
         let status = status?;
+        let (mut trust_score, mut trust_change) = (prepared.trust_score, None);
         // Whitelisted and blacklisted clients are not the client's doing at this limit.
-        let violated = !status.allowed && !status.blocked;
-        let mut locked = self.profiles.lock(identifier);
-        let (trust_score, confidence) = match Clients::get_mut(&mut locked, identifier) {
-            Some(profile) => {
-                if violated {
-                    profile.violation_count += 1;
-                    profile.last_offence = now;
-                    prepared.trust_change = Some(profile.retrust(now));
-                }
-                (profile.trust_score, profile.confidence())
+        if !status.allowed && !status.blocked {
+            let now = prepared.now;
+            let mut locked = self.profiles.lock(identifier);
+            // A profile forgotten in between (reset_user, or a flood) has nothing to learn.
+            if let Some(profile) = Clients::get_mut(&mut locked, identifier) {
+                profile.violation_count += 1;
+                profile.last_offence = now;
+                trust_change = Some(profile.retrust(now));
+                trust_score = profile.trust_score;
             }
-            // Forgotten in between (reset_user, or evicted by a flood): neutral.
-            None => (0.5, 0.0),
-        };
-        drop(locked);
+        }
         if let Some(anomaly) = &prepared.anomaly {
             self.each_callback(&self.on_anomaly, |callback| callback(anomaly));
         }
-        self.trust_changed(identifier, prepared.trust_change, trust_score);
+        self.trust_changed(identifier, trust_change, trust_score);
         let reason = match (status.allowed, prepared.anomalous) {
             (true, _) => Reason::Allowed,
             (false, true) => Reason::AnomalyDetected,
@@ -428,7 +453,7 @@ impl<S: Store> AdaptiveLimiter<S> {
             adjusted_limit: prepared.limit,
             trust_score,
             anomaly_score: prepared.anomaly_score,
-            confidence,
+            confidence: prepared.confidence,
             reason,
             base_limit: self.settings.base_limit,
         })
@@ -495,7 +520,7 @@ impl<S: Store> AdaptiveLimiter<S> {
             anomaly_count: profile.anomaly_count,
             good_behavior_days: profile.good_behavior_days(now),
             current_limit: profile.adjusted_limit(&self.settings, false, now),
-            metadata: profile.metadata.clone(),
+            metadata: profile.metadata(),
         }
     }
 
@@ -558,6 +583,40 @@ impl<S: Store> AdaptiveLimiter<S> {
     /// a fresh start.
     pub fn persist(self: &Arc<Self>, persistence: Persistence) -> Result<Saver, AdaptiveError> {
         persist::start(self, persistence)
+    }
+}
+
+type Waiting<'a> =
+    Pin<Box<dyn Future<Output = ratethrottle::Result<AdaptiveDecision>> + Send + 'a>>;
+
+/// The future of one adaptive check: on its first poll it decides at once when the store can
+/// (the memory store), with no state machine in between (as the limiter's own checks do);
+/// otherwise it awaits the store.
+struct Check<'a, S: Store> {
+    adaptive: &'a AdaptiveLimiter<S>,
+    identifier: &'a str,
+    cost: u64,
+    metadata: Option<&'a Map<String, Value>>,
+    waiting: Option<Waiting<'a>>,
+}
+
+impl<'a, S: Store> Future for Check<'a, S> {
+    type Output = ratethrottle::Result<AdaptiveDecision>;
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if this.waiting.is_none() {
+            let (adaptive, id, cost, metadata) =
+                (this.adaptive, this.identifier, this.cost, this.metadata);
+            if let Some(decided) = adaptive.check_n_now(id, cost, metadata) {
+                return Poll::Ready(decided);
+            }
+            this.waiting = Some(Box::pin(adaptive.check_waiting(id, cost, metadata)));
+        }
+        match this.waiting.as_mut() {
+            Some(future) => future.as_mut().poll(context),
+            None => Poll::Pending,
+        }
     }
 }
 

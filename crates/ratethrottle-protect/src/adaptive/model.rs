@@ -104,7 +104,7 @@ impl ModelProfile {
                 .counts()
                 .map(|c| c as f64 * per_minute)
                 .collect(),
-            metadata: profile.metadata.clone(),
+            metadata: profile.metadata(),
             anomaly_count: profile.anomaly_count,
             last_offence: (profile.last_offence > 0).then(|| seconds(profile.last_offence)),
         }

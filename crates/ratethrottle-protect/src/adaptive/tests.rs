@@ -76,7 +76,7 @@ fn the_ema_follows_the_documented_example() {
     let settings = AdaptiveSettings::default();
     let mut profile = Profile::new(0);
     for (rate, mean) in [(100.0, 100.0), (105.0, 100.5), (98.0, 100.25)] {
-        profile.observe(&settings, SEC, rate as u64, rate);
+        profile.observe(&settings, SEC, rate as u64, 1.0);
         assert!(
             (profile.mean_rate - mean).abs() < 1e-9,
             "{}",
