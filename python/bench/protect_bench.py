@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """
-`DDoSProtection.analyze_traffic` and `RateThrottleAnalytics.record_request` per call: this
-package against the original `ratethrottle==1.4.0`, in one run. Workload: 10,000 identifiers
-round-robin over 100 endpoints, a browser's user agent, the system clock.
+`DDoSProtection.analyze_traffic`, `RateThrottleAnalytics.record_request` and
+`AdaptiveRateLimiter.check_adaptive` per call: this package against the original
+`ratethrottle==1.4.0`, in one run. Workload: 10,000 identifiers round-robin over 100 endpoints,
+a browser's user agent, the system clock; the adaptive limiter's, 1,000 users round-robin
+with the default settings.
 
     python python/bench/protect_bench.py                  # sets up its venvs on first use
     python python/bench/protect_bench.py --rounds 5 --calls 200000
@@ -25,6 +27,7 @@ from bench import HERE, PACKAGE, ensure_venv, run
 
 IDENTIFIERS = 10_000
 ENDPOINTS = 100
+USERS = 1_000
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -39,6 +42,14 @@ def worker(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         for i in range(calls):
             analyze(ids[i % IDENTIFIERS], endpoints[i % ENDPOINTS], user_agent="Mozilla/5.0")
+    elif args.what == "adaptive":
+        from ratethrottle.adaptive import AdaptiveRateLimiter
+
+        users = [f"user_{i}" for i in range(USERS)]
+        check = AdaptiveRateLimiter().check_adaptive
+        start = time.perf_counter()
+        for i in range(calls):
+            check(users[i % USERS])
     else:
         analytics = rt.RateThrottleAnalytics(max_history=10_000)
         record = analytics.record_request
@@ -52,7 +63,9 @@ def worker(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--what", choices=("analyze", "record"), default="analyze")
+    parser.add_argument("--what", choices=("analyze", "record", "adaptive"), default="analyze")
+    parser.add_argument("--only", choices=("analyze", "record", "adaptive"),
+                        help="run this benchmark alone")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=100_000)
     parser.add_argument("--ours-python", help="an interpreter that has this package installed")
@@ -67,7 +80,7 @@ def main() -> None:
         or str(ensure_venv(HERE / ".venv-ours", [str(PACKAGE)], "this package (release build)")),
     }
     results = {}
-    for what in ("analyze", "record"):
+    for what in (args.only,) if args.only else ("analyze", "record", "adaptive"):
         rounds = []
         for r in range(args.rounds):
             row = {}
