@@ -246,13 +246,10 @@ fn fleet_commands_explain_what_they_need_on_memory() {
     }
 }
 
-/// Issue 20: with the adaptive limiter enabled, the demo's clients ask it too, and the screen
-/// shows its trust figures.
-#[test]
-fn monitor_demo_shows_the_adaptive_limiters_trust() {
+/// One screen of `monitor --demo` with the environment `env`.
+fn demo_screen(env: &[(&str, &str)]) -> String {
     let output = ratethrottle()
-        .env("RT_ADAPTIVE_ENABLED", "true")
-        .env("RT_ADAPTIVE_BASE_LIMIT", "20")
+        .envs(env.iter().copied())
         .args([
             "monitor",
             "--demo",
@@ -265,7 +262,17 @@ fn monitor_demo_shows_the_adaptive_limiters_trust() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let screen = text(&output.stdout);
+    text(&output.stdout)
+}
+
+/// Issue 20: with the adaptive limiter enabled, the demo's clients ask it too, and the screen
+/// shows its trust figures.
+#[test]
+fn monitor_demo_shows_the_adaptive_limiters_trust() {
+    let screen = demo_screen(&[
+        ("RT_ADAPTIVE_ENABLED", "true"),
+        ("RT_ADAPTIVE_BASE_LIMIT", "20"),
+    ]);
     for part in [
         "adaptive: least trusted",
         "profiles · mean trust",
@@ -277,20 +284,7 @@ fn monitor_demo_shows_the_adaptive_limiters_trust() {
 
 #[test]
 fn monitor_demo_prints_a_screen() {
-    let output = ratethrottle()
-        .args([
-            "monitor",
-            "--demo",
-            "--once",
-            "--settle",
-            "1.2",
-            "--interval",
-            "0.3",
-        ])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let screen = text(&output.stdout);
+    let screen = demo_screen(&[]);
     for part in [
         "ratethrottle monitor",
         "allowed/s",

@@ -7,7 +7,7 @@
 //! anomaly. The limit is the original's formula: `base × (min + trust·(max−min))`, × 0.3 for an
 //! anomaly, × an age factor that grows from 0.5 to 1 over 30 days, within
 //! `[base·min_multiplier, base·max_multiplier]`. It is enforced with
-//! [`RuleHandle::check_at_limit`]: the same strategy code, state and store as every rule, so a
+//! [`RuleHandle::check_n_at_limit`]: the same strategy code, state and store as every rule, so a
 //! limit of N admits at most N per window across threads and (on Redis) processes.
 //!
 //! Profiles are per process: each process learns from the traffic it sees. Share them on
@@ -182,13 +182,24 @@ pub struct AdaptiveStatistics {
     pub callback_panics: u64,
 }
 
-/// A shard's counts: plain adds under the shard's lock.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Counts: a shard's (plain adds under the shard's lock), their sum, and the model file's
+/// `stats`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 struct Stats {
     total_requests: u64,
     anomalies_detected: u64,
     limits_adjusted: u64,
     users_tracked: u64,
+}
+
+impl Stats {
+    fn add(&mut self, other: &Stats) {
+        self.total_requests += other.total_requests;
+        self.anomalies_detected += other.anomalies_detected;
+        self.limits_adjusted += other.limits_adjusted;
+        self.users_tracked += other.users_tracked;
+    }
 }
 
 type AnomalyCallback = Arc<dyn Fn(&Anomaly) + Send + Sync>;
@@ -551,13 +562,9 @@ impl<S: Store> AdaptiveLimiter<S> {
             callback_panics: self.callback_panics.load(Ordering::Relaxed),
             ..AdaptiveStatistics::default()
         };
-        let mut trust_sum = 0.0;
+        let (mut trust_sum, mut counts) = (0.0, Stats::default());
         self.profiles.each_shard(|shard| {
-            let counts = shard.data;
-            stats.total_requests += counts.total_requests;
-            stats.anomalies_detected += counts.anomalies_detected;
-            stats.limits_adjusted += counts.limits_adjusted;
-            stats.users_tracked += counts.users_tracked;
+            counts.add(&shard.data);
             for entry in shard.entries() {
                 stats.profiles += 1;
                 trust_sum += entry.value.trust_score;
@@ -567,6 +574,10 @@ impl<S: Store> AdaptiveLimiter<S> {
         if stats.profiles > 0 {
             stats.mean_trust = trust_sum / stats.profiles as f64;
         }
+        stats.total_requests = counts.total_requests;
+        stats.anomalies_detected = counts.anomalies_detected;
+        stats.limits_adjusted = counts.limits_adjusted;
+        stats.users_tracked = counts.users_tracked;
         stats
     }
 

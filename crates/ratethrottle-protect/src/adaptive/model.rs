@@ -27,7 +27,7 @@ struct ModelFile {
     config: Option<ModelConfig>,
     profiles: Map<String, Value>,
     #[serde(default)]
-    stats: ModelStats,
+    stats: Stats,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -39,18 +39,6 @@ struct ModelConfig {
     trust_enabled: bool,
     min_multiplier: f64,
     max_multiplier: f64,
-}
-
-#[derive(Serialize, Deserialize, Default)]
-struct ModelStats {
-    #[serde(default)]
-    total_requests: u64,
-    #[serde(default)]
-    anomalies_detected: u64,
-    #[serde(default)]
-    limits_adjusted: u64,
-    #[serde(default)]
-    users_tracked: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -158,13 +146,9 @@ impl<S: Store> AdaptiveLimiter<S> {
         let now = self.now();
         let settings = &self.settings;
         let mut profiles = Map::new();
-        let mut stats = ModelStats::default();
+        let mut stats = Stats::default();
         self.profiles.each_shard(|shard| {
-            let counts = shard.data;
-            stats.total_requests += counts.total_requests;
-            stats.anomalies_detected += counts.anomalies_detected;
-            stats.limits_adjusted += counts.limits_adjusted;
-            stats.users_tracked += counts.users_tracked;
+            stats.add(&shard.data);
             for entry in shard.entries() {
                 let profile = ModelProfile::of(&entry.id, &entry.value, settings, now);
                 // Serializing plain numbers and strings cannot fail.
@@ -217,20 +201,10 @@ impl<S: Store> AdaptiveLimiter<S> {
         for (identifier, profile) in profiles {
             self.profiles.insert(&identifier, profile);
         }
-        let stats = model.stats;
-        let mut first = true;
-        self.profiles.each_shard(|shard| {
-            shard.data = if std::mem::take(&mut first) {
-                Stats {
-                    total_requests: stats.total_requests,
-                    anomalies_detected: stats.anomalies_detected,
-                    limits_adjusted: stats.limits_adjusted,
-                    users_tracked: stats.users_tracked,
-                }
-            } else {
-                Stats::default()
-            };
-        });
+        // The counts replace the counts: all of them in the first shard.
+        let mut stats = Some(model.stats);
+        self.profiles
+            .each_shard(|shard| shard.data = stats.take().unwrap_or_default());
         Ok(loaded)
     }
 
