@@ -7,6 +7,7 @@ An example that cannot work as written is listed in ERRATA with the reason (the 
 "Docs errata" section says the same); every other one must run.
 """
 
+import atexit
 import os
 import re
 import sys
@@ -122,12 +123,22 @@ APP_ERRATA = {
 
 @pytest.fixture(scope="module")
 def docs_env(redis_url, tmp_path_factory):
-    """Runs the examples in a scratch directory, with the test Redis as localhost:6379."""
+    """Runs the examples in a scratch directory, with the test Redis as localhost:6379. What
+    they register with `atexit` (saving a model at shutdown) runs when the examples are done,
+    there, and must not fail."""
     workdir = tmp_path_factory.mktemp("docs")
     previous = os.getcwd()
     os.chdir(workdir)
-    yield redis_url
-    os.chdir(previous)
+    at_exit = []
+    register = atexit.register
+    atexit.register = lambda function, *args, **kwargs: at_exit.append((function, args, kwargs)) or function
+    try:
+        yield redis_url
+        for function, args, kwargs in reversed(at_exit):
+            function(*args, **kwargs)
+    finally:
+        atexit.register = register
+        os.chdir(previous)
 
 
 def localized(source, redis_url):

@@ -1,11 +1,14 @@
 //! A bounded, sharded map of clients by identifier, which forgets the least recently seen
-//! when full: what DDoS detection and the adaptive limiter keep per client.
+//! when full: what DDoS detection and the adaptive limiter keep per client. Identifiers are
+//! kept as the limiter stores them ([`normalize_identifier`]): at most 256 bytes each.
 
+use std::borrow::Cow;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hashbrown::HashTable;
 use parking_lot::{Mutex, MutexGuard};
+use ratethrottle::identifier::normalize_identifier;
 
 const SHARDS: usize = 64;
 /// How many clients a full shard looks at to pick the one to forget.
@@ -60,10 +63,11 @@ pub(crate) struct Clients<V, C = ()> {
     hasher: foldhash::fast::RandomState,
 }
 
-/// A locked shard and the hash of the identifier that led to it.
+/// A locked shard, and the identifier that led to it (as kept) with its hash.
 pub(crate) struct Locked<'a, V, C> {
-    pub(crate) hash: u64,
-    pub(crate) shard: MutexGuard<'a, Shard<V, C>>,
+    id: Cow<'a, str>,
+    hash: u64,
+    shard: MutexGuard<'a, Shard<V, C>>,
 }
 
 impl<V: LastSeen, C: Default> Clients<V, C> {
@@ -79,10 +83,11 @@ impl<V: LastSeen, C: Default> Clients<V, C> {
     }
 
     /// The shard of `identifier`, locked.
-    pub(crate) fn lock(&self, identifier: &str) -> Locked<'_, V, C> {
-        let hash = self.hasher.hash_one(identifier);
+    pub(crate) fn lock<'a>(&'a self, identifier: &'a str) -> Locked<'a, V, C> {
+        let id = normalize_identifier(identifier);
+        let hash = self.hasher.hash_one(&*id);
         let shard = self.shards[(hash >> 58) as usize % SHARDS].lock();
-        Locked { hash, shard }
+        Locked { id, hash, shard }
     }
 
     /// A seeded hash of `bytes` (the same seed as the identifiers').
@@ -90,16 +95,15 @@ impl<V: LastSeen, C: Default> Clients<V, C> {
         self.hasher.hash_one(bytes)
     }
 
-    /// The state of `identifier` in its locked shard, made with `fresh` (after making room)
-    /// when it is not followed yet; the shard's data; and whether it was followed. One lookup
-    /// for a known client.
+    /// The state of the locked identifier, made with `fresh` (after making room) when it is
+    /// not followed yet; the shard's data; and whether it was followed. One lookup for a known
+    /// client.
     pub(crate) fn get_or_insert<'a>(
         &self,
         locked: &'a mut Locked<'_, V, C>,
-        identifier: &str,
         fresh: impl FnOnce() -> V,
     ) -> (&'a mut V, &'a mut C, bool) {
-        let hash = locked.hash;
+        let (hash, identifier) = (locked.hash, &*locked.id);
         let Shard { table, data } = &mut *locked.shard;
         let (value, known) = match table.find_entry(hash, |e| e.id == identifier) {
             Ok(entry) => (&mut entry.into_mut().value, true),
@@ -119,12 +123,9 @@ impl<V: LastSeen, C: Default> Clients<V, C> {
         (value, data, known)
     }
 
-    /// The state of `identifier`, if followed, in its locked shard.
-    pub(crate) fn get_mut<'a>(
-        locked: &'a mut Locked<'_, V, C>,
-        identifier: &str,
-    ) -> Option<&'a mut V> {
-        let hash = locked.hash;
+    /// The state of the locked identifier, if followed.
+    pub(crate) fn get_mut<'a>(locked: &'a mut Locked<'_, V, C>) -> Option<&'a mut V> {
+        let (hash, identifier) = (locked.hash, &*locked.id);
         locked
             .shard
             .table
@@ -136,7 +137,7 @@ impl<V: LastSeen, C: Default> Clients<V, C> {
     pub(crate) fn insert(&self, identifier: &str, value: V) {
         let mut locked = self.lock(identifier);
         let mut value = Some(value);
-        let (slot, _, _) = self.get_or_insert(&mut locked, identifier, || {
+        let (slot, _, _) = self.get_or_insert(&mut locked, || {
             value
                 .take()
                 .expect("called once, with the value still there")
@@ -149,7 +150,7 @@ impl<V: LastSeen, C: Default> Clients<V, C> {
     /// Forgets `identifier`; `true` if it was followed.
     pub(crate) fn remove(&self, identifier: &str) -> bool {
         let mut locked = self.lock(identifier);
-        let hash = locked.hash;
+        let (hash, identifier) = (locked.hash, &*locked.id);
         let removed = locked
             .shard
             .table

@@ -40,7 +40,7 @@ pub enum Error {
         /// The limit asked for.
         limit: u64,
         /// Why not.
-        reason: String,
+        reason: &'static str,
     },
     /// The storage backend failed.
     #[error("rate limit storage failed: {0}")]

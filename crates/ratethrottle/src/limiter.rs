@@ -58,30 +58,43 @@ impl RuleEntry {
         self.spec.name
     }
 
-    /// The store query for `ask` (its limit and cost checked against the rule).
-    #[inline]
+    /// The store query for `ask` (its limit and cost checked against the rule). Inlined into
+    /// every check; what only a per-call limit or an error needs is out of line.
+    #[inline(always)]
     fn query<'a>(&'a self, id: &'a str, ask: Ask, now: Nanos) -> Result<Query<'a>> {
         let mut query = Query::new(&self.spec, id, ask.cost, now);
         query.consume = ask.consume;
         if let Some(limit) = ask.limit {
-            self.rule
-                .check_limit(limit)
-                .map_err(|reason| Error::InvalidLimit {
-                    rule: self.rule.name.clone(),
-                    limit,
-                    reason,
-                })?;
-            query = query.with_limit(limit);
+            query.params = self.params_at(limit)?;
         }
         let capacity = query.params.capacity;
         if ask.cost == 0 || ask.cost > capacity {
-            return Err(Error::InvalidCost {
-                rule: self.rule.name.clone(),
-                cost: ask.cost,
-                capacity,
-            });
+            return Err(self.invalid_cost(ask.cost, capacity));
         }
         Ok(query)
+    }
+
+    /// The rule's parameters at a per-call `limit`, or why it cannot be decided at it.
+    #[inline(never)]
+    fn params_at(&self, limit: u64) -> Result<crate::strategy::Params> {
+        match self.rule.check_limit(limit) {
+            Ok(()) => Ok(self.spec.params.with_limit(limit)),
+            Err(reason) => Err(Error::InvalidLimit {
+                rule: self.rule.name.clone(),
+                limit,
+                reason,
+            }),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn invalid_cost(&self, cost: u64, capacity: u64) -> Error {
+        Error::InvalidCost {
+            rule: self.rule.name.clone(),
+            cost,
+            capacity,
+        }
     }
 
     /// The limit `ask` is decided at: its own, or the rule's.

@@ -367,15 +367,14 @@ impl Rule {
 
     /// Whether checks of this rule can be decided at `limit` instead of its own limit (see
     /// [`Limiter::check_at_limit`](crate::Limiter::check_at_limit)); why not, otherwise.
-    pub fn check_limit(&self, limit: u64) -> Result<(), String> {
+    pub fn check_limit(&self, limit: u64) -> Result<(), &'static str> {
         if limit == 0 {
-            return Err("a limit must be at least 1".to_owned());
+            return Err("a limit must be at least 1");
         }
         if self.strategy == Strategy::SlidingWindow && limit > MAX_SLIDING_WINDOW_LIMIT {
-            return Err(format!(
-                "sliding_window keeps a log of admissions and enforces at most \
-                 {MAX_SLIDING_WINDOW_LIMIT} per window"
-            ));
+            return Err(
+                "sliding_window keeps a log of admissions and enforces at most 100000 per window",
+            );
         }
         Ok(())
     }
@@ -517,6 +516,20 @@ pub fn parse_rate(input: &str) -> Result<(u64, Duration), RuleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_per_call_limit_is_checked_against_the_strategy() {
+        let log = Rule::new("log", 10, Duration::from_secs(60)).strategy(Strategy::SlidingWindow);
+        assert_eq!(log.check_limit(MAX_SLIDING_WINDOW_LIMIT), Ok(()));
+        let reason = log.check_limit(MAX_SLIDING_WINDOW_LIMIT + 1).unwrap_err();
+        assert!(
+            reason.contains(&MAX_SLIDING_WINDOW_LIMIT.to_string()),
+            "{reason}"
+        );
+        assert!(log.check_limit(0).is_err());
+        let counter = Rule::new("c", 10, Duration::from_secs(60));
+        assert_eq!(counter.check_limit(u64::MAX), Ok(()));
+    }
 
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)

@@ -355,7 +355,7 @@ impl<S: Store> AdaptiveLimiter<S> {
         let status = self
             .rule
             .check_n_now_at_limit(identifier, cost, prepared.limit)
-            .unwrap_or_else(|| Err(unanswered()));
+            .unwrap_or_else(|| Err(self.rule_gone()));
         Some(self.conclude(identifier, prepared, status))
     }
 
@@ -364,7 +364,7 @@ impl<S: Store> AdaptiveLimiter<S> {
     pub fn limit_for(&self, identifier: &str) -> u64 {
         let now = self.now();
         let mut locked = self.profiles.lock(identifier);
-        match Clients::get_mut(&mut locked, identifier) {
+        match Clients::get_mut(&mut locked) {
             Some(profile) => profile.adjusted_limit(&self.settings, false, now),
             None => Profile::new(now).adjusted_limit(&self.settings, false, now),
         }
@@ -372,6 +372,15 @@ impl<S: Store> AdaptiveLimiter<S> {
 
     fn now(&self) -> u64 {
         self.limiter().now().as_nanos()
+    }
+
+    /// The error for a check whose rule left the limiter (a store that answers at once always
+    /// answers a rule it has): a reload that dropped the adaptive rule.
+    fn rule_gone(&self) -> ratethrottle::Error {
+        ratethrottle::Error::UnknownRule {
+            rule: self.rule.name().to_owned(),
+            known: self.limiter().rules().into_iter().map(|r| r.name).collect(),
+        }
     }
 
     /// The learning before the check: the original's `check_adaptive` up to the storage
@@ -383,7 +392,7 @@ impl<S: Store> AdaptiveLimiter<S> {
         let mut locked = self.profiles.lock(identifier);
         let (profile, stats, known) = self
             .profiles
-            .get_or_insert(&mut locked, identifier, || Profile::new(now));
+            .get_or_insert(&mut locked, || Profile::new(now));
         stats.total_requests += 1;
         stats.users_tracked += u64::from(!known);
         let count = profile.recent.record(now, width);
@@ -443,7 +452,7 @@ impl<S: Store> AdaptiveLimiter<S> {
             let now = prepared.now;
             let mut locked = self.profiles.lock(identifier);
             // A profile forgotten in between (reset_user, or a flood) has nothing to learn.
-            if let Some(profile) = Clients::get_mut(&mut locked, identifier) {
+            if let Some(profile) = Clients::get_mut(&mut locked) {
                 profile.violation_count += 1;
                 profile.last_offence = now;
                 trust_change = Some(profile.retrust(now));
@@ -494,7 +503,7 @@ impl<S: Store> AdaptiveLimiter<S> {
     /// or `None` for an unknown client. Tells `on_trust_change`.
     pub fn update_trust_score(&self, identifier: &str, adjustment: f64) -> Option<f64> {
         let mut locked = self.profiles.lock(identifier);
-        let profile = Clients::get_mut(&mut locked, identifier)?;
+        let profile = Clients::get_mut(&mut locked)?;
         let adjustment = if adjustment.is_finite() {
             adjustment
         } else {
@@ -513,7 +522,7 @@ impl<S: Store> AdaptiveLimiter<S> {
     pub fn user_profile(&self, identifier: &str) -> Option<UserProfile> {
         let now = self.now();
         let mut locked = self.profiles.lock(identifier);
-        let profile = Clients::get_mut(&mut locked, identifier)?;
+        let profile = Clients::get_mut(&mut locked)?;
         Some(self.view(identifier, profile, now))
     }
 
@@ -640,15 +649,6 @@ fn keep_least_trusted(all: &mut Vec<UserProfile>, count: usize) {
             .then_with(|| a.identifier.cmp(&b.identifier))
     });
     all.truncate(count);
-}
-
-/// The error for a store that stopped answering at once (it does not happen with the memory
-/// store, which always does).
-fn unanswered() -> ratethrottle::Error {
-    ratethrottle::Error::Store(ratethrottle::store::StoreError::new(
-        ratethrottle::store::StoreErrorKind::Protocol,
-        "the store did not answer at once",
-    ))
 }
 
 /// How long `duration` is in whole seconds, rounded up (for `retry_after`).

@@ -121,11 +121,10 @@ impl AdaptiveSettings {
         // The highest adjusted limit must be one the strategy can enforce.
         let highest = self.base_limit as f64 * self.max_multiplier;
         let rule = self.as_rule();
-        if let Err(reason) = rule
-            .validate()
-            .map_err(|e| e.to_string())
-            .and_then(|()| rule.check_limit(highest.min(u64::MAX as f64) as u64))
-        {
+        if let Err(reason) = rule.validate().map_err(|e| e.to_string()).and_then(|()| {
+            rule.check_limit(highest.min(u64::MAX as f64) as u64)
+                .map_err(str::to_owned)
+        }) {
             return Err(AdaptiveError::Setting {
                 key: "base_limit",
                 range: "a limit its rule can enforce at max_multiplier",

@@ -508,3 +508,24 @@ fn summaries_round_trip_as_json_and_merge_across_processes() {
     assert!((fleet.mean_trust - mean).abs() < 1e-12);
     assert_eq!(AdaptiveSummary::from_json("not json"), None);
 }
+
+#[test]
+fn huge_identifiers_are_kept_hashed_and_a_removed_rule_is_named() {
+    let (adaptive, _) = fresh();
+    let huge = "x".repeat(1 << 20);
+    check(&adaptive, &huge);
+    check(&adaptive, &huge);
+    assert_eq!(adaptive.user_profile(&huge).unwrap().request_count, 2);
+    let model = adaptive.model_json();
+    assert!(
+        model.len() < 10_000,
+        "the profile is kept under a 256-byte key"
+    );
+    assert!(adaptive.reset_user(&huge));
+    adaptive.limiter().remove_rule("adaptive");
+    let error = adaptive.check_now("c", None).unwrap().unwrap_err();
+    assert!(
+        error.to_string().contains("unknown rule \"adaptive\""),
+        "{error}"
+    );
+}

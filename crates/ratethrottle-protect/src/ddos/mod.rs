@@ -181,9 +181,7 @@ impl DdosProtection {
         let at = now.as_nanos();
         let endpoint = self.clients.hash(endpoint) as u32;
         let mut locked = self.clients.lock(identifier);
-        let (client, counts, _) =
-            self.clients
-                .get_or_insert(&mut locked, identifier, Client::default);
+        let (client, counts, _) = self.clients.get_or_insert(&mut locked, Client::default);
         client.last_seen = at;
         if client.trusted {
             return quiet(Factors {
@@ -240,7 +238,7 @@ impl DdosProtection {
     /// earned an exemption); `true` if it had earned one.
     pub fn distrust(&self, identifier: &str) -> bool {
         let mut locked = self.clients.lock(identifier);
-        match Clients::get_mut(&mut locked, identifier) {
+        match Clients::get_mut(&mut locked) {
             Some(client) => {
                 client.good = 0;
                 std::mem::take(&mut client.trusted)
