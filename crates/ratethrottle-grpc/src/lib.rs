@@ -9,6 +9,9 @@
 //! - **Concurrency:** at most N calls in flight per client; one more is rejected at once, never
 //!   queued (tower's `ConcurrencyLimit` queues). A call holds its slot until its response
 //!   stream ends, however it ends.
+//! - **Streams:** a rule's limit for the messages of each stream (`stream_messages`), counted
+//!   as the server sends them; the first message over it ends the stream with
+//!   `RESOURCE_EXHAUSTED`.
 //! - **Rejection:** `RESOURCE_EXHAUSTED` with `retry-after`, `grpc-retry-pushback-ms` and
 //!   `x-ratelimit-limit/remaining/reset` metadata and a `google.rpc.RetryInfo` detail, so
 //!   standard clients back off; `PERMISSION_DENIED` for a blacklisted client; `UNAVAILABLE`
@@ -52,8 +55,10 @@ use tonic::metadata::MetadataValue;
 use tonic_types::{ErrorDetails, StatusExt};
 
 mod body;
+mod messages;
 
-use body::Guarded;
+use body::Metered;
+use messages::{MessageLimit, StreamRule};
 
 pub use ratethrottle_http::Policy;
 
@@ -102,6 +107,7 @@ impl GrpcLimit {
             client_ip: ClientIp::default(),
             key: KeySource::Peer,
             concurrency: None,
+            stream_rule: None,
             errors: Vec::new(),
         }
     }
@@ -115,6 +121,7 @@ pub struct GrpcLimitBuilder<S: Store> {
     client_ip: ClientIp,
     key: KeySource,
     concurrency: Option<u32>,
+    stream_rule: Option<String>,
     errors: Vec<Error>,
 }
 
@@ -175,6 +182,15 @@ impl<S: Store> GrpcLimitBuilder<S> {
         self
     }
 
+    /// Limits the messages the server sends on each stream (server- and bidi-streaming
+    /// calls; a unary response is one message) to the limiter's rule `rule`, per stream,
+    /// counted as they flow: the first message over it ends the stream with
+    /// `RESOURCE_EXHAUSTED`.
+    pub fn stream_messages(mut self, rule: &str) -> Self {
+        self.stream_rule = Some(rule.to_owned());
+        self
+    }
+
     /// The rest of the policy's settings (shadow mode, header style, costs, ...), by the
     /// HTTP crate's builder.
     pub fn policy(
@@ -191,12 +207,30 @@ impl<S: Store> GrpcLimitBuilder<S> {
             return Err(self.errors.remove(0));
         }
         let policy = self.policy.build()?;
+        let stream_rule = match self.stream_rule {
+            Some(name) => {
+                let limiter = policy.limiter().clone();
+                let rule = limiter.rule(&name).ok_or_else(|| {
+                    let known = limiter.rules().into_iter().map(|r| r.name).collect();
+                    ratethrottle_http::Error::Limiter(ratethrottle::Error::UnknownRule {
+                        rule: name.clone(),
+                        known,
+                    })
+                })?;
+                Some(StreamRule::new(
+                    &rule,
+                    Arc::new(move || limiter.now().as_nanos()),
+                ))
+            }
+            None => None,
+        };
         Ok(GrpcLimitLayer {
             shared: Arc::new(Shared {
                 policy,
                 client_ip: self.client_ip,
                 key: self.key,
                 concurrency: self.concurrency.map(Concurrency::new).map(Arc::new),
+                stream_rule,
             }),
         })
     }
@@ -207,6 +241,7 @@ struct Shared<S: Store> {
     client_ip: ClientIp,
     key: KeySource,
     concurrency: Option<Arc<Concurrency>>,
+    stream_rule: Option<StreamRule>,
 }
 
 impl<S: Store> Shared<S> {
@@ -436,9 +471,11 @@ where
                     response.headers_mut().insert(name, value);
                 }
             }
-            Ok(match permit {
-                Some(permit) => response.map(|body| Body::new(Guarded::new(body, permit))),
-                None => response,
+            let limit = shared.stream_rule.clone().map(MessageLimit::new);
+            Ok(if permit.is_some() || limit.is_some() {
+                response.map(|body| Body::new(Metered::new(body, permit, limit)))
+            } else {
+                response
             })
         })
     }

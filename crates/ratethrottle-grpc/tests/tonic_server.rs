@@ -65,6 +65,30 @@ impl tonic::server::UnaryService<Ping> for Unary {
     }
 }
 
+/// `Count`: 100 messages, "0" to "99".
+struct Count;
+
+type Messages = Pin<Box<dyn tokio_stream::Stream<Item = Result<Pong, tonic::Status>> + Send>>;
+
+impl tonic::server::ServerStreamingService<Ping> for Count {
+    type Response = Pong;
+    type ResponseStream = Messages;
+    type Future = BoxFuture<Result<tonic::Response<Messages>, tonic::Status>>;
+
+    fn call(&mut self, _: tonic::Request<Ping>) -> Self::Future {
+        Box::pin(async {
+            let messages = (0..100).map(|i| {
+                Ok(Pong {
+                    text: i.to_string(),
+                })
+            });
+            Ok(tonic::Response::new(
+                Box::pin(tokio_stream::iter(messages)) as Messages
+            ))
+        })
+    }
+}
+
 impl<B> tower_service::Service<http::Request<B>> for Echo
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -83,6 +107,12 @@ where
             "/test.Echo/Say" => "/test.Echo/Say",
             "/test.Echo/Shout" => "/test.Echo/Shout",
             "/test.Echo/Wait" => "/test.Echo/Wait",
+            "/test.Echo/Count" => {
+                return Box::pin(async move {
+                    let mut grpc = tonic::server::Grpc::new(ProstCodec::<Pong, Ping>::default());
+                    Ok(grpc.server_streaming(Count, request).await)
+                });
+            }
             _ => {
                 return Box::pin(async {
                     Ok(tonic::Status::unimplemented("no such method").into_http())
@@ -355,5 +385,67 @@ async fn ipv6_peers_get_their_own_key_per_64_and_metadata_keys_count_apart() {
         call(&channel, SAY, &[("x-api-key", "alpha")])
             .await
             .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stream_is_cut_at_the_message_over_its_limit() {
+    let limiter = Limiter::in_memory();
+    limiter.add_rule(per_minute("grpc", 1000)).unwrap();
+    limiter.add_rule(per_minute("stream", 50)).unwrap();
+    let layer = GrpcLimit::builder(limiter)
+        .rule("grpc")
+        .stream_messages("stream")
+        .concurrency(5)
+        .build()
+        .unwrap();
+    let (address, _, _) = serve(layer.clone(), "127.0.0.1:0").await;
+    let channel = connect(address).await;
+    for _ in 0..2 {
+        // Each stream has its own count.
+        let mut client = tonic::client::Grpc::new(channel.clone());
+        client.ready().await.unwrap();
+        let request = tonic::Request::new(Ping::default());
+        let path = PathAndQuery::from_static("/test.Echo/Count");
+        let mut stream = client
+            .server_streaming(request, path, ProstCodec::<Ping, Pong>::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let mut received = Vec::new();
+        let end = loop {
+            match stream.message().await {
+                Ok(Some(pong)) => received.push(pong.text),
+                Ok(None) => break None,
+                Err(status) => break Some(status),
+            }
+        };
+        assert_eq!(received.len(), 50, "messages 0 to 49, cut at message 51");
+        assert_eq!(received.last().map(String::as_str), Some("49"));
+        let status = end.expect("the stream ends with an error");
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(
+            status.message().contains("rule stream"),
+            "{}",
+            status.message()
+        );
+    }
+    assert_eq!(
+        layer.in_flight("127.0.0.1"),
+        0,
+        "a cut stream frees its slot"
+    );
+    // A unary response is one message.
+    assert!(call(&channel, SAY, &[]).await.is_ok());
+    let limiter = Limiter::in_memory();
+    limiter.add_rule(per_minute("grpc", 1)).unwrap();
+    let error = GrpcLimit::builder(limiter)
+        .rule("grpc")
+        .stream_messages("nope")
+        .build()
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("unknown rule \"nope\""),
+        "{error}"
     );
 }
