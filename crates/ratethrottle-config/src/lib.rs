@@ -199,6 +199,9 @@ impl Config {
         if self.adaptive.enabled {
             rules.push(self.adaptive.settings().as_rule());
         }
+        if self.grpc.enabled {
+            rules.extend(self.grpc.rules());
+        }
         rules
     }
 
@@ -502,6 +505,34 @@ impl Config {
                 return at(path.to_owned(), format!("{path} must be positive"));
             }
         }
+        if self.grpc.enabled {
+            let g = &self.grpc;
+            for (key, value) in [
+                ("requests_per_minute", g.requests_per_minute),
+                ("concurrent_requests", g.concurrent_requests),
+                ("stream_messages_per_minute", g.stream_messages_per_minute),
+            ] {
+                if value == 0 {
+                    let path = format!("grpc.{key}");
+                    return at(path.clone(), format!("{path} must be at least 1"));
+                }
+            }
+            let reserved = [GrpcConfig::CALL_RULE, GrpcConfig::STREAM_RULE];
+            if let Some(rule) = self
+                .rules
+                .iter()
+                .find(|r| reserved.contains(&r.name.as_str()))
+            {
+                return at(
+                    "grpc.enabled".into(),
+                    format!(
+                        "the grpc section's rules are named {} and {}; a rule in `rules` is \
+                         named {:?} too: name it differently",
+                        reserved[0], reserved[1], rule.name
+                    ),
+                );
+            }
+        }
         let a = &self.adaptive;
         if a.enabled {
             if self.rules.iter().any(|r| r.name == a.rule) {
@@ -593,7 +624,6 @@ impl Config {
         let not_yet = [
             ("alerting", self.alerting.enabled),
             ("websocket", self.websocket.enabled),
-            ("grpc", self.grpc.enabled),
             ("graphql", self.graphql.enabled),
         ];
         let found: Vec<&str> = not_yet

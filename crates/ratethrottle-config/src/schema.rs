@@ -806,6 +806,25 @@ pub struct GrpcConfig {
     pub stream_messages_per_minute: u64,
 }
 
+impl GrpcConfig {
+    /// The rule of calls per client (`requests_per_minute`).
+    pub const CALL_RULE: &'static str = "grpc";
+    /// The rule of messages per stream (`stream_messages_per_minute`).
+    pub const STREAM_RULE: &'static str = "grpc_stream";
+
+    /// The section's two rules: [`GrpcConfig::CALL_RULE`] and [`GrpcConfig::STREAM_RULE`],
+    /// per minute, sliding_counter, no block after a violation (the next window decides).
+    pub fn rules(&self) -> [Rule; 2] {
+        let per_minute = |name: &str, limit: u64| {
+            Rule::new(name, limit, Duration::from_secs(60)).block_duration(Duration::ZERO)
+        };
+        [
+            per_minute(Self::CALL_RULE, self.requests_per_minute),
+            per_minute(Self::STREAM_RULE, self.stream_messages_per_minute),
+        ]
+    }
+}
+
 impl Default for GrpcConfig {
     fn default() -> Self {
         GrpcConfig {

@@ -61,7 +61,7 @@ fn a_file_written_by_the_originals_config_manager_loads() {
     // The sections 1.4.0's `ConfigManager.DEFAULT_CONFIG` writes that this version has no
     // feature for yet: validated, kept, and named in one warning when enabled.
     let config = parse(
-        "ddos_protection:\n  enabled: true\n  max_tracked_identifiers: 5000\nadaptive:\n  enabled: false\n  persistence:\n    enabled: false\n    filepath: models/m.json\n    auto_save_interval: 3600\n    auto_load_on_start: true\nwebsocket:\n  enabled: false\n  connections_per_minute: 60\n  messages_per_minute: 1000\n  max_concurrent_connections: 10\n  max_message_size: 65536\n  bytes_per_minute: null\ngrpc:\n  enabled: true\n  requests_per_minute: 1000\n  concurrent_requests: 50\n  stream_messages_per_minute: 5000\ngraphql:\n  enabled: false\n  queries_per_minute: 1000\n  mutations_per_minute: 100\n  subscriptions_per_minute: 50\n  max_complexity: 1000\n  max_depth: 15\n  field_limits: {}\n  field_costs: {user: 5}\nanalytics:\n  enabled: true\n  max_history: 10000\n  enable_metadata: true\n  sanitize_data: true\n",
+        "ddos_protection:\n  enabled: true\n  max_tracked_identifiers: 5000\nadaptive:\n  enabled: false\n  persistence:\n    enabled: false\n    filepath: models/m.json\n    auto_save_interval: 3600\n    auto_load_on_start: true\nwebsocket:\n  enabled: false\n  connections_per_minute: 60\n  messages_per_minute: 1000\n  max_concurrent_connections: 10\n  max_message_size: 65536\n  bytes_per_minute: null\ngrpc:\n  enabled: true\n  requests_per_minute: 1000\n  concurrent_requests: 50\n  stream_messages_per_minute: 5000\ngraphql:\n  enabled: true\n  queries_per_minute: 1000\n  mutations_per_minute: 100\n  subscriptions_per_minute: 50\n  max_complexity: 1000\n  max_depth: 15\n  field_limits: {}\n  field_costs: {user: 5}\nanalytics:\n  enabled: true\n  max_history: 10000\n  enable_metadata: true\n  sanitize_data: true\n",
     )
     .unwrap();
     assert_eq!(config.ddos_protection.max_tracked_identifiers, 5000);
@@ -70,11 +70,17 @@ fn a_file_written_by_the_originals_config_manager_loads() {
         Some("models/m.json")
     );
     assert!(config.grpc.enabled);
+    let names: Vec<String> = config.rules().into_iter().map(|r| r.name).collect();
+    assert_eq!(
+        names,
+        ["grpc", "grpc_stream"],
+        "the grpc section takes effect"
+    );
     assert_eq!(config.graphql.field_costs["user"], 5);
     assert_eq!(
         config.warnings,
         [
-            "recognised but not active yet: grpc (validated and kept; these \
+            "recognised but not active yet: graphql (validated and kept; these \
              features come in later versions, and do nothing until then)"
         ]
     );

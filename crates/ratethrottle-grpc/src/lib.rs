@@ -201,6 +201,28 @@ impl<S: Store> GrpcLimitBuilder<S> {
         self
     }
 
+    /// Applies the configuration's `grpc` section when enabled — its `grpc` rule to every
+    /// call, `concurrent_requests` per client, `grpc_stream` to each stream's messages (the
+    /// rules come with [`Config::rules`](ratethrottle_config::Config::rules)) — and the
+    /// policy's settings from it (global switches, DDoS protection, analytics, adaptive).
+    /// Feature `config`.
+    #[cfg(feature = "config")]
+    pub fn config(mut self, config: &ratethrottle_config::Config) -> Self
+    where
+        S: ratethrottle::store::KeyValueStore,
+    {
+        use ratethrottle_config::GrpcConfig;
+        self.policy = self.policy.config(config);
+        let grpc = &config.grpc;
+        if !grpc.enabled {
+            return self;
+        }
+        let concurrency = u32::try_from(grpc.concurrent_requests).unwrap_or(u32::MAX);
+        self.rule(GrpcConfig::CALL_RULE)
+            .stream_messages(GrpcConfig::STREAM_RULE)
+            .concurrency(concurrency)
+    }
+
     /// The layer, or the first mistake.
     pub fn build(mut self) -> Result<GrpcLimitLayer<S>, Error> {
         if !self.errors.is_empty() {

@@ -264,3 +264,34 @@ async fn a_server_stream_is_cut_at_the_message_over_its_limit() {
         "{error}"
     );
 }
+
+/// The `grpc` section 1.4.0's `ConfigManager` writes takes effect.
+#[cfg(feature = "config")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configurations_grpc_section_takes_effect() {
+    use ratethrottle_config::{Config, Environment};
+    let yaml = "grpc:\n  enabled: true\n  requests_per_minute: 3\n  concurrent_requests: 2\n  stream_messages_per_minute: 10\n";
+    let config = Config::from_yaml(yaml, "test.yaml", &Environment::empty()).unwrap();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let limiter = config.build_limiter().await.unwrap();
+    let layer = GrpcLimit::builder(limiter).config(&config).build().unwrap();
+    let (address, _, _) = serve(layer, "127.0.0.1:0").await;
+    let channel = connect(address).await;
+    for _ in 0..3 {
+        assert!(call(&channel, SAY, &[]).await.is_ok());
+    }
+    let refused = call(&channel, SAY, &[]).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().contains("rule grpc allows 3 per 60s"),
+        "{}",
+        refused.message()
+    );
+    let error = Config::from_yaml(
+        "grpc:\n  enabled: true\n  concurrent_requests: 0\n",
+        "test.yaml",
+        &Environment::empty(),
+    )
+    .unwrap_err();
+    assert!(error.to_string().starts_with("test.yaml:3:"), "{error}");
+}
