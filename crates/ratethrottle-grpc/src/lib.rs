@@ -48,7 +48,9 @@ use http::{Request, Response};
 use parking_lot::Mutex;
 use ratethrottle::store::Store;
 use ratethrottle::{Limiter, Status};
-use ratethrottle_http::{ClientIp, PlainRequest, PolicyBuilder, RejectionResponse, Route};
+use ratethrottle_http::{
+    ClientIp, HeaderStyle, PlainRequest, PolicyBuilder, RejectionResponse, Route,
+};
 use tonic::Code;
 use tonic::body::Body;
 use tonic::metadata::MetadataValue;
@@ -103,7 +105,9 @@ impl GrpcLimit {
     /// A builder checking calls with `limiter`.
     pub fn builder<S: Store>(limiter: Limiter<S>) -> GrpcLimitBuilder<S> {
         GrpcLimitBuilder {
-            policy: PolicyBuilder::new(limiter),
+            // Admitted calls carry `x-ratelimit-limit/remaining/reset` (the IETF `RateLimit`
+            // headers are HTTP's); `policy(|p| p.header_style(..))` changes it.
+            policy: PolicyBuilder::new(limiter).header_style(HeaderStyle::Legacy),
             client_ip: ClientIp::default(),
             key: KeySource::Peer,
             concurrency: None,
@@ -267,8 +271,8 @@ struct Shared<S: Store> {
 }
 
 impl<S: Store> Shared<S> {
-    /// What the policy reads of a call, and the client key for the concurrency limit.
-    fn describe(&self, parts: &Parts) -> (PlainRequest, String) {
+    /// What the policy reads of a call.
+    fn describe(&self, parts: &Parts) -> PlainRequest {
         let mut request = PlainRequest::new("POST", parts.uri.path());
         request.peer = peer_of(parts);
         if self.client_ip.trusts_proxies() {
@@ -297,7 +301,12 @@ impl<S: Store> Shared<S> {
                     })
             }
         };
-        let client = match &request.client_key {
+        request
+    }
+
+    /// The client a call counts for under the concurrency limit: its key, or its address.
+    fn client_of(&self, request: &PlainRequest) -> String {
+        match &request.client_key {
             Some(key) => key.clone(),
             None => {
                 let values = request.headers.iter().map(|(_, value)| value.as_bytes());
@@ -305,8 +314,7 @@ impl<S: Store> Shared<S> {
                     .resolve(request.peer, values)
                     .map_or_else(|| "unknown".to_owned(), |key| key.as_str().to_owned())
             }
-        };
-        (request, client)
+        }
     }
 }
 
@@ -467,7 +475,7 @@ where
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let (described, client) = shared.describe(&parts);
+            let described = shared.describe(&parts);
             let policy = &shared.policy;
             let decided = match policy.decide_now(&described) {
                 Some(decided) => decided,
@@ -478,18 +486,15 @@ where
                 return Ok(rejected(&rejection, status).into_http());
             }
             let permit = match &shared.concurrency {
-                Some(concurrency) => match concurrency.acquire(client) {
+                Some(concurrency) => match concurrency.acquire(shared.client_of(&described)) {
                     Some(permit) => Some(permit),
                     None => return Ok(too_many_in_flight(concurrency.max).into_http()),
                 },
                 None => None,
             };
             let mut response = inner.call(Request::from_parts(parts, body)).await?;
-            for (name, value) in &decided.headers {
-                if let (Ok(name), Ok(value)) = (
-                    http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()),
-                    http::HeaderValue::from_str(value),
-                ) {
+            for (name, value) in decided.headers {
+                if let (Some(name), Ok(value)) = (metadata_name(name), value.try_into()) {
                     response.headers_mut().insert(name, value);
                 }
             }
@@ -501,6 +506,20 @@ where
             })
         })
     }
+}
+
+/// The metadata name of a rate-limit header, in lower case as HTTP/2 wants it (the usual ones
+/// without an allocation).
+fn metadata_name(name: &'static str) -> Option<http::HeaderName> {
+    use http::HeaderName;
+    Some(match name {
+        "X-RateLimit-Limit" => HeaderName::from_static("x-ratelimit-limit"),
+        "X-RateLimit-Remaining" => HeaderName::from_static("x-ratelimit-remaining"),
+        "X-RateLimit-Reset" => HeaderName::from_static("x-ratelimit-reset"),
+        "RateLimit-Policy" => HeaderName::from_static("ratelimit-policy"),
+        "RateLimit" => HeaderName::from_static("ratelimit"),
+        other => HeaderName::from_bytes(other.as_bytes()).ok()?,
+    })
 }
 
 /// The gRPC status for a refused call: the code for the HTTP answer the policy gave, a

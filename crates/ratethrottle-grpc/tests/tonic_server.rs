@@ -8,6 +8,7 @@ use tonic::Code;
 use tonic_prost::ProstCodec;
 use tonic_types::StatusExt;
 
+#[allow(dead_code)]
 mod support;
 
 use support::*;

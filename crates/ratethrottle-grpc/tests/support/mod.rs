@@ -134,14 +134,8 @@ pub(crate) async fn serve<S: ratethrottle::store::Store>(
     layer: GrpcLimitLayer<S>,
     address: &str,
 ) -> (SocketAddr, Arc<Semaphore>, mpsc::UnboundedReceiver<()>) {
-    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    let (listener, echo, gate, entered) = parts(address).await;
     let local = listener.local_addr().unwrap();
-    let gate = Arc::new(Semaphore::new(0));
-    let (entered, entered_rx) = mpsc::unbounded_channel();
-    let echo = Echo {
-        gate: Arc::clone(&gate),
-        entered,
-    };
     tokio::spawn(async move {
         Server::builder()
             .layer(layer)
@@ -150,7 +144,39 @@ pub(crate) async fn serve<S: ratethrottle::store::Store>(
             .await
             .unwrap();
     });
-    (local, gate, entered_rx)
+    (local, gate, entered)
+}
+
+/// The same server without the layer.
+pub(crate) async fn serve_bare(address: &str) -> SocketAddr {
+    let (listener, echo, _, _) = parts(address).await;
+    let local = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        Server::builder()
+            .add_service(echo)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    local
+}
+
+async fn parts(
+    address: &str,
+) -> (
+    tokio::net::TcpListener,
+    Echo,
+    Arc<Semaphore>,
+    mpsc::UnboundedReceiver<()>,
+) {
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let (entered, entered_rx) = mpsc::unbounded_channel();
+    let echo = Echo {
+        gate: Arc::clone(&gate),
+        entered,
+    };
+    (listener, echo, gate, entered_rx)
 }
 
 pub(crate) async fn connect(address: SocketAddr) -> Channel {
