@@ -1,6 +1,7 @@
-//! The response body of an admitted call: it holds the call's concurrency slot until it
-//! ends, and cuts the stream with `RESOURCE_EXHAUSTED` at the first message over the stream's
-//! message limit.
+//! The bodies of an admitted call: the response holds the call's concurrency slot until it
+//! ends; both directions are cut with `RESOURCE_EXHAUSTED` at the first message over the
+//! stream's message limit (the response with trailers, the request with an error its handler
+//! sees).
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -23,6 +24,8 @@ pin_project_lite::pin_project! {
         limit: Option<MessageLimit>,
         // The trailers ending a stream cut short, until sent.
         cut: Option<HeaderMap>,
+        // A request body: cut with an error instead of trailers.
+        request: bool,
         done: bool,
     }
 }
@@ -34,13 +37,22 @@ impl Metered {
             permit,
             limit,
             cut: None,
+            request: false,
             done: false,
+        }
+    }
+
+    /// A request body metered against `limit`.
+    pub(crate) fn request(inner: Body, limit: MessageLimit) -> Self {
+        Metered {
+            request: true,
+            ..Metered::new(inner, None, Some(limit))
         }
     }
 }
 
-/// The trailers that end a stream whose messages went over `limit`.
-fn cut_trailers(limit: &MessageLimit) -> HeaderMap {
+/// The status of a stream whose messages went over `limit`.
+fn over(limit: &MessageLimit) -> tonic::Status {
     let mut status = tonic::Status::resource_exhausted(format!(
         "too many messages on this stream: rule {} admitted {}",
         limit.rule(),
@@ -50,6 +62,12 @@ fn cut_trailers(limit: &MessageLimit) -> HeaderMap {
         "grpc-retry-pushback-ms",
         tonic::metadata::MetadataValue::from(1000u64),
     );
+    status
+}
+
+/// The trailers that end a response stream whose messages went over `limit`.
+fn cut_trailers(limit: &MessageLimit) -> HeaderMap {
+    let status = over(limit);
     let mut trailers = HeaderMap::new();
     if status.add_header(&mut trailers).is_err() {
         trailers.insert("grpc-status", http::HeaderValue::from_static("8"));
@@ -88,6 +106,11 @@ impl http_body::Body for Metered {
             if let (Some(limit), Some(data)) = (this.limit.as_mut(), frame.data_ref())
                 && let Some(at) = limit.scan(data)
             {
+                if *this.request {
+                    // The handler reads up to the cut, then the error.
+                    *this.done = true;
+                    return Poll::Ready(Some(Err(over(limit))));
+                }
                 *this.cut = Some(cut_trailers(limit));
                 if at > 0 {
                     return Poll::Ready(Some(Ok(Frame::data(data.slice(..at)))));

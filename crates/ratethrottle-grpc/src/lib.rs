@@ -9,8 +9,8 @@
 //! - **Concurrency:** at most N calls in flight per client; one more is rejected at once, never
 //!   queued (tower's `ConcurrencyLimit` queues). A call holds its slot until its response
 //!   stream ends, however it ends.
-//! - **Streams:** a rule's limit for the messages of each stream (`stream_messages`), counted
-//!   as the server sends them; the first message over it ends the stream with
+//! - **Streams:** a rule's limit for the messages of each stream (`stream_messages`), each
+//!   direction counted as the messages flow; the first message over it ends the stream with
 //!   `RESOURCE_EXHAUSTED`.
 //! - **Rejection:** `RESOURCE_EXHAUSTED` with `retry-after`, `grpc-retry-pushback-ms` and
 //!   `x-ratelimit-limit/remaining/reset` metadata and a `google.rpc.RetryInfo` detail, so
@@ -186,10 +186,11 @@ impl<S: Store> GrpcLimitBuilder<S> {
         self
     }
 
-    /// Limits the messages the server sends on each stream (server- and bidi-streaming
-    /// calls; a unary response is one message) to the limiter's rule `rule`, per stream,
-    /// counted as they flow: the first message over it ends the stream with
-    /// `RESOURCE_EXHAUSTED`.
+    /// Limits the messages of each stream to the limiter's rule `rule`, per stream and per
+    /// direction, counted as they flow (a unary call is one message each way): the first
+    /// message the server sends over it ends the response with `RESOURCE_EXHAUSTED`; the
+    /// first the client sends over it reaches the handler as a `RESOURCE_EXHAUSTED` error
+    /// instead of the message.
     pub fn stream_messages(mut self, rule: &str) -> Self {
         self.stream_rule = Some(rule.to_owned());
         self
@@ -453,12 +454,11 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 impl<S, Inner, ReqBody> tower_service::Service<Request<ReqBody>> for GrpcLimitService<S, Inner>
 where
     S: Store,
-    Inner: tower_service::Service<Request<ReqBody>, Response = Response<Body>>
-        + Clone
-        + Send
-        + 'static,
+    Inner:
+        tower_service::Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
     Inner::Future: Send + 'static,
-    ReqBody: Send + 'static,
+    ReqBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     type Response = Response<Body>;
     type Error = Inner::Error;
@@ -491,6 +491,14 @@ where
                     None => return Ok(too_many_in_flight(concurrency.max).into_http()),
                 },
                 None => None,
+            };
+            let body = match &shared.stream_rule {
+                // Requests are metered too (client- and bidi-streaming calls).
+                Some(rule) => Body::new(Metered::request(
+                    Body::new(body),
+                    MessageLimit::new(rule.clone()),
+                )),
+                None => Body::new(body),
             };
             let mut response = inner.call(Request::from_parts(parts, body)).await?;
             for (name, value) in decided.headers {

@@ -296,3 +296,40 @@ async fn the_configurations_grpc_section_takes_effect() {
     .unwrap_err();
     assert!(error.to_string().starts_with("test.yaml:3:"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stream_over_its_limit_reaches_the_handler_as_an_error() {
+    let limiter = Limiter::in_memory();
+    limiter.add_rule(per_minute("grpc", 1000)).unwrap();
+    limiter.add_rule(per_minute("stream", 50)).unwrap();
+    let layer = GrpcLimit::builder(limiter)
+        .rule("grpc")
+        .stream_messages("stream")
+        .build()
+        .unwrap();
+    let (address, _, _) = serve(layer, "127.0.0.1:0").await;
+    let channel = connect(address).await;
+    let send = |n: usize| {
+        let channel = channel.clone();
+        async move {
+            let mut client = tonic::client::Grpc::new(channel);
+            client.ready().await.unwrap();
+            let messages = tokio_stream::iter((0..n).map(|_| Ping::default()));
+            client
+                .client_streaming(
+                    tonic::Request::new(messages),
+                    PathAndQuery::from_static("/test.Echo/Sum"),
+                    ProstCodec::<Ping, Pong>::default(),
+                )
+                .await
+        }
+    };
+    assert_eq!(send(50).await.unwrap().into_inner().text, "50");
+    let refused = send(100).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("too many messages"),
+        "{}",
+        refused.message()
+    );
+}

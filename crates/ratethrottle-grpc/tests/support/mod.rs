@@ -86,6 +86,27 @@ impl tonic::server::ServerStreamingService<Ping> for Count {
     }
 }
 
+/// `Sum`: reads every message the client sends; answers how many (or the stream's error).
+struct Sum;
+
+impl tonic::server::ClientStreamingService<Ping> for Sum {
+    type Response = Pong;
+    type Future = BoxFuture<Result<tonic::Response<Pong>, tonic::Status>>;
+
+    fn call(&mut self, request: tonic::Request<tonic::Streaming<Ping>>) -> Self::Future {
+        Box::pin(async move {
+            let mut stream = request.into_inner();
+            let mut count = 0;
+            while stream.message().await?.is_some() {
+                count += 1;
+            }
+            Ok(tonic::Response::new(Pong {
+                text: count.to_string(),
+            }))
+        })
+    }
+}
+
 impl<B> tower_service::Service<http::Request<B>> for Echo
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -104,6 +125,12 @@ where
             "/test.Echo/Say" => "/test.Echo/Say",
             "/test.Echo/Shout" => "/test.Echo/Shout",
             "/test.Echo/Wait" => "/test.Echo/Wait",
+            "/test.Echo/Sum" => {
+                return Box::pin(async move {
+                    let mut grpc = tonic::server::Grpc::new(ProstCodec::<Pong, Ping>::default());
+                    Ok(grpc.client_streaming(Sum, request).await)
+                });
+            }
             "/test.Echo/Count" => {
                 return Box::pin(async move {
                     let mut grpc = tonic::server::Grpc::new(ProstCodec::<Pong, Ping>::default());
