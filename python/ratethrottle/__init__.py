@@ -57,6 +57,27 @@ __author__ = "ratethrottle contributors"
 __license__ = "MIT"
 
 
+#: Names of `ratethrottle.gRPC`, importable from here as the original's docs do; the module
+#: (and `grpcio`, the `grpc` extra) is imported on first use, so `import ratethrottle` works
+#: without grpcio.
+_GRPC_NAMES = frozenset({
+    "AsyncGRPCRateLimitInterceptor",
+    "GRPCLimits",
+    "GRPCRateLimitInterceptor",
+    "ServiceRateLimiter",
+    "extract_user_id_from_metadata",
+    "grpc_ratelimit",
+})
+
+
+def __getattr__(name: str) -> object:
+    if name in _GRPC_NAMES:
+        from . import gRPC
+
+        return getattr(gRPC, name)
+    raise AttributeError(f"module 'ratethrottle' has no attribute {name!r}")
+
+
 def get_version() -> str:
     """The package's version."""
     return __version__

@@ -351,6 +351,21 @@ class ConfigManager:
             )
         return adaptive
 
+    def create_grpc_interceptor(self, asyncio: bool = False) -> Any:
+        """A `GRPCRateLimitInterceptor` (an `AsyncGRPCRateLimitInterceptor` with `asyncio`)
+        with the `grpc` section's limits, over the configured storage (needs the `grpc`
+        extra)."""
+        from .gRPC import AsyncGRPCRateLimitInterceptor, GRPCLimits, GRPCRateLimitInterceptor
+
+        section = self._section("grpc")
+        limits = GRPCLimits(
+            requests_per_minute=section["requests_per_minute"],
+            concurrent_requests=section["concurrent_requests"],
+            stream_messages_per_minute=section["stream_messages_per_minute"],
+        )
+        kind = AsyncGRPCRateLimitInterceptor if asyncio else GRPCRateLimitInterceptor
+        return kind(limits, storage=_configured_storage(self._native))
+
     def create_analytics(self) -> "RateThrottleAnalytics":
         """A RateThrottleAnalytics with the `analytics` section's settings."""
         from .analytics import RateThrottleAnalytics
