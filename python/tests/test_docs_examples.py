@@ -10,6 +10,7 @@ An example that cannot work as written is listed in ERRATA with the reason (the 
 import atexit
 import os
 import re
+import socket
 import sys
 import textwrap
 from pathlib import Path
@@ -30,6 +31,7 @@ PAGES = [
     "advanced/analytics.rst",
     "advanced/adaptive.rst",
     "user_guide/ml_adaptive.rst",
+    "protocols/grpc.rst",
 ]
 
 #: (page, block number from 1) -> why it cannot run as written (the README's docs errata).
@@ -74,6 +76,12 @@ ERRATA = {
     ("user_guide/ml_adaptive.rst", 26): "`app` is block 21's FastAPI app: FlaskRateLimiter "
                                         "needs a Flask app",
     ("user_guide/ml_adaptive.rst", 27): "threading and time are never imported on the page",
+    ("protocols/grpc.rst", 1): "adds UserServiceImpl before the page defines it (next example), "
+                               "then waits for the server's termination forever",
+    ("protocols/grpc.rst", 6): "ProductServiceImpl and OrderServiceImpl are never defined",
+    ("protocols/grpc.rst", 7): "chat_pb2_grpc is never imported (nor its proto shown)",
+    ("protocols/grpc.rst", 10): "the server's GetUser calls get_user_from_db, which the page "
+                                "never defines, so the call fails (UNKNOWN)",
 }
 
 
@@ -132,17 +140,55 @@ def docs_env(redis_url, tmp_path_factory):
     at_exit = []
     register = atexit.register
     atexit.register = lambda function, *args, **kwargs: at_exit.append((function, args, kwargs)) or function
+    # The gRPC page's generated stubs (`user_pb2`, `user_pb2_grpc`), and its servers, stopped
+    # when the examples are done.
+    sys.path.insert(0, str(STUBS))
+    servers = []
+    grpc = sys.modules.get("grpc")
+    try:
+        import grpc  # noqa: F811
+    except ImportError:
+        grpc = None
+    make_server = grpc.server if grpc is not None else None
+    if grpc is not None:
+        def recorded(*args, **kwargs):
+            server = make_server(*args, **kwargs)
+            servers.append(server)
+            return server
+
+        grpc.server = recorded
     try:
         yield redis_url
         for function, args, kwargs in reversed(at_exit):
             function(*args, **kwargs)
     finally:
+        for server in servers:
+            server.stop(None)
+        if grpc is not None:
+            grpc.server = make_server
+        sys.path.remove(str(STUBS))
         atexit.register = register
         os.chdir(previous)
 
 
+#: Hand-written equivalents of what protoc makes of the gRPC page's `user.proto`.
+STUBS = Path(__file__).resolve().parent / "docs_stubs"
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+#: The port the gRPC page's servers and clients use instead of 50051.
+GRPC_PORT = _free_port()
+
+
 def localized(source, redis_url):
-    """`source` with the documentation's Redis address pointing at the test server."""
+    """`source` with the documentation's Redis address pointing at the test server, and its
+    gRPC port at a free one."""
+    source = source.replace("50051", str(GRPC_PORT))
     port = redis_url.rsplit(":", 1)[1].split("/")[0]
     for host in ("localhost:6379", "redis-server:6379"):
         source = source.replace(host, f"127.0.0.1:{port}")
