@@ -13,13 +13,27 @@ mod support;
 
 use support::*;
 
+/// An in-memory limiter with these rules (name, limit per minute).
+fn limiter_of(rules: &[(&str, u64)]) -> Limiter {
+    let limiter = Limiter::in_memory();
+    for (name, limit) in rules {
+        limiter.add_rule(per_minute(name, *limit)).unwrap();
+    }
+    limiter
+}
+
+/// A channel to a server on loopback behind `layer`.
+async fn through<S: ratethrottle::store::Store>(
+    layer: ratethrottle_grpc::GrpcLimitLayer<S>,
+) -> tonic::transport::Channel {
+    connect(serve(layer, "127.0.0.1:0").await.0).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_eleventh_call_at_ten_a_minute_is_told_when_to_retry() {
-    let limiter = Limiter::in_memory();
-    limiter.add_rule(per_minute("grpc", 10)).unwrap();
+    let limiter = limiter_of(&[("grpc", 10)]);
     let layer = GrpcLimit::builder(limiter).rule("grpc").build().unwrap();
-    let (address, _, _) = serve(layer, "127.0.0.1:0").await;
-    let channel = connect(address).await;
+    let channel = through(layer).await;
     for n in 0..10 {
         let response = call(&channel, SAY, &[]).await.expect("admitted");
         let remaining = response.metadata().get("x-ratelimit-remaining").unwrap();
@@ -56,9 +70,7 @@ async fn the_eleventh_call_at_ten_a_minute_is_told_when_to_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_method_and_per_service_rules_apply_to_their_calls_only() {
-    let limiter = Limiter::in_memory();
-    limiter.add_rule(per_minute("say", 2)).unwrap();
-    limiter.add_rule(per_minute("echo", 5)).unwrap();
+    let limiter = limiter_of(&[("say", 2), ("echo", 5)]);
     let layer = GrpcLimit::builder(limiter)
         .method(SAY, "say")
         .unwrap()
@@ -66,8 +78,7 @@ async fn per_method_and_per_service_rules_apply_to_their_calls_only() {
         .unwrap()
         .build()
         .unwrap();
-    let (address, _, _) = serve(layer, "127.0.0.1:0").await;
-    let channel = connect(address).await;
+    let channel = through(layer).await;
     let mut codes = Vec::new();
     for method in [SAY, SAY, SAY, SHOUT, SHOUT, SHOUT, SHOUT] {
         codes.push(match call(&channel, method, &[]).await {
@@ -98,8 +109,7 @@ async fn per_method_and_per_service_rules_apply_to_their_calls_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fourth_concurrent_call_is_rejected_at_once_while_three_are_held() {
-    let limiter = Limiter::in_memory();
-    limiter.add_rule(per_minute("grpc", 1000)).unwrap();
+    let limiter = limiter_of(&[("grpc", 1000)]);
     let layer = GrpcLimit::builder(limiter)
         .rule("grpc")
         .concurrency(3)
@@ -136,15 +146,13 @@ async fn a_fourth_concurrent_call_is_rejected_at_once_while_three_are_held() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blacklisted_clients_are_denied_and_spoofed_forwarding_is_ignored() {
-    let limiter = Limiter::in_memory();
-    limiter.add_rule(per_minute("grpc", 2)).unwrap();
+    let limiter = limiter_of(&[("grpc", 2)]);
     let layer = GrpcLimit::builder(limiter.clone())
         .rule("grpc")
         .client_ip(ClientIp::new().trust_proxies(["10.0.0.0/8"]))
         .build()
         .unwrap();
-    let (address, _, _) = serve(layer, "127.0.0.1:0").await;
-    let channel = connect(address).await;
+    let channel = through(layer).await;
     // 127.0.0.1 is not a trusted proxy: its x-forwarded-for is not believed.
     for spoof in ["198.51.100.1", "198.51.100.2"] {
         assert!(
@@ -165,8 +173,7 @@ async fn blacklisted_clients_are_denied_and_spoofed_forwarding_is_ignored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_peers_get_their_own_key_per_64_and_metadata_keys_count_apart() {
-    let limiter = Limiter::in_memory();
-    limiter.add_rule(per_minute("grpc", 1)).unwrap();
+    let limiter = limiter_of(&[("grpc", 1)]);
     let layer = GrpcLimit::builder(limiter.clone())
         .rule("grpc")
         .build()
@@ -186,15 +193,13 @@ async fn ipv6_peers_get_their_own_key_per_64_and_metadata_keys_count_apart() {
         "1.4.0 counted every IPv6 peer as \"ipv6\""
     );
 
-    let limiter = Limiter::in_memory();
-    limiter.add_rule(per_minute("grpc", 1)).unwrap();
+    let limiter = limiter_of(&[("grpc", 1)]);
     let layer = GrpcLimit::builder(limiter)
         .rule("grpc")
         .key_metadata("x-api-key")
         .build()
         .unwrap();
-    let (address, _, _) = serve(layer, "127.0.0.1:0").await;
-    let channel = connect(address).await;
+    let channel = through(layer).await;
     assert!(call(&channel, SAY, &[("x-api-key", "alpha")]).await.is_ok());
     assert!(call(&channel, SAY, &[("x-api-key", "beta")]).await.is_ok());
     assert!(
@@ -206,9 +211,7 @@ async fn ipv6_peers_get_their_own_key_per_64_and_metadata_keys_count_apart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_stream_is_cut_at_the_message_over_its_limit() {
-    let limiter = Limiter::in_memory();
-    limiter.add_rule(per_minute("grpc", 1000)).unwrap();
-    limiter.add_rule(per_minute("stream", 50)).unwrap();
+    let limiter = limiter_of(&[("grpc", 1000), ("stream", 50)]);
     let layer = GrpcLimit::builder(limiter)
         .rule("grpc")
         .stream_messages("stream")
@@ -253,8 +256,7 @@ async fn a_server_stream_is_cut_at_the_message_over_its_limit() {
     );
     // A unary response is one message.
     assert!(call(&channel, SAY, &[]).await.is_ok());
-    let limiter = Limiter::in_memory();
-    limiter.add_rule(per_minute("grpc", 1)).unwrap();
+    let limiter = limiter_of(&[("grpc", 1)]);
     let error = GrpcLimit::builder(limiter)
         .rule("grpc")
         .stream_messages("nope")
@@ -276,8 +278,7 @@ async fn the_configurations_grpc_section_takes_effect() {
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     let limiter = config.build_limiter().await.unwrap();
     let layer = GrpcLimit::builder(limiter).config(&config).build().unwrap();
-    let (address, _, _) = serve(layer, "127.0.0.1:0").await;
-    let channel = connect(address).await;
+    let channel = through(layer).await;
     for _ in 0..3 {
         assert!(call(&channel, SAY, &[]).await.is_ok());
     }
@@ -299,16 +300,13 @@ async fn the_configurations_grpc_section_takes_effect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_stream_over_its_limit_reaches_the_handler_as_an_error() {
-    let limiter = Limiter::in_memory();
-    limiter.add_rule(per_minute("grpc", 1000)).unwrap();
-    limiter.add_rule(per_minute("stream", 50)).unwrap();
+    let limiter = limiter_of(&[("grpc", 1000), ("stream", 50)]);
     let layer = GrpcLimit::builder(limiter)
         .rule("grpc")
         .stream_messages("stream")
         .build()
         .unwrap();
-    let (address, _, _) = serve(layer, "127.0.0.1:0").await;
-    let channel = connect(address).await;
+    let channel = through(layer).await;
     let send = |n: usize| {
         let channel = channel.clone();
         async move {
