@@ -251,3 +251,19 @@ def test_the_configurations_grpc_section_makes_an_interceptor(serve, tmp_path):
         say(b"x")
     assert isinstance(rt.ConfigManager(str(path)).create_grpc_interceptor(asyncio=True),
                       AsyncGRPCRateLimitInterceptor)
+
+
+def test_a_store_failing_closed_answers_unavailable(serve):
+    from conftest import start_redis, stop_redis
+
+    proc, url = start_redis()
+    storage = rt.RedisStorage(url, fault_policy="fail_closed", key_prefix="grpc-closed:")
+    say = serve(GRPCRateLimitInterceptor(GRPCLimits(), storage=storage)).unary_unary(
+        "/test.Echo/Say")
+    try:
+        assert say(b"x") == b"x"
+    finally:
+        stop_redis(proc)
+    with pytest.raises(grpc.RpcError) as unavailable:
+        say(b"x")
+    assert unavailable.value.code() == grpc.StatusCode.UNAVAILABLE
