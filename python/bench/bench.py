@@ -151,6 +151,19 @@ def ensure_venv(path: Path, packages: list, label: str) -> Path:
     return python
 
 
+def peers_python() -> str:
+    """The interpreter of `.venv-peers`: the original ratethrottle 1.4.0 and the other peers."""
+    packages = ["ratethrottle==1.4.0", "pyyaml", "graphql-core", "grpcio", "limits", "redis"]
+    return str(ensure_venv(HERE / ".venv-peers", packages, "the original ratethrottle 1.4.0 and limits"))
+
+
+def ours_python(given: str = None) -> str:
+    """`given` (an interpreter with this package installed), else the one of `.venv-ours`: a
+    release build of this package with its gRPC extra, which every bench here can use."""
+    return given or str(ensure_venv(HERE / ".venv-ours", [str(PACKAGE) + "[grpc]"],
+                                    "this package (release build)"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -205,10 +218,8 @@ def exactness(name: str, redis_url: str, pythons: dict, processes: int, limit: i
 
 def driver(args: argparse.Namespace) -> None:
     pythons = {
-        "peers": str(ensure_venv(HERE / ".venv-peers", ["ratethrottle==1.4.0", "pyyaml", "graphql-core", "grpcio", "limits", "redis"],
-                                 "the original ratethrottle 1.4.0 and limits")),
-        "ours": args.ours_python
-        or str(ensure_venv(HERE / ".venv-ours", [str(PACKAGE)], "this package (release build)")),
+        "peers": peers_python(),
+        "ours": ours_python(args.ours_python),
     }
     versions = json.loads(run([pythons["peers"], "-c",
         "import json, importlib.metadata as m; print(json.dumps({p: m.version(p) for p in ('ratethrottle', 'limits', 'redis')}))"]))

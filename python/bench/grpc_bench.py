@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 
-from bench import HERE, PACKAGE, ensure_venv, run
+from bench import ours_python, peers_python, run
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -68,10 +68,8 @@ def main() -> None:
         worker(args)
         return
     pythons = {
-        "original": str(ensure_venv(HERE / ".venv-peers", ["ratethrottle==1.4.0", "pyyaml", "graphql-core", "grpcio", "limits", "redis"],
-                                    "the original ratethrottle 1.4.0 and limits")),
-        "ours": args.ours_python
-        or str(ensure_venv(HERE / ".venv-ours", [str(PACKAGE) + "[grpc]"], "this package (release build)")),
+        "original": peers_python(),
+        "ours": ours_python(args.ours_python),
     }
     rounds = []
     for r in range(args.rounds):

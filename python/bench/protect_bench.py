@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 
-from bench import HERE, PACKAGE, ensure_venv, run
+from bench import ours_python, peers_python, run
 
 IDENTIFIERS = 10_000
 ENDPOINTS = 100
@@ -74,10 +74,8 @@ def main() -> None:
         worker(args)
         return
     pythons = {
-        "original": str(ensure_venv(HERE / ".venv-peers", ["ratethrottle==1.4.0", "pyyaml", "graphql-core", "grpcio", "limits", "redis"],
-                                    "the original ratethrottle 1.4.0 and limits")),
-        "ours": args.ours_python
-        or str(ensure_venv(HERE / ".venv-ours", [str(PACKAGE)], "this package (release build)")),
+        "original": peers_python(),
+        "ours": ours_python(args.ours_python),
     }
     results = {}
     for what in (args.only,) if args.only else ("analyze", "record", "adaptive"):

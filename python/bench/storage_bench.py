@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 
-from bench import HERE, PACKAGE, ensure_venv, run, start_redis
+from bench import HERE, ours_python, peers_python, run, start_redis
 
 KEYS = [f"key:{i}" for i in range(1000)]
 OPERATIONS = ("get", "set", "increment")
@@ -169,10 +169,8 @@ def measure(python: str, name: str, backend: str, seconds: float, redis_url: str
 
 def driver(args: argparse.Namespace) -> None:
     pythons = {
-        "original": str(ensure_venv(HERE / ".venv-peers", ["ratethrottle==1.4.0", "pyyaml", "graphql-core", "grpcio", "limits", "redis"],
-                                    "the original ratethrottle 1.4.0 and limits")),
-        "ours": args.ours_python
-        or str(ensure_venv(HERE / ".venv-ours", [str(PACKAGE)], "this package (release build)")),
+        "original": peers_python(),
+        "ours": ours_python(args.ours_python),
     }
     pythons["dict"] = pythons["ours"]
     redis_proc, redis_url = (None, args.redis_url)
