@@ -502,7 +502,8 @@ where
             };
             let mut response = inner.call(Request::from_parts(parts, body)).await?;
             for (name, value) in decided.headers {
-                if let (Some(name), Ok(value)) = (metadata_name(name), value.try_into()) {
+                let name = lower_case(name).map(http::HeaderName::from_static);
+                if let (Some(name), Ok(value)) = (name, value.try_into()) {
                     response.headers_mut().insert(name, value);
                 }
             }
@@ -516,17 +517,17 @@ where
     }
 }
 
-/// The metadata name of a rate-limit header, in lower case as HTTP/2 wants it (the usual ones
-/// without an allocation).
-fn metadata_name(name: &'static str) -> Option<http::HeaderName> {
-    use http::HeaderName;
+/// The name of a rate-limit header of [`Status::headers`] in lower case, as HTTP/2 and gRPC
+/// metadata want it.
+fn lower_case(name: &'static str) -> Option<&'static str> {
     Some(match name {
-        "X-RateLimit-Limit" => HeaderName::from_static("x-ratelimit-limit"),
-        "X-RateLimit-Remaining" => HeaderName::from_static("x-ratelimit-remaining"),
-        "X-RateLimit-Reset" => HeaderName::from_static("x-ratelimit-reset"),
-        "RateLimit-Policy" => HeaderName::from_static("ratelimit-policy"),
-        "RateLimit" => HeaderName::from_static("ratelimit"),
-        other => HeaderName::from_bytes(other.as_bytes()).ok()?,
+        "X-RateLimit-Limit" => "x-ratelimit-limit",
+        "X-RateLimit-Remaining" => "x-ratelimit-remaining",
+        "X-RateLimit-Reset" => "x-ratelimit-reset",
+        "Retry-After" => "retry-after",
+        "RateLimit-Policy" => "ratelimit-policy",
+        "RateLimit" => "ratelimit",
+        _ => return None,
     })
 }
 
@@ -570,19 +571,17 @@ pub fn rejected(rejection: &RejectionResponse, status: Option<&Status>) -> tonic
     };
     let metadata = answer.metadata_mut();
     if let Some(wait) = retry {
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        metadata.insert("retry-after", MetadataValue::from(seconds));
         let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         metadata.insert("grpc-retry-pushback-ms", MetadataValue::from(millis));
     }
-    if let Some(status) = status {
-        metadata.insert("x-ratelimit-limit", MetadataValue::from(status.limit));
-        metadata.insert(
-            "x-ratelimit-remaining",
-            MetadataValue::from(status.remaining),
-        );
-        let reset = status.reset_after.as_secs() + u64::from(status.reset_after.subsec_nanos() > 0);
-        metadata.insert("x-ratelimit-reset", MetadataValue::from(reset));
+    // `retry-after` and `x-ratelimit-*` as the HTTP middleware writes them (the reset in Unix
+    // seconds, as on admitted calls).
+    for (name, value) in status.map(Status::headers).unwrap_or_default() {
+        if let (Some(name), Ok(value)) = (lower_case(name), value.parse())
+            && (name == "retry-after" || name.starts_with("x-ratelimit-"))
+        {
+            metadata.insert(name, value);
+        }
     }
     answer
 }
