@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::core::NativeCore;
 use crate::errors::{Raise, log};
+use crate::protect::unix;
 use crate::runtime::wait;
 
 /// A Python callable the engine's callback calls, settable at any time.
@@ -42,19 +43,37 @@ impl NativeAdaptive {
     }
 }
 
-/// The original's result dict.
-fn result<'py>(py: Python<'py>, decision: &AdaptiveDecision) -> PyResult<Bound<'py, PyDict>> {
+/// The original's result dict: of a decision, or (`Err`) of a check the store could not
+/// decide, refused without learning anything.
+fn result<'py>(
+    py: Python<'py>,
+    decided: Result<&AdaptiveDecision, u64>,
+) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
-    let status = &decision.status;
-    dict.set_item(intern!(py, "allowed"), status.allowed)?;
-    dict.set_item(intern!(py, "adjusted_limit"), decision.adjusted_limit)?;
-    dict.set_item(intern!(py, "remaining"), status.remaining)?;
-    dict.set_item(intern!(py, "trust_score"), decision.trust_score)?;
-    dict.set_item(intern!(py, "anomaly_score"), decision.anomaly_score)?;
-    dict.set_item(intern!(py, "confidence"), decision.confidence)?;
-    dict.set_item(intern!(py, "reason"), decision.reason.as_str())?;
-    dict.set_item(intern!(py, "base_limit"), decision.base_limit)?;
-    dict.set_item(intern!(py, "retry_after"), decision.retry_after_secs())?;
+    let (allowed, adjusted, remaining, trust, anomaly, confidence, reason, base, retry) =
+        match decided {
+            Ok(d) => (
+                d.status.allowed,
+                d.adjusted_limit,
+                d.status.remaining,
+                d.trust_score,
+                d.anomaly_score,
+                d.confidence,
+                d.reason.as_str(),
+                d.base_limit,
+                d.retry_after_secs(),
+            ),
+            Err(base) => (false, base, 0, 0.5, 0.0, 0.0, "storage_error", base, 1),
+        };
+    dict.set_item(intern!(py, "allowed"), allowed)?;
+    dict.set_item(intern!(py, "adjusted_limit"), adjusted)?;
+    dict.set_item(intern!(py, "remaining"), remaining)?;
+    dict.set_item(intern!(py, "trust_score"), trust)?;
+    dict.set_item(intern!(py, "anomaly_score"), anomaly)?;
+    dict.set_item(intern!(py, "confidence"), confidence)?;
+    dict.set_item(intern!(py, "reason"), reason)?;
+    dict.set_item(intern!(py, "base_limit"), base)?;
+    dict.set_item(intern!(py, "retry_after"), retry)?;
     Ok(dict)
 }
 
@@ -82,15 +101,15 @@ fn anomaly_info<'py>(py: Python<'py>, anomaly: &Anomaly) -> PyResult<Bound<'py, 
     info.set_item("anomaly_score", anomaly.anomaly_score)?;
     info.set_item("current_rate", anomaly.current_rate)?;
     info.set_item("expected_rate", anomaly.expected_rate)?;
-    info.set_item("timestamp", anomaly.at.as_nanos() as f64 / 1e9)?;
+    info.set_item("timestamp", unix(anomaly.at))?;
     Ok(info)
 }
 
 fn profile_dict<'py>(py: Python<'py>, profile: &UserProfile) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     dict.set_item("identifier", &profile.identifier)?;
-    dict.set_item("first_seen", profile.first_seen.as_nanos() as f64 / 1e9)?;
-    dict.set_item("last_seen", profile.last_seen.as_nanos() as f64 / 1e9)?;
+    dict.set_item("first_seen", unix(profile.first_seen))?;
+    dict.set_item("last_seen", unix(profile.last_seen))?;
     dict.set_item("age_days", profile.age_days)?;
     dict.set_item("request_count", profile.request_count)?;
     dict.set_item("mean_rate", profile.mean_rate)?;
@@ -212,21 +231,11 @@ impl NativeAdaptive {
             ),
         };
         match decided {
-            Ok(decision) => result(py, &decision),
+            Ok(decision) => result(py, Ok(&decision)),
             Err(error) => {
                 // Only a store failing closed gets here (failing open is a degraded answer).
                 log(py, "error", &format!("adaptive check failed: {error}"));
-                let dict = PyDict::new(py);
-                dict.set_item("allowed", false)?;
-                dict.set_item("adjusted_limit", adaptive.settings().base_limit)?;
-                dict.set_item("remaining", 0)?;
-                dict.set_item("trust_score", 0.5)?;
-                dict.set_item("anomaly_score", 0.0)?;
-                dict.set_item("confidence", 0.0)?;
-                dict.set_item("reason", "storage_error")?;
-                dict.set_item("base_limit", adaptive.settings().base_limit)?;
-                dict.set_item("retry_after", 1)?;
-                Ok(dict)
+                result(py, Err(adaptive.settings().base_limit))
             }
         }
     }

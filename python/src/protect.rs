@@ -129,7 +129,7 @@ fn ddos_settings(config: &Bound<'_, PyDict>) -> PyResult<DdosSettings> {
     Ok(s)
 }
 
-fn unix(at: Nanos) -> f64 {
+pub(crate) fn unix(at: Nanos) -> f64 {
     at.as_nanos() as f64 / 1e9
 }
 

@@ -33,7 +33,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use parking_lot::RwLock;
 use ratethrottle::clock::Nanos;
@@ -105,10 +104,10 @@ impl AdaptiveDecision {
 
     /// Whole seconds to wait before retrying (at least 1 when refused; 0 when admitted).
     pub fn retry_after_secs(&self) -> u64 {
-        match self.status.retry_after {
-            Some(wait) if !self.status.allowed => secs_ceil(wait).max(1),
-            None if !self.status.allowed => 1,
-            _ => 0,
+        if self.status.allowed {
+            0
+        } else {
+            self.status.retry_after_secs().unwrap_or(1).max(1)
         }
     }
 }
@@ -649,11 +648,6 @@ fn keep_least_trusted(all: &mut Vec<UserProfile>, count: usize) {
             .then_with(|| a.identifier.cmp(&b.identifier))
     });
     all.truncate(count);
-}
-
-/// How long `duration` is in whole seconds, rounded up (for `retry_after`).
-fn secs_ceil(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
 #[cfg(test)]
