@@ -178,6 +178,21 @@ class _Concurrency:
                 self.held.pop(client, None)
 
 
+#: What makes a method handler of each kind: (request streaming, response streaming).
+_FACTORIES = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def _rebuilt(handler: Any, behaviour: Callable) -> Any:
+    """A method handler of `handler`'s kind and (de)serializers running `behaviour`."""
+    factory = _FACTORIES[(handler.request_streaming, handler.response_streaming)]
+    return factory(behaviour, handler.request_deserializer, handler.response_serializer)
+
+
 class _Call:
     """One admitted call's bookkeeping: its client's concurrency slot (given back once), its
     stream's key and message rule."""
@@ -348,8 +363,7 @@ class GRPCRateLimitInterceptor(grpc.ServerInterceptor):
                 finally:
                     call.release()
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer)
+            return _rebuilt(handler, unary_unary)
 
         if kind == (False, True):
             def unary_stream(request, context):
@@ -360,8 +374,7 @@ class GRPCRateLimitInterceptor(grpc.ServerInterceptor):
                 finally:
                     call.release()
 
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer)
+            return _rebuilt(handler, unary_stream)
 
         if kind == (True, False):
             def stream_unary(requests, context):
@@ -372,8 +385,7 @@ class GRPCRateLimitInterceptor(grpc.ServerInterceptor):
                 finally:
                     call.release()
 
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer)
+            return _rebuilt(handler, stream_unary)
 
         def stream_stream(requests, context):
             call = interceptor._admit(method, context)
@@ -385,8 +397,7 @@ class GRPCRateLimitInterceptor(grpc.ServerInterceptor):
             finally:
                 call.release()
 
-        return grpc.stream_stream_rpc_method_handler(
-            stream_stream, handler.request_deserializer, handler.response_serializer)
+        return _rebuilt(handler, stream_stream)
 
     def get_statistics(self) -> Dict[str, Any]:
         """Get rate limiting statistics"""
@@ -549,8 +560,7 @@ class AsyncGRPCRateLimitInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     call.release()
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer)
+            return _rebuilt(handler, unary_unary)
 
         if kind == (False, True):
             async def unary_stream(request, context):
@@ -563,8 +573,7 @@ class AsyncGRPCRateLimitInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     call.release()
 
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer)
+            return _rebuilt(handler, unary_stream)
 
         if kind == (True, False):
             async def stream_unary(requests, context):
@@ -575,8 +584,7 @@ class AsyncGRPCRateLimitInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     call.release()
 
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer)
+            return _rebuilt(handler, stream_unary)
 
         async def stream_stream(requests, context):
             call = await this._admit(method, context)
@@ -589,8 +597,7 @@ class AsyncGRPCRateLimitInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 call.release()
 
-        return grpc.stream_stream_rpc_method_handler(
-            stream_stream, handler.request_deserializer, handler.response_serializer)
+        return _rebuilt(handler, stream_stream)
 
 
 async def _aiter(messages: Any):
