@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use ratethrottle::{Limiter, Rule};
 use ratethrottle_grpc::GrpcLimit;
-use ratethrottle_redis::{FaultPolicy, RedisConfig, RedisStore};
+use ratethrottle_redis::{FaultPolicy, RedisStore};
 use tonic::Code;
 
 #[allow(dead_code, unreachable_pub)]
@@ -13,23 +13,17 @@ mod server;
 #[allow(dead_code)]
 mod support;
 
-use server::RedisServer;
+use server::{RedisServer, limiter_on};
 use support::*;
 
+/// A limiter of 25 per hour (no block) over a store of its own on `server`.
 async fn redis_limiter(
     server: &RedisServer,
     prefix: &str,
     policy: FaultPolicy,
 ) -> Limiter<RedisStore> {
-    let config = RedisConfig::new(server.url())
-        .key_prefix(format!("grpc-{}-{prefix}:", std::process::id()))
-        .fault_policy(policy);
-    let limiter = Limiter::builder()
-        .store(RedisStore::with_config(config).await.unwrap())
-        .build();
     let rule = Rule::new("grpc", 25, Duration::from_secs(3600)).block_duration(Duration::ZERO);
-    limiter.add_rule(rule).unwrap();
-    limiter
+    limiter_on(server, &format!("grpc-{prefix}"), policy, rule).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

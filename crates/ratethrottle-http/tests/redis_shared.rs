@@ -8,23 +8,17 @@ use ratethrottle_http::actix::RateLimit;
 use ratethrottle_redis::{FaultPolicy, RedisConfig, RedisStore};
 
 use crate::actix_middleware::serve_actix;
-use crate::server::{RedisServer, redis_cli};
+use crate::server::{RedisServer, limiter_on, redis_cli};
 use crate::support::*;
 
+/// A limiter of 25 per hour (no block) over a store of its own on `server`.
 async fn redis_limiter(
     server: &RedisServer,
     prefix: &str,
     policy: FaultPolicy,
 ) -> Limiter<RedisStore> {
-    let config = RedisConfig::new(server.url())
-        .key_prefix(format!("http-{}-{prefix}:", std::process::id()))
-        .fault_policy(policy);
-    let limiter = Limiter::builder()
-        .store(RedisStore::with_config(config).await.unwrap())
-        .build();
     let rule = Rule::new("api", 25, Duration::from_secs(3600)).block_duration(Duration::ZERO);
-    limiter.add_rule(rule).unwrap();
-    limiter
+    limiter_on(server, &format!("http-{prefix}"), policy, rule).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

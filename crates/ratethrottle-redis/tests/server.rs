@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use ratethrottle_redis::{RedisConfig, RedisStore, TimeSource};
+use ratethrottle_redis::{FaultPolicy, RedisConfig, RedisStore, TimeSource};
 
 /// A running server; dropping the handle (or exiting) stops it.
 pub(crate) struct RedisServer {
@@ -487,4 +487,24 @@ pub(crate) async fn sentinel_store() -> Option<RedisStore> {
     let setup = SENTINEL.as_ref()?;
     let config = RedisConfig::sentinel("mymaster", [setup.sentinel_url()]);
     Some(test_store(config, "sentinel").await)
+}
+
+/// A limiter with `rule` over a store on `server` of its own (keys under `prefix` and this
+/// process's id), failing as `policy` says: one of a fleet's processes, for the middleware
+/// crates' tests.
+#[allow(dead_code)]
+pub(crate) async fn limiter_on(
+    server: &RedisServer,
+    prefix: &str,
+    policy: FaultPolicy,
+    rule: ratethrottle::Rule,
+) -> ratethrottle::Limiter<RedisStore> {
+    let config = RedisConfig::new(server.url())
+        .key_prefix(format!("{prefix}-{}:", std::process::id()))
+        .fault_policy(policy);
+    let limiter = ratethrottle::Limiter::builder()
+        .store(RedisStore::with_config(config).await.unwrap())
+        .build();
+    limiter.add_rule(rule).unwrap();
+    limiter
 }
