@@ -11,7 +11,7 @@ use http::HeaderMap;
 use http_body::{Frame, SizeHint};
 use tonic::body::Body;
 
-use crate::Permit;
+use ratethrottle_protect::slots::SlotPermit as Permit;
 use crate::messages::MessageLimit;
 
 pin_project_lite::pin_project! {

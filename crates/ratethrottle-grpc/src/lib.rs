@@ -35,7 +35,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -45,12 +44,12 @@ use std::time::Duration;
 
 use http::request::Parts;
 use http::{Request, Response};
-use parking_lot::Mutex;
 use ratethrottle::store::Store;
 use ratethrottle::{Limiter, Status};
 use ratethrottle_http::{
     ClientIp, HeaderStyle, PlainRequest, PolicyBuilder, RejectionResponse, Route,
 };
+use ratethrottle_protect::slots::Slots;
 use tonic::Code;
 use tonic::body::Body;
 use tonic::metadata::MetadataValue;
@@ -256,7 +255,7 @@ impl<S: Store> GrpcLimitBuilder<S> {
                 policy,
                 client_ip: self.client_ip,
                 key: self.key,
-                concurrency: self.concurrency.map(Concurrency::new).map(Arc::new),
+                concurrency: self.concurrency.map(Slots::new),
                 stream_rule,
             }),
         })
@@ -267,7 +266,7 @@ struct Shared<S: Store> {
     policy: Policy<S, PlainRequest>,
     client_ip: ClientIp,
     key: KeySource,
-    concurrency: Option<Arc<Concurrency>>,
+    concurrency: Option<Slots>,
     stream_rule: Option<StreamRule>,
 }
 
@@ -330,58 +329,6 @@ fn peer_of(parts: &Parts) -> Option<IpAddr> {
     parts.extensions.get::<SocketAddr>().map(SocketAddr::ip)
 }
 
-/// The calls in flight per client.
-struct Concurrency {
-    max: u32,
-    held: Mutex<HashMap<String, u32>>,
-}
-
-impl Concurrency {
-    fn new(max: u32) -> Self {
-        Concurrency {
-            max,
-            held: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// A slot for `client`, or `None` when it has `max` calls in flight.
-    fn acquire(self: &Arc<Self>, client: String) -> Option<Permit> {
-        let mut held = self.held.lock();
-        let count = held.entry(client.clone()).or_insert(0);
-        if *count >= self.max {
-            return None;
-        }
-        *count += 1;
-        Some(Permit {
-            concurrency: Arc::clone(self),
-            client,
-        })
-    }
-
-    /// Calls in flight for `client`.
-    fn in_flight(&self, client: &str) -> u32 {
-        self.held.lock().get(client).copied().unwrap_or(0)
-    }
-}
-
-/// A call's slot, given back when dropped (the response ended, failed, or was dropped).
-pub(crate) struct Permit {
-    concurrency: Arc<Concurrency>,
-    client: String,
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        let mut held = self.concurrency.held.lock();
-        if let Some(count) = held.get_mut(&self.client) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.client);
-            }
-        }
-    }
-}
-
 /// The layer: wrap a tonic server's services (`Server::builder().layer(layer)`). Cheap to
 /// clone.
 pub struct GrpcLimitLayer<S: Store> {
@@ -393,7 +340,7 @@ impl<S: Store> std::fmt::Debug for GrpcLimitLayer<S> {
         f.debug_struct("GrpcLimitLayer")
             .field(
                 "concurrency",
-                &self.shared.concurrency.as_ref().map(|c| c.max),
+                &self.shared.concurrency.as_ref().map(Slots::max),
             )
             .finish_non_exhaustive()
     }
@@ -418,7 +365,7 @@ impl<S: Store> GrpcLimitLayer<S> {
         self.shared
             .concurrency
             .as_ref()
-            .map_or(0, |c| c.in_flight(client))
+            .map_or(0, |c| c.held(client))
     }
 }
 
@@ -486,9 +433,9 @@ where
                 return Ok(rejected(&rejection, status).into_http());
             }
             let permit = match &shared.concurrency {
-                Some(concurrency) => match concurrency.acquire(shared.client_of(&described)) {
+                Some(concurrency) => match concurrency.acquire(&shared.client_of(&described)) {
                     Some(permit) => Some(permit),
-                    None => return Ok(too_many_in_flight(concurrency.max).into_http()),
+                    None => return Ok(too_many_in_flight(concurrency.max()).into_http()),
                 },
                 None => None,
             };

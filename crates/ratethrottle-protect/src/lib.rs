@@ -1,7 +1,7 @@
 //! Abuse protection for [`ratethrottle`]: [`ddos`] scores each client's traffic and says who
 //! looks like an attacker; [`adaptive`] gives each client a limit that follows its behaviour;
 //! [`analytics`] keeps a bounded record of decisions and violations
-//! and reports on it.
+//! and reports on it; [`slots`] bounds what each client holds at once.
 //!
 //! The decision code is pure (functions of a client's summary, the settings and the time, under
 //! the injected clock), and every client's state is bounded and updated in O(1) per request.
@@ -9,6 +9,7 @@
 pub mod adaptive;
 pub mod analytics;
 mod clients;
+pub mod slots;
 pub mod ddos;
 
 /// A duration as whole nanoseconds, saturating at `u64::MAX`.
