@@ -11,8 +11,8 @@ use http::HeaderMap;
 use http_body::{Frame, SizeHint};
 use tonic::body::Body;
 
-use ratethrottle_protect::slots::SlotPermit as Permit;
 use crate::messages::MessageLimit;
+use ratethrottle_protect::slots::SlotPermit as Permit;
 
 pin_project_lite::pin_project! {
     /// `inner`, holding `permit` until the last frame (or until dropped: a cancelled call),

@@ -9,8 +9,8 @@
 pub mod adaptive;
 pub mod analytics;
 mod clients;
-pub mod slots;
 pub mod ddos;
+pub mod slots;
 
 /// A duration as whole nanoseconds, saturating at `u64::MAX`.
 pub(crate) fn nanos(duration: std::time::Duration) -> u64 {

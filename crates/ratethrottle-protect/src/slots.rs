@@ -86,7 +86,12 @@ impl Slots {
 
     /// The slots all clients hold.
     pub fn total(&self) -> u64 {
-        self.shared.held.lock().values().map(|&n| u64::from(n)).sum()
+        self.shared
+            .held
+            .lock()
+            .values()
+            .map(|&n| u64::from(n))
+            .sum()
     }
 
     /// The clients holding at least one slot.
@@ -148,11 +153,18 @@ mod tests {
         let over = slots.acquire_over("a");
         assert_eq!(slots.held("a"), 2);
         drop(first);
-        assert!(slots.acquire("a").is_none(), "still at max with the forced one");
+        assert!(
+            slots.acquire("a").is_none(),
+            "still at max with the forced one"
+        );
         drop(over);
         assert_eq!((slots.held("a"), slots.clients(), slots.total()), (0, 0, 0));
         assert!(Slots::new(0).acquire("a").is_none());
-        assert_eq!(Slots::new(0).clients(), 0, "a refusal leaves no entry behind");
+        assert_eq!(
+            Slots::new(0).clients(),
+            0,
+            "a refusal leaves no entry behind"
+        );
     }
 
     #[test]
