@@ -202,6 +202,9 @@ impl Config {
         if self.grpc.enabled {
             rules.extend(self.grpc.rules());
         }
+        if self.websocket.enabled {
+            rules.extend(self.websocket.rules());
+        }
         rules
     }
 
@@ -505,30 +508,59 @@ impl Config {
                 return at(path.to_owned(), format!("{path} must be positive"));
             }
         }
+        let mut sections: Vec<(&str, Vec<(&str, u64)>, Vec<Rule>)> = Vec::new();
         if self.grpc.enabled {
             let g = &self.grpc;
-            for (key, value) in [
-                ("requests_per_minute", g.requests_per_minute),
-                ("concurrent_requests", g.concurrent_requests),
-                ("stream_messages_per_minute", g.stream_messages_per_minute),
-            ] {
+            sections.push((
+                "grpc",
+                vec![
+                    ("requests_per_minute", g.requests_per_minute),
+                    ("concurrent_requests", g.concurrent_requests),
+                    ("stream_messages_per_minute", g.stream_messages_per_minute),
+                ],
+                g.rules().into(),
+            ));
+        }
+        if self.websocket.enabled {
+            let w = &self.websocket;
+            let mut at_least_one = vec![
+                ("connections_per_minute", w.connections_per_minute),
+                ("messages_per_minute", w.messages_per_minute),
+                ("max_concurrent_connections", w.max_concurrent_connections),
+                ("max_message_size", w.max_message_size),
+            ];
+            if let Some(bytes) = w.bytes_per_minute {
+                at_least_one.push(("bytes_per_minute", bytes));
+                if bytes < w.max_message_size {
+                    return at(
+                        "websocket.bytes_per_minute".into(),
+                        format!(
+                            "websocket.bytes_per_minute ({bytes}) is below \
+                             websocket.max_message_size ({}): a message of the maximum size \
+                             could never be sent",
+                            w.max_message_size
+                        ),
+                    );
+                }
+            }
+            sections.push(("websocket", at_least_one, w.rules()));
+        }
+        for (section, at_least_one, rules) in sections {
+            for (key, value) in at_least_one {
                 if value == 0 {
-                    let path = format!("grpc.{key}");
+                    let path = format!("{section}.{key}");
                     return at(path.clone(), format!("{path} must be at least 1"));
                 }
             }
-            let reserved = [GrpcConfig::CALL_RULE, GrpcConfig::STREAM_RULE];
-            if let Some(rule) = self
-                .rules
-                .iter()
-                .find(|r| reserved.contains(&r.name.as_str()))
-            {
+            let names: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+            if let Some(rule) = self.rules.iter().find(|r| names.contains(&r.name.as_str())) {
                 return at(
-                    "grpc.enabled".into(),
+                    format!("{section}.enabled"),
                     format!(
-                        "the grpc section's rules are named {} and {}; a rule in `rules` is \
+                        "the {section} section's rules are named {}; a rule in `rules` is \
                          named {:?} too: name it differently",
-                        reserved[0], reserved[1], rule.name
+                        names.join(", "),
+                        rule.name
                     ),
                 );
             }
@@ -623,7 +655,6 @@ impl Config {
     fn note_inactive_sections(&mut self, present: impl Fn(&str) -> bool) {
         let not_yet = [
             ("alerting", self.alerting.enabled),
-            ("websocket", self.websocket.enabled),
             ("graphql", self.graphql.enabled),
         ];
         let found: Vec<&str> = not_yet

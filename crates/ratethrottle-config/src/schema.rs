@@ -768,14 +768,36 @@ pub struct WebSocketConfig {
     pub enabled: bool,
     /// New connections per minute from one client.
     pub connections_per_minute: u64,
-    /// Messages per minute on one connection.
+    /// Messages per minute from one client, over all its connections (as 1.4.0 counts them).
     pub messages_per_minute: u64,
-    /// Connections one client may hold open at once.
+    /// Connections one client may hold open at once (in each process).
     pub max_concurrent_connections: u64,
     /// The largest message, in bytes.
     pub max_message_size: u64,
-    /// Bytes per minute on one connection (none: no bound).
+    /// Bytes of messages per minute from one client (none: no bound; 1.4.0 counted messages).
     pub bytes_per_minute: Option<u64>,
+}
+
+impl WebSocketConfig {
+    /// The section as the WebSocket guard's limits, per minute.
+    pub fn limits(&self) -> ratethrottle_ws::WsLimits {
+        ratethrottle_ws::WsLimits {
+            connections_per_window: self.connections_per_minute,
+            messages_per_window: self.messages_per_minute,
+            messages_per_connection: None,
+            bytes_per_window: self.bytes_per_minute,
+            max_concurrent_connections: u32::try_from(self.max_concurrent_connections)
+                .unwrap_or(u32::MAX),
+            max_message_size: usize::try_from(self.max_message_size).unwrap_or(usize::MAX),
+            window: Duration::from_secs(60),
+        }
+    }
+
+    /// The rules enforcing the section: `ws_connections`, `ws_messages` and, with
+    /// `bytes_per_minute`, `ws_bandwidth` (per minute, sliding_counter, no block).
+    pub fn rules(&self) -> Vec<Rule> {
+        self.limits().rules()
+    }
 }
 
 impl Default for WebSocketConfig {

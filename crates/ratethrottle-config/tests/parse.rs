@@ -92,6 +92,56 @@ fn a_file_written_by_the_originals_config_manager_loads() {
 }
 
 #[test]
+fn the_websocket_section_takes_effect_and_is_checked() {
+    let config = parse(
+        "websocket:\n  enabled: true\n  connections_per_minute: 5\n  messages_per_minute: 50\n  max_concurrent_connections: 2\n  max_message_size: 1024\n  bytes_per_minute: 4096\n",
+    )
+    .unwrap();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let rules: Vec<(String, u64)> = config
+        .rules()
+        .into_iter()
+        .map(|r| (r.name, r.limit))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("ws_connections".to_owned(), 5),
+            ("ws_messages".to_owned(), 50),
+            ("ws_bandwidth".to_owned(), 4096)
+        ]
+    );
+    let limits = config.websocket.limits();
+    assert_eq!(
+        (limits.max_concurrent_connections, limits.max_message_size),
+        (2, 1024)
+    );
+    assert_eq!(
+        error("websocket:\n  enabled: true\n  max_message_size: 2048\n  bytes_per_minute: 1024\n"),
+        "test.yaml:4:3: websocket.bytes_per_minute (1024) is below websocket.max_message_size \
+         (2048): a message of the maximum size could never be sent"
+    );
+    assert_eq!(
+        error("websocket:\n  enabled: true\n  messages_per_minute: 0\n"),
+        "test.yaml:3:3: websocket.messages_per_minute must be at least 1"
+    );
+    let clash = error(
+        "rules:\n  - name: ws_messages\n    limit: 5\n    window: 60\nwebsocket:\n  enabled: true\n",
+    );
+    assert!(
+        clash.contains("websocket section's rules are named ws_connections, ws_messages"),
+        "{clash}"
+    );
+    // Disabled, it is only validated.
+    assert!(
+        parse("websocket:\n  messages_per_minute: 0\n")
+            .unwrap()
+            .rules()
+            .is_empty()
+    );
+}
+
+#[test]
 fn broken_yaml_names_file_line_and_column() {
     assert_eq!(
         error("rules:\n  - name: api\n    limit: \"5\n"),
