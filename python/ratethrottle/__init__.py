@@ -52,6 +52,14 @@ from .middleware import (
 )
 from .failover import FailoverHandler, FailureMode
 from .storage_backend import InMemoryStorage, RedisStorage, StorageBackend
+from .websocket import (
+    ChannelsRateLimiter,
+    ConnectionInfo,
+    FastAPIWebSocketLimiter,
+    SocketIOLimiter,
+    WebSocketLimits,
+    WebSocketRateLimiter,
+)
 
 __author__ = "ratethrottle contributors"
 __license__ = "MIT"
@@ -106,14 +114,17 @@ __all__ = [
     "AsyncRedisStorage",
     "AsyncStarletteRateLimitMiddleware",
     "AsyncStorageBackend",
+    "ChannelsRateLimiter",
     "ClientIpResolver",
     "ConfigManager",
     "ConfigurationError",
+    "ConnectionInfo",
     "DDoSProtection",
     "DjangoRateLimitMiddleware",
     "FailoverHandler",
     "FailureMode",
     "FastAPIRateLimiter",
+    "FastAPIWebSocketLimiter",
     "FlaskRateLimiter",
     "InMemoryStorage",
     "InvalidIdentifierError",
@@ -130,6 +141,7 @@ __all__ = [
     "RedisStorage",
     "RuleConfigurationError",
     "RuleNotFoundError",
+    "SocketIOLimiter",
     "StarletteRateLimitMiddleware",
     "StorageBackend",
     "StorageError",
@@ -138,6 +150,8 @@ __all__ = [
     "TrafficPattern",
     "UserProfile",
     "WSGIRateLimitMiddleware",
+    "WebSocketLimits",
+    "WebSocketRateLimiter",
     "configure_logging",
     "create_async_limiter",
     "create_limiter",

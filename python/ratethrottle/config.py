@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .adaptive import AdaptiveRateLimiter
     from .analytics import RateThrottleAnalytics
     from .ddos import DDoSProtection
+    from .websocket import WebSocketRateLimiter
 
 from ._native import Configuration
 from .core import STRATEGIES, RateThrottleCore, RateThrottleRule
@@ -216,11 +217,11 @@ class ConfigManager:
         return self._section("alerting")
 
     def get_websocket_config(self) -> Dict[str, Any]:
-        """The `websocket` section (kept and validated; WebSocket limiting is not built yet)."""
+        """The `websocket` section (`create_websocket_limiter` applies it)."""
         return self._section("websocket")
 
     def get_grpc_config(self) -> Dict[str, Any]:
-        """The `grpc` section (kept and validated; gRPC limiting is not built yet)."""
+        """The `grpc` section (`create_grpc_interceptor` applies it)."""
         return self._section("grpc")
 
     def get_graphql_config(self) -> Dict[str, Any]:
@@ -365,6 +366,23 @@ class ConfigManager:
         )
         kind = AsyncGRPCRateLimitInterceptor if asyncio else GRPCRateLimitInterceptor
         return kind(limits, storage=_configured_storage(self._native))
+
+    def create_websocket_limiter(self, on_violation: Any = None) -> "WebSocketRateLimiter":
+        """A `WebSocketRateLimiter` with the `websocket` section's limits, over the
+        configured storage (not in 1.4.0, whose section configured nothing)."""
+        from .websocket import WebSocketLimits, WebSocketRateLimiter
+
+        section = self._section("websocket")
+        limits = WebSocketLimits(
+            connections_per_minute=section["connections_per_minute"],
+            messages_per_minute=section["messages_per_minute"],
+            bytes_per_minute=section["bytes_per_minute"],
+            max_concurrent_connections=section["max_concurrent_connections"],
+            max_message_size=section["max_message_size"],
+        )
+        return WebSocketRateLimiter(
+            limits, storage=_configured_storage(self._native), on_violation=on_violation
+        )
 
     def create_analytics(self) -> "RateThrottleAnalytics":
         """A RateThrottleAnalytics with the `analytics` section's settings."""

@@ -388,7 +388,7 @@ impl NativeCore {
         let core: Py<Self> = slf.clone().unbind();
         let limiter = this.limiter.clone();
         let metadata = metadata.map(Bound::unbind);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::runtime::spawn(py, async move {
             let result = limiter.check_n(&identifier, &rule_name, cost).await;
             Python::attach(|py| {
                 let core = core.bind(py);

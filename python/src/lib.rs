@@ -21,6 +21,7 @@ mod protect;
 mod runtime;
 mod status;
 mod store;
+mod websocket;
 
 /// `(limit, window_seconds)` of a rate such as `"100/minute"`, `"5 per second"` or `"10/30s"`.
 ///
@@ -55,6 +56,12 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
         .filter_target("ratethrottle".to_owned(), log::LevelFilter::Debug)
         .install();
     errors::register(module)?;
+    // Results of futures on the runtime are handed over before the interpreter finalizes.
+    let settle = wrap_pyfunction!(runtime::settle, module)?;
+    module
+        .py()
+        .import("atexit")?
+        .call_method1("register", (settle,))?;
     module.add_class::<core::NativeCore>()?;
     module.add_class::<status::RateThrottleStatus>()?;
     module.add_class::<store::NativeStore>()?;
@@ -66,6 +73,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<protect::TrafficPattern>()?;
     module.add_class::<protect::NativeAnalytics>()?;
     module.add_class::<adaptive::NativeAdaptive>()?;
+    module.add_class::<websocket::NativeWebSocket>()?;
     module.add_function(wrap_pyfunction!(parse_rate, module)?)?;
     module.add_function(wrap_pyfunction!(cli_main, module)?)?;
     module.add_class::<config::Configuration>()?;

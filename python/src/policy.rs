@@ -199,7 +199,7 @@ impl NativePolicy {
         let policy = Arc::clone(&self.policy);
         let core = self.core.clone_ref(py);
         let metadata = metadata.map(Bound::unbind);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::runtime::spawn(py, async move {
             let decided = policy.decide(&request).await;
             Python::attach(|py| {
                 Self::answer(

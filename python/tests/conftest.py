@@ -152,3 +152,18 @@ def original_module(name: str):
         return module
     finally:
         sys.path.remove(str(_oracle_package.parent))
+
+
+def channels_ready() -> None:
+    """Django configured (if no test did it yet) with an in-memory channel layer, for Django
+    Channels consumers; skips the test without channels."""
+    pytest.importorskip("channels")
+    import django
+    from django.conf import settings
+
+    layers = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    if not settings.configured:
+        settings.configure(CHANNEL_LAYERS=layers)
+        django.setup()
+    else:
+        settings.CHANNEL_LAYERS = layers

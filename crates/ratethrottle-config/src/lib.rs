@@ -508,7 +508,9 @@ impl Config {
                 return at(path.to_owned(), format!("{path} must be positive"));
             }
         }
-        let mut sections: Vec<(&str, Vec<(&str, u64)>, Vec<Rule>)> = Vec::new();
+        // Per enabled protocol section: its name, the keys that must be at least 1, its rules.
+        type Section<'a> = (&'a str, Vec<(&'a str, u64)>, Vec<Rule>);
+        let mut sections: Vec<Section<'_>> = Vec::new();
         if self.grpc.enabled {
             let g = &self.grpc;
             sections.push((

@@ -74,7 +74,20 @@ async fn handler<S: Store>(
         })
 }
 
-/// Serves the guard's echo routes on a free loopback port.
+/// `/plain`: the same echo without the guard (the benchmark's floor).
+async fn plain(upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(|mut socket: WebSocket| async move {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Text(_) | Message::Binary(_))
+                && socket.send(message).await.is_err()
+            {
+                break;
+            }
+        }
+    })
+}
+
+/// Serves the guard's echo routes (and `/plain`) on a free loopback port.
 pub async fn serve<S: Store>(guard: WsGuard<S>) -> SocketAddr {
     let app = Router::new()
         .route("/ws", get(|s, c, h, u| handler::<S>(s, c, h, u, false)))
@@ -82,6 +95,7 @@ pub async fn serve<S: Store>(guard: WsGuard<S>) -> SocketAddr {
             "/ws-close",
             get(|s, c, h, u| handler::<S>(s, c, h, u, true)),
         )
+        .route("/plain", get(plain))
         .with_state(guard);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
