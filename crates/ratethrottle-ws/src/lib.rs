@@ -735,3 +735,7 @@ impl<S: Store> Connection<S> {
         }
     }
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
