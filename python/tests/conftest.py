@@ -167,3 +167,16 @@ def channels_ready() -> None:
         django.setup()
     else:
         settings.CHANNEL_LAYERS = layers
+
+
+def run_processes(code: str, count: int) -> list:
+    """The standard output of `count` Python processes running `code` at once (each must exit
+    cleanly, within a minute)."""
+    workers = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(count)]
+    outputs = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=60)
+        assert worker.returncode == 0, (worker.returncode, err[-2000:])
+        outputs.append(out)
+    return outputs

@@ -6,8 +6,6 @@ processes sharing Redis; callbacks that cannot break a request; model files; the
 
 import inspect
 import json
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -15,7 +13,7 @@ import pytest
 import ratethrottle as rt
 from ratethrottle.adaptive import AdaptiveRateLimiter, UserProfile
 
-from conftest import original_module
+from conftest import original_module, run_processes
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z, a whole minute
 RESULT_KEYS = {"allowed", "adjusted_limit", "remaining", "trust_score", "anomaly_score",
@@ -148,13 +146,7 @@ limiter = rt.AdaptiveRateLimiter(base_limit=100, trust_enabled=False, min_multip
                                   storage=rt.RedisStorage({redis_url!r}, key_prefix={redis_prefix!r}))
 print(sum(limiter.check_adaptive("fleet-client")["allowed"] for _ in range(50)))
 """
-    workers = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for _ in range(4)]
-    counts = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=60)
-        assert worker.returncode == 0, err
-        counts.append(int(out.strip()))
+    counts = [int(out) for out in run_processes(code, 4)]
     assert sum(counts) == 60, counts
 
 

@@ -4,15 +4,13 @@ it is right, and its adapters in real FastAPI, python-socketio and Django Channe
 
 import asyncio
 import json
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 import ratethrottle as rt
-from conftest import channels_ready, free_port, original_module
+from conftest import channels_ready, free_port, original_module, run_processes
 from ratethrottle.websocket import ConnectionInfo, message_size
 
 
@@ -196,13 +194,7 @@ async def main():
     print(sum(results))
 asyncio.run(main())
 """
-    workers = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for _ in range(3)]
-    counts = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=60)
-        assert worker.returncode == 0, err
-        counts.append(int(out.strip()))
+    counts = [int(out) for out in run_processes(code, 3)]
     assert sum(counts) == 15, counts
 
 
