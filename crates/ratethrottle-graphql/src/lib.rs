@@ -1,0 +1,526 @@
+//! GraphQL cost and depth analysis for rate limiting, that fragments cannot fool.
+//!
+//! - **Fragments are priced as what they expand to.** Named and inline fragments are followed;
+//!   each named fragment is priced once and reused (memoized), so a chain of fragments that
+//!   expands 2^20 times is analysed in linear time, with its true (saturating) cost. Unknown
+//!   fragments and fragment cycles are errors, as the GraphQL spec requires.
+//! - **Lists multiply.** A field's `first`/`last`/`limit`/`take` argument (a literal or a
+//!   variable) multiplies what it selects, nested lists compound, each multiplier capped at
+//!   `max_list_size`; a list without such an argument counts `default_list_size`.
+//! - **The original's pricing** (ratethrottle 1.4.0's `ComplexityAnalyzer`): a field costs its
+//!   cost (1, or `field_costs`) × its depth × the multipliers above it × its own multiplier;
+//!   `depth_weighted: false` drops the depth factor (a plain sum, for points budgets).
+//! - **With a schema** ([`Schema`]), lists are known exactly and `type_costs` price fields by
+//!   their type; without one, a field with arguments counts as a list (1.4.0's heuristic).
+//! - **Input caps before parsing** ([`InputLimits`]): size, tokens, nesting. Malformed input
+//!   is an error, never a panic.
+//!
+//! ```
+//! use ratethrottle_graphql::{Analyzer, Pricing};
+//!
+//! let analyzer = Analyzer::new(Pricing { depth_weighted: false, ..Pricing::default() });
+//! let query = "query { users(first: 100) { ...Card } }  fragment Card on User { name email }";
+//! let analysis = analyzer.analyze(query, None, &()).unwrap();
+//! assert_eq!(analysis.cost, 100 * (1 + 2)); // users ×100, each with its two fields
+//! assert_eq!(analysis.depth, 2);
+//! assert_eq!(analysis.fields, ["email", "name", "users"]);
+//! ```
+
+use std::collections::{BTreeSet, HashMap};
+
+use async_graphql_parser::types::{
+    DocumentOperations, ExecutableDocument, Field, OperationDefinition, OperationType, Selection,
+    SelectionSet,
+};
+use async_graphql_parser::{Positioned, parse_query};
+use async_graphql_value::{ConstValue, Name, Value};
+
+mod input;
+
+pub use async_graphql_parser;
+pub use input::InputLimits;
+
+/// Why a query could not be analysed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnalysisError {
+    /// The query text is over [`InputLimits::max_bytes`].
+    #[error("the query is {bytes} bytes; at most {max} are accepted")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// The query has more than [`InputLimits::max_tokens`] tokens.
+    #[error("the query has more than {max} tokens")]
+    TooManyTokens {
+        /// The cap.
+        max: usize,
+    },
+    /// Braces, parentheses or brackets nest deeper than [`InputLimits::max_nesting`].
+    #[error("the query nests deeper than {max} levels")]
+    TooDeep {
+        /// The cap.
+        max: usize,
+    },
+    /// Not a GraphQL document.
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    /// No operation named so in the document.
+    #[error("unknown operation {0:?}")]
+    UnknownOperation(String),
+    /// Several operations and no operation name.
+    #[error("the document has several operations: give the operation name")]
+    AmbiguousOperation,
+    /// A spread of a fragment the document does not define.
+    #[error("unknown fragment {0:?}")]
+    UnknownFragment(String),
+    /// A fragment spreads itself, directly or through others.
+    #[error("fragment {0:?} spreads itself (a cycle)")]
+    FragmentCycle(String),
+    /// Fragments spread inside fragments deeper than [`Analyzer::max_fragment_depth`].
+    #[error("fragments nest deeper than {0} levels")]
+    FragmentsTooDeep(usize),
+}
+
+/// Whether introspection fields (`__schema`, `__type`, `__typename`) are priced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Introspection {
+    /// Priced as any other field.
+    #[default]
+    Priced,
+    /// Free, and not counted in the depth.
+    Exempt,
+}
+
+/// How fields are priced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pricing {
+    /// The cost of a field without a cost of its own (1).
+    pub default_field_cost: u64,
+    /// Costs by field, as `"Type.field"` (with a schema, or under a type condition) or
+    /// `"field"`.
+    pub field_costs: HashMap<String, u64>,
+    /// Costs of fields by their type's name (with a [`Schema`]).
+    pub type_costs: HashMap<String, u64>,
+    /// A list's size when no argument gives it (10).
+    pub default_list_size: u64,
+    /// The largest multiplier one list argument may give (1,000).
+    pub max_list_size: u64,
+    /// The arguments giving a list's size (`first`, `last`, `limit`, `take`; any case).
+    pub list_arguments: Vec<String>,
+    /// Whether a field's cost is multiplied by its depth, as 1.4.0 does (true).
+    pub depth_weighted: bool,
+    /// Whether introspection is priced (it is).
+    pub introspection: Introspection,
+}
+
+impl Default for Pricing {
+    fn default() -> Self {
+        Pricing {
+            default_field_cost: 1,
+            field_costs: HashMap::new(),
+            type_costs: HashMap::new(),
+            default_list_size: 10,
+            max_list_size: 1000,
+            list_arguments: ["first", "last", "limit", "take"]
+                .map(str::to_owned)
+                .to_vec(),
+            depth_weighted: true,
+            introspection: Introspection::Priced,
+        }
+    }
+}
+
+/// A field's type, as a [`Schema`] knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldType {
+    /// The named type (`User` for `[User!]!`).
+    pub name: String,
+    /// Whether it is a list.
+    pub is_list: bool,
+}
+
+/// What the analyser may know of the schema.
+pub trait Schema {
+    /// The root type of `operation` (`Query`, `Mutation`, `Subscription`).
+    fn root_type(&self, operation: OperationType) -> Option<String>;
+    /// The type of `parent.field`.
+    fn field_type(&self, parent: &str, field: &str) -> Option<FieldType>;
+}
+
+/// Where variables' values come from.
+pub trait Variables {
+    /// The integer value of `$name`, if it has one.
+    fn integer(&self, name: &str) -> Option<i64>;
+}
+
+impl Variables for () {
+    fn integer(&self, _name: &str) -> Option<i64> {
+        None
+    }
+}
+
+impl Variables for serde_json::Map<String, serde_json::Value> {
+    fn integer(&self, name: &str) -> Option<i64> {
+        match self.get(name)? {
+            serde_json::Value::Number(n) => n.as_i64(),
+            serde_json::Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+impl Variables for serde_json::Value {
+    fn integer(&self, name: &str) -> Option<i64> {
+        self.as_object()?.integer(name)
+    }
+}
+
+/// The kind of an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OperationKind {
+    /// `query`.
+    Query,
+    /// `mutation`.
+    Mutation,
+    /// `subscription`.
+    Subscription,
+}
+
+impl OperationKind {
+    /// `"query"`, `"mutation"` or `"subscription"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::Query => "query",
+            OperationKind::Mutation => "mutation",
+            OperationKind::Subscription => "subscription",
+        }
+    }
+}
+
+impl From<OperationType> for OperationKind {
+    fn from(ty: OperationType) -> Self {
+        match ty {
+            OperationType::Query => OperationKind::Query,
+            OperationType::Mutation => OperationKind::Mutation,
+            OperationType::Subscription => OperationKind::Subscription,
+        }
+    }
+}
+
+/// What an operation costs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Analysis {
+    /// Its kind.
+    pub operation: OperationKind,
+    /// Its name, if it has one.
+    pub operation_name: Option<String>,
+    /// Its cost (saturating at `u64::MAX`).
+    pub cost: u64,
+    /// Its depth: 1 for `{ a }`, 2 for `{ a { b } }`, fragments followed.
+    pub depth: u32,
+    /// The names of the fields it selects, fragments followed, sorted, each once.
+    pub fields: Vec<String>,
+}
+
+/// The analyser: pricing and caps. Cheap to share; analyses do not change it.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Analyzer {
+    /// How fields are priced.
+    pub pricing: Pricing,
+    /// Caps on the query text.
+    pub input: InputLimits,
+    /// How deeply fragments may spread fragments (64).
+    pub max_fragment_depth: usize,
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Analyzer::new(Pricing::default())
+    }
+}
+
+impl Analyzer {
+    /// An analyser with `pricing` and the default caps.
+    pub fn new(pricing: Pricing) -> Self {
+        Analyzer {
+            pricing,
+            input: InputLimits::default(),
+            max_fragment_depth: 64,
+        }
+    }
+
+    /// Analyses the operation `operation_name` (or the only one) of `query`.
+    pub fn analyze(
+        &self,
+        query: &str,
+        operation_name: Option<&str>,
+        variables: &dyn Variables,
+    ) -> Result<Analysis, AnalysisError> {
+        self.analyze_with(query, operation_name, variables, None)
+    }
+
+    /// [`analyze`](Self::analyze) knowing the schema.
+    pub fn analyze_with(
+        &self,
+        query: &str,
+        operation_name: Option<&str>,
+        variables: &dyn Variables,
+        schema: Option<&dyn Schema>,
+    ) -> Result<Analysis, AnalysisError> {
+        self.input.check(query)?;
+        let document = parse_query(query).map_err(|e| AnalysisError::Syntax(e.to_string()))?;
+        self.analyze_document(&document, operation_name, variables, schema)
+    }
+
+    /// Analyses a parsed document (its text's caps are not checked).
+    pub fn analyze_document(
+        &self,
+        document: &ExecutableDocument,
+        operation_name: Option<&str>,
+        variables: &dyn Variables,
+        schema: Option<&dyn Schema>,
+    ) -> Result<Analysis, AnalysisError> {
+        let (name, operation) = select(document, operation_name)?;
+        let defaults = operation
+            .variable_definitions
+            .iter()
+            .filter_map(|v| {
+                let value = integer_of(&v.node.default_value.as_ref()?.node)?;
+                Some((v.node.name.node.as_str(), value))
+            })
+            .collect();
+        let mut walk = Walk {
+            analyzer: self,
+            document,
+            variables,
+            defaults,
+            schema,
+            fragments: HashMap::new(),
+            fragment_depth: 0,
+        };
+        let root = schema.and_then(|s| s.root_type(operation.ty));
+        let priced = walk.selection_set(&operation.selection_set.node, root.as_deref())?;
+        let cost = if self.pricing.depth_weighted {
+            priced.unweighted.saturating_add(priced.weight_below)
+        } else {
+            priced.unweighted
+        };
+        Ok(Analysis {
+            operation: operation.ty.into(),
+            operation_name: name.map(str::to_owned),
+            cost: u64::try_from(cost).unwrap_or(u64::MAX),
+            depth: priced.depth,
+            fields: priced.fields.into_iter().map(str::to_owned).collect(),
+        })
+    }
+}
+
+/// The operation to analyse and its name.
+fn select<'a>(
+    document: &'a ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Result<(Option<&'a str>, &'a OperationDefinition), AnalysisError> {
+    match &document.operations {
+        DocumentOperations::Single(operation) => Ok((None, &operation.node)),
+        DocumentOperations::Multiple(operations) => match operation_name {
+            Some(name) => operations
+                .get_key_value(name)
+                .map(|(name, op)| (Some(name.as_str()), &op.node))
+                .ok_or_else(|| AnalysisError::UnknownOperation(name.to_owned())),
+            None if operations.len() == 1 => {
+                let (name, op) = operations.iter().next().unwrap_or_else(|| unreachable!());
+                Ok((Some(name.as_str()), &op.node))
+            }
+            None => Err(AnalysisError::AmbiguousOperation),
+        },
+    }
+}
+
+/// A whole number in a literal: an integer, or a string holding one.
+fn integer_of(value: &ConstValue) -> Option<i64> {
+    match value {
+        ConstValue::Number(n) => n.as_i64(),
+        ConstValue::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A selection set's price, relative to the depth and multiplier it is selected at: at depth
+/// `d` under multiplier `m` it costs `m × (d × unweighted + weight_below)` depth-weighted, and
+/// `m × unweighted` plain. Both are linear in `m` and `d`, which is what lets a fragment be
+/// priced once and reused wherever it is spread.
+#[derive(Clone, Debug, Default)]
+struct Priced<'a> {
+    /// Σ over its fields of multiplier × (cost + what the field selects, unweighted).
+    unweighted: u128,
+    /// The extra cost of the fields below its top level from their depth.
+    weight_below: u128,
+    /// Its depth (0 when it selects nothing).
+    depth: u32,
+    /// The field names it selects.
+    fields: BTreeSet<&'a str>,
+}
+
+impl<'a> Priced<'a> {
+    /// Adds what a fragment (inline or named) selects at the same depth and multiplier.
+    fn merge(&mut self, other: &Priced<'a>) {
+        self.unweighted = self.unweighted.saturating_add(other.unweighted);
+        self.weight_below = self.weight_below.saturating_add(other.weight_below);
+        self.depth = self.depth.max(other.depth);
+        self.fields.extend(other.fields.iter().copied());
+    }
+}
+
+/// A fragment being priced, or its price.
+enum Memo<'a> {
+    Pricing,
+    Priced(Priced<'a>),
+}
+
+/// One analysis.
+struct Walk<'a> {
+    analyzer: &'a Analyzer,
+    document: &'a ExecutableDocument,
+    variables: &'a dyn Variables,
+    defaults: HashMap<&'a str, i64>,
+    schema: Option<&'a dyn Schema>,
+    fragments: HashMap<&'a str, Memo<'a>>,
+    fragment_depth: usize,
+}
+
+impl<'a> Walk<'a> {
+    fn selection_set(
+        &mut self,
+        set: &'a SelectionSet,
+        parent: Option<&str>,
+    ) -> Result<Priced<'a>, AnalysisError> {
+        let mut priced = Priced::default();
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => self.field(&field.node, parent, &mut priced)?,
+                Selection::InlineFragment(fragment) => {
+                    let fragment = &fragment.node;
+                    let on = fragment
+                        .type_condition
+                        .as_ref()
+                        .map(|c| c.node.on.node.as_str());
+                    let inner = self.selection_set(&fragment.selection_set.node, on.or(parent))?;
+                    priced.merge(&inner);
+                }
+                Selection::FragmentSpread(spread) => {
+                    let inner = self.fragment(spread.node.fragment_name.node.as_str())?;
+                    priced.merge(&inner);
+                }
+            }
+        }
+        Ok(priced)
+    }
+
+    fn field(
+        &mut self,
+        field: &'a Field,
+        parent: Option<&str>,
+        priced: &mut Priced<'a>,
+    ) -> Result<(), AnalysisError> {
+        let pricing = &self.analyzer.pricing;
+        let name = field.name.node.as_str();
+        if name.starts_with("__") && pricing.introspection == Introspection::Exempt {
+            return Ok(());
+        }
+        let ty = self
+            .schema
+            .zip(parent)
+            .and_then(|(schema, parent)| schema.field_type(parent, name));
+        let cost = parent
+            .and_then(|p| pricing.field_costs.get(&format!("{p}.{name}")))
+            .or_else(|| pricing.field_costs.get(name))
+            .or_else(|| ty.as_ref().and_then(|t| pricing.type_costs.get(&t.name)))
+            .copied()
+            .unwrap_or(pricing.default_field_cost);
+        let multiplier = match self.list_argument(&field.arguments) {
+            Some(size) => size,
+            None => match &ty {
+                Some(ty) if !ty.is_list => 1,
+                Some(_) => pricing.default_list_size,
+                None if field.arguments.is_empty() => 1,
+                None => pricing.default_list_size,
+            },
+        };
+        let below = if field.selection_set.node.items.is_empty() {
+            Priced::default()
+        } else {
+            let child_type = ty.as_ref().map(|t| t.name.as_str());
+            self.selection_set(&field.selection_set.node, child_type)?
+        };
+        let multiplier = u128::from(multiplier);
+        let unweighted = u128::from(cost).saturating_add(below.unweighted);
+        let weight_below = below.unweighted.saturating_add(below.weight_below);
+        priced.unweighted = priced
+            .unweighted
+            .saturating_add(multiplier.saturating_mul(unweighted));
+        priced.weight_below = priced
+            .weight_below
+            .saturating_add(multiplier.saturating_mul(weight_below));
+        priced.depth = priced.depth.max(below.depth.saturating_add(1));
+        priced.fields.insert(name);
+        priced.fields.extend(below.fields);
+        Ok(())
+    }
+
+    /// The list size a field's arguments give, capped, if one does.
+    fn list_argument(&self, arguments: &[(Positioned<Name>, Positioned<Value>)]) -> Option<u64> {
+        let pricing = &self.analyzer.pricing;
+        arguments.iter().find_map(|(name, value)| {
+            let name = name.node.as_str();
+            if !pricing
+                .list_arguments
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(name))
+            {
+                return None;
+            }
+            let size = match &value.node {
+                Value::Variable(var) => self
+                    .variables
+                    .integer(var.as_str())
+                    .or_else(|| self.defaults.get(var.as_str()).copied()),
+                Value::Number(n) => n.as_i64(),
+                Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            }?;
+            Some(u64::try_from(size).unwrap_or(0).min(pricing.max_list_size))
+        })
+    }
+
+    fn fragment(&mut self, name: &'a str) -> Result<Priced<'a>, AnalysisError> {
+        match self.fragments.get(name) {
+            Some(Memo::Priced(priced)) => return Ok(priced.clone()),
+            Some(Memo::Pricing) => return Err(AnalysisError::FragmentCycle(name.to_owned())),
+            None => {}
+        }
+        let (key, definition) = self
+            .document
+            .fragments
+            .get_key_value(name)
+            .ok_or_else(|| AnalysisError::UnknownFragment(name.to_owned()))?;
+        if self.fragment_depth >= self.analyzer.max_fragment_depth {
+            return Err(AnalysisError::FragmentsTooDeep(
+                self.analyzer.max_fragment_depth,
+            ));
+        }
+        self.fragments.insert(key.as_str(), Memo::Pricing);
+        self.fragment_depth += 1;
+        let on = definition.node.type_condition.node.on.node.as_str();
+        let priced = self.selection_set(&definition.node.selection_set.node, Some(on));
+        self.fragment_depth -= 1;
+        let priced = priced?;
+        self.fragments
+            .insert(key.as_str(), Memo::Priced(priced.clone()));
+        Ok(priced)
+    }
+}
