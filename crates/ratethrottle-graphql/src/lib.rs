@@ -26,19 +26,14 @@
 //! assert_eq!(analysis.fields, ["email", "name", "users"]);
 //! ```
 
-use std::collections::{BTreeSet, HashMap};
-
-use async_graphql_parser::types::{
-    DocumentOperations, ExecutableDocument, Field, OperationDefinition, OperationType, Selection,
-    SelectionSet,
-};
-use async_graphql_parser::{Positioned, parse_query};
-use async_graphql_value::{ConstValue, Name, Value};
+use std::collections::HashMap;
 
 mod input;
+mod parse;
 
-pub use async_graphql_parser;
 pub use input::InputLimits;
+pub use parse::Document;
+use parse::{Item, Operation, Size};
 
 /// Why a query could not be analysed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -145,7 +140,7 @@ pub struct FieldType {
 /// What the analyser may know of the schema.
 pub trait Schema {
     /// The root type of `operation` (`Query`, `Mutation`, `Subscription`).
-    fn root_type(&self, operation: OperationType) -> Option<String>;
+    fn root_type(&self, operation: OperationKind) -> Option<String>;
     /// The type of `parent.field`.
     fn field_type(&self, parent: &str, field: &str) -> Option<FieldType>;
 }
@@ -196,16 +191,6 @@ impl OperationKind {
             OperationKind::Query => "query",
             OperationKind::Mutation => "mutation",
             OperationKind::Subscription => "subscription",
-        }
-    }
-}
-
-impl From<OperationType> for OperationKind {
-    fn from(ty: OperationType) -> Self {
-        match ty {
-            OperationType::Query => OperationKind::Query,
-            OperationType::Mutation => OperationKind::Mutation,
-            OperationType::Subscription => OperationKind::Subscription,
         }
     }
 }
@@ -272,81 +257,66 @@ impl Analyzer {
         variables: &dyn Variables,
         schema: Option<&dyn Schema>,
     ) -> Result<Analysis, AnalysisError> {
-        self.input.check(query)?;
-        let document = parse_query(query).map_err(|e| AnalysisError::Syntax(e.to_string()))?;
+        let document = Document::parse_within(query, self.input)?;
         self.analyze_document(&document, operation_name, variables, schema)
     }
 
     /// Analyses a parsed document (its text's caps are not checked).
     pub fn analyze_document(
         &self,
-        document: &ExecutableDocument,
+        document: &Document<'_>,
         operation_name: Option<&str>,
         variables: &dyn Variables,
         schema: Option<&dyn Schema>,
     ) -> Result<Analysis, AnalysisError> {
-        let (name, operation) = select(document, operation_name)?;
-        let defaults = operation
-            .variable_definitions
-            .iter()
-            .filter_map(|v| {
-                let value = integer_of(&v.node.default_value.as_ref()?.node)?;
-                Some((v.node.name.node.as_str(), value))
-            })
-            .collect();
+        let operation = select(document, operation_name)?;
+        let defaults = operation.defaults.iter().copied().collect();
         let mut walk = Walk {
             analyzer: self,
             document,
             variables,
             defaults,
             schema,
-            fragments: HashMap::new(),
+            fragments: foldhash::HashMap::default(),
             fragment_depth: 0,
+            fields: foldhash::HashSet::default(),
         };
-        let root = schema.and_then(|s| s.root_type(operation.ty));
-        let priced = walk.selection_set(&operation.selection_set.node, root.as_deref())?;
+        let root = schema.and_then(|s| s.root_type(operation.kind));
+        let priced = walk.selection_set(&operation.selection, root.as_deref())?;
         let cost = if self.pricing.depth_weighted {
             priced.unweighted.saturating_add(priced.weight_below)
         } else {
             priced.unweighted
         };
         Ok(Analysis {
-            operation: operation.ty.into(),
-            operation_name: name.map(str::to_owned),
+            operation: operation.kind,
+            operation_name: operation.name.map(str::to_owned),
             cost: u64::try_from(cost).unwrap_or(u64::MAX),
             depth: priced.depth,
-            fields: priced.fields.into_iter().map(str::to_owned).collect(),
+            fields: {
+                let mut fields: Vec<String> = walk.fields.into_iter().map(str::to_owned).collect();
+                fields.sort_unstable();
+                fields
+            },
         })
     }
 }
 
-/// The operation to analyse and its name.
-fn select<'a>(
-    document: &'a ExecutableDocument,
+/// The operation to analyse.
+fn select<'d, 'a>(
+    document: &'d Document<'a>,
     operation_name: Option<&str>,
-) -> Result<(Option<&'a str>, &'a OperationDefinition), AnalysisError> {
-    match &document.operations {
-        DocumentOperations::Single(operation) => Ok((None, &operation.node)),
-        DocumentOperations::Multiple(operations) => match operation_name {
-            Some(name) => operations
-                .get_key_value(name)
-                .map(|(name, op)| (Some(name.as_str()), &op.node))
-                .ok_or_else(|| AnalysisError::UnknownOperation(name.to_owned())),
-            None if operations.len() == 1 => {
-                let (name, op) = operations.iter().next().unwrap_or_else(|| unreachable!());
-                Ok((Some(name.as_str()), &op.node))
-            }
-            None => Err(AnalysisError::AmbiguousOperation),
-        },
-    }
-}
-
-/// A whole number in a literal: an integer, or a string holding one.
-fn integer_of(value: &ConstValue) -> Option<i64> {
-    match value {
-        ConstValue::Number(n) => n.as_i64(),
-        ConstValue::String(s) => s.trim().parse().ok(),
-        _ => None,
+) -> Result<&'d Operation<'a>, AnalysisError> {
+    match (&document.operations[..], operation_name) {
+        ([only], None) => Ok(only),
+        // An anonymous operation is the document's only one: any name selects it.
+        ([only], Some(_)) if only.name.is_none() => Ok(only),
+        (_, Some(name)) => document
+            .operations
+            .iter()
+            .find(|o| o.name == Some(name))
+            .ok_or_else(|| AnalysisError::UnknownOperation(name.to_owned())),
+        (_, None) => Err(AnalysisError::AmbiguousOperation),
     }
 }
 
@@ -354,67 +324,66 @@ fn integer_of(value: &ConstValue) -> Option<i64> {
 /// `d` under multiplier `m` it costs `m × (d × unweighted + weight_below)` depth-weighted, and
 /// `m × unweighted` plain. Both are linear in `m` and `d`, which is what lets a fragment be
 /// priced once and reused wherever it is spread.
-#[derive(Clone, Debug, Default)]
-struct Priced<'a> {
+#[derive(Clone, Copy, Debug, Default)]
+struct Priced {
     /// Σ over its fields of multiplier × (cost + what the field selects, unweighted).
     unweighted: u128,
     /// The extra cost of the fields below its top level from their depth.
     weight_below: u128,
     /// Its depth (0 when it selects nothing).
     depth: u32,
-    /// The field names it selects.
-    fields: BTreeSet<&'a str>,
 }
 
-impl<'a> Priced<'a> {
+impl Priced {
     /// Adds what a fragment (inline or named) selects at the same depth and multiplier.
-    fn merge(&mut self, other: &Priced<'a>) {
+    fn merge(&mut self, other: Priced) {
         self.unweighted = self.unweighted.saturating_add(other.unweighted);
         self.weight_below = self.weight_below.saturating_add(other.weight_below);
         self.depth = self.depth.max(other.depth);
-        self.fields.extend(other.fields.iter().copied());
     }
 }
 
 /// A fragment being priced, or its price.
-enum Memo<'a> {
+enum Memo {
     Pricing,
-    Priced(Priced<'a>),
+    Priced(Priced),
 }
 
 /// One analysis.
 struct Walk<'a> {
     analyzer: &'a Analyzer,
-    document: &'a ExecutableDocument,
+    document: &'a Document<'a>,
     variables: &'a dyn Variables,
-    defaults: HashMap<&'a str, i64>,
+    defaults: foldhash::HashMap<&'a str, i64>,
     schema: Option<&'a dyn Schema>,
-    fragments: HashMap<&'a str, Memo<'a>>,
+    fragments: foldhash::HashMap<&'a str, Memo>,
     fragment_depth: usize,
+    /// The field names selected (each fragment's once, when it is first priced).
+    fields: foldhash::HashSet<&'a str>,
 }
 
 impl<'a> Walk<'a> {
     fn selection_set(
         &mut self,
-        set: &'a SelectionSet,
+        items: &'a [Item<'a>],
         parent: Option<&str>,
-    ) -> Result<Priced<'a>, AnalysisError> {
+    ) -> Result<Priced, AnalysisError> {
         let mut priced = Priced::default();
-        for item in &set.items {
-            match &item.node {
-                Selection::Field(field) => self.field(&field.node, parent, &mut priced)?,
-                Selection::InlineFragment(fragment) => {
-                    let fragment = &fragment.node;
-                    let on = fragment
-                        .type_condition
-                        .as_ref()
-                        .map(|c| c.node.on.node.as_str());
-                    let inner = self.selection_set(&fragment.selection_set.node, on.or(parent))?;
-                    priced.merge(&inner);
+        for item in items {
+            match item {
+                Item::Field {
+                    name,
+                    sizes,
+                    has_arguments,
+                    selection,
+                } => self.field(name, sizes, *has_arguments, selection, parent, &mut priced)?,
+                Item::Inline { on, selection } => {
+                    let inner = self.selection_set(selection, on.or(parent))?;
+                    priced.merge(inner);
                 }
-                Selection::FragmentSpread(spread) => {
-                    let inner = self.fragment(spread.node.fragment_name.node.as_str())?;
-                    priced.merge(&inner);
+                Item::Spread(name) => {
+                    let inner = self.fragment(name)?;
+                    priced.merge(inner);
                 }
             }
         }
@@ -423,12 +392,14 @@ impl<'a> Walk<'a> {
 
     fn field(
         &mut self,
-        field: &'a Field,
+        name: &'a str,
+        sizes: &[(&'a str, Size<'a>)],
+        has_arguments: bool,
+        selection: &'a [Item<'a>],
         parent: Option<&str>,
-        priced: &mut Priced<'a>,
+        priced: &mut Priced,
     ) -> Result<(), AnalysisError> {
         let pricing = &self.analyzer.pricing;
-        let name = field.name.node.as_str();
         if name.starts_with("__") && pricing.introspection == Introspection::Exempt {
             return Ok(());
         }
@@ -436,26 +407,29 @@ impl<'a> Walk<'a> {
             .schema
             .zip(parent)
             .and_then(|(schema, parent)| schema.field_type(parent, name));
-        let cost = parent
-            .and_then(|p| pricing.field_costs.get(&format!("{p}.{name}")))
+        let typed_cost = || {
+            let parent = parent.filter(|_| !pricing.field_costs.is_empty())?;
+            pricing.field_costs.get(&format!("{parent}.{name}"))
+        };
+        let cost = typed_cost()
             .or_else(|| pricing.field_costs.get(name))
             .or_else(|| ty.as_ref().and_then(|t| pricing.type_costs.get(&t.name)))
             .copied()
             .unwrap_or(pricing.default_field_cost);
-        let multiplier = match self.list_argument(&field.arguments) {
+        let multiplier = match self.list_size(sizes) {
             Some(size) => size,
             None => match &ty {
                 Some(ty) if !ty.is_list => 1,
                 Some(_) => pricing.default_list_size,
-                None if field.arguments.is_empty() => 1,
+                None if !has_arguments => 1,
                 None => pricing.default_list_size,
             },
         };
-        let below = if field.selection_set.node.items.is_empty() {
+        let below = if selection.is_empty() {
             Priced::default()
         } else {
             let child_type = ty.as_ref().map(|t| t.name.as_str());
-            self.selection_set(&field.selection_set.node, child_type)?
+            self.selection_set(selection, child_type)?
         };
         let multiplier = u128::from(multiplier);
         let unweighted = u128::from(cost).saturating_add(below.unweighted);
@@ -467,16 +441,14 @@ impl<'a> Walk<'a> {
             .weight_below
             .saturating_add(multiplier.saturating_mul(weight_below));
         priced.depth = priced.depth.max(below.depth.saturating_add(1));
-        priced.fields.insert(name);
-        priced.fields.extend(below.fields);
+        self.fields.insert(name);
         Ok(())
     }
 
     /// The list size a field's arguments give, capped, if one does.
-    fn list_argument(&self, arguments: &[(Positioned<Name>, Positioned<Value>)]) -> Option<u64> {
+    fn list_size(&self, sizes: &[(&str, Size<'_>)]) -> Option<u64> {
         let pricing = &self.analyzer.pricing;
-        arguments.iter().find_map(|(name, value)| {
-            let name = name.node.as_str();
+        sizes.iter().find_map(|&(name, value)| {
             if !pricing
                 .list_arguments
                 .iter()
@@ -484,26 +456,25 @@ impl<'a> Walk<'a> {
             {
                 return None;
             }
-            let size = match &value.node {
-                Value::Variable(var) => self
+            let size = match value {
+                Size::Variable(var) => self
                     .variables
-                    .integer(var.as_str())
-                    .or_else(|| self.defaults.get(var.as_str()).copied()),
-                Value::Number(n) => n.as_i64(),
-                Value::String(s) => s.trim().parse().ok(),
-                _ => None,
+                    .integer(var)
+                    .or_else(|| self.defaults.get(var).copied()),
+                Size::Literal(value) => Some(value),
+                Size::Other => None,
             }?;
             Some(u64::try_from(size).unwrap_or(0).min(pricing.max_list_size))
         })
     }
 
-    fn fragment(&mut self, name: &'a str) -> Result<Priced<'a>, AnalysisError> {
+    fn fragment(&mut self, name: &'a str) -> Result<Priced, AnalysisError> {
         match self.fragments.get(name) {
-            Some(Memo::Priced(priced)) => return Ok(priced.clone()),
+            Some(Memo::Priced(priced)) => return Ok(*priced),
             Some(Memo::Pricing) => return Err(AnalysisError::FragmentCycle(name.to_owned())),
             None => {}
         }
-        let (key, definition) = self
+        let (&key, definition) = self
             .document
             .fragments
             .get_key_value(name)
@@ -513,14 +484,12 @@ impl<'a> Walk<'a> {
                 self.analyzer.max_fragment_depth,
             ));
         }
-        self.fragments.insert(key.as_str(), Memo::Pricing);
+        self.fragments.insert(key, Memo::Pricing);
         self.fragment_depth += 1;
-        let on = definition.node.type_condition.node.on.node.as_str();
-        let priced = self.selection_set(&definition.node.selection_set.node, Some(on));
+        let priced = self.selection_set(&definition.selection, Some(definition.on));
         self.fragment_depth -= 1;
         let priced = priced?;
-        self.fragments
-            .insert(key.as_str(), Memo::Priced(priced.clone()));
+        self.fragments.insert(key, Memo::Priced(priced));
         Ok(priced)
     }
 }

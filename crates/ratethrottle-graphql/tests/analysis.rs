@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use ratethrottle_graphql::async_graphql_parser::types::OperationType;
 use ratethrottle_graphql::{
     AnalysisError, Analyzer, FieldType, Introspection, OperationKind, Pricing, Schema,
 };
@@ -187,7 +186,7 @@ fn field_and_type_costs_and_introspection() {
     );
     struct Blog;
     impl Schema for Blog {
-        fn root_type(&self, _: OperationType) -> Option<String> {
+        fn root_type(&self, _: OperationKind) -> Option<String> {
             Some("Query".into())
         }
         fn field_type(&self, parent: &str, field: &str) -> Option<FieldType> {
