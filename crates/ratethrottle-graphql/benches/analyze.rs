@@ -72,6 +72,9 @@ fn analyze(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    c.bench_function("async-graphql-parser: parse only (the reference)", |b| {
+        b.iter(|| async_graphql_parser::parse_query(black_box(&query)).unwrap())
+    });
     c.bench_function("parse only", |b| {
         b.iter(|| Document::parse(black_box(&query)).unwrap())
     });
