@@ -35,6 +35,13 @@ from .exceptions import (
     StorageUnavailableError,
     StrategyNotFoundError,
 )
+from .graphQL import (
+    AriadneRateLimiter,
+    ComplexityAnalyzer,
+    DepthAnalyzer,
+    GraphQLLimits,
+    GraphQLRateLimiter,
+)
 from .helpers import (
     create_async_limiter,
     create_limiter,
@@ -108,6 +115,7 @@ def configure_logging(level: int = logging.INFO, handler: Optional[logging.Handl
 
 __all__ = [
     "AdaptiveRateLimiter",
+    "AriadneRateLimiter",
     "AsyncFastAPIRateLimiter",
     "AsyncInMemoryStorage",
     "AsyncRateThrottleCore",
@@ -116,16 +124,20 @@ __all__ = [
     "AsyncStorageBackend",
     "ChannelsRateLimiter",
     "ClientIpResolver",
+    "ComplexityAnalyzer",
     "ConfigManager",
     "ConfigurationError",
     "ConnectionInfo",
     "DDoSProtection",
+    "DepthAnalyzer",
     "DjangoRateLimitMiddleware",
     "FailoverHandler",
     "FailureMode",
     "FastAPIRateLimiter",
     "FastAPIWebSocketLimiter",
     "FlaskRateLimiter",
+    "GraphQLLimits",
+    "GraphQLRateLimiter",
     "InMemoryStorage",
     "InvalidIdentifierError",
     "InvalidRuleError",

@@ -280,3 +280,16 @@ class NativeWebSocket:
     def unregister(self, connection_id: str) -> bool: ...
     def check_message(self, connection_id: str, size: int) -> Awaitable[Tuple[str, int, int]]: ...
     def slots_held(self, client: str) -> int: ...
+
+class NativeGraphQL:
+    def __init__(
+        self,
+        default_list_size: int = 10,
+        field_costs: Optional[Dict[str, int]] = None,
+        max_list_size: int = 1000,
+        depth_weighted: bool = True,
+        introspection: bool = True,
+    ) -> None: ...
+    def analyze(
+        self, query: str, operation_name: Optional[str] = None, variables: Optional[Dict[str, Any]] = None
+    ) -> Tuple[str, int, int, List[str]]: ...

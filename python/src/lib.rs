@@ -15,6 +15,7 @@ mod clock;
 mod config;
 mod core;
 mod errors;
+mod graphql;
 mod http;
 mod policy;
 mod protect;
@@ -74,6 +75,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<protect::NativeAnalytics>()?;
     module.add_class::<adaptive::NativeAdaptive>()?;
     module.add_class::<websocket::NativeWebSocket>()?;
+    module.add_class::<graphql::NativeGraphQL>()?;
     module.add_function(wrap_pyfunction!(parse_rate, module)?)?;
     module.add_function(wrap_pyfunction!(cli_main, module)?)?;
     module.add_class::<config::Configuration>()?;

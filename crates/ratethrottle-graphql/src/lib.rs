@@ -493,3 +493,7 @@ impl<'a> Walk<'a> {
         Ok(priced)
     }
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
