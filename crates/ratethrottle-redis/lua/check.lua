@@ -8,7 +8,8 @@
 --
 -- KEYS: 1 state hash, 2 whitelist entry, 3 blacklist entry (all with the identifier's hash tag).
 -- ARGV: 1 strategy ("tat" | "fixed" | "counter" | "log"), 2 now ("" = the server's TIME),
---       3 cost, 4 consume ("1" | "0"), 5 block, 6 limit, 7 window, 8 capacity.
+--       3 cost, 4 consume ("1"; "0" to only look; "2" to give `cost` back, a refund, after
+--       which the reply is a look at one unit), 5 block, 6 limit, 7 window, 8 capacity.
 -- Reply: { outcome, now, ... } where outcome is
 --   "white";  "black", expiry or "";  "blocked", until;
 --   "decided", allowed ("1" | "0"), new block end or "", then the key's state before the
@@ -18,7 +19,7 @@
 --   time of its newest entry (or ""), and, for a denial the wait of which matters, its entries
 --   from the oldest (time, cost) until enough of them have left the window.
 
-local kind, cost_s, consume = ARGV[1], ARGV[3], ARGV[4] == "1"
+local kind, cost_s, consume, refund = ARGV[1], ARGV[3], ARGV[4] == "1", ARGV[4] == "2"
 
 -- Keys live at least this long past the moment they would be idle, in Redis's own time: the
 -- decision's clock (the caller's, with `TimeSource::Caller`) may run apart from it.
@@ -87,6 +88,13 @@ if kind == "tat" then
   local debt = allowed and ahead or sub(s0, now_scaled)
   idle_at = add(now, from_small(math.ceil(to_double(debt) / to_double(limit)) + 1))
   reply_state = { to_hex(s0) }
+  if refund then
+    local debt = cmp(s0, now_scaled) > 0 and sub(s0, now_scaled) or {}
+    local give = mul(cost, window)
+    local left = cmp(debt, give) > 0 and sub(debt, give) or {}
+    next_state = { to_hex(add(now_scaled, left)), to_hex(limit) }
+    idle_at = add(now, from_small(math.ceil(to_double(left) / to_double(limit)) + 1))
+  end
 elseif kind == "fixed" then
   local current = window_start()
   local start, count = s0, s1
@@ -101,6 +109,11 @@ elseif kind == "fixed" then
     idle_at = add(start, window)
   end
   reply_state = { to_hex(s0), to_hex(s1) }
+  if refund then
+    local left = (#count > 0 and cmp(count, cost) > 0) and sub(count, cost) or {}
+    next_state = { to_hex(start), to_hex(left) }
+    idle_at = add(start, window)
+  end
 elseif kind == "counter" then
   local current = window_start()
   local start, prev, cur = s0, s1, s2
@@ -117,11 +130,25 @@ elseif kind == "counter" then
   next_state = { to_hex(start), to_hex(prev), to_hex(add(cur, cost)) }
   idle_at = add(allowed and start or s0, add(window, window))
   reply_state = { to_hex(s0), to_hex(s1), to_hex(s2) }
+  if refund then
+    local from_cur = min(cur, cost)
+    local rest = sub(cost, from_cur)
+    local from_prev = min(prev, rest)
+    next_state = { to_hex(start), to_hex(sub(prev, from_prev)), to_hex(sub(cur, from_cur)) }
+    idle_at = add(start, add(window, window))
+  end
 end
 
 if kind ~= "log" then
   local reply = { "decided", now_s, allowed and "1" or "0", "" }
-  if consume and allowed then
+  if refund then
+    -- The client peeks at the refunded state it derives from the state before.
+    reply[3] = "1"
+    redis.call("HSET", KEYS[1], "s0", next_state[1], "s1", next_state[2] or "0",
+      "s2", next_state[3] or "0")
+    local ttl = redis.call("PTTL", KEYS[1])
+    redis.call("PEXPIRE", KEYS[1], math.max(ms_until(idle_at), ttl))
+  elseif consume and allowed then
     redis.call("HSET", KEYS[1], "b", "0", "s0", next_state[1], "s1", next_state[2] or "0",
       "s2", next_state[3] or "0")
     redis.call("PEXPIRE", KEYS[1], ms_until(idle_at))
@@ -161,6 +188,24 @@ while true do
   redis.call("LPOP", log)
   used = used - c
   pruned = true
+end
+if refund then
+  -- Give back the newest admissions, then answer as a look at one unit.
+  local left = cost_n
+  while left > 0 do
+    local at, c = entry(-1)
+    if not at then
+      break
+    end
+    local taken = math.min(c, left)
+    if taken == c then
+      redis.call("RPOP", log)
+    else
+      redis.call("LSET", log, -1, to_hex(at) .. " " .. tostring(c - taken))
+    end
+    used, left, pruned = used - taken, left - taken, true
+  end
+  cost_n, consume = 1, false
 end
 if pruned then
   redis.call("HSET", KEYS[1], "s0", tostring(used))

@@ -12,8 +12,8 @@
 --       client computes from the rule: the longest a key can take to become idle, plus a
 --       margin; so no TTL is computed here);
 --       2 the checks, six doubles each: the rule's position in ARGV[1] (from 1), screen (1: look
---       up the list entries), cost, consume (1 or 0), now seconds and nanoseconds (-1: the
---       server's TIME).
+--       up the list entries), cost, consume (1, 0 to only look, 2 to give `cost` back: a
+--       refund), now seconds and nanoseconds (-1: the server's TIME).
 -- State: six doubles, w1..w4 and the block end (seconds, nanoseconds; 0 for none): buckets: TAT
 --       seconds, nanoseconds, remainder in 1/limit ns, the limit it was written under; fixed_window: window start seconds,
 --       nanoseconds, count; sliding_counter: the same and the current count in w4.
@@ -160,7 +160,54 @@ while at <= #checks do
         n1, n2, n3, n4 = ss, sn, prev, cur + cost
       end
     end
-    if consume == 1 and allowed then
+    if consume == 2 then
+      -- A refund: the state as if `cost` fewer had been admitted, never beyond a fresh key
+      -- (the core's `strategy::refund`); the client peeks at it.
+      local r1, r2, r3, r4 = w1, w2, w3, w4
+      if kind == 1 then
+        local written = w4 > 0 and w4 or limit
+        local debt = 0
+        if not before(w1, w2, s, n) then
+          local ahead_ns = (w1 - s) * E9 + (w2 - n)
+          debt = ahead_ns > (capacity * window) / written + 1 and 2 * capacity * window
+            or ahead_ns * written + w3
+        end
+        local left = math.max(0, debt - cost * window)
+        local whole = math.floor(left / limit)
+        local frac = left - whole * limit
+        if frac < 0 then
+          whole, frac = whole - 1, frac + limit
+        elseif frac >= limit then
+          whole, frac = whole + 1, frac - limit
+        end
+        r1, r2 = plus(s, n, whole)
+        r3, r4 = frac, limit
+      else
+        local cs, cn = window_start(s, n, window)
+        if kind == 2 then
+          if not before(w1, w2, cs, cn) then
+            r3 = math.max(0, w3 - cost)
+          end
+        else
+          local prev, cur = w3, w4
+          if before(w1, w2, cs, cn) then
+            local es, en = plus(w1, w2, window)
+            if es == cs and en == cn then
+              prev, cur = cur, 0
+            else
+              prev, cur = 0, 0
+            end
+            r1, r2 = cs, cn
+          end
+          local from_cur = math.min(cur, cost)
+          r3, r4 = prev - math.min(prev, cost - from_cur), cur - from_cur
+        end
+      end
+      local value = struct.pack(">dddddd", r1, r2, r3, r4, bs, bn)
+      written[key] = value
+      redis.call("SET", key, value, "PX", rule[7])
+      allowed = true
+    elseif consume == 1 and allowed then
       local value = struct.pack(">dddddd", n1, n2, n3, n4, 0, 0)
       written[key] = value
       redis.call("SET", key, value, "PX", rule[7])

@@ -48,7 +48,11 @@ impl RedisStore {
             .arg(kind)
             .arg(now)
             .arg(hex(query.cost))
-            .arg(if query.consume { "1" } else { "0" })
+            .arg(match (query.refund, query.consume) {
+                (true, _) => "2",
+                (false, true) => "1",
+                (false, false) => "0",
+            })
             .arg(hex(rule.block))
             .arg(hex(params.limit))
             .arg(hex(params.window))
@@ -137,7 +141,8 @@ impl<'a> Reply<'a> {
                     Some(kind) => self.compact_decision(kind, query, now)?,
                     None => self.log_decision(query, now)?,
                 };
-                if decision.allowed != allowed {
+                // A refund's script answers for a look it leaves to the strategy here.
+                if decision.allowed != allowed && !query.refund {
                     return Err(self.malformed("the script and the strategy disagree"));
                 }
                 Ok(Outcome::Decided {
@@ -172,11 +177,13 @@ impl<'a> Reply<'a> {
         }
         let mut log = SlidingLog::from_entries(entries);
         let params = &query.params;
-        let decision = log.decide(params, now, query.cost);
+        // After a refund the script sent the refunded log, looked at for one unit.
+        let cost = if query.refund { 1 } else { query.cost };
+        let decision = log.decide(params, now, cost);
         Ok(if query.consume {
             decision
         } else {
-            peek_view(decision, query.cost, log.idle_at(params), now)
+            peek_view(decision, cost, log.idle_at(params), now)
         })
     }
 
@@ -211,6 +218,13 @@ pub(crate) fn derive_decision(
     now: u64,
 ) -> Decision {
     let params = &query.params;
+    if query.refund {
+        // The script wrote the same refund; answer a look at the state after it.
+        let after = strategy::refund(kind, params, state, now, query.cost);
+        let (decision, _) = strategy::decide(kind, params, &after, now, 1);
+        let idle = strategy::idle_at(kind, params, &after, now);
+        return peek_view(decision, 1, idle, now);
+    }
     let (decision, _) = strategy::decide(kind, params, state, now, query.cost);
     if query.consume {
         decision

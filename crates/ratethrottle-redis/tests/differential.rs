@@ -1,5 +1,6 @@
-//! The Redis store against the in-memory store on random rules and random traffic: every
-//! answer must be identical (same clock, same requests), including rules whose numbers need
+//! The Redis store against the in-memory store on random rules and random traffic (checks,
+//! peeks and refunds): every answer must be identical (same clock, same requests), including
+//! rules whose numbers need
 //! more than the 53 bits a Lua double holds exactly.
 
 use std::time::Duration;
@@ -104,10 +105,16 @@ fn redis_answers_exactly_like_memory() {
                     };
                     clock.advance(Duration::from_nanos(advance));
                     let cost = 1 + random.below(capacity.min(5));
-                    let (a, b) = if random.below(5) == 0 {
+                    let op = random.below(6);
+                    let (a, b) = if op == 0 {
                         (
                             redis.peek(&id, strategy.as_str()).await.unwrap(),
                             memory.peek(&id, strategy.as_str()).await.unwrap(),
+                        )
+                    } else if op == 1 {
+                        (
+                            redis.refund(&id, strategy.as_str(), cost).await.unwrap(),
+                            memory.refund(&id, strategy.as_str(), cost).await.unwrap(),
                         )
                     } else {
                         (

@@ -115,6 +115,9 @@ macro_rules! conformance_suite {
             a_per_call_limit_is_enforced_by_every_strategy,
             a_per_call_limit_out_of_range_is_an_error,
             concurrent_tasks_admit_exactly_a_per_call_limit,
+            a_refund_gives_back_what_was_taken,
+            a_refund_counts_nothing_and_lifts_no_block,
+            concurrent_charges_and_refunds_stay_exact,
         );
     };
     (@each $runner:ident, $factory:expr; $($name:ident),* $(,)?) => {
@@ -846,6 +849,122 @@ pub mod scenarios {
                 total += task.await.expect("task");
             }
             assert_eq!(total, 1000, "{strategy}: 32 tasks × 40 checks");
+        }
+    }
+
+    pub async fn a_refund_gives_back_what_was_taken<S: Store>(store: S) {
+        let (limiter, clock) = setup(store);
+        for strategy in Strategy::ALL {
+            limiter.add_rule(rule(strategy, 10, 60)).unwrap();
+            let name = strategy.as_str();
+            assert_eq!(limiter.check_n("r", name, 7).await.unwrap().remaining, 3);
+            let refunded = limiter.refund("r", name, 5).await.unwrap();
+            assert!(refunded.allowed, "{strategy}");
+            assert_eq!(refunded.remaining, 8, "{strategy}: 7 taken, 5 given back");
+            assert_eq!(limiter.peek("r", name).await.unwrap().remaining, 8);
+            assert!(
+                limiter.check_n("r", name, 8).await.unwrap().allowed,
+                "{strategy}"
+            );
+            assert!(
+                !limiter.check("r", name).await.unwrap().allowed,
+                "{strategy}"
+            );
+            // More than was taken gives a fresh key, never more.
+            let refunded = limiter.refund("r", name, 1000).await.unwrap();
+            assert_eq!(refunded.remaining, 10, "{strategy}");
+            assert_eq!(admitted(&limiter, "r", name, 12).await, 10, "{strategy}");
+            // A refund of nothing is a look; of a fresh key, a fresh key.
+            assert_eq!(limiter.refund("r", name, 0).await.unwrap().remaining, 0);
+            assert_eq!(
+                limiter.refund("fresh", name, 3).await.unwrap().remaining,
+                10
+            );
+            assert_eq!(
+                admitted(&limiter, "fresh", name, 11).await,
+                10,
+                "{strategy}"
+            );
+        }
+        // Later in the window (and for the buckets, partly refilled), a refund still gives
+        // back exactly its amount.
+        limiter
+            .add_rule(rule(Strategy::TokenBucket, 60, 60).burst(60))
+            .unwrap();
+        limiter.check_n("later", "token_bucket", 60).await.unwrap();
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(
+            limiter
+                .peek("later", "token_bucket")
+                .await
+                .unwrap()
+                .remaining,
+            10
+        );
+        let refunded = limiter.refund("later", "token_bucket", 25).await.unwrap();
+        assert_eq!(refunded.remaining, 35);
+    }
+
+    pub async fn a_refund_counts_nothing_and_lifts_no_block<S: Store>(store: S) {
+        let (limiter, _) = setup(store);
+        limiter
+            .add_rule(rule(Strategy::FixedWindow, 3, 60).block_duration(Duration::from_secs(30)))
+            .unwrap();
+        assert_eq!(admitted(&limiter, "b", "fixed_window", 4).await, 3);
+        let before = limiter.metrics();
+        let refunded = limiter.refund("b", "fixed_window", 3).await.unwrap();
+        assert!(refunded.blocked && !refunded.allowed, "the block stands");
+        assert!(!limiter.check("b", "fixed_window").await.unwrap().allowed);
+        let after = limiter.metrics();
+        assert_eq!(
+            after.total_requests,
+            before.total_requests + 1,
+            "only the check counts"
+        );
+        assert_eq!(after.violations, before.violations);
+        let err = limiter.refund("b", "nope", 1).await.unwrap_err();
+        assert!(matches!(err, Error::UnknownRule { .. }), "{err}");
+    }
+
+    pub async fn concurrent_charges_and_refunds_stay_exact<S: Store>(store: S) {
+        let (limiter, _) = setup(store);
+        for strategy in Strategy::ALL {
+            limiter.add_rule(rule(strategy, 200, 3600)).unwrap();
+        }
+        for strategy in Strategy::ALL {
+            // 32 tasks × 10 times: take 5, give 4 back; a charge that is refused gives nothing
+            // back. What is left is exactly the limit less one per admitted charge.
+            let tasks: Vec<_> = (0..32)
+                .map(|_| {
+                    let limiter = limiter.clone();
+                    tokio::spawn(async move {
+                        let name = strategy.as_str();
+                        let mut kept = 0;
+                        for _ in 0..10 {
+                            if limiter.check_n("pool", name, 5).await.unwrap().allowed {
+                                limiter.refund("pool", name, 4).await.unwrap();
+                                kept += 1;
+                            }
+                        }
+                        kept
+                    })
+                })
+                .collect();
+            let mut kept = 0;
+            for task in tasks {
+                kept += task.await.expect("task");
+            }
+            let left = limiter
+                .peek("pool", strategy.as_str())
+                .await
+                .unwrap()
+                .remaining;
+            assert!(kept > 0, "{strategy}");
+            assert_eq!(
+                left,
+                200 - kept,
+                "{strategy}: {kept} charges kept one unit each"
+            );
         }
     }
 

@@ -68,6 +68,12 @@ impl RuleEntry {
             query.params = self.params_at(limit)?;
         }
         let capacity = query.params.capacity;
+        if ask.refund {
+            // Giving back more than a key can hold gives a fresh key: the same as its capacity.
+            query.cost = ask.cost.min(capacity);
+            query.refund = true;
+            return Ok(query);
+        }
         if ask.cost == 0 || ask.cost > capacity {
             return Err(self.invalid_cost(ask.cost, capacity));
         }
@@ -111,6 +117,7 @@ struct Ask {
     cost: u64,
     consume: bool,
     limit: Option<u64>,
+    refund: bool,
 }
 
 impl Ask {
@@ -125,6 +132,20 @@ impl Ask {
             cost,
             consume: true,
             limit: None,
+            refund: false,
+        }
+    }
+
+    /// Gives back `amount` units (a peek when it is 0).
+    const fn refund(amount: u64) -> Ask {
+        if amount == 0 {
+            return Ask::PEEK;
+        }
+        Ask {
+            cost: amount,
+            consume: false,
+            limit: None,
+            refund: true,
         }
     }
 
@@ -536,6 +557,24 @@ impl<S: Store> RuleHandle<S> {
             .decide(identifier, Target::Entry(&self.entry), Ask::check(cost))
     }
 
+    /// [`Limiter::refund`] for this rule.
+    pub fn refund<'a>(
+        &'a self,
+        identifier: &'a str,
+        amount: u64,
+    ) -> impl Future<Output = Result<Status>> + Send + 'a {
+        self.limiter
+            .decide(identifier, Target::Entry(&self.entry), Ask::refund(amount))
+    }
+
+    /// [`Limiter::refund`] answered without a future, when the store can (see
+    /// [`Limiter::check_now`]).
+    #[inline]
+    pub fn refund_now(&self, identifier: &str, amount: u64) -> Option<Result<Status>> {
+        self.limiter
+            .decide_at_once(identifier, Target::Entry(&self.entry), Ask::refund(amount))
+    }
+
     /// [`Limiter::check_now`] for this rule.
     #[inline]
     pub fn check_now(&self, identifier: &str, cost: u64) -> Option<Result<Status>> {
@@ -637,6 +676,34 @@ impl<S: Store> Limiter<S> {
         cost: u64,
     ) -> impl Future<Output = Result<Status>> + Send + 'a {
         self.decide(identifier, Target::Name(rule), Ask::check(cost))
+    }
+
+    /// Gives back `amount` units of `rule` to `identifier`: what a check took and turned out
+    /// not to need (a GraphQL query charged its requested cost up front, then its actual
+    /// cost). The key's state becomes what it would be had `amount` fewer been admitted, never
+    /// beyond a fresh key; the status is a peek at it (`remaining` is the allowance now).
+    /// Nothing is counted. A refund does not lift a block, and a key serving one is not
+    /// refunded; an amount of 0 is a peek.
+    ///
+    /// ```
+    /// use ratethrottle::{Limiter, Rule, Strategy};
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let limiter = Limiter::in_memory();
+    /// limiter.add_rule(Rule::new("points", 1000, Duration::from_secs(20)).strategy(Strategy::TokenBucket))?;
+    /// assert_eq!(limiter.check_n("client", "points", 300).await?.remaining, 700);
+    /// assert_eq!(limiter.refund("client", "points", 250).await?.remaining, 950);
+    /// # Ok::<(), ratethrottle::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn refund<'a>(
+        &'a self,
+        identifier: &'a str,
+        rule: &'a str,
+        amount: u64,
+    ) -> impl Future<Output = Result<Status>> + Send + 'a {
+        self.decide(identifier, Target::Name(rule), Ask::refund(amount))
     }
 
     /// [`Limiter::check_n`] answered without a future, when the store can decide at once (the

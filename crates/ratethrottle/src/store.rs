@@ -108,6 +108,11 @@ pub struct Query<'a> {
     pub now: Nanos,
     /// `true` to record the request; `false` to only look ([`Limiter::peek`](crate::Limiter::peek)).
     pub consume: bool,
+    /// `true` to give back `cost` units instead ([`Limiter::refund`](crate::Limiter::refund)):
+    /// the key's state becomes what it would be had `cost` fewer been admitted (never beyond a
+    /// fresh key), and the outcome is a peek at it. Lists and blocks answer as for a check,
+    /// and a blocked key is not refunded. `consume` is `false` with it.
+    pub refund: bool,
 }
 
 impl<'a> Query<'a> {
@@ -120,6 +125,7 @@ impl<'a> Query<'a> {
             params: rule.params,
             now,
             consume: true,
+            refund: false,
         }
     }
 
@@ -138,6 +144,16 @@ impl<'a> Query<'a> {
     pub fn peek(self) -> Self {
         Query {
             consume: false,
+            refund: false,
+            ..self
+        }
+    }
+
+    /// The same query, giving `cost` units back ([`Query::refund`]).
+    pub fn refunding(self) -> Self {
+        Query {
+            consume: false,
+            refund: true,
             ..self
         }
     }

@@ -152,6 +152,17 @@ pub fn decide(
     }
 }
 
+/// Gives back `amount` units to `state` at `now` (a refund of what was admitted): the state
+/// as if `amount` fewer had been admitted, never beyond a fresh key.
+#[inline]
+pub fn refund(kind: Compact, params: &Params, state: &State, now: u64, amount: u64) -> State {
+    match kind {
+        Compact::Tat => tat::refund(params, state, now, amount),
+        Compact::FixedWindow => fixed_window::refund(params, state, now, amount),
+        Compact::SlidingCounter => sliding_counter::refund(params, state, now, amount),
+    }
+}
+
 /// The time (ns since the epoch) from which `state` is equivalent to a fresh key and can be
 /// forgotten.
 #[inline]

@@ -138,7 +138,7 @@ impl<K: KeyValueNow> BackedStore<K> {
         };
         let nanos = now.as_nanos();
         let mut blocked_until = None;
-        if query.consume {
+        if query.consume || query.refund {
             if let Some(next) = next {
                 let ttl = Duration::from_nanos(rule.idle_span.max(1));
                 self.backend.set_now(
@@ -227,22 +227,38 @@ fn decide_compact(
 ) -> (strategy::Decision, Option<String>) {
     let now = query.now.as_nanos();
     let state = text.and_then(compact_state).unwrap_or_default();
+    if query.refund {
+        let next = strategy::refund(kind, &query.params, &state, now, query.cost);
+        let (decision, _) = strategy::decide(kind, &query.params, &next, now, 1);
+        let idle = strategy::idle_at(kind, &query.params, &next, now);
+        let write = (next != state).then(|| compact_text(&next));
+        return (peek_view(decision, 1, idle, now), write);
+    }
     let (decision, next) = strategy::decide(kind, &query.params, &state, now, query.cost);
     if !query.consume {
         let idle = strategy::idle_at(kind, &query.params, &state, now);
         return (peek_view(decision, query.cost, idle, now), None);
     }
-    let write = decision.allowed.then(|| {
-        let [a, b, c] = next.0;
-        format!("c {a} {b} {c}")
-    });
+    let write = decision.allowed.then(|| compact_text(&next));
     (decision, write)
+}
+
+/// A compact state as it is written: `c <w0> <w1> <w2>`.
+fn compact_text(state: &State) -> String {
+    let [a, b, c] = state.0;
+    format!("c {a} {b} {c}")
 }
 
 /// The decision on a sliding_window log, and the log to write when it changes.
 fn decide_log(query: &Query<'_>, text: Option<&str>) -> (strategy::Decision, Option<String>) {
     let now = query.now.as_nanos();
     let mut log = text.and_then(log_state).unwrap_or_default();
+    if query.refund {
+        log.refund(&query.params, now, query.cost);
+        let decision = log.decide(&query.params, now, 1);
+        let idle = log.idle_at(&query.params);
+        return (peek_view(decision, 1, idle, now), Some(log_text(&log)));
+    }
     let decision = log.decide(&query.params, now, query.cost);
     if !query.consume {
         let idle = log.idle_at(&query.params);
@@ -252,11 +268,16 @@ fn decide_log(query: &Query<'_>, text: Option<&str>) -> (strategy::Decision, Opt
         return (decision, None);
     }
     log.record(now, query.cost);
+    (decision, Some(log_text(&log)))
+}
+
+/// A log as it is written: `l <time>:<cost> ...`.
+fn log_text(log: &SlidingLog) -> String {
     let mut text = String::from("l");
     for (at, cost) in log.entries() {
         text.push_str(&format!(" {at}:{cost}"));
     }
-    (decision, Some(text))
+    text
 }
 
 fn entry_key(list: ListKind, id: &str) -> String {

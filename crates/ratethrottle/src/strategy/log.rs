@@ -92,6 +92,25 @@ impl SlidingLog {
         }
     }
 
+    /// Gives back `amount` of the newest admissions (after forgetting what left the window
+    /// ending at `now`).
+    pub fn refund(&mut self, params: &Params, now: u64, amount: u64) {
+        self.prune(params, now);
+        let mut left = amount;
+        while left > 0 {
+            let Some((_, cost)) = self.entries.back_mut() else {
+                break;
+            };
+            let taken = (*cost).min(left);
+            *cost -= taken;
+            self.used -= taken;
+            left -= taken;
+            if *cost == 0 {
+                self.entries.pop_back();
+            }
+        }
+    }
+
     /// When the newest admission leaves the window.
     pub fn idle_at(&self, params: &Params) -> u64 {
         self.entries

@@ -65,6 +65,19 @@ pub fn decide(params: &Params, state: &State, now: u64, cost: u64) -> (Decision,
     }
 }
 
+/// Gives back `amount` units: the state as if `amount` fewer had been admitted, never below a
+/// fresh key (a refund cannot add allowance beyond the capacity).
+#[inline]
+pub fn refund(params: &Params, state: &State, now: u64, amount: u64) -> State {
+    let debt = debt(params, state, now);
+    let left = debt.saturating_sub(u128::from(amount) * u128::from(params.window));
+    if left == 0 {
+        return State::default();
+    }
+    let (whole, frac) = div_rem_wide(left, params.limit);
+    State([now.saturating_add(narrow(whole)), frac, params.limit])
+}
+
 /// When the debt is paid off and the key is as good as fresh: the TAT. Left alone, a state's
 /// debt drains at the limit it was written under, so that holds whatever limit reads the state
 /// next (after a reload, or with a per-call limit). The signature matches the other strategies'.

@@ -47,6 +47,14 @@ impl Model {
         }
     }
 
+    /// Gives back `amount` units at `now`.
+    fn refund(&mut self, params: &Params, now: u64, amount: u64) {
+        match self {
+            Model::Compact(kind, state) => *state = refund(*kind, params, state, now, amount),
+            Model::Log(log) => log.refund(params, now, amount),
+        }
+    }
+
     /// What a check would decide, without taking it: `remaining` is the allowance before.
     fn peek(&self, params: &Params, now: u64, cost: u64) -> Decision {
         let mut copy = self.clone();
@@ -443,6 +451,46 @@ proptest! {
     #[test]
     fn integer_edges_never_over_admit((strategy, p, arrivals) in edge_scenario()) {
         assert_within_bounds(strategy, &p, &admissions(strategy, &p, &arrivals));
+    }
+
+    /// Taking `a` then giving back `b` of them is taking `a - b`: the same answers to every
+    /// later request (and a refund of more than was taken gives a fresh key, never more).
+    #[test]
+    fn a_refund_undoes_exactly_what_it_gives_back(
+        (strategy, p, arrivals) in scenario(),
+        take in 1u64..20,
+        give in 0u64..25,
+    ) {
+        let mut refunded = Model::new(strategy);
+        let mut direct = Model::new(strategy);
+        let mut now = T0;
+        for (gap, cost) in arrivals {
+            now += gap;
+            refunded.check(&p, now, cost);
+            direct.check(&p, now, cost);
+        }
+        let take = take.min(p.capacity);
+        let before = refunded.peek(&p, now, 1).remaining;
+        let taken = refunded.check(&p, now, take).allowed;
+        refunded.refund(&p, now, give);
+        let kept = if taken { take.saturating_sub(give) } else { 0 };
+        let given_beyond = if taken { give.saturating_sub(take) } else { give };
+        if kept > 0 {
+            prop_assert!(direct.check(&p, now, kept).allowed);
+        }
+        let (ours, theirs) = (refunded.peek(&p, now, 1), direct.peek(&p, now, 1));
+        if given_beyond == 0 {
+            prop_assert_eq!(ours.remaining, theirs.remaining, "{}", strategy);
+            prop_assert_eq!(ours.allowed, theirs.allowed);
+            for later in [now + 1, now + p.window / 3, now + p.window] {
+                prop_assert_eq!(refunded.peek(&p, later, 1), direct.peek(&p, later, 1));
+            }
+        } else {
+            // More given back than was just taken: older admissions are given back too, up to
+            // a fresh key.
+            prop_assert!(ours.remaining >= theirs.remaining);
+            prop_assert!(ours.remaining <= p.capacity.max(before));
+        }
     }
 
     /// A denied request retried exactly `retry_after` later is admitted; 1 ms (and 1 ns)

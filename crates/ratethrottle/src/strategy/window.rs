@@ -47,6 +47,17 @@ pub mod fixed_window {
         }
     }
 
+    /// Gives back `amount` of the current window's count (a count of an ended window is gone
+    /// already).
+    #[inline]
+    pub fn refund(params: &Params, state: &State, now: u64, amount: u64) -> State {
+        let [start, count, _] = state.0;
+        if start < window_start(params, now) {
+            return *state;
+        }
+        State([start, count.saturating_sub(amount), 0])
+    }
+
     /// When the window holding the count has ended.
     #[inline]
     pub fn idle_at(params: &Params, state: &State) -> u64 {
@@ -159,6 +170,16 @@ pub mod sliding_counter {
         let room = u128::from(params.limit - cost);
         let span = div_wide(room * window, cur);
         next.saturating_add(narrow(window.saturating_sub(span)))
+    }
+
+    /// Gives back `amount`: from the current window's count first, then the previous one's
+    /// (what was admitted just before the window turned).
+    #[inline]
+    pub fn refund(params: &Params, state: &State, now: u64, amount: u64) -> State {
+        let (start, prev, cur) = roll(params, state, now);
+        let from_cur = cur.min(amount);
+        let from_prev = prev.min(amount - from_cur);
+        State([start, prev - from_prev, cur - from_cur])
     }
 
     /// When both counts have faded out.

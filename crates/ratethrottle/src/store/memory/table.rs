@@ -228,6 +228,15 @@ impl Table {
             };
         }
         let rule = query.rule;
+        if query.refund {
+            entry.log.refund(&query.params, now, query.cost);
+            let decision = entry.log.decide(&query.params, now, 1);
+            let idle = entry.log.idle_at(&query.params);
+            return Outcome::Decided {
+                decision: peek_view(decision, 1, idle, now),
+                blocked_until: None,
+            };
+        }
         let decision = entry.log.decide(&query.params, now, query.cost);
         let mut blocked_until = None;
         if !query.consume {
@@ -355,6 +364,18 @@ fn decide_compact(
     state: &mut State,
 ) -> (Outcome, bool, Option<u64>) {
     let now = query.now.as_nanos();
+    if query.refund {
+        let next = strategy::refund(kind, &query.params, state, now, query.cost);
+        let changed = next != *state;
+        *state = next;
+        let (decision, _) = strategy::decide(kind, &query.params, state, now, 1);
+        let idle = strategy::idle_at(kind, &query.params, state, now);
+        let outcome = Outcome::Decided {
+            decision: peek_view(decision, 1, idle, now),
+            blocked_until: None,
+        };
+        return (outcome, changed, None);
+    }
     let rule = &query.rule;
     let (mut decision, next) = strategy::decide(kind, &query.params, state, now, query.cost);
     let mut block = None;
