@@ -28,8 +28,13 @@
 
 use std::collections::HashMap;
 
+#[cfg(feature = "async-graphql")]
+mod extension;
 mod input;
 mod parse;
+
+#[cfg(feature = "async-graphql")]
+pub use extension::{Budget, GraphqlClient, GraphqlLimits, GraphqlThrottle};
 
 pub use input::InputLimits;
 pub use parse::Document;
@@ -109,6 +114,21 @@ pub struct Pricing {
     pub depth_weighted: bool,
     /// Whether introspection is priced (it is).
     pub introspection: Introspection,
+}
+
+impl Pricing {
+    /// The cost of the field `name` of `parent` (when known), of type `ty` (when known).
+    fn field_cost(&self, name: &str, parent: Option<&str>, ty: Option<&FieldType>) -> u64 {
+        let typed = || {
+            let parent = parent.filter(|_| !self.field_costs.is_empty())?;
+            self.field_costs.get(&format!("{parent}.{name}"))
+        };
+        typed()
+            .or_else(|| self.field_costs.get(name))
+            .or_else(|| ty.and_then(|t| self.type_costs.get(&t.name)))
+            .copied()
+            .unwrap_or(self.default_field_cost)
+    }
 }
 
 impl Default for Pricing {
@@ -302,6 +322,118 @@ impl Analyzer {
     }
 }
 
+impl Analyzer {
+    /// What the operation `operation_name` of `query` actually cost, given the response
+    /// `data` its resolvers produced: the same pricing, with each field counted as often as it
+    /// appears in the data (a list by its length, a missing or null object's selections not
+    /// at all). For a refund of what was charged up front and not used.
+    pub fn actual_cost<'q>(
+        &self,
+        query: &'q str,
+        operation_name: Option<&str>,
+        data: &'q serde_json::Value,
+    ) -> Result<u64, AnalysisError> {
+        let document = Document::parse_within(query, self.input)?;
+        let operation = select(&document, operation_name)?;
+        let mut walk = Actual {
+            pricing: &self.pricing,
+            document: &document,
+            fragment_depth: 0,
+            max_fragment_depth: self.max_fragment_depth,
+            seen: foldhash::HashMap::default(),
+        };
+        let cost = walk.items(&operation.selection, data, 1)?;
+        Ok(u64::try_from(cost).unwrap_or(u64::MAX))
+    }
+}
+
+/// Pricing against response data.
+struct Actual<'a> {
+    pricing: &'a Pricing,
+    document: &'a Document<'a>,
+    fragment_depth: usize,
+    max_fragment_depth: usize,
+    /// Each fragment's price on each object of the data at each depth, once (a fragment
+    /// spread twice in a fan-out is not walked twice).
+    seen: foldhash::HashMap<(&'a str, usize, u64), u128>,
+}
+
+impl<'a> Actual<'a> {
+    fn items(
+        &mut self,
+        items: &'a [Item<'a>],
+        data: &serde_json::Value,
+        depth: u64,
+    ) -> Result<u128, AnalysisError> {
+        let Some(object) = data.as_object() else {
+            return Ok(0);
+        };
+        let mut total = 0u128;
+        for item in items {
+            let part = match item {
+                Item::Field {
+                    name,
+                    alias,
+                    selection,
+                    ..
+                } => {
+                    if name.starts_with("__") && self.pricing.introspection == Introspection::Exempt
+                    {
+                        continue;
+                    }
+                    let Some(value) = object.get(alias.unwrap_or(name)) else {
+                        continue;
+                    };
+                    let weight = if self.pricing.depth_weighted {
+                        depth
+                    } else {
+                        1
+                    };
+                    let each =
+                        u128::from(self.pricing.field_cost(name, None, None)) * u128::from(weight);
+                    match value {
+                        serde_json::Value::Array(elements) => {
+                            let mut part = each.saturating_mul(elements.len() as u128);
+                            for element in elements {
+                                part = part.saturating_add(self.items(
+                                    selection,
+                                    element,
+                                    depth + 1,
+                                )?);
+                            }
+                            part
+                        }
+                        other => each.saturating_add(self.items(selection, other, depth + 1)?),
+                    }
+                }
+                Item::Inline { selection, .. } => self.items(selection, data, depth)?,
+                Item::Spread(name) => {
+                    let key = (*name, std::ptr::from_ref(data) as usize, depth);
+                    if let Some(&part) = self.seen.get(&key) {
+                        part
+                    } else {
+                        let fragment =
+                            self.document.fragments.get(name).ok_or_else(|| {
+                                AnalysisError::UnknownFragment((*name).to_owned())
+                            })?;
+                        if self.fragment_depth >= self.max_fragment_depth {
+                            return Err(AnalysisError::FragmentsTooDeep(self.max_fragment_depth));
+                        }
+                        self.fragment_depth += 1;
+                        let part = self.items(&fragment.selection, data, depth);
+                        self.fragment_depth -= 1;
+                        let part = part?;
+                        self.seen.insert(key, part);
+                        part
+                    }
+                }
+            };
+            total = total.saturating_add(part);
+        }
+        Ok(total)
+    }
+}
+
 /// The operation to analyse.
 fn select<'d, 'a>(
     document: &'d Document<'a>,
@@ -376,6 +508,7 @@ impl<'a> Walk<'a> {
                     sizes,
                     has_arguments,
                     selection,
+                    ..
                 } => self.field(name, sizes, *has_arguments, selection, parent, &mut priced)?,
                 Item::Inline { on, selection } => {
                     let inner = self.selection_set(selection, on.or(parent))?;
@@ -407,15 +540,7 @@ impl<'a> Walk<'a> {
             .schema
             .zip(parent)
             .and_then(|(schema, parent)| schema.field_type(parent, name));
-        let typed_cost = || {
-            let parent = parent.filter(|_| !pricing.field_costs.is_empty())?;
-            pricing.field_costs.get(&format!("{parent}.{name}"))
-        };
-        let cost = typed_cost()
-            .or_else(|| pricing.field_costs.get(name))
-            .or_else(|| ty.as_ref().and_then(|t| pricing.type_costs.get(&t.name)))
-            .copied()
-            .unwrap_or(pricing.default_field_cost);
+        let cost = pricing.field_cost(name, parent, ty.as_ref());
         let multiplier = match self.list_size(sizes) {
             Some(size) => size,
             None => match &ty {

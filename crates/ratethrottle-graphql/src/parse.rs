@@ -32,6 +32,8 @@ pub(crate) struct Fragment<'a> {
 pub(crate) enum Item<'a> {
     Field {
         name: &'a str,
+        /// The response key when it is not the name.
+        alias: Option<&'a str>,
         /// The arguments that may give a list size: `(name, value)`.
         sizes: Vec<(&'a str, Size<'a>)>,
         has_arguments: bool,
@@ -390,8 +392,10 @@ impl<'a> Parser<'a> {
             };
         }
         let mut name = self.name()?;
+        let mut alias = None;
         if self.token == Token::Punct(b':') {
             self.advance()?;
+            alias = Some(name);
             name = self.name()?;
         }
         let mut sizes = Vec::new();
@@ -418,6 +422,7 @@ impl<'a> Parser<'a> {
         };
         Ok(Item::Field {
             name,
+            alias,
             sizes,
             has_arguments,
             selection,

@@ -285,3 +285,34 @@ proptest! {
         let _ = plain().analyze(&text, Some("a"), &json!({"a": 3}));
     }
 }
+
+#[test]
+fn the_actual_cost_counts_what_the_response_holds() {
+    let analyzer = plain();
+    let query = "query { first: users(first: 10) { name ...Extra } me { name } gone { name } }
+                 fragment Extra on User { email }";
+    let requested = analyzer.analyze(query, None, &()).unwrap().cost;
+    assert_eq!(requested, 10 * 3 + 2 + 2);
+    let data = json!({
+        "first": [{"name": "a", "email": "x"}, {"name": "b", "email": "y"}],
+        "me": {"name": "c"},
+        "gone": null
+    });
+    // first: 2 users × (1 + name + email) = 6; me: 2; gone: 1 (resolved, null).
+    assert_eq!(analyzer.actual_cost(query, None, &data).unwrap(), 6 + 2 + 1);
+    assert_eq!(analyzer.actual_cost(query, None, &json!(null)).unwrap(), 0);
+    // Depth-weighted as the requested cost is.
+    let weighted = Analyzer::default();
+    let data = json!({"a": [{"b": 1}, {"b": 2}, {"b": 3}]});
+    assert_eq!(
+        weighted
+            .actual_cost("{ a(first: 9) { b } }", None, &data)
+            .unwrap(),
+        3 + 3 * 2
+    );
+    // A fan-out of fragments over the data is priced once per fragment and object.
+    let actual = plain()
+        .actual_cost(&doubling_chain(40, "a"), None, &json!({"a": 1}))
+        .unwrap();
+    assert_eq!(actual, 1 << 40);
+}
