@@ -230,6 +230,26 @@ impl Variables for RequestVariables<'_> {
     }
 }
 
+impl crate::ResponseData for async_graphql::Value {
+    fn field(&self, key: &str) -> Option<&Self> {
+        match self {
+            async_graphql::Value::Object(object) => object.get(key),
+            _ => None,
+        }
+    }
+
+    fn is_object(&self) -> bool {
+        matches!(self, async_graphql::Value::Object(_))
+    }
+
+    fn elements(&self) -> Option<&[Self]> {
+        match self {
+            async_graphql::Value::List(elements) => Some(elements),
+            _ => None,
+        }
+    }
+}
+
 /// An error with 1.4.0's code, and `retryAfter` (seconds) when known.
 fn refusal(code: &str, message: String, status: Option<&Status>) -> ServerError {
     let mut error = ServerError::new(message, None);
@@ -411,16 +431,15 @@ impl<S: Store> Throttle<S> {
             return;
         };
         let shared = &*self.shared;
-        let actual = if response.data == async_graphql::Value::Null {
-            0
-        } else {
-            let data = response.data.clone().into_json().unwrap_or_default();
-            shared
-                .analyzer
-                .actual_cost(&charged.query, charged.operation_name.as_deref(), &data)
-                .unwrap_or(charged.requested)
-                .min(charged.requested)
-        };
+        let actual = shared
+            .analyzer
+            .actual_cost(
+                &charged.query,
+                charged.operation_name.as_deref(),
+                &response.data,
+            )
+            .unwrap_or(charged.requested)
+            .min(charged.requested);
         if let Some(budget) = shared.budget.as_ref().filter(|_| charged.taken) {
             let unused = charged.requested - actual;
             if unused > 0
@@ -454,10 +473,11 @@ impl<S: Store> Throttle<S> {
             async_graphql::Value::Object(cost.into_iter().collect()),
         );
         if let Some(status) = charged.headers {
-            for (name, value) in status.headers() {
+            let values = status.header_values();
+            for (name, value) in values.iter() {
                 if let (Ok(name), Ok(value)) = (
                     http::HeaderName::from_bytes(name.as_bytes()),
-                    http::HeaderValue::from_str(&value),
+                    http::HeaderValue::from_str(value),
                 ) {
                     response.http_headers.insert(name, value);
                 }

@@ -327,11 +327,11 @@ impl Analyzer {
     /// `data` its resolvers produced: the same pricing, with each field counted as often as it
     /// appears in the data (a list by its length, a missing or null object's selections not
     /// at all). For a refund of what was charged up front and not used.
-    pub fn actual_cost<'q>(
+    pub fn actual_cost<D: ResponseData>(
         &self,
-        query: &'q str,
+        query: &str,
         operation_name: Option<&str>,
-        data: &'q serde_json::Value,
+        data: &D,
     ) -> Result<u64, AnalysisError> {
         let document = Document::parse_within(query, self.input)?;
         let operation = select(&document, operation_name)?;
@@ -358,16 +358,40 @@ struct Actual<'a> {
     seen: foldhash::HashMap<(&'a str, usize, u64), u128>,
 }
 
+/// A value of a GraphQL response's data, as [`Analyzer::actual_cost`] reads it.
+pub trait ResponseData: Sized {
+    /// The field `key` of an object (`None` for anything else, or a missing field).
+    fn field(&self, key: &str) -> Option<&Self>;
+    /// Whether it is an object.
+    fn is_object(&self) -> bool;
+    /// The elements of a list.
+    fn elements(&self) -> Option<&[Self]>;
+}
+
+impl ResponseData for serde_json::Value {
+    fn field(&self, key: &str) -> Option<&Self> {
+        self.as_object()?.get(key)
+    }
+
+    fn is_object(&self) -> bool {
+        self.is_object()
+    }
+
+    fn elements(&self) -> Option<&[Self]> {
+        self.as_array().map(Vec::as_slice)
+    }
+}
+
 impl<'a> Actual<'a> {
-    fn items(
+    fn items<D: ResponseData>(
         &mut self,
         items: &'a [Item<'a>],
-        data: &serde_json::Value,
+        data: &D,
         depth: u64,
     ) -> Result<u128, AnalysisError> {
-        let Some(object) = data.as_object() else {
+        if !data.is_object() {
             return Ok(0);
-        };
+        }
         let mut total = 0u128;
         for item in items {
             let part = match item {
@@ -381,7 +405,7 @@ impl<'a> Actual<'a> {
                     {
                         continue;
                     }
-                    let Some(value) = object.get(alias.unwrap_or(name)) else {
+                    let Some(value) = data.field(alias.unwrap_or(name)) else {
                         continue;
                     };
                     let weight = if self.pricing.depth_weighted {
@@ -391,8 +415,8 @@ impl<'a> Actual<'a> {
                     };
                     let each =
                         u128::from(self.pricing.field_cost(name, None, None)) * u128::from(weight);
-                    match value {
-                        serde_json::Value::Array(elements) => {
+                    match value.elements() {
+                        Some(elements) => {
                             let mut part = each.saturating_mul(elements.len() as u128);
                             for element in elements {
                                 part = part.saturating_add(self.items(
@@ -403,7 +427,7 @@ impl<'a> Actual<'a> {
                             }
                             part
                         }
-                        other => each.saturating_add(self.items(selection, other, depth + 1)?),
+                        None => each.saturating_add(self.items(selection, value, depth + 1)?),
                     }
                 }
                 Item::Inline { selection, .. } => self.items(selection, data, depth)?,
