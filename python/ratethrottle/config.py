@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .adaptive import AdaptiveRateLimiter
     from .analytics import RateThrottleAnalytics
     from .ddos import DDoSProtection
+    from .graphQL import GraphQLRateLimiter
     from .websocket import WebSocketRateLimiter
 
 from ._native import Configuration
@@ -225,7 +226,7 @@ class ConfigManager:
         return self._section("grpc")
 
     def get_graphql_config(self) -> Dict[str, Any]:
-        """The `graphql` section (kept and validated; GraphQL limiting is not built yet)."""
+        """The `graphql` section (`create_graphql_limiter` applies it)."""
         return self._section("graphql")
 
     def get_analytics_config(self) -> Dict[str, Any]:
@@ -383,6 +384,24 @@ class ConfigManager:
         return WebSocketRateLimiter(
             limits, storage=_configured_storage(self._native), on_violation=on_violation
         )
+
+    def create_graphql_limiter(self, **kwargs: Any) -> "GraphQLRateLimiter":
+        """A `GraphQLRateLimiter` with the `graphql` section's limits and `field_costs`, over
+        the configured storage (`kwargs` as `GraphQLRateLimiter` takes them; not in 1.4.0,
+        whose section configured nothing). The section's `budget` is the Rust extension's."""
+        from .graphQL import GraphQLLimits, GraphQLRateLimiter
+
+        section = self._section("graphql")
+        limits = GraphQLLimits(
+            queries_per_minute=section["queries_per_minute"],
+            mutations_per_minute=section["mutations_per_minute"],
+            subscriptions_per_minute=section["subscriptions_per_minute"],
+            max_complexity=section["max_complexity"],
+            max_depth=section["max_depth"],
+            field_limits=dict(section.get("field_limits") or {}) or None,
+        )
+        kwargs.setdefault("custom_field_costs", dict(section.get("field_costs") or {}))
+        return GraphQLRateLimiter(limits, storage=_configured_storage(self._native), **kwargs)
 
     def create_analytics(self) -> "RateThrottleAnalytics":
         """A RateThrottleAnalytics with the `analytics` section's settings."""

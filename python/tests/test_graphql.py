@@ -137,3 +137,20 @@ def test_the_ariadne_middleware_checks_once_per_operation():
     assert [r.errors for r in results[:2]] == [None, None]
     assert results[0].data == root
     assert results[2].errors[0].extensions["code"] == "RATE_LIMIT_EXCEEDED"
+
+
+def test_the_configurations_graphql_section_makes_a_limiter(tmp_path):
+    path = tmp_path / "rt.yaml"
+    path.write_text("graphql:\n  enabled: true\n  queries_per_minute: 2\n  max_depth: 3\n"
+                    "  field_costs: {expensive: 40}\n  field_limits: {createPost: 1}\n")
+    limiter = rt.ConfigManager(str(path)).create_graphql_limiter()
+    assert limiter.limits.queries_per_minute == 2
+    assert limiter.check_rate_limit("{ expensive }", None) is None
+    assert limiter.complexity_analyzer.calculate_complexity("{ expensive }") == 40
+    error = limiter.check_rate_limit("{ a { b { c { d } } } }", None)
+    assert error.extensions["code"] == "DEPTH_LIMIT_EXCEEDED"
+    error = limiter.check_rate_limit("{ a }", None)
+    assert error.extensions["code"] == "RATE_LIMIT_EXCEEDED"
+    path.write_text("graphql:\n  enabled: true\n  max_depth: 0\n")
+    with pytest.raises(rt.ConfigurationError, match="max_depth"):
+        rt.ConfigManager(str(path))

@@ -66,9 +66,9 @@ pub use reload::{ConfigWatcher, ReloadStatus};
 pub use schema::{
     AdaptiveConfig, AdaptivePersistence, AlertThresholds, AlertingConfig, AnalyticsConfig,
     BlacklistEntry, ClusterConfig, Config, DdosConfig, EmailConfig, FaultPolicyName, GlobalConfig,
-    GraphqlConfig, GrpcConfig, LogLevel, MonitoringConfig, PagerDutyConfig, RedisAddress,
-    RedisOptions, RuleConfig, ScopeName, SentinelConfig, SlackConfig, StorageConfig, StorageKind,
-    StrategyName, TimeSourceName, WebSocketConfig, WebhookConfig,
+    GraphqlBudget, GraphqlConfig, GrpcConfig, LogLevel, MonitoringConfig, PagerDutyConfig,
+    RedisAddress, RedisOptions, RuleConfig, ScopeName, SentinelConfig, SlackConfig, StorageConfig,
+    StorageKind, StrategyName, TimeSourceName, WebSocketConfig, WebhookConfig,
 };
 pub use store::ConfiguredStore;
 pub use values::{Fraction, MASK, Positive, RedisUrl, Seconds, Secret, parse_bool};
@@ -204,6 +204,9 @@ impl Config {
         }
         if self.websocket.enabled {
             rules.extend(self.websocket.rules());
+        }
+        if self.graphql.enabled {
+            rules.extend(self.graphql.rules());
         }
         rules
     }
@@ -547,6 +550,25 @@ impl Config {
             }
             sections.push(("websocket", at_least_one, w.rules()));
         }
+        if self.graphql.enabled {
+            let g = &self.graphql;
+            let mut at_least_one = vec![
+                ("queries_per_minute", g.queries_per_minute),
+                ("mutations_per_minute", g.mutations_per_minute),
+                ("subscriptions_per_minute", g.subscriptions_per_minute),
+                ("max_complexity", g.max_complexity),
+                ("max_depth", g.max_depth),
+            ];
+            if let Some(budget) = &g.budget {
+                at_least_one.push(("budget.points", budget.points));
+                at_least_one.push(("budget.restore_per_second", budget.restore_per_second));
+            }
+            if let Some((field, _)) = g.field_limits.iter().find(|&(_, &limit)| limit == 0) {
+                let path = format!("graphql.field_limits.{field}");
+                return at(path.clone(), format!("{path} must be at least 1"));
+            }
+            sections.push(("graphql", at_least_one, g.rules()));
+        }
         for (section, at_least_one, rules) in sections {
             for (key, value) in at_least_one {
                 if value == 0 {
@@ -655,10 +677,7 @@ impl Config {
     /// version does not have yet: they are validated and kept (a file written by the
     /// original's `ConfigManager` holds them all), and take effect once those features exist.
     fn note_inactive_sections(&mut self, present: impl Fn(&str) -> bool) {
-        let not_yet = [
-            ("alerting", self.alerting.enabled),
-            ("graphql", self.graphql.enabled),
-        ];
+        let not_yet = [("alerting", self.alerting.enabled)];
         let found: Vec<&str> = not_yet
             .into_iter()
             .filter(|&(path, enabled)| enabled && present(path))

@@ -879,6 +879,53 @@ pub struct GraphqlConfig {
     pub field_limits: std::collections::BTreeMap<String, u64>,
     /// The complexity of single fields, by field name.
     pub field_costs: std::collections::BTreeMap<String, u64>,
+    /// A points budget per client (not in 1.4.0): `points` at most, restoring
+    /// `restore_per_second`; each query is charged its cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<GraphqlBudget>,
+}
+
+/// `graphql.budget`: a points budget per client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct GraphqlBudget {
+    /// The most points a client holds.
+    pub points: u64,
+    /// Points restored per second.
+    pub restore_per_second: u64,
+}
+
+impl GraphqlConfig {
+    /// The section as the GraphQL limits (`ratethrottle-graphql`).
+    pub fn limits(&self) -> ratethrottle_graphql::GraphqlLimits {
+        ratethrottle_graphql::GraphqlLimits {
+            queries_per_minute: self.queries_per_minute,
+            mutations_per_minute: self.mutations_per_minute,
+            subscriptions_per_minute: self.subscriptions_per_minute,
+            max_complexity: self.max_complexity,
+            max_depth: u32::try_from(self.max_depth).unwrap_or(u32::MAX),
+            field_limits: self.field_limits.clone(),
+            budget: self.budget.map(|b| ratethrottle_graphql::Budget {
+                points: b.points,
+                restore_per_second: b.restore_per_second,
+            }),
+        }
+    }
+
+    /// The pricing of the section's `field_costs` (1.4.0's, depth-weighted).
+    pub fn pricing(&self) -> ratethrottle_graphql::Pricing {
+        ratethrottle_graphql::Pricing {
+            field_costs: self.field_costs.clone().into_iter().collect(),
+            ..ratethrottle_graphql::Pricing::default()
+        }
+    }
+
+    /// The rules enforcing the section: `graphql_queries`, `graphql_mutations`,
+    /// `graphql_subscriptions`, `graphql_field_<name>` and, with a budget, `graphql_points`.
+    pub fn rules(&self) -> Vec<Rule> {
+        self.limits().rules()
+    }
 }
 
 impl Default for GraphqlConfig {
@@ -892,6 +939,7 @@ impl Default for GraphqlConfig {
             max_depth: 15,
             field_limits: Default::default(),
             field_costs: Default::default(),
+            budget: None,
         }
     }
 }

@@ -73,22 +73,57 @@ fn a_file_written_by_the_originals_config_manager_loads() {
     let names: Vec<String> = config.rules().into_iter().map(|r| r.name).collect();
     assert_eq!(
         names,
-        ["grpc", "grpc_stream"],
-        "the grpc section takes effect"
+        [
+            "grpc",
+            "grpc_stream",
+            "graphql_queries",
+            "graphql_mutations",
+            "graphql_subscriptions"
+        ],
+        "the grpc and graphql sections take effect"
     );
     assert_eq!(config.graphql.field_costs["user"], 5);
-    assert_eq!(
-        config.warnings,
-        [
-            "recognised but not active yet: graphql (validated and kept; these \
-             features come in later versions, and do nothing until then)"
-        ]
-    );
+    assert_eq!(config.graphql.pricing().field_costs["user"], 5);
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     // Still validated: a wrong key or type is an error with its line.
     let error = parse("grpc:\n  enabled: true\n  requests_per_minit: 5\n").unwrap_err();
     assert!(error.to_string().contains("requests_per_minit"), "{error}");
     let error = parse("websocket:\n  max_message_size: -1\n").unwrap_err();
     assert!(error.to_string().starts_with("test.yaml:2:"), "{error}");
+}
+
+#[test]
+fn the_graphql_section_takes_effect_and_is_checked() {
+    let config = parse(
+        "graphql:\n  enabled: true\n  queries_per_minute: 10\n  max_depth: 4\n  field_limits: {createPost: 2}\n  budget: {points: 1000, restore_per_second: 50}\n",
+    )
+    .unwrap();
+    let rules: Vec<(String, u64)> = config
+        .rules()
+        .into_iter()
+        .map(|r| (r.name.clone(), r.capacity()))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("graphql_queries".to_owned(), 10),
+            ("graphql_mutations".to_owned(), 100),
+            ("graphql_subscriptions".to_owned(), 50),
+            ("graphql_field_createPost".to_owned(), 2),
+            ("graphql_points".to_owned(), 1000)
+        ]
+    );
+    assert_eq!(config.graphql.limits().max_depth, 4);
+    assert_eq!(
+        error("graphql:\n  enabled: true\n  field_limits: {createPost: 0}\n"),
+        "test.yaml:3:3: graphql.field_limits.createPost must be at least 1"
+    );
+    assert_eq!(
+        error("graphql:\n  enabled: true\n  budget: {points: 0, restore_per_second: 1}\n"),
+        "test.yaml:3:3: graphql.budget.points must be at least 1"
+    );
+    let unknown = error("graphql:\n  budget: {points: 1, restor_per_second: 1}\n");
+    assert!(unknown.contains("restor_per_second"), "{unknown}");
 }
 
 #[test]

@@ -31,12 +31,14 @@ use std::collections::HashMap;
 #[cfg(feature = "async-graphql")]
 mod extension;
 mod input;
+mod limits;
 mod parse;
 
 #[cfg(feature = "async-graphql")]
-pub use extension::{Budget, GraphqlClient, GraphqlLimits, GraphqlThrottle};
+pub use extension::{GraphqlClient, GraphqlThrottle};
 
 pub use input::InputLimits;
+pub use limits::{Budget, GraphqlLimits};
 pub use parse::Document;
 use parse::{Item, Operation, Size};
 
