@@ -77,15 +77,63 @@ def query_text(document: Any) -> Optional[str]:
     return print_ast(document)
 
 
-def _analyze(native: NativeGraphQL, document: Any, operation_name: Optional[str],
-             variables: Optional[Dict] = None) -> Optional[Tuple[str, int, int, List[str]]]:
-    """`(kind, cost, depth, fields)`, or `None` (logged) for something that is not a
-    document; `ValueError` for a document that cannot be analysed."""
-    text = query_text(document)
-    if text is None:
-        logger.error(f"not a GraphQL document ({type(document).__name__}): not analysed")
-        return None
-    return native.analyze(text, operation_name, variables if isinstance(variables, dict) else None)
+#: Analyses kept per analyser: servers see the same queries again and again.
+_CACHE_SIZE = 512
+
+Analysis = Tuple[str, int, int, List[str]]
+
+#: The analysers by pricing (see `_analyses_for`).
+_SHARED: Dict[Any, "_Analyses"] = {}
+
+
+def _analyses_for(default_list_size: int = 10, field_costs: Optional[Dict[str, int]] = None,
+                  ) -> "_Analyses":
+    """The analyser of this pricing, shared: a `ComplexityAnalyzer` and a `DepthAnalyzer` of
+    one pricing analyse a document once between them."""
+    key = (default_list_size, tuple(sorted((field_costs or {}).items())))
+    analyses = _SHARED.get(key)
+    if analyses is None:
+        if len(_SHARED) >= 64:
+            del _SHARED[next(iter(_SHARED))]
+        analyses = _SHARED[key] = _Analyses(NativeGraphQL(default_list_size, dict(field_costs or {})))
+    return analyses
+
+
+class _Analyses:
+    """An analyser and its most recent analyses, by query text, operation name and the
+    integer variables (the only ones a cost depends on)."""
+
+    def __init__(self, native: NativeGraphQL) -> None:
+        self.native = native
+        self.cache: Dict[Any, Any] = {}
+
+    def of(self, document: Any, operation_name: Optional[str],
+           variables: Optional[Dict] = None) -> Optional[Analysis]:
+        """`(kind, cost, depth, fields)`, or `None` (logged) for something that is not a
+        document; `ValueError` for a document that cannot be analysed."""
+        text = query_text(document)
+        if text is None:
+            logger.error(f"not a GraphQL document ({type(document).__name__}): not analysed")
+            return None
+        if not isinstance(variables, dict):
+            variables = None
+        numbers = None
+        if variables:
+            numbers = tuple(sorted((k, v) for k, v in variables.items()
+                                   if isinstance(v, (int, str)) and isinstance(k, str)))
+        key = (text, operation_name, numbers)
+        cached = self.cache.get(key)
+        if cached is None:
+            try:
+                cached = self.native.analyze(text, operation_name, variables)
+            except ValueError as error:
+                cached = error
+            if len(self.cache) >= _CACHE_SIZE:
+                del self.cache[next(iter(self.cache))]
+            self.cache[key] = cached
+        if isinstance(cached, ValueError):
+            raise cached
+        return cached
 
 
 class ComplexityAnalyzer:
@@ -104,13 +152,13 @@ class ComplexityAnalyzer:
         self.max_complexity = max_complexity
         self.default_list_size = default_list_size
         self.field_costs = field_costs or {}
-        self._native = NativeGraphQL(default_list_size, dict(self.field_costs))
+        self._analyses = _analyses_for(default_list_size, self.field_costs)
 
     def calculate_complexity(self, document_ast: Any, operation_name: Optional[str] = None) -> int:
         """The complexity of the operation (`max_complexity` when the document cannot be
         analysed, as in 1.4.0; 0 for something that is not a document)."""
         try:
-            analysis = _analyze(self._native, document_ast, operation_name)
+            analysis = self._analyses.of(document_ast, operation_name)
         except ValueError as error:
             logger.error(f"Error calculating complexity: {error}")
             return self.max_complexity
@@ -122,13 +170,13 @@ class DepthAnalyzer:
 
     def __init__(self, max_depth: int = 15) -> None:
         self.max_depth = max_depth
-        self._native = NativeGraphQL()
+        self._analyses = _analyses_for()
 
     def calculate_depth(self, document_ast: Any, operation_name: Optional[str] = None) -> int:
         """The depth of the operation (`max_depth` when the document cannot be analysed, as in
         1.4.0; 0 for something that is not a document)."""
         try:
-            analysis = _analyze(self._native, document_ast, operation_name)
+            analysis = self._analyses.of(document_ast, operation_name)
         except ValueError as error:
             logger.error(f"Error calculating depth: {error}")
             return self.max_depth
@@ -237,8 +285,8 @@ class GraphQLRateLimiter:
         `DEPTH_LIMIT_EXCEEDED` or `FIELD_RATE_LIMIT_EXCEEDED`.
         """
         try:
-            analysis = _analyze(self.complexity_analyzer._native, document_ast,
-                                operation_name, variables)
+            analysis = self.complexity_analyzer._analyses.of(document_ast, operation_name,
+                                                             variables)
         except ValueError as error:
             return _graphql_error(
                 f"Query cannot be analysed: {error}",
