@@ -39,6 +39,7 @@ from .graphQL import (
     AriadneRateLimiter,
     ComplexityAnalyzer,
     DepthAnalyzer,
+    GrapheneRateLimiter,
     GraphQLLimits,
     GraphQLRateLimiter,
 )
@@ -86,6 +87,10 @@ _GRPC_NAMES = frozenset({
 
 
 def __getattr__(name: str) -> object:
+    if name == "StrawberryRateLimiter":
+        from . import graphQL
+
+        return graphQL.StrawberryRateLimiter
     if name in _GRPC_NAMES:
         from . import gRPC
 
@@ -138,6 +143,7 @@ __all__ = [
     "FlaskRateLimiter",
     "GraphQLLimits",
     "GraphQLRateLimiter",
+    "GrapheneRateLimiter",
     "InMemoryStorage",
     "InvalidIdentifierError",
     "InvalidRuleError",

@@ -373,19 +373,31 @@ class AriadneRateLimiter:
     def __init__(self, limits: Optional[GraphQLLimits] = None, **kwargs: Any) -> None:
         self.limiter = GraphQLRateLimiter(limits, **kwargs)
 
+    def _decide(self, info: Any) -> Optional[Any]:
+        """The operation's answer, from its resolver's `info`."""
+        context = info.context
+        document = context.get("document") if isinstance(context, dict) else None
+        if document is None:
+            from graphql.language import DocumentNode
+
+            document = DocumentNode(definitions=(info.operation, *info.fragments.values()))
+        name = info.operation.name.value if info.operation.name else None
+        return self.limiter.check_rate_limit(
+            document, context, name, getattr(info, "variable_values", None))
+
+    def extension(self) -> type:
+        """This limiter as an Ariadne extension, for `GraphQL(schema, extensions=[...])` or
+        `graphql_sync(schema, data, extensions=[...])`: Ariadne makes one per request and its
+        first resolver decides (Ariadne 0.20+; `make_executable_schema` takes no
+        middleware, which the original's docs pass it)."""
+        return _ariadne_extension(self)
+
     def __call__(self, next_resolver: Callable, root: Any, info: Any, **kwargs: Any) -> Any:
         context = info.context
         key = (id(info.operation), id(context))
         decided = _decided(context)
         if key not in decided:
-            document = context.get("document") if isinstance(context, dict) else None
-            if document is None:
-                from graphql.language import DocumentNode
-
-                document = DocumentNode(definitions=(info.operation, *info.fragments.values()))
-            name = info.operation.name.value if info.operation.name else None
-            decided[key] = self.limiter.check_rate_limit(
-                document, context, name, getattr(info, "variable_values", None))
+            decided[key] = self._decide(info)
         error = decided[key]
         if error:
             raise error
@@ -408,3 +420,76 @@ def _decided(context: Any) -> Dict[Any, Any]:
         except AttributeError:
             pass
     return decided
+
+
+class GrapheneRateLimiter(AriadneRateLimiter):
+    """
+    Graphene rate limiting: a graphql-core middleware deciding each operation once
+    (`schema.execute(query, middleware=[GrapheneRateLimiter(limits)])`, or graphene-django's
+    `GRAPHENE = {"MIDDLEWARE": [...]}` with an instance).
+    """
+
+
+def _strawberry_extension() -> type:
+    from graphql import ExecutionResult
+    from strawberry.extensions import SchemaExtension
+
+    class StrawberryRateLimiter(SchemaExtension):
+        """
+        Strawberry rate limiting: a schema extension deciding each operation once, before it
+        runs (`strawberry.Schema(query=Query, extensions=[StrawberryRateLimiter(limits)])`);
+        a refused operation is answered with the error, unexecuted.
+
+        Args:
+            limits: the `GraphQLLimits` (or give `limiter`, a `GraphQLRateLimiter`)
+            limiter: a `GraphQLRateLimiter` to share
+            **kwargs: what `GraphQLRateLimiter` takes besides `limits`
+        """
+
+        def __init__(self, limits: Optional[GraphQLLimits] = None, *,
+                     limiter: Optional[GraphQLRateLimiter] = None,
+                     execution_context: Any = None, **kwargs: Any) -> None:
+            super().__init__(execution_context=execution_context)
+            self.limiter = limiter or GraphQLRateLimiter(limits, **kwargs)
+
+        def on_execute(self) -> Any:
+            context = self.execution_context
+            document = context.graphql_document or context.query
+            if document is not None:
+                error = self.limiter.check_rate_limit(
+                    document, context.context, context.operation_name, context.variables)
+                if error is not None:
+                    context.result = ExecutionResult(data=None, errors=[error])
+            yield
+
+    return StrawberryRateLimiter
+
+
+def _ariadne_extension(limiter: "AriadneRateLimiter") -> type:
+    from ariadne.types import Extension
+
+    class AriadneRateLimitExtension(Extension):
+        """Ariadne's extension API: one instance per request, its first resolver decides."""
+
+        def __init__(self) -> None:
+            self.error: Any = None
+            self.decided = False
+
+        def resolve(self, next_: Callable, obj: Any, info: Any, **kwargs: Any) -> Any:
+            if not self.decided:
+                self.decided = True
+                self.error = limiter._decide(info)
+            if self.error:
+                raise self.error
+            return next_(obj, info, **kwargs)
+
+    return AriadneRateLimitExtension
+
+
+def __getattr__(name: str) -> Any:
+    # Strawberry is imported only when its extension is asked for.
+    if name == "StrawberryRateLimiter":
+        extension = _strawberry_extension()
+        globals()[name] = extension
+        return extension
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -154,3 +154,70 @@ def test_the_configurations_graphql_section_makes_a_limiter(tmp_path):
     path.write_text("graphql:\n  enabled: true\n  max_depth: 0\n")
     with pytest.raises(rt.ConfigurationError, match="max_depth"):
         rt.ConfigManager(str(path))
+
+
+def test_a_strawberry_extension_refuses_before_execution():
+    strawberry = pytest.importorskip("strawberry")
+    calls = []
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def items(self, first: int) -> list[int]:
+            calls.append(first)
+            return list(range(first))
+
+    # As in 1.4.0 the operation rate comes first: the refused big query counts too.
+    extension = rt.StrawberryRateLimiter(rt.GraphQLLimits(queries_per_minute=3,
+                                                          max_complexity=50))
+    schema = strawberry.Schema(query=Query, extensions=[extension])
+    assert schema.execute_sync("{ items(first: 3) }").data == {"items": [0, 1, 2]}
+    too_big = schema.execute_sync("{ items(first: 60) }")
+    assert too_big.data is None
+    assert too_big.errors[0].extensions["code"] == "COMPLEXITY_LIMIT_EXCEEDED"
+    assert schema.execute_sync("{ items(first: 1) }").errors is None
+    refused = schema.execute_sync("{ items(first: 1) }")
+    assert refused.errors[0].extensions["code"] == "RATE_LIMIT_EXCEEDED"
+    assert calls == [3, 1], "refused operations never ran"
+
+
+def test_a_graphene_middleware_decides_once_per_operation():
+    graphene = pytest.importorskip("graphene")
+
+    class Query(graphene.ObjectType):
+        a = graphene.Int()
+        b = graphene.Int()
+        c = graphene.Int()
+
+        def resolve_a(self, info):
+            return 1
+
+        def resolve_b(self, info):
+            return 2
+
+        def resolve_c(self, info):
+            return 3
+
+    schema = graphene.Schema(query=Query)
+    middleware = rt.GrapheneRateLimiter(rt.GraphQLLimits(queries_per_minute=2))
+    results = [schema.execute("{ a b c }", middleware=[middleware], context_value={})
+               for _ in range(3)]
+    assert [r.errors for r in results[:2]] == [None, None]
+    assert results[0].data == {"a": 1, "b": 2, "c": 3}
+    assert results[2].errors[0].extensions["code"] == "RATE_LIMIT_EXCEEDED"
+
+
+def test_an_ariadne_extension_decides_once_per_operation():
+    ariadne = pytest.importorskip("ariadne")
+    query = ariadne.QueryType()
+    for name in "abcde":
+        query.set_field(name, lambda *_: 1)
+    schema = ariadne.make_executable_schema(
+        "type Query { a: Int b: Int c: Int d: Int e: Int }", query)
+    limiter = rt.AriadneRateLimiter(rt.GraphQLLimits(queries_per_minute=2))
+    answers = [ariadne.graphql_sync(schema, {"query": "{ a b c d e }"},
+                                    extensions=[limiter.extension()])
+               for _ in range(3)]
+    assert ["errors" in result for _, result in answers] == [False, False, True]
+    assert answers[0][1]["data"] == {name: 1 for name in "abcde"}
+    assert answers[2][1]["errors"][0]["extensions"]["code"] == "RATE_LIMIT_EXCEEDED"
