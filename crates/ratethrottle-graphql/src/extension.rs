@@ -161,6 +161,26 @@ impl crate::ResponseData for async_graphql::Value {
     }
 }
 
+/// The schema's types, for the analyser: exact list types, and `type_costs`.
+impl crate::Schema for async_graphql::registry::Registry {
+    fn root_type(&self, operation: OperationKind) -> Option<String> {
+        match operation {
+            OperationKind::Query => Some(self.query_type.clone()),
+            OperationKind::Mutation => self.mutation_type.clone(),
+            OperationKind::Subscription => self.subscription_type.clone(),
+        }
+    }
+
+    fn field_type(&self, parent: &str, field: &str) -> Option<crate::FieldType> {
+        use async_graphql::registry::MetaTypeName;
+        let meta = self.types.get(parent)?.field_by_name(field)?;
+        Some(crate::FieldType {
+            name: MetaTypeName::concrete_typename(&meta.ty).to_owned(),
+            is_list: MetaTypeName::create(&meta.ty).unwrap_non_null().is_list(),
+        })
+    }
+}
+
 /// An error with 1.4.0's code, and `retryAfter` (seconds) when known.
 fn refusal(code: &str, message: String, status: Option<&Status>) -> ServerError {
     let mut error = ServerError::new(message, None);
@@ -189,14 +209,20 @@ impl<S: Store> Throttle<S> {
     }
 
     /// Decides the request: `Err` refuses it.
-    async fn decide(&self, request: &Request) -> Result<(), ServerError> {
+    async fn decide(
+        &self,
+        request: &Request,
+        registry: &async_graphql::registry::Registry,
+    ) -> Result<(), ServerError> {
         let shared = &*self.shared;
         let variables = RequestVariables(&request.variables);
         let operation_name = request.operation_name.as_deref();
-        let analysis = match shared
-            .analyzer
-            .analyze(&request.query, operation_name, &variables)
-        {
+        let analysis = match shared.analyzer.analyze_with(
+            &request.query,
+            operation_name,
+            &variables,
+            Some(registry),
+        ) {
             Ok(analysis) => analysis,
             Err(
                 error @ (AnalysisError::TooLarge { .. }
@@ -337,17 +363,18 @@ impl<S: Store> Throttle<S> {
     }
 
     /// After execution: the refund down to the actual cost, the cost extension, the headers.
-    async fn settle(&self, response: &mut Response) {
+    async fn settle(&self, response: &mut Response, registry: &async_graphql::registry::Registry) {
         let Some(mut charged) = self.charged.lock().ok().and_then(|mut slot| slot.take()) else {
             return;
         };
         let shared = &*self.shared;
         let actual = shared
             .analyzer
-            .actual_cost(
+            .actual_cost_with(
                 &charged.query,
                 charged.operation_name.as_deref(),
                 &response.data,
+                Some(registry),
             )
             .unwrap_or(charged.requested)
             .min(charged.requested);
@@ -401,7 +428,7 @@ impl<S: Store> Throttle<S> {
 impl<S: Store> Extension for Throttle<S> {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
-        self.settle(&mut response).await;
+        self.settle(&mut response, &ctx.schema_env.registry).await;
         response
     }
 
@@ -411,7 +438,7 @@ impl<S: Store> Extension for Throttle<S> {
         request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        self.decide(&request).await?;
+        self.decide(&request, &ctx.schema_env.registry).await?;
         next.run(ctx, request).await
     }
 }

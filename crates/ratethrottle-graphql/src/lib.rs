@@ -335,16 +335,30 @@ impl Analyzer {
         operation_name: Option<&str>,
         data: &D,
     ) -> Result<u64, AnalysisError> {
+        self.actual_cost_with(query, operation_name, data, None)
+    }
+
+    /// [`actual_cost`](Self::actual_cost) knowing the schema (for `type_costs` and
+    /// `Type.field` costs, as [`analyze_with`](Self::analyze_with) prices them).
+    pub fn actual_cost_with<D: ResponseData>(
+        &self,
+        query: &str,
+        operation_name: Option<&str>,
+        data: &D,
+        schema: Option<&dyn Schema>,
+    ) -> Result<u64, AnalysisError> {
         let document = Document::parse_within(query, self.input)?;
         let operation = select(&document, operation_name)?;
         let mut walk = Actual {
             pricing: &self.pricing,
             document: &document,
+            schema,
             fragment_depth: 0,
             max_fragment_depth: self.max_fragment_depth,
             seen: foldhash::HashMap::default(),
         };
-        let cost = walk.items(&operation.selection, data, 1)?;
+        let root = schema.and_then(|s| s.root_type(operation.kind));
+        let cost = walk.items(&operation.selection, data, 1, root.as_deref())?;
         Ok(u64::try_from(cost).unwrap_or(u64::MAX))
     }
 }
@@ -353,6 +367,7 @@ impl Analyzer {
 struct Actual<'a> {
     pricing: &'a Pricing,
     document: &'a Document<'a>,
+    schema: Option<&'a dyn Schema>,
     fragment_depth: usize,
     max_fragment_depth: usize,
     /// Each fragment's price on each object of the data at each depth, once (a fragment
@@ -390,6 +405,7 @@ impl<'a> Actual<'a> {
         items: &'a [Item<'a>],
         data: &D,
         depth: u64,
+        parent: Option<&str>,
     ) -> Result<u128, AnalysisError> {
         if !data.is_object() {
             return Ok(0);
@@ -415,24 +431,30 @@ impl<'a> Actual<'a> {
                     } else {
                         1
                     };
-                    let each =
-                        u128::from(self.pricing.field_cost(name, None, None)) * u128::from(weight);
+                    let ty = self
+                        .schema
+                        .zip(parent)
+                        .and_then(|(schema, parent)| schema.field_type(parent, name));
+                    let cost = self.pricing.field_cost(name, parent, ty.as_ref());
+                    let each = u128::from(cost) * u128::from(weight);
+                    let child = ty.as_ref().map(|t| t.name.as_str());
                     match value.elements() {
                         Some(elements) => {
                             let mut part = each.saturating_mul(elements.len() as u128);
                             for element in elements {
-                                part = part.saturating_add(self.items(
-                                    selection,
-                                    element,
-                                    depth + 1,
-                                )?);
+                                let below = self.items(selection, element, depth + 1, child)?;
+                                part = part.saturating_add(below);
                             }
                             part
                         }
-                        None => each.saturating_add(self.items(selection, value, depth + 1)?),
+                        None => {
+                            each.saturating_add(self.items(selection, value, depth + 1, child)?)
+                        }
                     }
                 }
-                Item::Inline { selection, .. } => self.items(selection, data, depth)?,
+                Item::Inline { on, selection } => {
+                    self.items(selection, data, depth, on.or(parent))?
+                }
                 Item::Spread(name) => {
                     let key = (*name, std::ptr::from_ref(data) as usize, depth);
                     if let Some(&part) = self.seen.get(&key) {
@@ -446,7 +468,7 @@ impl<'a> Actual<'a> {
                             return Err(AnalysisError::FragmentsTooDeep(self.max_fragment_depth));
                         }
                         self.fragment_depth += 1;
-                        let part = self.items(&fragment.selection, data, depth);
+                        let part = self.items(&fragment.selection, data, depth, Some(fragment.on));
                         self.fragment_depth -= 1;
                         let part = part?;
                         self.seen.insert(key, part);

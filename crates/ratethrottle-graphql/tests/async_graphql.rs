@@ -121,10 +121,19 @@ fn analyzer() -> Analyzer {
 }
 
 async fn serve<S: Store>(limiter: &Limiter<S>, limits: &GraphqlLimits, fresh: bool) -> SocketAddr {
+    serve_with(limiter, limits, fresh, analyzer()).await
+}
+
+async fn serve_with<S: Store>(
+    limiter: &Limiter<S>,
+    limits: &GraphqlLimits,
+    fresh: bool,
+    analyzer: Analyzer,
+) -> SocketAddr {
     let throttle = if fresh {
-        GraphqlThrottle::with_limits(limiter, limits, analyzer()).unwrap()
+        GraphqlThrottle::with_limits(limiter, limits, analyzer).unwrap()
     } else {
-        GraphqlThrottle::over(limiter, limits, analyzer()).unwrap()
+        GraphqlThrottle::over(limiter, limits, analyzer).unwrap()
     };
     let schema = Schema::build(Query, Mutation, EmptySubscription)
         .extension(throttle)
@@ -248,6 +257,21 @@ async fn depth_complexity_fields_and_fragments_are_enforced() {
             .unwrap()
             > 0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_gives_list_types_and_type_costs() {
+    let analyzer = Analyzer::new(Pricing {
+        depth_weighted: false,
+        type_costs: [("Item".to_owned(), 5), ("Int".to_owned(), 0)].into(),
+        ..Pricing::default()
+    });
+    let address = serve_with(&Limiter::in_memory(), &limits(), true, analyzer).await;
+    // items: a list of Item (5 each), ids free; nested: not a list although it could be
+    // mistaken for one, and its leaf free.
+    let (_, body) = ask(address, "t", "{ items(first: 2) { id } nested { leaf } }").await;
+    assert_eq!(body["extensions"]["cost"]["requestedQueryCost"], 2 * 5 + 1);
+    assert_eq!(body["extensions"]["cost"]["actualQueryCost"], 2 * 5 + 1);
 }
 
 #[allow(dead_code, unreachable_pub)]
