@@ -12,7 +12,7 @@ use async_graphql::extensions::{
 };
 use async_graphql::{ErrorExtensionValues, Name, Request, Response, ServerError, ServerResult};
 use ratethrottle::store::{MemoryStore, Store};
-use ratethrottle::{Limiter, RuleHandle, Status};
+use ratethrottle::{HeaderValues, Limiter, RuleHandle, Status};
 
 use crate::{AnalysisError, Analyzer, GraphqlLimits, OperationKind, Variables};
 
@@ -413,10 +413,8 @@ impl<S: Store> Throttle<S> {
         if let Some(status) = charged.headers {
             let values = status.header_values();
             for (name, value) in values.iter() {
-                if let (Ok(name), Ok(value)) = (
-                    http::HeaderName::from_bytes(name.as_bytes()),
-                    http::HeaderValue::from_str(value),
-                ) {
+                let name = HeaderValues::lower_case(name).map(http::HeaderName::from_static);
+                if let (Some(name), Ok(value)) = (name, http::HeaderValue::from_str(value)) {
                     response.http_headers.insert(name, value);
                 }
             }

@@ -45,7 +45,7 @@ use std::time::Duration;
 use http::request::Parts;
 use http::{Request, Response};
 use ratethrottle::store::Store;
-use ratethrottle::{Limiter, Status};
+use ratethrottle::{HeaderValues, Limiter, Status};
 use ratethrottle_http::{
     ClientIp, HeaderStyle, PlainRequest, PolicyBuilder, RejectionResponse, Route,
 };
@@ -449,7 +449,7 @@ where
             };
             let mut response = inner.call(Request::from_parts(parts, body)).await?;
             for (name, value) in decided.headers {
-                let name = lower_case(name).map(http::HeaderName::from_static);
+                let name = HeaderValues::lower_case(name).map(http::HeaderName::from_static);
                 if let (Some(name), Ok(value)) = (name, value.try_into()) {
                     response.headers_mut().insert(name, value);
                 }
@@ -462,20 +462,6 @@ where
             })
         })
     }
-}
-
-/// The name of a rate-limit header of [`Status::headers`] in lower case, as HTTP/2 and gRPC
-/// metadata want it.
-fn lower_case(name: &'static str) -> Option<&'static str> {
-    Some(match name {
-        "X-RateLimit-Limit" => "x-ratelimit-limit",
-        "X-RateLimit-Remaining" => "x-ratelimit-remaining",
-        "X-RateLimit-Reset" => "x-ratelimit-reset",
-        "Retry-After" => "retry-after",
-        "RateLimit-Policy" => "ratelimit-policy",
-        "RateLimit" => "ratelimit",
-        _ => return None,
-    })
 }
 
 /// The gRPC status for a refused call: the code for the HTTP answer the policy gave, a
@@ -524,7 +510,7 @@ pub fn rejected(rejection: &RejectionResponse, status: Option<&Status>) -> tonic
     // `retry-after` and `x-ratelimit-*` as the HTTP middleware writes them (the reset in Unix
     // seconds, as on admitted calls).
     for (name, value) in status.map(Status::headers).unwrap_or_default() {
-        if let (Some(name), Ok(value)) = (lower_case(name), value.parse())
+        if let (Some(name), Ok(value)) = (HeaderValues::lower_case(name), value.parse())
             && (name == "retry-after" || name.starts_with("x-ratelimit-"))
         {
             metadata.insert(name, value);

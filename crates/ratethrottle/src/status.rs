@@ -183,6 +183,20 @@ pub struct HeaderValues {
 }
 
 impl HeaderValues {
+    /// The lower-case form of a header name these values use (`"X-RateLimit-Limit"` →
+    /// `"x-ratelimit-limit"`), as HTTP/2 and gRPC metadata want it; `None` for another name.
+    pub fn lower_case(name: &str) -> Option<&'static str> {
+        Some(match name {
+            "X-RateLimit-Limit" => "x-ratelimit-limit",
+            "X-RateLimit-Remaining" => "x-ratelimit-remaining",
+            "X-RateLimit-Reset" => "x-ratelimit-reset",
+            "Retry-After" => "retry-after",
+            "RateLimit-Policy" => "ratelimit-policy",
+            "RateLimit" => "ratelimit",
+            _ => return None,
+        })
+    }
+
     /// Appends the header `name`, its value written by `write`.
     fn field(&mut self, name: &'static str, write: impl FnOnce(&mut Self)) {
         let start = self.text.len();
