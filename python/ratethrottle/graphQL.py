@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ._native import NativeGraphQL
 from .core import RateThrottleCore, RateThrottleRule
+from .helpers import report_violation
 
 logger = logging.getLogger(__name__)
 
@@ -265,12 +266,7 @@ class GraphQLRateLimiter:
         return "unknown"
 
     def _violation(self, info: Dict[str, Any]) -> None:
-        if self.on_violation is None:
-            return
-        try:
-            self.on_violation(info)
-        except Exception:
-            logger.exception("on_violation callback raised; the decision stands")
+        report_violation(self.on_violation, info, logger)
 
     def check_rate_limit(
         self,

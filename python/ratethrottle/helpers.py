@@ -204,3 +204,14 @@ def _resolver(trusted: Tuple[str, ...], header: str) -> "_native.ClientIpResolve
         if len(_RESOLVERS) < 64:
             _RESOLVERS[key] = resolver
     return resolver
+
+
+def report_violation(callback: Any, info: Any, log: logging.Logger) -> None:
+    """Calls `callback(info)` when there is one; what it raises is logged on `log`, never
+    raised into the request (the decision stands)."""
+    if callback is None:
+        return
+    try:
+        callback(info)
+    except Exception:
+        log.exception("on_violation callback raised; the decision stands")

@@ -44,6 +44,7 @@ from typing import Any, Callable, Dict, Optional, Set, Union
 
 from ._native import ManualClock, NativeWebSocket
 from .core import RateThrottleCore, RateThrottleRule
+from .helpers import report_violation
 
 logger = logging.getLogger(__name__)
 
@@ -131,12 +132,7 @@ class WebSocketRateLimiter:
         logger.info(f"WebSocket rate limiter initialized: {self.limits}")
 
     def _violation(self, info: Dict[str, Any]) -> None:
-        if self.on_violation is None:
-            return
-        try:
-            self.on_violation(info)
-        except Exception:
-            logger.exception("on_violation callback raised; the decision stands")
+        report_violation(self.on_violation, info, logger)
 
     async def check_connection(self, client_id: str) -> bool:
         """

@@ -58,6 +58,34 @@ local function window_start(s, n, window)
   return s, n - n % window
 end
 
+-- A bucket's debt in units of 1/limit ns: (TAT - now) · limit + remainder when the TAT is
+-- ahead. Beyond the whole capacity (only after the caller's clock went back) it counts as
+-- twice the capacity, and is kept out of products that would leave 2^53. A state written under
+-- another limit (w4; 0 before it was kept) is read with that limit: the debt is the amount
+-- consumed times the window, whatever the limit.
+local function tat_debt(w1, w2, w3, w4, s, n, limit, capacity, window)
+  local written = w4 > 0 and w4 or limit
+  if before(w1, w2, s, n) then
+    return 0
+  end
+  local ahead_ns = (w1 - s) * E9 + (w2 - n)
+  return ahead_ns > (capacity * window) / written + 1 and 2 * capacity * window
+    or ahead_ns * written + w3
+end
+
+-- The bucket state `ahead` units of 1/limit ns past (s, n): the TAT, its remainder, the limit.
+local function tat_state(s, n, ahead, limit)
+  local whole = math.floor(ahead / limit)
+  local frac = ahead - whole * limit
+  if frac < 0 then
+    whole, frac = whole - 1, frac + limit
+  elseif frac >= limit then
+    whole, frac = whole + 1, frac - limit
+  end
+  local ts, tn = plus(s, n, whole)
+  return ts, tn, frac, limit
+end
+
 local rules = {}
 do
   local blob, at = ARGV[1], 1
@@ -112,29 +140,9 @@ while at <= #checks do
     -- The strategy: whether the request fits, and the state after it.
     local allowed, n1, n2, n3, n4
     if kind == 1 then
-      -- The debt in units of 1/limit ns: (TAT - now) · limit + remainder when the TAT is
-      -- ahead. Beyond the whole capacity (only after the caller's clock went back) it is
-      -- denied, and kept out of products that would leave 2^53.
-      -- A state written under another limit (w4; 0 before it was kept) is read with that
-      -- limit: the debt is the amount consumed times the window, whatever the limit.
-      local written = w4 > 0 and w4 or limit
-      local debt = 0
-      if not before(w1, w2, s, n) then
-        local ahead_ns = (w1 - s) * E9 + (w2 - n)
-        debt = ahead_ns > (capacity * window) / written + 1 and 2 * capacity * window
-          or ahead_ns * written + w3
-      end
-      local ahead = debt + cost * window
+      local ahead = tat_debt(w1, w2, w3, w4, s, n, limit, capacity, window) + cost * window
       allowed = ahead <= capacity * window
-      local whole = math.floor(ahead / limit)
-      local frac = ahead - whole * limit
-      if frac < 0 then
-        whole, frac = whole - 1, frac + limit
-      elseif frac >= limit then
-        whole, frac = whole + 1, frac - limit
-      end
-      n1, n2 = plus(s, n, whole)
-      n3, n4 = frac, limit
+      n1, n2, n3, n4 = tat_state(s, n, ahead, limit)
     else
       local cs, cn = window_start(s, n, window)
       local ss, sn, prev, cur = w1, w2, w3, w4
@@ -165,23 +173,8 @@ while at <= #checks do
       -- (the core's `strategy::refund`); the client peeks at it.
       local r1, r2, r3, r4 = w1, w2, w3, w4
       if kind == 1 then
-        local written = w4 > 0 and w4 or limit
-        local debt = 0
-        if not before(w1, w2, s, n) then
-          local ahead_ns = (w1 - s) * E9 + (w2 - n)
-          debt = ahead_ns > (capacity * window) / written + 1 and 2 * capacity * window
-            or ahead_ns * written + w3
-        end
-        local left = math.max(0, debt - cost * window)
-        local whole = math.floor(left / limit)
-        local frac = left - whole * limit
-        if frac < 0 then
-          whole, frac = whole - 1, frac + limit
-        elseif frac >= limit then
-          whole, frac = whole + 1, frac - limit
-        end
-        r1, r2 = plus(s, n, whole)
-        r3, r4 = frac, limit
+        local debt = tat_debt(w1, w2, w3, w4, s, n, limit, capacity, window)
+        r1, r2, r3, r4 = tat_state(s, n, math.max(0, debt - cost * window), limit)
       else
         local cs, cn = window_start(s, n, window)
         if kind == 2 then
