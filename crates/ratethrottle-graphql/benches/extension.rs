@@ -1,6 +1,7 @@
 //! The extension's cost on a trivial query: async-graphql executing `{ items(first: 1) { id } }`
 //! with `GraphqlThrottle` (operation rate, caps, a points budget charged and refunded, the cost
-//! extension; memory store) against the same schema without it, in process (no HTTP).
+//! extension; memory store) against the same schema without it: in process, and over HTTP
+//! (async-graphql-axum on loopback, a reqwest client in the same process).
 //!
 //! ```text
 //! cargo bench -p ratethrottle-graphql --features async-graphql --bench extension
@@ -55,6 +56,57 @@ fn extension(c: &mut Criterion) {
     group.bench_function("with GraphqlThrottle", |b| {
         b.iter(|| runtime.block_on(guarded.execute(request())))
     });
+    group.finish();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let serve = |schema: Schema<Query, EmptyMutation, EmptySubscription>| {
+        runtime.block_on(async move {
+            let app = axum::Router::new()
+                .route(
+                    "/",
+                    axum::routing::post(
+                        |axum::extract::State(schema): axum::extract::State<
+                            Schema<Query, EmptyMutation, EmptySubscription>,
+                        >,
+                         request: async_graphql_axum::GraphQLRequest| async move {
+                            async_graphql_axum::GraphQLResponse::from(
+                                schema
+                                    .execute(request.into_inner().data(GraphqlClient("b".into())))
+                                    .await,
+                            )
+                        },
+                    ),
+                )
+                .with_state(schema);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            format!("http://{address}/")
+        })
+    };
+    let (bare_url, guarded_url) = (serve(bare), serve(guarded));
+    let client = reqwest::Client::new();
+    let body = format!(r#"{{"query":"{query}"}}"#);
+    let ask = |url: &str| {
+        runtime.block_on(async {
+            let response = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success());
+            response.bytes().await.unwrap()
+        })
+    };
+    let mut group = c.benchmark_group("trivial query over HTTP");
+    group.bench_function("async-graphql alone", |b| b.iter(|| ask(&bare_url)));
+    group.bench_function("with GraphqlThrottle", |b| b.iter(|| ask(&guarded_url)));
     group.finish();
 }
 
