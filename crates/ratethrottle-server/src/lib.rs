@@ -1,0 +1,480 @@
+//! `ratethrottle serve`: the limiter as a service, for applications in any language. An HTTP
+//! API decides checks (`POST /v1/check`, `POST /v1/peek`), lists the rules and the metrics,
+//! and manages the whitelist and blacklist; `GET /healthcheck` answers `OK`. With a bearer
+//! token (compared in constant time) every `/v1` call must carry it.
+//!
+//! Errors are `application/problem+json` (RFC 9457): 400 for a malformed body, 401 without the
+//! token, 404 for an unknown rule or list, 503 when the store cannot decide.
+//!
+//! ```no_run
+//! use ratethrottle::{Limiter, Rule};
+//! use ratethrottle_server::{Server, ServerOptions};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main] async fn main() -> std::io::Result<()> {
+//! let limiter = Limiter::in_memory();
+//! limiter.add_rule(Rule::new("api", 100, Duration::from_secs(60))).unwrap();
+//! let options = ServerOptions { token: Some("s3cret".into()), ..ServerOptions::default() };
+//! let server = Server::bind(limiter, &options).await?;
+//! println!("HTTP API on http://{}", server.http_address());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use ratethrottle::store::{ListKind, Store};
+use ratethrottle::{Error, HeaderValues, Limiter, Status};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+/// Where and how the server listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// The HTTP API's address (`127.0.0.1:8080`).
+    pub http: SocketAddr,
+    /// A bearer token every `/v1` call must carry (none: open).
+    pub token: Option<String>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
+        }
+    }
+}
+
+/// A bound server, ready to run.
+#[derive(Debug)]
+pub struct Server<S: Store> {
+    listener: tokio::net::TcpListener,
+    app: Router,
+    _store: std::marker::PhantomData<S>,
+}
+
+impl<S: Store> Server<S> {
+    /// Binds the HTTP API of `limiter` (port 0 picks a free one).
+    pub async fn bind(limiter: Limiter<S>, options: &ServerOptions) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(options.http).await?;
+        Ok(Server {
+            listener,
+            app: router(limiter, options.token.clone()),
+            _store: std::marker::PhantomData,
+        })
+    }
+
+    /// The HTTP API's address.
+    pub fn http_address(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets the calls in flight
+    /// finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM: the signals a server drains on.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+struct App<S: Store> {
+    limiter: Limiter<S>,
+    token: Option<String>,
+}
+
+/// The API's routes over `limiter`, `/v1` behind `token` when one is given.
+pub fn router<S: Store>(limiter: Limiter<S>, token: Option<String>) -> Router {
+    let app = Arc::new(App { limiter, token });
+    let api = Router::new()
+        .route("/v1/check", post(check::<S>))
+        .route("/v1/peek", post(peek::<S>))
+        .route("/v1/rules", get(rules::<S>))
+        .route("/v1/metrics", get(metrics::<S>))
+        .route(
+            "/v1/lists/{list}",
+            get(list_entries::<S>).post(list_add::<S>),
+        )
+        .route("/v1/lists/{list}/{identifier}", delete(list_remove::<S>))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
+            authorize::<S>,
+        ));
+    Router::new()
+        .route("/healthcheck", get(|| async { "OK" }))
+        .merge(api)
+        .fallback(|| async { problem(StatusCode::NOT_FOUND, "Not Found", "no such endpoint") })
+        .with_state(app)
+}
+
+/// An `application/problem+json` answer.
+fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
+    let body = json!({
+        "type": "about:blank",
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Refuses `/v1` calls without the token, when there is one.
+async fn authorize<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &app.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            let mut response = problem(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "this server needs `Authorization: Bearer <token>`",
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+/// A body that is not the JSON asked for: 400 naming what is wrong.
+fn bad_body(rejection: &JsonRejection) -> Response {
+    problem(
+        StatusCode::BAD_REQUEST,
+        "Bad Request",
+        &rejection.body_text(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckBody {
+    rule: String,
+    identifier: String,
+    #[serde(default = "one")]
+    cost: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// A limiter error as an answer.
+fn failed(error: &Error) -> Response {
+    match error {
+        Error::UnknownRule { .. } => {
+            problem(StatusCode::NOT_FOUND, "Unknown Rule", &error.to_string())
+        }
+        Error::InvalidCost { .. } | Error::InvalidLimit { .. } => {
+            problem(StatusCode::BAD_REQUEST, "Bad Request", &error.to_string())
+        }
+        _ if error.is_store_unavailable() => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Store Unavailable",
+            &error.to_string(),
+        ),
+        _ => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            &error.to_string(),
+        ),
+    }
+}
+
+/// A decision as JSON, its rate-limit headers on the response too.
+fn decided(status: &Status) -> Response {
+    let values = status.header_values();
+    let mut headers = HeaderMap::new();
+    let mut named = serde_json::Map::new();
+    for (name, value) in values.iter() {
+        named.insert(name.to_owned(), Value::from(value));
+        if let (Some(name), Ok(value)) = (
+            HeaderValues::lower_case(name).map(HeaderName::from_static),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    let seconds = |d: Duration| d.as_secs_f64();
+    let body = json!({
+        "allowed": status.allowed,
+        "verdict": status.verdict.as_str(),
+        "rule": status.rule,
+        "strategy": status.strategy.as_str(),
+        "limit": status.limit,
+        "remaining": status.remaining,
+        "window": seconds(status.window),
+        "reset_after": seconds(status.reset_after),
+        "retry_after": status.retry_after.map(seconds),
+        "blocked": status.blocked,
+        "degraded": status.degraded,
+        "headers": named,
+    });
+    (headers, axum::Json(body)).into_response()
+}
+
+async fn check<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    body: Result<axum::Json<CheckBody>, JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(axum::Json(body)) => body,
+        Err(rejection) => return bad_body(&rejection),
+    };
+    match app
+        .limiter
+        .check_n(&body.identifier, &body.rule, body.cost)
+        .await
+    {
+        Ok(status) => decided(&status),
+        Err(error) => failed(&error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeekBody {
+    rule: String,
+    identifier: String,
+}
+
+async fn peek<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    body: Result<axum::Json<PeekBody>, JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(axum::Json(body)) => body,
+        Err(rejection) => return bad_body(&rejection),
+    };
+    match app.limiter.peek(&body.identifier, &body.rule).await {
+        Ok(status) => decided(&status),
+        Err(error) => failed(&error),
+    }
+}
+
+async fn rules<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
+    let rules: Vec<Value> = app
+        .limiter
+        .rules()
+        .iter()
+        .map(|rule| {
+            json!({
+                "name": rule.name,
+                "limit": rule.limit,
+                "window": rule.window.as_secs_f64(),
+                "strategy": rule.strategy.as_str(),
+                "burst": rule.burst,
+                "scope": rule.scope.as_str(),
+                "block_duration": rule.block_duration.as_secs_f64(),
+            })
+        })
+        .collect();
+    axum::Json(json!({ "rules": rules })).into_response()
+}
+
+async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
+    let m = app.limiter.metrics();
+    let rules: Vec<Value> = m
+        .rules
+        .iter()
+        .map(|r| {
+            json!({
+                "rule": r.rule,
+                "allowed": r.allowed,
+                "denied": r.denied,
+                "violations": r.violations,
+                "degraded": r.degraded,
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "total_requests": m.total_requests,
+        "allowed_requests": m.allowed_requests,
+        "blocked_requests": m.blocked_requests,
+        "block_rate": m.block_rate,
+        "violations": m.violations,
+        "degraded_requests": m.degraded_requests,
+        "store_errors": m.store_errors,
+        "store_circuit_opens": m.store_circuit_opens,
+        "store_circuit_open": m.store_circuit_open,
+        "active_rules": m.active_rules,
+        "whitelisted": m.whitelisted,
+        "blacklisted": m.blacklisted,
+        "rules": rules,
+    }))
+    .into_response()
+}
+
+/// The list named in a path.
+fn list_of(name: &str) -> Option<ListKind> {
+    match name {
+        "whitelist" => Some(ListKind::Whitelist),
+        "blacklist" => Some(ListKind::Blacklist),
+        _ => None,
+    }
+}
+
+/// The 404 for a list that does not exist.
+fn unknown_list(name: &str) -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "Unknown List",
+        &format!("no list {name:?}: the lists are whitelist and blacklist"),
+    )
+}
+
+async fn list_entries<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path(name): Path<String>,
+) -> Response {
+    let Some(list) = list_of(&name) else {
+        return unknown_list(&name);
+    };
+    match app.limiter.list_entries(list).await {
+        Ok(entries) => {
+            let entries: Vec<Value> = entries
+                .iter()
+                .map(|e| {
+                    let expires = e.expires_at.map(|at| {
+                        at.to_system_time()
+                            .duration_since(UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_secs_f64()
+                    });
+                    json!({ "identifier": e.identifier, "expires_at": expires })
+                })
+                .collect();
+            axum::Json(json!({ "entries": entries })).into_response()
+        }
+        Err(error) => failed(&error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListBody {
+    identifier: String,
+    /// Seconds until the entry expires (blacklist only; none: for good).
+    duration: Option<f64>,
+}
+
+async fn list_add<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path(name): Path<String>,
+    body: Result<axum::Json<ListBody>, JsonRejection>,
+) -> Response {
+    let Some(list) = list_of(&name) else {
+        return unknown_list(&name);
+    };
+    let body = match body {
+        Ok(axum::Json(body)) => body,
+        Err(rejection) => return bad_body(&rejection),
+    };
+    let duration = match body.duration {
+        None => None,
+        Some(secs) if secs.is_finite() && secs > 0.0 && secs < 1e12 => {
+            Some(Duration::from_secs_f64(secs))
+        }
+        Some(secs) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                &format!("duration must be a number of seconds above 0, got {secs}"),
+            );
+        }
+    };
+    let added = match list {
+        ListKind::Whitelist if duration.is_some() => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                "whitelist entries do not expire: leave out duration",
+            );
+        }
+        ListKind::Whitelist => app.limiter.whitelist_add(&body.identifier).await,
+        _ => app.limiter.blacklist_add(&body.identifier, duration).await,
+    };
+    match added {
+        Ok(()) => (
+            StatusCode::CREATED,
+            axum::Json(json!({ "added": body.identifier })),
+        )
+            .into_response(),
+        Err(error) => failed(&error),
+    }
+}
+
+async fn list_remove<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path((name, identifier)): Path<(String, String)>,
+) -> Response {
+    let Some(list) = list_of(&name) else {
+        return unknown_list(&name);
+    };
+    let removed = match list {
+        ListKind::Whitelist => app.limiter.whitelist_remove(&identifier).await,
+        _ => app.limiter.blacklist_remove(&identifier).await,
+    };
+    match removed {
+        Ok(true) => axum::Json(json!({ "removed": identifier })).into_response(),
+        Ok(false) => problem(
+            StatusCode::NOT_FOUND,
+            "Not Listed",
+            &format!("{identifier:?} is not on the list"),
+        ),
+        Err(error) => failed(&error),
+    }
+}

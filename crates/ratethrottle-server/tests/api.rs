@@ -1,0 +1,301 @@
+//! The HTTP API over loopback, with reqwest.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ratethrottle::{Limiter, Rule};
+use ratethrottle_server::{Server, ServerOptions};
+use serde_json::{Value, json};
+
+async fn start(
+    token: Option<&str>,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let limiter = Limiter::in_memory();
+    limiter
+        .add_rule(Rule::new("api", 3, Duration::from_secs(60)).block_duration(Duration::ZERO))
+        .unwrap();
+    let options = ServerOptions {
+        http: "127.0.0.1:0".parse().unwrap(),
+        token: token.map(str::to_owned),
+    };
+    let server = Server::bind(limiter, &options).await.unwrap();
+    let address = server.http_address();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        server
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (address, stop, task)
+}
+
+fn url(address: SocketAddr, path: &str) -> String {
+    format!("http://{address}{path}")
+}
+
+async fn post(address: SocketAddr, path: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url(address, path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn checks_peeks_rules_and_metrics() {
+    let (address, stop, task) = start(None).await;
+    let health = reqwest::get(url(address, "/healthcheck")).await.unwrap();
+    assert_eq!(health.text().await.unwrap(), "OK");
+    let check = json!({"rule": "api", "identifier": "10.0.0.1"});
+    for remaining in [2, 1, 0] {
+        let response = post(address, "/v1/check", check.clone()).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["x-ratelimit-remaining"],
+            remaining.to_string()
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["allowed"], true);
+        assert_eq!(body["remaining"], remaining);
+        assert_eq!(body["headers"]["X-RateLimit-Limit"], "3");
+    }
+    let denied: Value = post(address, "/v1/check", check.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (denied["allowed"].clone(), denied["verdict"].clone()),
+        (json!(false), json!("limited"))
+    );
+    assert!(denied["retry_after"].as_f64().unwrap() > 0.0);
+    let peeked: Value = post(address, "/v1/peek", check.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(peeked["remaining"], 0);
+    let other: Value = post(
+        address,
+        "/v1/peek",
+        json!({"rule": "api", "identifier": "b"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(other["remaining"], 3, "a peek takes nothing");
+    let costly = json!({"rule": "api", "identifier": "c", "cost": 2});
+    let body: Value = post(address, "/v1/check", costly)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["remaining"], 1);
+
+    let rules: Value = reqwest::get(url(address, "/v1/rules"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rules["rules"][0]["name"], "api");
+    assert_eq!(rules["rules"][0]["window"], 60.0);
+    let metrics: Value = reqwest::get(url(address, "/v1/metrics"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metrics["total_requests"], 5);
+    assert_eq!(metrics["blocked_requests"], 1);
+    assert_eq!(metrics["rules"][0]["allowed"], 4);
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn bad_requests_get_problem_json() {
+    let (address, _stop, _task) = start(None).await;
+    let cases = [
+        ("/v1/check", "not json", 400, "Bad Request"),
+        ("/v1/check", r#"{"rule": "api"}"#, 400, "Bad Request"),
+        (
+            "/v1/check",
+            r#"{"rule": "api", "identifier": "x", "cots": 2}"#,
+            400,
+            "Bad Request",
+        ),
+        (
+            "/v1/check",
+            r#"{"rule": "nope", "identifier": "x"}"#,
+            404,
+            "Unknown Rule",
+        ),
+        (
+            "/v1/check",
+            r#"{"rule": "api", "identifier": "x", "cost": 0}"#,
+            400,
+            "Bad Request",
+        ),
+        (
+            "/v1/check",
+            r#"{"rule": "api", "identifier": "x", "cost": 4}"#,
+            400,
+            "Bad Request",
+        ),
+        (
+            "/v1/lists/greylist",
+            r#"{"identifier": "x"}"#,
+            404,
+            "Unknown List",
+        ),
+        (
+            "/v1/lists/whitelist",
+            r#"{"identifier": "x", "duration": 5}"#,
+            400,
+            "Bad Request",
+        ),
+        (
+            "/v1/lists/blacklist",
+            r#"{"identifier": "x", "duration": -1}"#,
+            400,
+            "Bad Request",
+        ),
+        ("/nowhere", "{}", 404, "Not Found"),
+    ];
+    for (path, body, status, title) in cases {
+        let response = reqwest::Client::new()
+            .post(url(address, path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{path} {body}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{path} {body}"
+        );
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["status"], status);
+        if !title.is_empty() {
+            assert_eq!(problem["title"], title, "{path} {body}");
+        }
+        assert!(!problem["detail"].as_str().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn lists_are_managed_and_enforced() {
+    let (address, _stop, _task) = start(None).await;
+    let added = post(
+        address,
+        "/v1/lists/blacklist",
+        json!({"identifier": "bad", "duration": 60}),
+    )
+    .await;
+    assert_eq!(added.status(), 201);
+    let body: Value = post(
+        address,
+        "/v1/check",
+        json!({"rule": "api", "identifier": "bad"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        (body["allowed"].clone(), body["verdict"].clone()),
+        (json!(false), json!("blacklisted"))
+    );
+    let entries: Value = reqwest::get(url(address, "/v1/lists/blacklist"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(entries["entries"][0]["identifier"], "bad");
+    assert!(entries["entries"][0]["expires_at"].as_f64().unwrap() > 0.0);
+    let client = reqwest::Client::new();
+    let removed = client
+        .delete(url(address, "/v1/lists/blacklist/bad"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), 200);
+    let again = client
+        .delete(url(address, "/v1/lists/blacklist/bad"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+    post(address, "/v1/lists/whitelist", json!({"identifier": "vip"})).await;
+    for _ in 0..5 {
+        let body: Value = post(
+            address,
+            "/v1/check",
+            json!({"rule": "api", "identifier": "vip"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(body["verdict"], "whitelisted");
+    }
+}
+
+#[tokio::test]
+async fn a_token_guards_the_api_but_not_the_healthcheck() {
+    let (address, _stop, _task) = start(Some("s3cret")).await;
+    let client = reqwest::Client::new();
+    let open = client
+        .get(url(address, "/healthcheck"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 200);
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Bearer s3cre"),
+        Some("s3cret"),
+    ] {
+        let mut request = client
+            .post(url(address, "/v1/lists/blacklist"))
+            .json(&json!({"identifier": "x"}));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{auth:?}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    }
+    let entries = client
+        .get(url(address, "/v1/lists/blacklist"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(entries.status(), 401, "reads need it too");
+    let allowed = client
+        .post(url(address, "/v1/lists/blacklist"))
+        .bearer_auth("s3cret")
+        .json(&json!({"identifier": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 201);
+}
