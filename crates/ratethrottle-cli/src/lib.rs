@@ -17,6 +17,8 @@ mod monitor;
 mod protect;
 mod report;
 mod run_test;
+#[cfg(feature = "serve")]
+mod serve;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -81,6 +83,9 @@ enum Command {
     /// DDoS protection: replay traffic and see who would be blocked.
     #[command(subcommand)]
     Protect(protect::ProtectCommand),
+    /// Run the limiter as an HTTP service (check, peek, rules, metrics, lists).
+    #[cfg(feature = "serve")]
+    Serve(serve::ServeArgs),
 }
 
 /// A failure and the exit code it maps to.
@@ -110,6 +115,15 @@ pub(crate) fn usage(error: impl Into<anyhow::Error>) -> Failure {
 pub(crate) type Outcome = Result<(), Failure>;
 
 impl Cli {
+    /// Whether the command is `serve`.
+    fn serves(&self) -> bool {
+        #[cfg(feature = "serve")]
+        if matches!(self.command, Command::Serve(_)) {
+            return true;
+        }
+        false
+    }
+
     /// The configuration in force: `--config`/`RT_CONFIG`, or the built-in example.
     fn load_config(&self) -> Result<Config, Failure> {
         let env = Environment::from_process();
@@ -154,6 +168,10 @@ where
         }
     };
     let outcome = runtime.block_on(async {
+        // A server drains on its signals itself.
+        if cli.serves() {
+            return Some(run(&cli).await);
+        }
         tokio::select! {
             outcome = run(&cli) => Some(outcome),
             _ = tokio::signal::ctrl_c() => None,
@@ -202,6 +220,8 @@ async fn run(cli: &Cli) -> Outcome {
         Command::Monitor(args) => monitor::run(&config, cli.config.as_deref(), args).await,
         Command::Bench(args) => bench::run(&config, args, cli.format).await,
         Command::Protect(command) => protect::run(&config, command, cli.format).await,
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => serve::run(&config, args).await,
     }
 }
 

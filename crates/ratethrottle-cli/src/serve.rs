@@ -1,0 +1,53 @@
+//! `ratethrottle serve`: the configured limiter as an HTTP service, until SIGTERM or Ctrl-C.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use anyhow::anyhow;
+use ratethrottle_config::Config;
+use ratethrottle_server::{Server, ServerOptions, shutdown_signal};
+
+use crate::{Outcome, usage};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// The HTTP API's address (port 0: a free one, printed at start).
+    #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// A bearer token every /v1 call must carry (unset: the API is open).
+    #[arg(
+        long,
+        env = "RT_SERVE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
+}
+
+pub(crate) async fn run(config: &Config, args: &ServeArgs) -> Outcome {
+    let limiter = config.build_limiter().await.map_err(usage)?;
+    let _telemetry = config.start_telemetry(&limiter);
+    let rules = limiter.rules().len();
+    let store = config.storage.kind;
+    let options = ServerOptions {
+        http: args.http,
+        token: args.token.clone().filter(|t| !t.is_empty()),
+    };
+    let guarded = if options.token.is_some() {
+        ", token required"
+    } else {
+        ""
+    };
+    let server = Server::bind(limiter, &options)
+        .await
+        .map_err(|error| usage(anyhow!("cannot listen on {}: {error}", args.http)))?;
+    println!(
+        "ratethrottle serve: HTTP API on http://{} ({rules} rules, {store} store{guarded}); \
+         SIGTERM or Ctrl-C stops it",
+        server.http_address()
+    );
+    let _ = std::io::stdout().flush();
+    server.run(shutdown_signal()).await?;
+    eprintln!("ratethrottle serve: stopped");
+    Ok(())
+}
