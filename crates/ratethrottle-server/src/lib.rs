@@ -1,7 +1,9 @@
 //! `ratethrottle serve`: the limiter as a service, for applications in any language. An HTTP
 //! API decides checks (`POST /v1/check`, `POST /v1/peek`), lists the rules and the metrics,
-//! and manages the whitelist and blacklist; `GET /healthcheck` answers `OK`. With a bearer
-//! token (compared in constant time) every `/v1` call must carry it.
+//! and manages the whitelist and blacklist; `GET /healthcheck` answers `OK`; `GET /metrics` is
+//! a Prometheus target (per rule `total_hits`, `over_limit`, `near_limit`, `blocked`,
+//! `whitelisted`, the decision latency, the store's errors and circuit). With a bearer token
+//! (compared in constant time) every `/v1` call must carry it.
 //!
 //! Errors are `application/problem+json` (RFC 9457): 400 for a malformed body, 401 without the
 //! token, 404 for an unknown rule or list, 503 when the store cannot decide.
@@ -24,7 +26,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
@@ -38,6 +40,10 @@ use ratethrottle::{Error, HeaderValues, Limiter, Status};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
+
+mod metrics;
+
+pub use metrics::{DecisionMetrics, StoreHealth};
 
 /// Where and how the server listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,11 +126,21 @@ pub async fn shutdown_signal() {
 struct App<S: Store> {
     limiter: Limiter<S>,
     token: Option<String>,
+    metrics: DecisionMetrics,
+    registry: prometheus_client::registry::Registry,
 }
 
 /// The API's routes over `limiter`, `/v1` behind `token` when one is given.
 pub fn router<S: Store>(limiter: Limiter<S>, token: Option<String>) -> Router {
-    let app = Arc::new(App { limiter, token });
+    let mut registry = prometheus_client::registry::Registry::with_prefix("ratethrottle");
+    let decisions = DecisionMetrics::new(&mut registry);
+    registry.register_collector(Box::new(StoreHealth::new(limiter.clone())));
+    let app = Arc::new(App {
+        limiter,
+        token,
+        metrics: decisions,
+        registry,
+    });
     let api = Router::new()
         .route("/v1/check", post(check::<S>))
         .route("/v1/peek", post(peek::<S>))
@@ -141,6 +157,7 @@ pub fn router<S: Store>(limiter: Limiter<S>, token: Option<String>) -> Router {
         ));
     Router::new()
         .route("/healthcheck", get(|| async { "OK" }))
+        .route("/metrics", get(prometheus::<S>))
         .merge(api)
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "Not Found", "no such endpoint") })
         .with_state(app)
@@ -274,13 +291,38 @@ async fn check<S: Store>(
         Ok(axum::Json(body)) => body,
         Err(rejection) => return bad_body(&rejection),
     };
+    let started = Instant::now();
     match app
         .limiter
         .check_n(&body.identifier, &body.rule, body.cost)
         .await
     {
-        Ok(status) => decided(&status),
+        Ok(status) => {
+            app.metrics
+                .record(&body.rule, &status, body.cost, started.elapsed());
+            decided(&status)
+        }
         Err(error) => failed(&error),
+    }
+}
+
+/// `GET /metrics`: the OpenMetrics text of the registry.
+async fn prometheus<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &app.registry) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            "the metrics could not be written",
+        ),
     }
 }
 

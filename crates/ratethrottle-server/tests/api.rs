@@ -299,3 +299,74 @@ async fn a_token_guards_the_api_but_not_the_healthcheck() {
         .unwrap();
     assert_eq!(allowed.status(), 201);
 }
+
+#[tokio::test]
+async fn metrics_are_a_prometheus_target() {
+    let (address, _stop, _task) = start(None).await;
+    for _ in 0..4 {
+        post(
+            address,
+            "/v1/check",
+            json!({"rule": "api", "identifier": "m"}),
+        )
+        .await;
+    }
+    post(
+        address,
+        "/v1/check",
+        json!({"rule": "api", "identifier": "n", "cost": 2}),
+    )
+    .await;
+    post(address, "/v1/lists/blacklist", json!({"identifier": "bad"})).await;
+    post(address, "/v1/lists/whitelist", json!({"identifier": "vip"})).await;
+    post(
+        address,
+        "/v1/check",
+        json!({"rule": "api", "identifier": "bad"}),
+    )
+    .await;
+    post(
+        address,
+        "/v1/check",
+        json!({"rule": "api", "identifier": "vip"}),
+    )
+    .await;
+    let response = reqwest::get(url(address, "/metrics")).await.unwrap();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = response.text().await.unwrap();
+    let lines = text.lines().map(|line| Ok(line.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    let value = |name: &str| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && s.labels.get("rule").is_none_or(|r| r == "api"))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    // m: 3 admitted (the third at 3 of 3 used: near the limit), 1 refused; n: 2 units,
+    // 2 of 3 used: not near (80 % is 2.4); bad blacklisted; vip whitelisted.
+    assert_eq!(value("ratethrottle_total_hits_total"), 8.0, "{text}");
+    assert_eq!(value("ratethrottle_over_limit_total"), 1.0, "{text}");
+    assert_eq!(value("ratethrottle_near_limit_total"), 1.0, "{text}");
+    assert_eq!(value("ratethrottle_blocked_total"), 1.0, "{text}");
+    assert_eq!(value("ratethrottle_whitelisted_total"), 1.0, "{text}");
+    assert_eq!(value("ratethrottle_store_errors_total"), 0.0, "{text}");
+    assert_eq!(value("ratethrottle_store_circuit_open"), 0.0, "{text}");
+    assert_eq!(value("ratethrottle_rules"), 1.0, "{text}");
+    assert!(
+        text.contains("ratethrottle_decision_seconds_count{rule=\"api\"} 7"),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"));
+}

@@ -1,0 +1,176 @@
+//! Prometheus metrics (OpenMetrics text, `prometheus-client`): per rule the hits and how they
+//! were decided, the decision latency, and the store's health.
+
+use std::fmt;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use ratethrottle::store::Store;
+use ratethrottle::{Limiter, Status, Verdict};
+
+/// The labels of a rule's series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabel {
+    rule: String,
+}
+
+type Latency = Family<RuleLabel, Histogram, fn() -> Histogram>;
+
+/// Counts of decisions per rule, as envoyproxy/ratelimit names them, and their latency.
+#[derive(Clone, Debug)]
+pub struct DecisionMetrics {
+    total_hits: Family<RuleLabel, Counter>,
+    over_limit: Family<RuleLabel, Counter>,
+    near_limit: Family<RuleLabel, Counter>,
+    blocked: Family<RuleLabel, Counter>,
+    whitelisted: Family<RuleLabel, Counter>,
+    latency: Latency,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 µs to about 8 ms.
+    Histogram::new(exponential_buckets(1e-6, 2.0, 14))
+}
+
+impl DecisionMetrics {
+    /// The metrics, registered in `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let metrics = DecisionMetrics {
+            total_hits: Family::default(),
+            over_limit: Family::default(),
+            near_limit: Family::default(),
+            blocked: Family::default(),
+            whitelisted: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+        };
+        let counters = [
+            (
+                "total_hits",
+                "Units asked for (the cost of each check)",
+                &metrics.total_hits,
+            ),
+            (
+                "over_limit",
+                "Units refused for the limit",
+                &metrics.over_limit,
+            ),
+            (
+                "near_limit",
+                "Units admitted with 80% or more of the limit used",
+                &metrics.near_limit,
+            ),
+            (
+                "blocked",
+                "Checks refused for a block or the blacklist",
+                &metrics.blocked,
+            ),
+            (
+                "whitelisted",
+                "Checks of whitelisted identifiers",
+                &metrics.whitelisted,
+            ),
+        ];
+        for (name, help, family) in counters {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "decision_seconds",
+            "Time to decide a check",
+            metrics.latency.clone(),
+        );
+        metrics
+    }
+
+    /// Counts a decision under `rule` of `cost` units that took `elapsed`.
+    pub fn record(&self, rule: &str, status: &Status, cost: u64, elapsed: Duration) {
+        let label = RuleLabel {
+            rule: rule.to_owned(),
+        };
+        self.total_hits.get_or_create(&label).inc_by(cost);
+        match status.verdict {
+            Verdict::Whitelisted => {
+                self.whitelisted.get_or_create(&label).inc();
+            }
+            Verdict::Blocked | Verdict::Blacklisted => {
+                self.blocked.get_or_create(&label).inc();
+            }
+            Verdict::Limited => {
+                self.over_limit.get_or_create(&label).inc_by(cost);
+            }
+            _ if status.allowed => {
+                let used = status.limit.saturating_sub(status.remaining);
+                if u128::from(used) * 5 >= u128::from(status.limit) * 4 {
+                    self.near_limit.get_or_create(&label).inc_by(cost);
+                }
+            }
+            _ => {}
+        }
+        self.latency
+            .get_or_create(&label)
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// The store's health, read from the limiter at each scrape.
+pub struct StoreHealth<S: Store> {
+    limiter: Limiter<S>,
+}
+
+impl<S: Store> StoreHealth<S> {
+    /// Reports `limiter`'s store.
+    pub fn new(limiter: Limiter<S>) -> Self {
+        StoreHealth { limiter }
+    }
+}
+
+impl<S: Store> fmt::Debug for StoreHealth<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreHealth").finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> Collector for StoreHealth<S> {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let m = self.limiter.metrics();
+        let counters = [
+            (
+                "store_errors",
+                "Checks the store failed to decide",
+                m.store_errors,
+            ),
+            (
+                "store_circuit_opens",
+                "Times the store's circuit opened",
+                m.store_circuit_opens,
+            ),
+            (
+                "degraded_decisions",
+                "Checks answered by the fault policy",
+                m.degraded_requests,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        let open = ConstGauge::new(i64::from(m.store_circuit_open));
+        let metric = encoder.encode_descriptor(
+            "store_circuit_open",
+            "1 while the store's circuit is open",
+            None,
+            open.metric_type(),
+        )?;
+        open.encode(metric)?;
+        let rules = ConstGauge::new(i64::try_from(m.active_rules).unwrap_or(i64::MAX));
+        let metric =
+            encoder.encode_descriptor("rules", "Rules in force", None, rules.metric_type())?;
+        rules.encode(metric)
+    }
+}
