@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::anyhow;
 use ratethrottle_config::Config;
-use ratethrottle_server::{Server, ServerOptions, shutdown_signal};
+use ratethrottle_server::{RlsConfig, Server, ServerOptions, shutdown_signal};
 
 use crate::{Outcome, usage};
 
@@ -14,6 +14,12 @@ pub(crate) struct ServeArgs {
     /// The HTTP API's address (port 0: a free one, printed at start).
     #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:8080")]
     http: SocketAddr,
+    /// The Envoy rate limit service's address (runs with --rls files).
+    #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:8081")]
+    grpc: SocketAddr,
+    /// An envoyproxy/ratelimit configuration file (one domain each); repeatable.
+    #[arg(long, value_name = "FILE")]
+    rls: Vec<std::path::PathBuf>,
     /// A bearer token every /v1 call must carry (unset: the API is open).
     #[arg(
         long,
@@ -29,8 +35,12 @@ pub(crate) async fn run(config: &Config, args: &ServeArgs) -> Outcome {
     let _telemetry = config.start_telemetry(&limiter);
     let rules = limiter.rules().len();
     let store = config.storage.kind;
+    let rls = RlsConfig::load(&args.rls).map_err(usage)?;
+    let domains: Vec<String> = rls.domains().map(str::to_owned).collect();
     let options = ServerOptions {
-        http: args.http,
+        http: Some(args.http),
+        grpc: Some(args.grpc),
+        rls: Some(std::sync::Arc::new(rls)),
         token: args.token.clone().filter(|t| !t.is_empty()),
     };
     let guarded = if options.token.is_some() {
@@ -46,6 +56,12 @@ pub(crate) async fn run(config: &Config, args: &ServeArgs) -> Outcome {
          SIGTERM or Ctrl-C stops it",
         server.http_address()
     );
+    if let Some(grpc) = server.grpc_address() {
+        println!(
+            "ratethrottle serve: Envoy rate limit service on {grpc} (domains: {})",
+            domains.join(", ")
+        );
+    }
     let _ = std::io::stdout().flush();
     server.run(shutdown_signal()).await?;
     eprintln!("ratethrottle serve: stopped");

@@ -16,7 +16,10 @@
 //! # #[tokio::main] async fn main() -> std::io::Result<()> {
 //! let limiter = Limiter::in_memory();
 //! limiter.add_rule(Rule::new("api", 100, Duration::from_secs(60))).unwrap();
-//! let options = ServerOptions { token: Some("s3cret".into()), ..ServerOptions::default() };
+//! let options = ServerOptions {
+//!     token: Some("s3cret".into()),
+//!     ..ServerOptions::default()
+//! };
 //! let server = Server::bind(limiter, &options).await?;
 //! println!("HTTP API on http://{}", server.http_address());
 //! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
@@ -42,25 +45,23 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 mod metrics;
+pub mod rls;
 
 pub use metrics::{DecisionMetrics, StoreHealth};
+pub use rls::{Rls, RlsConfig, RlsConfigError};
 
 /// Where and how the server listens.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct ServerOptions {
-    /// The HTTP API's address (`127.0.0.1:8080`).
-    pub http: SocketAddr,
+    /// The HTTP API's address (`127.0.0.1:8080` when unset).
+    pub http: Option<SocketAddr>,
+    /// The Envoy rate limit service's address (`127.0.0.1:8081` when unset); it runs when
+    /// `rls` has domains.
+    pub grpc: Option<SocketAddr>,
+    /// The rate limit service's domains ([`RlsConfig`]).
+    pub rls: Option<Arc<RlsConfig>>,
     /// A bearer token every `/v1` call must carry (none: open).
     pub token: Option<String>,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        ServerOptions {
-            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            token: None,
-        }
-    }
 }
 
 /// A bound server, ready to run.
@@ -68,25 +69,48 @@ impl Default for ServerOptions {
 pub struct Server<S: Store> {
     listener: tokio::net::TcpListener,
     app: Router,
-    _store: std::marker::PhantomData<S>,
+    rls: Option<(tokio::net::TcpListener, Rls<S>)>,
 }
 
 impl<S: Store> Server<S> {
-    /// Binds the HTTP API of `limiter` (port 0 picks a free one).
+    /// Binds the HTTP API of `limiter`, and the rate limit service when domains are given
+    /// (their rules are added to `limiter`). Port 0 picks a free one.
     pub async fn bind(limiter: Limiter<S>, options: &ServerOptions) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(options.http).await?;
+        let http = options
+            .http
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let listener = tokio::net::TcpListener::bind(http).await?;
+        let (app, metrics) = state(limiter.clone(), options.token.clone());
+        let rls = match &options.rls {
+            Some(config) if config.domains().next().is_some() => {
+                for rule in config.rules() {
+                    limiter
+                        .add_rule(rule.clone())
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                }
+                let grpc = options
+                    .grpc
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8081)));
+                let listener = tokio::net::TcpListener::bind(grpc).await?;
+                Some((listener, Rls::new(limiter, Arc::clone(config), metrics)))
+            }
+            _ => None,
+        };
         Ok(Server {
             listener,
-            app: router(limiter, options.token.clone()),
-            _store: std::marker::PhantomData,
+            app: routes(app),
+            rls,
         })
     }
 
     /// The HTTP API's address.
     pub fn http_address(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        address_of(&self.listener)
+    }
+
+    /// The rate limit service's address, when it runs.
+    pub fn grpc_address(&self) -> Option<SocketAddr> {
+        self.rls.as_ref().map(|(listener, _)| address_of(listener))
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets the calls in flight
@@ -95,10 +119,37 @@ impl<S: Store> Server<S> {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let until = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let http =
+            axum::serve(self.listener, self.app).with_graceful_shutdown(until(stopped.clone()));
+        match self.rls {
+            None => http.await,
+            Some((listener, rls)) => {
+                let grpc = tonic::transport::Server::builder()
+                    .add_service(rls.into_service())
+                    .serve_with_incoming_shutdown(
+                        tonic::transport::server::TcpIncoming::from(listener),
+                        until(stopped),
+                    );
+                let (http, grpc) = tokio::join!(http, grpc);
+                http?;
+                grpc.map_err(std::io::Error::other)
+            }
+        }
     }
+}
+
+fn address_of(listener: &tokio::net::TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM: the signals a server drains on.
@@ -132,15 +183,24 @@ struct App<S: Store> {
 
 /// The API's routes over `limiter`, `/v1` behind `token` when one is given.
 pub fn router<S: Store>(limiter: Limiter<S>, token: Option<String>) -> Router {
+    routes(state(limiter, token).0)
+}
+
+/// The shared state of the HTTP API, and the decision metrics its registry holds.
+fn state<S: Store>(limiter: Limiter<S>, token: Option<String>) -> (Arc<App<S>>, DecisionMetrics) {
     let mut registry = prometheus_client::registry::Registry::with_prefix("ratethrottle");
     let decisions = DecisionMetrics::new(&mut registry);
     registry.register_collector(Box::new(StoreHealth::new(limiter.clone())));
     let app = Arc::new(App {
         limiter,
         token,
-        metrics: decisions,
+        metrics: decisions.clone(),
         registry,
     });
+    (app, decisions)
+}
+
+fn routes<S: Store>(app: Arc<App<S>>) -> Router {
     let api = Router::new()
         .route("/v1/check", post(check::<S>))
         .route("/v1/peek", post(peek::<S>))

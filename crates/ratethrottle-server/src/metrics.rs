@@ -30,6 +30,7 @@ pub struct DecisionMetrics {
     near_limit: Family<RuleLabel, Counter>,
     blocked: Family<RuleLabel, Counter>,
     whitelisted: Family<RuleLabel, Counter>,
+    shadow_mode: Family<RuleLabel, Counter>,
     latency: Latency,
 }
 
@@ -47,6 +48,7 @@ impl DecisionMetrics {
             near_limit: Family::default(),
             blocked: Family::default(),
             whitelisted: Family::default(),
+            shadow_mode: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
         };
         let counters = [
@@ -85,6 +87,14 @@ impl DecisionMetrics {
             metrics.latency.clone(),
         );
         metrics
+    }
+
+    /// Counts `cost` units over the limit of `rule` answered OK (shadow mode).
+    pub fn record_shadow(&self, rule: &str, cost: u64) {
+        let label = RuleLabel {
+            rule: rule.to_owned(),
+        };
+        self.shadow_mode.get_or_create(&label).inc_by(cost);
     }
 
     /// Counts a decision under `rule` of `cost` units that took `elapsed`.

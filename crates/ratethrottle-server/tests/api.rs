@@ -19,8 +19,9 @@ async fn start(
         .add_rule(Rule::new("api", 3, Duration::from_secs(60)).block_duration(Duration::ZERO))
         .unwrap();
     let options = ServerOptions {
-        http: "127.0.0.1:0".parse().unwrap(),
+        http: Some("127.0.0.1:0".parse().unwrap()),
         token: token.map(str::to_owned),
+        ..ServerOptions::default()
     };
     let server = Server::bind(limiter, &options).await.unwrap();
     let address = server.http_address();
