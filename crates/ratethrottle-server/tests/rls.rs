@@ -283,7 +283,10 @@ async fn statuses_limits_headers_hits_and_replaces() {
     back.is_negative_hits = true;
     back.hits_addend = Some(envoy_types::pb::google::protobuf::UInt64Value { value: 1 });
     let response = ask(&mut client, "mongo_cps", vec![back], 0).await;
-    assert_eq!(response.statuses[0].limit_remaining, 4, "2 taken (the 4 refused), 1 given back");
+    assert_eq!(
+        response.statuses[0].limit_remaining, 4,
+        "2 taken (the 4 refused), 1 given back"
+    );
     // replaces: with user in the same request, route's 1-a-minute limit gives way to 3.
     let both = || {
         vec![
