@@ -135,7 +135,8 @@ impl<S: Store> Server<S> {
                 let grpc = tonic::transport::Server::builder()
                     .add_service(rls.into_service())
                     .serve_with_incoming_shutdown(
-                        tonic::transport::server::TcpIncoming::from(listener),
+                        tonic::transport::server::TcpIncoming::from(listener)
+                            .with_nodelay(Some(true)),
                         until(stopped),
                     );
                 let (http, grpc) = tokio::join!(http, grpc);
@@ -210,11 +211,16 @@ fn routes<S: Store>(app: Arc<App<S>>) -> Router {
             "/v1/lists/{list}",
             get(list_entries::<S>).post(list_add::<S>),
         )
-        .route("/v1/lists/{list}/{identifier}", delete(list_remove::<S>))
-        .route_layer(middleware::from_fn_with_state(
+        .route("/v1/lists/{list}/{identifier}", delete(list_remove::<S>));
+    // Without a token there is nothing to check: no layer at all.
+    let api = if app.token.is_some() {
+        api.route_layer(middleware::from_fn_with_state(
             Arc::clone(&app),
             authorize::<S>,
-        ));
+        ))
+    } else {
+        api
+    };
     Router::new()
         .route("/healthcheck", get(|| async { "OK" }))
         .route("/metrics", get(prometheus::<S>))
@@ -315,9 +321,7 @@ fn failed(error: &Error) -> Response {
 fn decided(status: &Status) -> Response {
     let values = status.header_values();
     let mut headers = HeaderMap::new();
-    let mut named = serde_json::Map::new();
     for (name, value) in values.iter() {
-        named.insert(name.to_owned(), Value::from(value));
         if let (Some(name), Ok(value)) = (
             HeaderValues::lower_case(name).map(HeaderName::from_static),
             HeaderValue::from_str(value),
@@ -325,22 +329,62 @@ fn decided(status: &Status) -> Response {
             headers.insert(name, value);
         }
     }
-    let seconds = |d: Duration| d.as_secs_f64();
-    let body = json!({
-        "allowed": status.allowed,
-        "verdict": status.verdict.as_str(),
-        "rule": status.rule,
-        "strategy": status.strategy.as_str(),
-        "limit": status.limit,
-        "remaining": status.remaining,
-        "window": seconds(status.window),
-        "reset_after": seconds(status.reset_after),
-        "retry_after": status.retry_after.map(seconds),
-        "blocked": status.blocked,
-        "degraded": status.degraded,
-        "headers": named,
-    });
-    (headers, axum::Json(body)).into_response()
+    let body = Decision {
+        allowed: status.allowed,
+        verdict: status.verdict.as_str(),
+        rule: status.rule,
+        strategy: status.strategy.as_str(),
+        limit: status.limit,
+        remaining: status.remaining,
+        window: status.window.as_secs_f64(),
+        reset_after: status.reset_after.as_secs_f64(),
+        retry_after: status.retry_after.map(|d| d.as_secs_f64()),
+        blocked: status.blocked,
+        degraded: status.degraded,
+        headers: Headers(&values),
+    };
+    match serde_json::to_vec(&body) {
+        Ok(json) => (
+            headers,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            json,
+        )
+            .into_response(),
+        Err(error) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            &error.to_string(),
+        ),
+    }
+}
+
+/// The body of a decision.
+#[derive(serde::Serialize)]
+struct Decision<'a> {
+    allowed: bool,
+    verdict: &'static str,
+    rule: &'static str,
+    strategy: &'static str,
+    limit: u64,
+    remaining: u64,
+    window: f64,
+    reset_after: f64,
+    retry_after: Option<f64>,
+    blocked: bool,
+    degraded: bool,
+    headers: Headers<'a>,
+}
+
+/// The rate-limit headers as a JSON object.
+struct Headers<'a>(&'a HeaderValues);
+
+impl serde::Serialize for Headers<'_> {
+    fn serialize<Z: serde::Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        serializer.collect_map(self.0.iter())
+    }
 }
 
 async fn check<S: Store>(

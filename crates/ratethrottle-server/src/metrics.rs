@@ -22,9 +22,21 @@ struct RuleLabel {
 
 type Latency = Family<RuleLabel, Histogram, fn() -> Histogram>;
 
+/// One rule's series, looked up once (the families' handles share their values).
+#[derive(Debug)]
+struct RuleSeries {
+    total_hits: Counter,
+    over_limit: Counter,
+    near_limit: Counter,
+    blocked: Counter,
+    whitelisted: Counter,
+    latency: Histogram,
+}
+
 /// Counts of decisions per rule, as envoyproxy/ratelimit names them, and their latency.
 #[derive(Clone, Debug)]
 pub struct DecisionMetrics {
+    series: std::sync::Arc<parking_lot::RwLock<foldhash::HashMap<String, RuleSeries>>>,
     total_hits: Family<RuleLabel, Counter>,
     over_limit: Family<RuleLabel, Counter>,
     near_limit: Family<RuleLabel, Counter>,
@@ -43,6 +55,7 @@ impl DecisionMetrics {
     /// The metrics, registered in `registry`.
     pub fn new(registry: &mut Registry) -> Self {
         let metrics = DecisionMetrics {
+            series: Default::default(),
             total_hits: Family::default(),
             over_limit: Family::default(),
             near_limit: Family::default(),
@@ -97,33 +110,56 @@ impl DecisionMetrics {
         self.shadow_mode.get_or_create(&label).inc_by(cost);
     }
 
-    /// Counts a decision under `rule` of `cost` units that took `elapsed`.
-    pub fn record(&self, rule: &str, status: &Status, cost: u64, elapsed: Duration) {
+    /// Creates the series of `rule`.
+    fn create(&self, rule: &str) {
         let label = RuleLabel {
             rule: rule.to_owned(),
         };
-        self.total_hits.get_or_create(&label).inc_by(cost);
+        let series = RuleSeries {
+            total_hits: self.total_hits.get_or_create(&label).clone(),
+            over_limit: self.over_limit.get_or_create(&label).clone(),
+            near_limit: self.near_limit.get_or_create(&label).clone(),
+            blocked: self.blocked.get_or_create(&label).clone(),
+            whitelisted: self.whitelisted.get_or_create(&label).clone(),
+            latency: self.latency.get_or_create(&label).clone(),
+        };
+        let mut all = self.series.write();
+        // A bound on the distinct series (detailed metrics name each descriptor value); past
+        // it, new series count in the families only.
+        if all.len() < 10_000 {
+            all.entry(label.rule).or_insert(series);
+        }
+    }
+
+    /// Counts a decision under `rule` of `cost` units that took `elapsed`.
+    pub fn record(&self, rule: &str, status: &Status, cost: u64, elapsed: Duration) {
+        if !self.series.read().contains_key(rule) {
+            self.create(rule);
+        }
+        let all = self.series.read();
+        let Some(series) = all.get(rule) else {
+            return;
+        };
+        series.total_hits.inc_by(cost);
         match status.verdict {
             Verdict::Whitelisted => {
-                self.whitelisted.get_or_create(&label).inc();
+                series.whitelisted.inc();
             }
             Verdict::Blocked | Verdict::Blacklisted => {
-                self.blocked.get_or_create(&label).inc();
+                series.blocked.inc();
             }
             Verdict::Limited => {
-                self.over_limit.get_or_create(&label).inc_by(cost);
+                series.over_limit.inc_by(cost);
             }
             _ if status.allowed => {
                 let used = status.limit.saturating_sub(status.remaining);
                 if u128::from(used) * 5 >= u128::from(status.limit) * 4 {
-                    self.near_limit.get_or_create(&label).inc_by(cost);
+                    series.near_limit.inc_by(cost);
                 }
             }
             _ => {}
         }
-        self.latency
-            .get_or_create(&label)
-            .observe(elapsed.as_secs_f64());
+        series.latency.observe(elapsed.as_secs_f64());
     }
 }
 
