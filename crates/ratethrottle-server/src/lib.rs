@@ -69,7 +69,7 @@ pub struct ServerOptions {
 pub struct Server<S: Store> {
     listener: tokio::net::TcpListener,
     app: Router,
-    rls: Option<(tokio::net::TcpListener, Rls<S>)>,
+    rls: Option<(tokio::net::TcpListener, Arc<Rls<S>>)>,
 }
 
 impl<S: Store> Server<S> {
@@ -80,7 +80,7 @@ impl<S: Store> Server<S> {
             .http
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
         let listener = tokio::net::TcpListener::bind(http).await?;
-        let (app, metrics) = state(limiter.clone(), options.token.clone());
+        let (mut registry, metrics) = registry();
         let rls = match &options.rls {
             Some(config) if config.domains().next().is_some() => {
                 for rule in config.rules() {
@@ -92,10 +92,19 @@ impl<S: Store> Server<S> {
                     .grpc
                     .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8081)));
                 let listener = tokio::net::TcpListener::bind(grpc).await?;
-                Some((listener, Rls::new(limiter, Arc::clone(config), metrics)))
+                let rls = Rls::new(limiter.clone(), Arc::clone(config), metrics.clone());
+                Some((listener, Arc::new(rls)))
             }
             _ => None,
         };
+        registry.register_collector(Box::new(StoreHealth::new(limiter.clone())));
+        let app = Arc::new(App {
+            limiter,
+            token: options.token.clone(),
+            metrics,
+            registry,
+            rls: rls.as_ref().map(|(_, rls)| Arc::clone(rls)),
+        });
         Ok(Server {
             listener,
             app: routes(app),
@@ -133,7 +142,7 @@ impl<S: Store> Server<S> {
             None => http.await,
             Some((listener, rls)) => {
                 let grpc = tonic::transport::Server::builder()
-                    .add_service(rls.into_service())
+                    .add_service(rls.service())
                     .serve_with_incoming_shutdown(
                         tonic::transport::server::TcpIncoming::from(listener)
                             .with_nodelay(Some(true)),
@@ -180,25 +189,27 @@ struct App<S: Store> {
     token: Option<String>,
     metrics: DecisionMetrics,
     registry: prometheus_client::registry::Registry,
+    rls: Option<Arc<Rls<S>>>,
 }
 
 /// The API's routes over `limiter`, `/v1` behind `token` when one is given.
 pub fn router<S: Store>(limiter: Limiter<S>, token: Option<String>) -> Router {
-    routes(state(limiter, token).0)
-}
-
-/// The shared state of the HTTP API, and the decision metrics its registry holds.
-fn state<S: Store>(limiter: Limiter<S>, token: Option<String>) -> (Arc<App<S>>, DecisionMetrics) {
-    let mut registry = prometheus_client::registry::Registry::with_prefix("ratethrottle");
-    let decisions = DecisionMetrics::new(&mut registry);
+    let (mut registry, metrics) = registry();
     registry.register_collector(Box::new(StoreHealth::new(limiter.clone())));
-    let app = Arc::new(App {
+    routes(Arc::new(App {
         limiter,
         token,
-        metrics: decisions.clone(),
+        metrics,
         registry,
-    });
-    (app, decisions)
+        rls: None,
+    }))
+}
+
+/// A registry (prefix `ratethrottle`) with the decision metrics.
+fn registry() -> (prometheus_client::registry::Registry, DecisionMetrics) {
+    let mut registry = prometheus_client::registry::Registry::with_prefix("ratethrottle");
+    let decisions = DecisionMetrics::new(&mut registry);
+    (registry, decisions)
 }
 
 fn routes<S: Store>(app: Arc<App<S>>) -> Router {
@@ -211,7 +222,8 @@ fn routes<S: Store>(app: Arc<App<S>>) -> Router {
             "/v1/lists/{list}",
             get(list_entries::<S>).post(list_add::<S>),
         )
-        .route("/v1/lists/{list}/{identifier}", delete(list_remove::<S>));
+        .route("/v1/lists/{list}/{identifier}", delete(list_remove::<S>))
+        .route("/json", post(rls_json::<S>));
     // Without a token there is nothing to check: no layer at all.
     let api = if app.token.is_some() {
         api.route_layer(middleware::from_fn_with_state(
@@ -408,6 +420,126 @@ async fn check<S: Store>(
         }
         Err(error) => failed(&error),
     }
+}
+
+/// A request of the reference service's `/json` endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonRequest {
+    domain: String,
+    #[serde(default)]
+    descriptors: Vec<JsonDescriptor>,
+    #[serde(default, alias = "hitsAddend")]
+    hits_addend: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonDescriptor {
+    #[serde(default)]
+    entries: Vec<JsonEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonEntry {
+    key: String,
+    #[serde(default)]
+    value: String,
+}
+
+/// `POST /json`: the rate limit service over JSON, as envoyproxy/ratelimit's endpoint: 200
+/// when OK, 429 when over the limit, the response in protobuf JSON names.
+async fn rls_json<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    body: Result<axum::Json<JsonRequest>, JsonRejection>,
+) -> Response {
+    use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
+    use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
+    use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
+    use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
+    use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_limit::Unit;
+    let Some(rls) = &app.rls else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "Not Found",
+            "no rate limit service domains are configured (--rls FILE)",
+        );
+    };
+    let body = match body {
+        Ok(axum::Json(body)) => body,
+        Err(rejection) => return bad_body(&rejection),
+    };
+    let descriptors = body.descriptors.into_iter().map(|d| RateLimitDescriptor {
+        entries: d
+            .entries
+            .into_iter()
+            .map(|e| Entry {
+                key: e.key,
+                value: e.value,
+            })
+            .collect(),
+        ..RateLimitDescriptor::default()
+    });
+    let request = RateLimitRequest {
+        domain: body.domain,
+        descriptors: descriptors.collect(),
+        hits_addend: body.hits_addend,
+    };
+    let response = match rls.answer(request).await {
+        Ok(response) => response,
+        Err(status) => {
+            let code = match status.code() {
+                tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
+                tonic::Code::NotFound => StatusCode::NOT_FOUND,
+                tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            return problem(code, "Rate Limit Request Refused", status.message());
+        }
+    };
+    let code_name = |code: i32| Code::try_from(code).unwrap_or(Code::Unknown).as_str_name();
+    let statuses: Vec<Value> = response
+        .statuses
+        .iter()
+        .map(|s| {
+            let mut status = json!({
+                "code": code_name(s.code),
+                "limitRemaining": s.limit_remaining,
+            });
+            if let Some(limit) = &s.current_limit {
+                let unit = Unit::try_from(limit.unit).unwrap_or(Unit::Unknown);
+                status["currentLimit"] = json!({
+                    "name": limit.name,
+                    "requestsPerUnit": limit.requests_per_unit,
+                    "unit": unit.as_str_name(),
+                });
+            }
+            if let Some(reset) = &s.duration_until_reset {
+                status["durationUntilReset"] = json!(format!("{}s", reset.seconds));
+            }
+            status
+        })
+        .collect();
+    let mut headers = HeaderMap::new();
+    for header in &response.response_headers_to_add {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(header.key.as_bytes()),
+            HeaderValue::from_str(&header.value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    let status = if response.overall_code == Code::OverLimit as i32 {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({
+        "overallCode": code_name(response.overall_code),
+        "statuses": statuses,
+    });
+    (status, headers, axum::Json(body)).into_response()
 }
 
 /// `GET /metrics`: the OpenMetrics text of the registry.

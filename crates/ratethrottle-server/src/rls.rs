@@ -336,6 +336,11 @@ impl<S: Store> Rls<S> {
     pub fn into_service(self) -> RateLimitServiceServer<Self> {
         RateLimitServiceServer::new(self)
     }
+
+    /// The tonic service of a shared one.
+    pub fn service(self: &Arc<Self>) -> RateLimitServiceServer<Self> {
+        RateLimitServiceServer::from_arc(Arc::clone(self))
+    }
 }
 
 fn pb_duration(d: Duration) -> PbDuration {
@@ -351,7 +356,18 @@ impl<S: Store> RateLimitService for Rls<S> {
         &self,
         request: tonic::Request<RateLimitRequest>,
     ) -> Result<tonic::Response<RateLimitResponse>, tonic::Status> {
-        let request = request.into_inner();
+        self.answer(request.into_inner())
+            .await
+            .map(tonic::Response::new)
+    }
+}
+
+impl<S: Store> Rls<S> {
+    /// The answer to `request` (for the gRPC service and the `/json` endpoint).
+    pub async fn answer(
+        &self,
+        request: RateLimitRequest,
+    ) -> Result<RateLimitResponse, tonic::Status> {
         if request.domain.is_empty() {
             return Err(tonic::Status::invalid_argument(
                 "rate limit domain must not be empty",
@@ -422,11 +438,9 @@ impl<S: Store> RateLimitService for Rls<S> {
                 }
             }
         }
-        Ok(tonic::Response::new(response))
+        Ok(response)
     }
-}
 
-impl<S: Store> Rls<S> {
     /// One descriptor's status: each of its limits decided, the tightest reported.
     async fn decide(
         &self,

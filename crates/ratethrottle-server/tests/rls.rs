@@ -105,6 +105,10 @@ descriptors:
 ];
 
 async fn start() -> RateLimitServiceClient<Channel> {
+    start_both().await.0
+}
+
+async fn start_both() -> (RateLimitServiceClient<Channel>, std::net::SocketAddr) {
     let mut config = RlsConfig::default();
     for (i, example) in EXAMPLES.iter().enumerate() {
         config.add(example, &format!("example {i}")).unwrap();
@@ -116,11 +120,12 @@ async fn start() -> RateLimitServiceClient<Channel> {
         ..ServerOptions::default()
     };
     let server = Server::bind(Limiter::in_memory(), &options).await.unwrap();
-    let address = server.grpc_address().unwrap();
+    let (address, http) = (server.grpc_address().unwrap(), server.http_address());
     tokio::spawn(server.run(std::future::pending()));
-    RateLimitServiceClient::connect(format!("http://{address}"))
+    let client = RateLimitServiceClient::connect(format!("http://{address}"))
         .await
-        .unwrap()
+        .unwrap();
+    (client, http)
 }
 
 fn descriptor(entries: &[(&str, &str)]) -> RateLimitDescriptor {
@@ -428,4 +433,46 @@ fn bad_configurations_are_refused_with_their_place() {
     config.add("domain: x\n", "first").unwrap();
     let error = config.add("domain: x\n", "second").unwrap_err().to_string();
     assert!(error.contains("configured twice"), "{error}");
+}
+
+#[tokio::test]
+async fn the_json_endpoint_answers_as_the_reference() {
+    let (_, http) = start_both().await;
+    let client = reqwest::Client::new();
+    let ask = |body: serde_json::Value| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .post(format!("http://{http}/json"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let request = serde_json::json!({
+        "domain": "mongo_cps",
+        "descriptors": [{"entries": [{"key": "database", "value": "default"}]}]
+    });
+    for _ in 0..3 {
+        let (status, body) = ask(request.clone()).await;
+        assert_eq!(
+            (status, body["overallCode"].as_str()),
+            (200, Some("OK")),
+            "{body}"
+        );
+    }
+    let (status, body) = ask(request).await;
+    assert_eq!(status, 429);
+    assert_eq!(body["overallCode"], "OVER_LIMIT");
+    assert_eq!(body["statuses"][0]["currentLimit"]["requestsPerUnit"], 3);
+    assert_eq!(body["statuses"][0]["currentLimit"]["unit"], "MINUTE");
+    let (status, body) =
+        ask(serde_json::json!({"domain": "nowhere", "descriptors": [{"entries": [{"key": "a"}]}]}))
+            .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = ask(serde_json::json!({"domain": "mongo_cps"})).await;
+    assert_eq!(status, 400);
 }
