@@ -31,6 +31,11 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) async fn run(config: &Config, args: &ServeArgs) -> Outcome {
+    // A server starts while Redis is down and answers by the fault policy meanwhile (the
+    // other commands run once, and need the connection).
+    let mut config = config.clone();
+    config.storage.require_connection = false;
+    let config = &config;
     let limiter = config.build_limiter().await.map_err(usage)?;
     let _telemetry = config.start_telemetry(&limiter);
     let rules = limiter.rules().len();

@@ -89,3 +89,53 @@ fn serve_answers_on_the_printed_address_and_drains_on_sigterm() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("ratethrottle serve: stopped"), "{stderr}");
 }
+
+#[test]
+fn serve_starts_while_redis_is_down_and_answers_by_the_fault_policy() {
+    let binary = assert_cmd::cargo::cargo_bin("ratethrottle");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(binary)
+        .args(["serve", "--http", "127.0.0.1:0"])
+        .env("RT_STORAGE_TYPE", "redis")
+        .env("RT_REDIS_HOST", "127.0.0.1")
+        .env("RT_REDIS_PORT", port.to_string())
+        .env_remove("RT_CONFIG")
+        .env_remove("RT_SERVE_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body: Value = runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://{address}/v1/check"))
+            .json(&json!({"rule": "api", "identifier": "x"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(body["allowed"], true, "fail_open: {body}");
+    assert_eq!(body["degraded"], true, "{body}");
+}
