@@ -60,6 +60,8 @@ pub mod actix;
 mod client_ip;
 mod plain;
 mod policy;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 mod response;
 #[cfg(feature = "tower")]
 mod tower;

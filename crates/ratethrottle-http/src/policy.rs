@@ -183,6 +183,8 @@ pub struct Policy<S: Store = MemoryStore, R = ()> {
     ddos: Option<Screening>,
     /// Records each decision.
     analytics: Option<Arc<Analytics>>,
+    #[cfg(feature = "prometheus")]
+    prometheus: Option<crate::prometheus::DecisionMetrics>,
     /// Decides the checks of its rule at each client's learned limit.
     adaptive: Option<Arc<AdaptiveLimiter<S>>>,
     /// Saves the adaptive model while the policy lives, and once more when it is dropped.
@@ -285,6 +287,8 @@ impl<S: Store, R> PolicyBuilder<S, R> {
                 }),
                 ddos: None,
                 analytics: None,
+                #[cfg(feature = "prometheus")]
+                prometheus: None,
                 adaptive: None,
                 _saver: None,
             },
@@ -673,6 +677,14 @@ impl<S: Store + KeyValueStore, R> PolicyBuilder<S, R> {
             })
         });
         self.policy.ddos = Some(Screening { protection, ban });
+        self
+    }
+
+    /// Counts every decision of the rules in Prometheus metrics (`total_hits`, `over_limit`,
+    /// `near_limit`, `blocked`, per rule; feature `prometheus`).
+    #[cfg(feature = "prometheus")]
+    pub fn prometheus(mut self, metrics: crate::prometheus::DecisionMetrics) -> Self {
+        self.policy.prometheus = Some(metrics);
         self
     }
 
@@ -1190,6 +1202,12 @@ impl<'a, S: Store, R: RequestView> Walk<'a, S, R> {
                     .map(|rejection| self.reject(rejection));
             }
         };
+        #[cfg(feature = "prometheus")]
+        if let Some(metrics) = &self.policy.prometheus
+            && !ask.peek
+        {
+            metrics.record(ask.handle.name(), &status, self.cost.max(1), None);
+        }
         if status.verdict == Verdict::Whitelisted {
             return None;
         }

@@ -968,3 +968,37 @@ async fn an_adaptive_rule_limits_each_client_at_its_learned_limit() {
     let adaptive = metrics.rules.iter().find(|r| r.rule == "adaptive").unwrap();
     assert_eq!((adaptive.allowed, adaptive.denied), (9, 1));
 }
+
+#[tokio::test]
+async fn an_axum_app_serves_the_layers_decisions_as_prometheus_metrics() {
+    use ratethrottle_http::prometheus::PrometheusMetrics;
+    let (limiter, _clock) = limiter([per_minute("api", 2)]);
+    let metrics = PrometheusMetrics::new(&limiter);
+    let layer = RateLimitLayer::builder(limiter)
+        .rule("api")
+        .prometheus(metrics.decisions().clone())
+        .layer()
+        .unwrap();
+    let base = serve_axum(app(layer).merge(metrics.router())).await;
+    let alice = client_from("127.0.0.2");
+    assert_eq!(statuses(&alice, base, "/", &[], 3).await, [200, 200, 429]);
+    let scrape = get(&alice, base, "/metrics", &[]).await;
+    assert_eq!(scrape.status, 200, "served beside the layer's routes");
+    assert!(
+        scrape
+            .header("content-type")
+            .starts_with("application/openmetrics-text")
+    );
+    for line in [
+        "ratethrottle_total_hits_total{rule=\"api\"} 3",
+        "ratethrottle_near_limit_total{rule=\"api\"} 1",
+        "ratethrottle_over_limit_total{rule=\"api\"} 1",
+        "ratethrottle_store_errors_total 0",
+    ] {
+        assert!(
+            scrape.body.lines().any(|l| l == line),
+            "{line} in\n{}",
+            scrape.body
+        );
+    }
+}

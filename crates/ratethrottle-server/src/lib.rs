@@ -44,10 +44,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-mod metrics;
 pub mod rls;
 
-pub use metrics::{DecisionMetrics, StoreHealth};
+pub use ratethrottle_http::prometheus::{DecisionMetrics, PrometheusMetrics, StoreHealth};
 pub use rls::{Rls, RlsConfig, RlsConfigError};
 
 /// Where and how the server listens.
@@ -80,7 +79,8 @@ impl<S: Store> Server<S> {
             .http
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
         let listener = tokio::net::TcpListener::bind(http).await?;
-        let (mut registry, metrics) = registry();
+        let prometheus = PrometheusMetrics::new(&limiter);
+        let metrics = prometheus.decisions().clone();
         let rls = match &options.rls {
             Some(config) if config.domains().next().is_some() => {
                 for rule in config.rules() {
@@ -97,12 +97,10 @@ impl<S: Store> Server<S> {
             }
             _ => None,
         };
-        registry.register_collector(Box::new(StoreHealth::new(limiter.clone())));
         let app = Arc::new(App {
             limiter,
             token: options.token.clone(),
-            metrics,
-            registry,
+            prometheus,
             rls: rls.as_ref().map(|(_, rls)| Arc::clone(rls)),
         });
         Ok(Server {
@@ -187,29 +185,18 @@ pub async fn shutdown_signal() {
 struct App<S: Store> {
     limiter: Limiter<S>,
     token: Option<String>,
-    metrics: DecisionMetrics,
-    registry: prometheus_client::registry::Registry,
+    prometheus: PrometheusMetrics,
     rls: Option<Arc<Rls<S>>>,
 }
 
 /// The API's routes over `limiter`, `/v1` behind `token` when one is given.
 pub fn router<S: Store>(limiter: Limiter<S>, token: Option<String>) -> Router {
-    let (mut registry, metrics) = registry();
-    registry.register_collector(Box::new(StoreHealth::new(limiter.clone())));
     routes(Arc::new(App {
+        prometheus: PrometheusMetrics::new(&limiter),
         limiter,
         token,
-        metrics,
-        registry,
         rls: None,
     }))
-}
-
-/// A registry (prefix `ratethrottle`) with the decision metrics.
-fn registry() -> (prometheus_client::registry::Registry, DecisionMetrics) {
-    let mut registry = prometheus_client::registry::Registry::with_prefix("ratethrottle");
-    let decisions = DecisionMetrics::new(&mut registry);
-    (registry, decisions)
 }
 
 fn routes<S: Store>(app: Arc<App<S>>) -> Router {
@@ -414,8 +401,12 @@ async fn check<S: Store>(
         .await
     {
         Ok(status) => {
-            app.metrics
-                .record(&body.rule, &status, body.cost, started.elapsed());
+            app.prometheus.decisions().record(
+                &body.rule,
+                &status,
+                body.cost,
+                Some(started.elapsed()),
+            );
             decided(&status)
         }
         Err(error) => failed(&error),
@@ -544,22 +535,11 @@ async fn rls_json<S: Store>(
 
 /// `GET /metrics`: the OpenMetrics text of the registry.
 async fn prometheus<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
-    let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &app.registry) {
-        Ok(()) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(_) => problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal Server Error",
-            "the metrics could not be written",
-        ),
-    }
+    (
+        [(header::CONTENT_TYPE, PrometheusMetrics::CONTENT_TYPE)],
+        app.prometheus.encode(),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -517,7 +517,7 @@ impl<S: Store> Rls<S> {
                 rule.clone()
             };
             self.metrics
-                .record(&label, &status, hits, started.elapsed());
+                .record(&label, &status, hits, Some(started.elapsed()));
             if over && node.shadow {
                 self.metrics.record_shadow(&label, hits);
             }

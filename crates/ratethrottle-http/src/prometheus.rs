@@ -1,5 +1,18 @@
-//! Prometheus metrics (OpenMetrics text, `prometheus-client`): per rule the hits and how they
-//! were decided, the decision latency, and the store's health.
+//! Prometheus metrics (OpenMetrics text, `prometheus-client`; feature `prometheus`): per rule
+//! the hits and how they were decided (`PolicyBuilder::prometheus` records the middleware's
+//! decisions), the decision latency, and the store's health. `ratethrottle serve` exposes the
+//! same registry; an axum app serves it with [`PrometheusMetrics::router`].
+//!
+//! ```
+//! use ratethrottle::Limiter;
+//! use ratethrottle_http::prometheus::PrometheusMetrics;
+//!
+//! let limiter = Limiter::in_memory();
+//! let metrics = PrometheusMetrics::new(&limiter);
+//! // Policy::builder(limiter).prometheus(metrics.decisions().clone()) ... ;
+//! // app.merge(metrics.router())  (feature axum): GET /metrics
+//! assert!(metrics.encode().ends_with("# EOF\n"));
+//! ```
 
 use std::fmt;
 use std::time::Duration;
@@ -131,8 +144,8 @@ impl DecisionMetrics {
         }
     }
 
-    /// Counts a decision under `rule` of `cost` units that took `elapsed`.
-    pub fn record(&self, rule: &str, status: &Status, cost: u64, elapsed: Duration) {
+    /// Counts a decision under `rule` of `cost` units that took `elapsed` (when timed).
+    pub fn record(&self, rule: &str, status: &Status, cost: u64, elapsed: Option<Duration>) {
         if !self.series.read().contains_key(rule) {
             self.create(rule);
         }
@@ -159,7 +172,75 @@ impl DecisionMetrics {
             }
             _ => {}
         }
-        series.latency.observe(elapsed.as_secs_f64());
+        if let Some(elapsed) = elapsed {
+            series.latency.observe(elapsed.as_secs_f64());
+        }
+    }
+}
+
+/// A registry (prefix `ratethrottle`) with the decision metrics and the store's health.
+pub struct PrometheusMetrics {
+    registry: std::sync::Arc<Registry>,
+    decisions: DecisionMetrics,
+}
+
+impl fmt::Debug for PrometheusMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrometheusMetrics").finish_non_exhaustive()
+    }
+}
+
+impl PrometheusMetrics {
+    /// The metrics of `limiter` in a registry of their own.
+    pub fn new<S: Store>(limiter: &Limiter<S>) -> Self {
+        Self::within(Registry::with_prefix("ratethrottle"), limiter)
+    }
+
+    /// The metrics of `limiter` added to `registry` (an application's own).
+    pub fn within<S: Store>(mut registry: Registry, limiter: &Limiter<S>) -> Self {
+        let decisions = DecisionMetrics::new(&mut registry);
+        registry.register_collector(Box::new(StoreHealth::new(limiter.clone())));
+        PrometheusMetrics {
+            registry: std::sync::Arc::new(registry),
+            decisions,
+        }
+    }
+
+    /// The decision counters, to record into (`PolicyBuilder::prometheus`).
+    pub fn decisions(&self) -> &DecisionMetrics {
+        &self.decisions
+    }
+
+    /// The registry in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    /// The content type of [`encode`](Self::encode)'s text.
+    pub const CONTENT_TYPE: &'static str =
+        "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+    /// `GET /metrics` serving the registry, to merge into an axum app.
+    #[cfg(feature = "axum")]
+    pub fn router<T: Clone + Send + Sync + 'static>(&self) -> axum::Router<T> {
+        let registry = std::sync::Arc::clone(&self.registry);
+        axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let registry = std::sync::Arc::clone(&registry);
+                async move {
+                    let mut text = String::new();
+                    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+                    (
+                        [(http::header::CONTENT_TYPE, PrometheusMetrics::CONTENT_TYPE)],
+                        text,
+                    )
+                }
+            }),
+        )
     }
 }
 
