@@ -1,70 +1,68 @@
-//! `ratethrottle serve` as a process: it prints its address, answers, and stops cleanly on
-//! SIGTERM.
+//! `ratethrottle serve` as a process: it prints its address, answers, stops cleanly on
+//! SIGTERM, and starts while Redis is down.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-#[test]
-fn serve_answers_on_the_printed_address_and_drains_on_sigterm() {
-    let binary = assert_cmd::cargo::cargo_bin("ratethrottle");
-    let mut child = Command::new(binary)
+/// `ratethrottle serve` on a free port with `env`, and the HTTP address it printed (with
+/// the whole line).
+fn spawn_serve(env: &[(&str, &str)]) -> (Child, String, String) {
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("ratethrottle"));
+    command
         .args(["serve", "--http", "127.0.0.1:0"])
-        .env("RT_SERVE_TOKEN", "t0k3n")
         .env_remove("RT_CONFIG")
+        .env_remove("RT_SERVE_TOKEN")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert!(line.contains("token required"), "{line}");
     let address = line
         .split("http://")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_owned();
+    (child, address, line)
+}
+
+/// A check of `rule` for `identifier` at `address`, with `token` when given.
+fn check(address: &str, rule: &str, identifier: &str, token: Option<&str>) -> (u16, Value) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let client = reqwest::Client::new();
-        let health = client
-            .get(format!("http://{address}/healthcheck"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(health.text().await.unwrap(), "OK");
-        // The built-in example rules: `login` admits 5 a minute.
-        let mut allowed = 0;
-        for _ in 0..7 {
-            let body: Value = client
-                .post(format!("http://{address}/v1/check"))
-                .bearer_auth("t0k3n")
-                .json(&json!({"rule": "login", "identifier": "alice"}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            allowed += usize::from(body["allowed"] == true);
-        }
-        assert_eq!(allowed, 5);
-        let refused = client
+        let mut request = reqwest::Client::new()
             .post(format!("http://{address}/v1/check"))
-            .json(&json!({"rule": "login", "identifier": "bob"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(refused.status(), 401);
-    });
+            .json(&json!({"rule": rule, "identifier": identifier}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    })
+}
+
+#[test]
+fn serve_answers_on_the_printed_address_and_drains_on_sigterm() {
+    let (mut child, address, line) = spawn_serve(&[("RT_SERVE_TOKEN", "t0k3n")]);
+    assert!(line.contains("token required"), "{line}");
+    // The built-in example rules: `login` admits 5 a minute.
+    let allowed = (0..7)
+        .filter(|_| check(&address, "login", "alice", Some("t0k3n")).1["allowed"] == true)
+        .count();
+    assert_eq!(allowed, 5);
+    assert_eq!(check(&address, "login", "bob", None).0, 401);
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -92,48 +90,18 @@ fn serve_answers_on_the_printed_address_and_drains_on_sigterm() {
 
 #[test]
 fn serve_starts_while_redis_is_down_and_answers_by_the_fault_policy() {
-    let binary = assert_cmd::cargo::cargo_bin("ratethrottle");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let mut child = Command::new(binary)
-        .args(["serve", "--http", "127.0.0.1:0"])
-        .env("RT_STORAGE_TYPE", "redis")
-        .env("RT_REDIS_HOST", "127.0.0.1")
-        .env("RT_REDIS_PORT", port.to_string())
-        .env_remove("RT_CONFIG")
-        .env_remove("RT_SERVE_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let body: Value = runtime.block_on(async {
-        reqwest::Client::new()
-            .post(format!("http://{address}/v1/check"))
-            .json(&json!({"rule": "api", "identifier": "x"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+        .port()
+        .to_string();
+    let (mut child, address, _) = spawn_serve(&[
+        ("RT_STORAGE_TYPE", "redis"),
+        ("RT_REDIS_HOST", "127.0.0.1"),
+        ("RT_REDIS_PORT", &port),
+    ]);
+    let (_, body) = check(&address, "api", "x", None);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(body["allowed"], true, "fail_open: {body}");
