@@ -2,9 +2,12 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::anyhow;
 use ratethrottle_config::Config;
+use ratethrottle_protect::adaptive::AdaptiveLimiter;
+use ratethrottle_protect::ddos::DdosProtection;
 use ratethrottle_server::{RlsConfig, Server, ServerOptions, shutdown_signal};
 
 use crate::{Outcome, usage};
@@ -45,7 +48,7 @@ pub(crate) async fn run(config: &Config, args: &ServeArgs) -> Outcome {
     let options = ServerOptions {
         http: Some(args.http),
         grpc: Some(args.grpc),
-        rls: Some(std::sync::Arc::new(rls)),
+        rls: Some(Arc::new(rls)),
         token: args.token.clone().filter(|t| !t.is_empty()),
     };
     let guarded = if options.token.is_some() {
@@ -53,9 +56,24 @@ pub(crate) async fn run(config: &Config, args: &ServeArgs) -> Outcome {
     } else {
         ""
     };
-    let server = Server::bind(limiter, &options)
+    let mut server = Server::bind(limiter.clone(), &options)
         .await
         .map_err(|error| usage(anyhow!("cannot listen on {}: {error}", args.http)))?;
+    // DDoS protection and the adaptive limiter, as the configuration enables them.
+    let mut _saver = None;
+    if config.adaptive.enabled {
+        let adaptive = Arc::new(
+            AdaptiveLimiter::new(limiter.clone(), config.adaptive.settings()).map_err(usage)?,
+        );
+        if let Some(persistence) = config.adaptive.persistence.persistence() {
+            _saver = Some(adaptive.persist(persistence).map_err(usage)?);
+        }
+        server = server.adaptive(adaptive);
+    }
+    if config.ddos_protection.enabled {
+        let ddos = DdosProtection::new(config.ddos_protection.settings()).map_err(usage)?;
+        server = server.ddos(Arc::new(ddos));
+    }
     println!(
         "ratethrottle serve: HTTP API on http://{} ({rules} rules, {store} store{guarded}); \
          SIGTERM or Ctrl-C stops it",

@@ -107,3 +107,32 @@ fn serve_starts_while_redis_is_down_and_answers_by_the_fault_policy() {
     assert_eq!(body["allowed"], true, "fail_open: {body}");
     assert_eq!(body["degraded"], true, "{body}");
 }
+
+#[test]
+fn serve_runs_the_configured_ddos_protection_and_adaptive_limiter() {
+    let (mut child, address, _) = spawn_serve(&[
+        ("RT_ADAPTIVE_ENABLED", "true"),
+        ("RT_ADAPTIVE_BASE_LIMIT", "10"),
+        ("RT_DDOS_ENABLED", "true"),
+    ]);
+    let (_, body) = check(&address, "adaptive", "new", None);
+    let metrics = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let url = format!("http://{address}/metrics");
+            reqwest::get(url).await.unwrap().text().await.unwrap()
+        });
+    let _ = child.kill();
+    let _ = child.wait();
+    // A new client's learned limit: 10 × 1.75 × 0.5.
+    assert_eq!((body["allowed"].as_bool(), body["limit"].as_u64()), (Some(true), Some(8)), "{body}");
+    for line in [
+        "ratethrottle_adaptive_checks_total 1",
+        "ratethrottle_adaptive_profiles 1.0",
+        "ratethrottle_ddos_analyzed_total 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
+}

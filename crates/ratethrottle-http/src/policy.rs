@@ -14,7 +14,7 @@ use ratethrottle::{Limiter, RuleHandle, Scope, Status, Verdict};
 use ratethrottle::store::KeyValueStore;
 use ratethrottle_protect::adaptive::{AdaptiveLimiter, AdaptiveSettings, Saver};
 use ratethrottle_protect::analytics::{Analytics, ViolationRecord};
-use ratethrottle_protect::ddos::{Ban, DdosProtection};
+use ratethrottle_protect::ddos::{DdosProtection, Screen};
 
 use crate::client_ip::{ClientIp, ClientKey};
 use crate::response::{HeaderStyle, Rejection, RejectionKind, RejectionResponse};
@@ -180,7 +180,7 @@ pub struct Policy<S: Store = MemoryStore, R = ()> {
     /// `enabled` and `headers`: they may follow configuration reloads.
     switches: Arc<Switches>,
     /// Scores each request's client; a client it calls for blocking goes on the blacklist.
-    ddos: Option<Screening>,
+    ddos: Option<Screen>,
     /// Records each decision.
     analytics: Option<Arc<Analytics>>,
     #[cfg(feature = "prometheus")]
@@ -189,15 +189,6 @@ pub struct Policy<S: Store = MemoryStore, R = ()> {
     adaptive: Option<Arc<AdaptiveLimiter<S>>>,
     /// Saves the adaptive model while the policy lives, and once more when it is dropped.
     _saver: Option<Saver>,
-}
-
-type BanFuture = std::pin::Pin<Box<dyn Future<Output = ratethrottle::Result<Option<Ban>>> + Send>>;
-
-/// DDoS protection and how it bans: [`ratethrottle_protect::ddos::ban`] on the limiter's
-/// store, which needs the store's keys and values (resolved where the store's type is known).
-struct Screening {
-    protection: Arc<DdosProtection>,
-    ban: Box<dyn Fn(&str) -> BanFuture + Send + Sync>,
 }
 
 /// The settings that may change while the middleware runs (`global.enabled` and
@@ -668,15 +659,7 @@ impl<S: Store + KeyValueStore, R> PolicyBuilder<S, R> {
     /// blacklisted client is. The block escalates for a repeat offender, whose offences are
     /// counted in the limiter's store ([`ratethrottle_protect::ddos::ban`]).
     pub fn ddos(mut self, ddos: Arc<DdosProtection>) -> Self {
-        let limiter = self.policy.limiter.clone();
-        let protection = Arc::clone(&ddos);
-        let ban = Box::new(move |client: &str| -> BanFuture {
-            let (limiter, ddos, client) = (limiter.clone(), Arc::clone(&ddos), client.to_owned());
-            Box::pin(async move {
-                ratethrottle_protect::ddos::ban(&limiter, ddos.settings(), &client).await
-            })
-        });
-        self.policy.ddos = Some(Screening { protection, ban });
+        self.policy.ddos = Some(Screen::new(self.policy.limiter.clone(), ddos));
         self
     }
 
@@ -718,42 +701,32 @@ impl<S: Store, R: RequestView> Policy<S, R> {
         self.adaptive.as_ref()
     }
 
+    /// The DDoS protection scoring each request's client, when there is one: for its
+    /// statistics.
+    pub fn ddos(&self) -> Option<&Arc<DdosProtection>> {
+        self.ddos.as_ref().map(Screen::protection)
+    }
+
     /// The DDoS verdict on `request`'s client: the client to blacklist, if any. The client
     /// key it resolves is kept in `client`, for the walk over the rules.
     fn screen(&self, request: &R, client: &mut Option<Option<ClientKey>>) -> Option<ClientKey> {
-        let ddos = &self.ddos.as_ref()?.protection;
+        let screen = self.ddos.as_ref()?;
         let client = (*client.get_or_insert_with(|| self.client_key(request)))?;
         let route = request.route();
         let endpoint = route.as_deref().unwrap_or_else(|| request.path());
         let agent = request
             .header("user-agent")
             .and_then(|agent| std::str::from_utf8(agent).ok());
-        let analysis = ddos.analyze(client.as_str(), endpoint, agent, self.limiter.now());
-        analysis.block_for?;
-        tracing::warn!(
-            client = client.as_str(),
-            score = analysis.pattern.suspicious_score,
-            "DDoS protection: the client's traffic calls for a block"
-        );
-        Some(client)
+        screen
+            .calls_for_block(client.as_str(), endpoint, agent, self.limiter.now())
+            .then_some(client)
     }
 
     /// Blacklists a client DDoS protection called for blocking, for as long as its offences
     /// call for (a failure is logged: the rules still answer).
     async fn block(&self, client: &ClientKey) {
-        let Some(ddos) = &self.ddos else { return };
-        match (ddos.ban)(client.as_str()).await {
-            Ok(None) => {}
-            Ok(Some(ban)) => tracing::warn!(
-                client = client.as_str(),
-                offence = ban.offence,
-                "DDoS protection: blocking the client for {:?}",
-                ban.duration
-            ),
-            Err(error) => tracing::error!(
-                client = client.as_str(),
-                "could not blacklist the client: {error}"
-            ),
+        if let Some(screen) = &self.ddos {
+            screen.block(client.as_str()).await;
         }
     }
 

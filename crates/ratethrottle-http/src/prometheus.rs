@@ -26,6 +26,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use ratethrottle::store::Store;
 use ratethrottle::{Limiter, Status, Verdict};
+use ratethrottle_protect::adaptive::AdaptiveLimiter;
+use ratethrottle_protect::ddos::DdosProtection;
 
 /// The labels of a rule's series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -182,6 +184,7 @@ impl DecisionMetrics {
 pub struct PrometheusMetrics {
     registry: std::sync::Arc<Registry>,
     decisions: DecisionMetrics,
+    watched: Watched,
 }
 
 impl fmt::Debug for PrometheusMetrics {
@@ -200,9 +203,35 @@ impl PrometheusMetrics {
     pub fn within<S: Store>(mut registry: Registry, limiter: &Limiter<S>) -> Self {
         let decisions = DecisionMetrics::new(&mut registry);
         registry.register_collector(Box::new(StoreHealth::new(limiter.clone())));
+        let watched = Watched::default();
+        registry.register_collector(Box::new(watched.clone()));
         PrometheusMetrics {
             registry: std::sync::Arc::new(registry),
             decisions,
+            watched,
+        }
+    }
+
+    /// Adds the figures of `ddos` (`ddos_analyzed`, `ddos_suspicious`, `ddos_blocks`,
+    /// `ddos_false_positives_prevented`, `ddos_tracked_clients`, `ddos_trusted_clients`).
+    pub fn watch_ddos(&self, ddos: std::sync::Arc<DdosProtection>) {
+        self.watched.0.write().push(Box::new(ddos));
+    }
+
+    /// Adds the figures of `adaptive` (`adaptive_checks`, `adaptive_anomalies`,
+    /// `adaptive_limits_adjusted`, `adaptive_profiles`, `adaptive_low_trust_clients`,
+    /// `adaptive_mean_trust`).
+    pub fn watch_adaptive<S: Store>(&self, adaptive: std::sync::Arc<AdaptiveLimiter<S>>) {
+        self.watched.0.write().push(Box::new(adaptive));
+    }
+
+    /// Adds the figures of `policy`'s DDoS protection and adaptive limiter, where it has them.
+    pub fn watch_policy<S: Store, R: crate::RequestView>(&self, policy: &crate::Policy<S, R>) {
+        if let Some(ddos) = policy.ddos() {
+            self.watch_ddos(std::sync::Arc::clone(ddos));
+        }
+        if let Some(adaptive) = policy.adaptive() {
+            self.watch_adaptive(std::sync::Arc::clone(adaptive));
         }
     }
 
@@ -244,6 +273,134 @@ impl PrometheusMetrics {
     }
 }
 
+/// A figure read at each scrape.
+#[derive(Debug, Clone, Copy)]
+enum Figure {
+    /// A count since the start: name (without `_total`), help, value.
+    Counter(&'static str, &'static str, u64),
+    /// A level now.
+    Gauge(&'static str, &'static str, f64),
+}
+
+/// Writes `figures` as metrics.
+fn encode_figures(encoder: &mut DescriptorEncoder<'_>, figures: &[Figure]) -> fmt::Result {
+    for figure in figures {
+        match *figure {
+            Figure::Counter(name, help, value) => {
+                let counter = ConstCounter::new(value);
+                counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+            }
+            Figure::Gauge(name, help, value) => {
+                let gauge = ConstGauge::new(value);
+                gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Something whose figures a scrape reads.
+trait Source: Send + Sync {
+    fn figures(&self) -> Vec<Figure>;
+}
+
+/// The sources watched after the registry was made (DDoS protection, adaptive limiters).
+#[derive(Clone, Default)]
+struct Watched(std::sync::Arc<parking_lot::RwLock<Vec<Box<dyn Source>>>>);
+
+impl fmt::Debug for Watched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watched").finish_non_exhaustive()
+    }
+}
+
+impl Collector for Watched {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        for source in self.0.read().iter() {
+            encode_figures(&mut encoder, &source.figures())?;
+        }
+        Ok(())
+    }
+}
+
+impl Source for DdosProtection {
+    fn figures(&self) -> Vec<Figure> {
+        let s = self.statistics();
+        vec![
+            Figure::Counter(
+                "ddos_analyzed",
+                "Requests DDoS protection scored",
+                s.total_analyzed,
+            ),
+            Figure::Counter(
+                "ddos_suspicious",
+                "Requests DDoS protection found suspicious",
+                s.suspicious_detected,
+            ),
+            Figure::Counter(
+                "ddos_blocks",
+                "Blocks DDoS protection called for",
+                s.auto_blocked,
+            ),
+            Figure::Counter(
+                "ddos_false_positives_prevented",
+                "Clients exempted after a long good record",
+                s.false_positives_prevented,
+            ),
+            Figure::Gauge(
+                "ddos_tracked_clients",
+                "Clients DDoS protection follows",
+                s.tracked_identifiers as f64,
+            ),
+            Figure::Gauge(
+                "ddos_trusted_clients",
+                "Followed clients exempt after a long good record",
+                s.trusted_identifiers as f64,
+            ),
+        ]
+    }
+}
+
+impl<S: Store> Source for AdaptiveLimiter<S> {
+    fn figures(&self) -> Vec<Figure> {
+        let s = self.statistics();
+        vec![
+            Figure::Counter("adaptive_checks", "Adaptive checks", s.total_requests),
+            Figure::Counter(
+                "adaptive_anomalies",
+                "Adaptive checks at an anomalous rate",
+                s.anomalies_detected,
+            ),
+            Figure::Counter(
+                "adaptive_limits_adjusted",
+                "Adaptive checks at a limit other than the base limit",
+                s.limits_adjusted,
+            ),
+            Figure::Gauge(
+                "adaptive_profiles",
+                "Client profiles kept",
+                s.profiles as f64,
+            ),
+            Figure::Gauge(
+                "adaptive_low_trust_clients",
+                "Clients whose trust is below 0.3",
+                s.low_trust as f64,
+            ),
+            Figure::Gauge(
+                "adaptive_mean_trust",
+                "The mean trust of the profiles kept",
+                s.mean_trust,
+            ),
+        ]
+    }
+}
+
+impl<T: Source + ?Sized> Source for std::sync::Arc<T> {
+    fn figures(&self) -> Vec<Figure> {
+        T::figures(self)
+    }
+}
+
 /// The store's health, read from the limiter at each scrape.
 pub struct StoreHealth<S: Store> {
     limiter: Limiter<S>,
@@ -265,39 +422,29 @@ impl<S: Store> fmt::Debug for StoreHealth<S> {
 impl<S: Store> Collector for StoreHealth<S> {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let m = self.limiter.metrics();
-        let counters = [
-            (
+        let figures = [
+            Figure::Counter(
                 "store_errors",
                 "Checks the store failed to decide",
                 m.store_errors,
             ),
-            (
+            Figure::Counter(
                 "store_circuit_opens",
                 "Times the store's circuit opened",
                 m.store_circuit_opens,
             ),
-            (
+            Figure::Counter(
                 "degraded_decisions",
                 "Checks answered by the fault policy",
                 m.degraded_requests,
             ),
+            Figure::Gauge(
+                "store_circuit_open",
+                "1 while the store's circuit is open",
+                f64::from(u8::from(m.store_circuit_open)),
+            ),
+            Figure::Gauge("rules", "Rules in force", m.active_rules as f64),
         ];
-        for (name, help, value) in counters {
-            let counter = ConstCounter::new(value);
-            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            counter.encode(metric)?;
-        }
-        let open = ConstGauge::new(i64::from(m.store_circuit_open));
-        let metric = encoder.encode_descriptor(
-            "store_circuit_open",
-            "1 while the store's circuit is open",
-            None,
-            open.metric_type(),
-        )?;
-        open.encode(metric)?;
-        let rules = ConstGauge::new(i64::try_from(m.active_rules).unwrap_or(i64::MAX));
-        let metric =
-            encoder.encode_descriptor("rules", "Rules in force", None, rules.metric_type())?;
-        rules.encode(metric)
+        encode_figures(&mut encoder, &figures)
     }
 }

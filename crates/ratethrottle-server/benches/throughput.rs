@@ -141,6 +141,59 @@ struct CheckBody {
     cost: Option<u64>,
 }
 
+/// wrk with a script posting check bodies (1,000 identifiers in turn).
+#[derive(Clone)]
+struct Wrk {
+    script: Arc<tempfile::TempPath>,
+}
+
+impl Wrk {
+    fn find() -> Option<Self> {
+        let found = std::process::Command::new("wrk")
+            .arg("--version")
+            .output()
+            .is_ok();
+        if !found {
+            return None;
+        }
+        let mut script = tempfile::Builder::new().suffix(".lua").tempfile().ok()?;
+        std::io::Write::write_all(
+            &mut script,
+            br#"wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, nil, '{"rule":"api","identifier":"c' .. (n % 1000) .. '"}')
+end
+"#,
+        )
+        .ok()?;
+        Some(Wrk {
+            script: Arc::new(script.into_temp_path()),
+        })
+    }
+
+    /// Requests per second over one second, 64 connections.
+    async fn round(self, url: String) -> f64 {
+        tokio::task::spawn_blocking(move || {
+            let output = std::process::Command::new("wrk")
+                .args(["-t1", &format!("-c{STREAMS}"), "-d1s", "-s"])
+                .arg(&*self.script)
+                .arg(&url)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&output.stdout);
+            text.lines()
+                .find_map(|line| line.strip_prefix("Requests/sec:"))
+                .and_then(|rate| rate.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no rate in wrk's output: {text}"))
+        })
+        .await
+        .unwrap()
+    }
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -220,17 +273,29 @@ fn main() {
         let client = reqwest::Client::new();
         let ours_url = format!("http://{ours_http}/v1/check");
         let bare_url = format!("http://{bare_address}/v1/check");
-        http_round(&client, &ours_url).await;
-        http_round(&client, &bare_url).await;
+        // wrk (a process of its own, one thread) when installed; else reqwest in this process.
+        let wrk = Wrk::find();
+        let load = if wrk.is_some() { "wrk" } else { "reqwest (no wrk)" };
+        let round = |url: String| {
+            let (client, wrk) = (client.clone(), wrk.clone());
+            async move {
+                match wrk {
+                    Some(wrk) => wrk.round(url).await,
+                    None => http_round(&client, &url).await,
+                }
+            }
+        };
+        round(ours_url.clone()).await;
+        round(bare_url.clone()).await;
         let mut ratios = Vec::new();
         for _ in 0..rounds {
-            let floor = http_round(&client, &bare_url).await;
-            let ours = http_round(&client, &ours_url).await;
-            println!("http round: bare axum {floor:.0}/s, ours {ours:.0}/s");
+            let floor = round(bare_url.clone()).await;
+            let ours = round(ours_url.clone()).await;
+            println!("http round ({load}): bare axum {floor:.0}/s, ours {ours:.0}/s");
             ratios.push(ours / floor);
         }
         println!(
-            "/v1/check: ours / bare axum median {:.3} (min {:.3})",
+            "/v1/check ({load}): ours / bare axum median {:.3} (min {:.3})",
             median(ratios.clone()),
             ratios.iter().copied().fold(f64::INFINITY, f64::min)
         );

@@ -38,10 +38,14 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use ratethrottle::store::{ListKind, Store};
+use ratethrottle::store::{KeyValueStore, ListKind, Store};
 use ratethrottle::{Error, HeaderValues, Limiter, Status};
+use ratethrottle_protect::adaptive::AdaptiveLimiter;
+use ratethrottle_protect::ddos::{DdosProtection, Screen};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
+use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use subtle::ConstantTimeEq;
 
 pub mod rls;
@@ -64,11 +68,19 @@ pub struct ServerOptions {
 }
 
 /// A bound server, ready to run.
-#[derive(Debug)]
 pub struct Server<S: Store> {
     listener: tokio::net::TcpListener,
-    app: Router,
+    app: App<S>,
     rls: Option<(tokio::net::TcpListener, Arc<Rls<S>>)>,
+}
+
+impl<S: Store> std::fmt::Debug for Server<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("http", &self.http_address())
+            .field("grpc", &self.grpc_address())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: Store> Server<S> {
@@ -97,17 +109,24 @@ impl<S: Store> Server<S> {
             }
             _ => None,
         };
-        let app = Arc::new(App {
+        let app = App {
             limiter,
             token: options.token.clone(),
             prometheus,
             rls: rls.as_ref().map(|(_, rls)| Arc::clone(rls)),
-        });
-        Ok(Server {
-            listener,
-            app: routes(app),
-            rls,
-        })
+            ddos: None,
+            adaptive: None,
+        };
+        Ok(Server { listener, app, rls })
+    }
+
+    /// Decides the checks of `adaptive`'s rule (`POST /v1/check` and `/v1/peek` naming it) at
+    /// each identifier's learned limit; its figures join `/metrics`. `adaptive` must be on
+    /// the server's limiter.
+    pub fn adaptive(mut self, adaptive: Arc<AdaptiveLimiter<S>>) -> Self {
+        self.app.prometheus.watch_adaptive(Arc::clone(&adaptive));
+        self.app.adaptive = Some(adaptive);
+        self
     }
 
     /// The HTTP API's address.
@@ -134,8 +153,8 @@ impl<S: Store> Server<S> {
         let until = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        let http =
-            axum::serve(self.listener, self.app).with_graceful_shutdown(until(stopped.clone()));
+        let app = routes(Arc::new(self.app));
+        let http = axum::serve(self.listener, app).with_graceful_shutdown(until(stopped.clone()));
         match self.rls {
             None => http.await,
             Some((listener, rls)) => {
@@ -151,6 +170,18 @@ impl<S: Store> Server<S> {
                 grpc.map_err(std::io::Error::other)
             }
         }
+    }
+}
+
+impl<S: Store + KeyValueStore> Server<S> {
+    /// Scores the identifier of every `POST /v1/check` naming a rule with `ddos` (by the
+    /// body's `endpoint`, the rule's name when absent, and `user_agent`); an identifier it
+    /// calls for blocking goes on the limiter's blacklist (on Redis, for the whole fleet),
+    /// escalating for repeat offences. Its figures join `/metrics`.
+    pub fn ddos(mut self, ddos: Arc<DdosProtection>) -> Self {
+        self.app.prometheus.watch_ddos(Arc::clone(&ddos));
+        self.app.ddos = Some(Screen::new(self.app.limiter.clone(), ddos));
+        self
     }
 }
 
@@ -187,6 +218,10 @@ struct App<S: Store> {
     token: Option<String>,
     prometheus: PrometheusMetrics,
     rls: Option<Arc<Rls<S>>>,
+    /// Screens the identifiers checked by rule.
+    ddos: Option<Screen>,
+    /// Decides its rule's checks at learned limits.
+    adaptive: Option<Arc<AdaptiveLimiter<S>>>,
 }
 
 /// The API's routes over `limiter`, `/v1` behind `token` when one is given.
@@ -196,6 +231,8 @@ pub fn router<S: Store>(limiter: Limiter<S>, token: Option<String>) -> Router {
         limiter,
         token,
         rls: None,
+        ddos: None,
+        adaptive: None,
     }))
 }
 
@@ -281,13 +318,19 @@ fn bad_body(rejection: &JsonRejection) -> Response {
     )
 }
 
+/// A check: a rule and an identifier, or a rate limit service domain and its descriptors.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CheckBody {
-    rule: String,
-    identifier: String,
+    rule: Option<String>,
+    identifier: Option<String>,
+    domain: Option<String>,
+    descriptors: Option<Vec<JsonDescriptor>>,
     #[serde(default = "one")]
     cost: u64,
+    /// What DDoS protection scores the identifier's request by (a rule's checks).
+    endpoint: Option<String>,
+    user_agent: Option<String>,
 }
 
 fn one() -> u64 {
@@ -328,20 +371,7 @@ fn decided(status: &Status) -> Response {
             headers.insert(name, value);
         }
     }
-    let body = Decision {
-        allowed: status.allowed,
-        verdict: status.verdict.as_str(),
-        rule: status.rule,
-        strategy: status.strategy.as_str(),
-        limit: status.limit,
-        remaining: status.remaining,
-        window: status.window.as_secs_f64(),
-        reset_after: status.reset_after.as_secs_f64(),
-        retry_after: status.retry_after.map(|d| d.as_secs_f64()),
-        blocked: status.blocked,
-        degraded: status.degraded,
-        headers: Headers(&values),
-    };
+    let body = Decision::of(status, &values);
     match serde_json::to_vec(&body) {
         Ok(json) => (
             headers,
@@ -377,6 +407,25 @@ struct Decision<'a> {
     headers: Headers<'a>,
 }
 
+impl<'a> Decision<'a> {
+    fn of(status: &Status, values: &'a HeaderValues) -> Self {
+        Decision {
+            allowed: status.allowed,
+            verdict: status.verdict.as_str(),
+            rule: status.rule,
+            strategy: status.strategy.as_str(),
+            limit: status.limit,
+            remaining: status.remaining,
+            window: status.window.as_secs_f64(),
+            reset_after: status.reset_after.as_secs_f64(),
+            retry_after: status.retry_after.map(|d| d.as_secs_f64()),
+            blocked: status.blocked,
+            degraded: status.degraded,
+            headers: Headers(values),
+        }
+    }
+}
+
 /// The rate-limit headers as a JSON object.
 struct Headers<'a>(&'a HeaderValues);
 
@@ -394,23 +443,187 @@ async fn check<S: Store>(
         Ok(axum::Json(body)) => body,
         Err(rejection) => return bad_body(&rejection),
     };
-    let started = Instant::now();
-    match app
-        .limiter
-        .check_n(&body.identifier, &body.rule, body.cost)
-        .await
-    {
-        Ok(status) => {
-            app.prometheus.decisions().record(
-                &body.rule,
-                &status,
-                body.cost,
-                Some(started.elapsed()),
-            );
-            decided(&status)
+    match body {
+        CheckBody {
+            rule: Some(rule),
+            identifier: Some(identifier),
+            domain: None,
+            descriptors: None,
+            cost,
+            endpoint,
+            user_agent,
+        } => {
+            if let Some(screen) = &app.ddos {
+                let endpoint = endpoint.as_deref().unwrap_or(&rule);
+                let now = app.limiter.now();
+                if screen.calls_for_block(&identifier, endpoint, user_agent.as_deref(), now) {
+                    screen.block(&identifier).await;
+                }
+            }
+            let started = Instant::now();
+            let decided = match &app.adaptive {
+                Some(adaptive) if adaptive.rule().name() == rule => adaptive
+                    .check_n(&identifier, cost, None)
+                    .await
+                    .map(|decision| decision.status),
+                _ => app.limiter.check_n(&identifier, &rule, cost).await,
+            };
+            match decided {
+                Ok(status) => {
+                    app.prometheus
+                        .decisions()
+                        .record(&rule, &status, cost, Some(started.elapsed()));
+                    decided(&status)
+                }
+                Err(error) => failed(&error),
+            }
         }
-        Err(error) => failed(&error),
+        CheckBody {
+            rule: None,
+            identifier: None,
+            domain: Some(domain),
+            descriptors: Some(descriptors),
+            cost,
+            endpoint: None,
+            user_agent: None,
+        } => check_descriptors(&app, domain, descriptors, cost).await,
+        _ => problem(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "a check is {\"rule\", \"identifier\", \"cost\"?, \"endpoint\"?, \"user_agent\"?} \
+             or {\"domain\", \"descriptors\", \"cost\"?}",
+        ),
     }
+}
+
+/// The rate limit service's domains, or the 404 saying there are none.
+fn rls_of<S: Store>(app: &App<S>) -> Result<&Rls<S>, Response> {
+    app.rls.as_deref().ok_or_else(|| {
+        problem(
+            StatusCode::NOT_FOUND,
+            "Not Found",
+            "no rate limit service domains are configured (--rls FILE)",
+        )
+    })
+}
+
+/// A request's descriptors, from JSON.
+fn descriptors_of(
+    descriptors: Vec<JsonDescriptor>,
+) -> Vec<envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor> {
+    use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
+    use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
+    descriptors
+        .into_iter()
+        .map(|d| RateLimitDescriptor {
+            entries: d
+                .entries
+                .into_iter()
+                .map(|e| Entry {
+                    key: e.key,
+                    value: e.value,
+                })
+                .collect(),
+            ..RateLimitDescriptor::default()
+        })
+        .collect()
+}
+
+/// A request the rate limit service refused, as an HTTP answer.
+fn refused(status: &tonic::Status) -> Response {
+    let code = match status.code() {
+        tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
+        tonic::Code::NotFound => StatusCode::NOT_FOUND,
+        tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    problem(code, "Rate Limit Request Refused", status.message())
+}
+
+/// The response headers the rate limit service asks for.
+fn headers_to_add(response: &RateLimitResponse) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for header in &response.response_headers_to_add {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(header.key.as_bytes()),
+            HeaderValue::from_str(&header.value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    headers
+}
+
+/// The name of a response code.
+fn code_name(code: i32) -> &'static str {
+    Code::try_from(code).unwrap_or(Code::Unknown).as_str_name()
+}
+
+/// The per-descriptor statuses, in protobuf JSON names.
+fn statuses_json(response: &RateLimitResponse) -> Vec<Value> {
+    use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_limit::Unit;
+    response
+        .statuses
+        .iter()
+        .map(|s| {
+            let mut status = json!({
+                "code": code_name(s.code),
+                "limitRemaining": s.limit_remaining,
+            });
+            if let Some(limit) = &s.current_limit {
+                let unit = Unit::try_from(limit.unit).unwrap_or(Unit::Unknown);
+                status["currentLimit"] = json!({
+                    "name": limit.name,
+                    "requestsPerUnit": limit.requests_per_unit,
+                    "unit": unit.as_str_name(),
+                });
+            }
+            if let Some(reset) = &s.duration_until_reset {
+                status["durationUntilReset"] = json!(format!("{}s", reset.seconds));
+            }
+            status
+        })
+        .collect()
+}
+
+/// `POST /v1/check` with descriptors: the rate limit service's decision, with the fields of
+/// the tightest limit's status (as a check by rule has them) and the per-descriptor
+/// `statuses`.
+async fn check_descriptors<S: Store>(
+    app: &App<S>,
+    domain: String,
+    descriptors: Vec<JsonDescriptor>,
+    cost: u64,
+) -> Response {
+    let rls = match rls_of(app) {
+        Ok(rls) => rls,
+        Err(response) => return response,
+    };
+    let Ok(hits_addend) = u32::try_from(cost) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            &format!("cost {cost} is above the rate limit service's {}", u32::MAX),
+        );
+    };
+    let request = RateLimitRequest {
+        domain,
+        descriptors: descriptors_of(descriptors),
+        hits_addend,
+    };
+    let (response, tightest) = match rls.decide(request).await {
+        Ok(decided) => decided,
+        Err(status) => return refused(&status),
+    };
+    let mut body = match &tightest {
+        Some(status) => serde_json::to_value(Decision::of(status, &status.header_values()))
+            .unwrap_or_else(|_| json!({})),
+        None => json!({}),
+    };
+    body["allowed"] = json!(response.overall_code != Code::OverLimit as i32);
+    body["overallCode"] = json!(code_name(response.overall_code));
+    body["statuses"] = json!(statuses_json(&response));
+    (headers_to_add(&response), axum::Json(body)).into_response()
 }
 
 /// A request of the reference service's `/json` endpoint.
@@ -445,82 +658,23 @@ async fn rls_json<S: Store>(
     State(app): State<Arc<App<S>>>,
     body: Result<axum::Json<JsonRequest>, JsonRejection>,
 ) -> Response {
-    use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
-    use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
-    use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
-    use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
-    use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_limit::Unit;
-    let Some(rls) = &app.rls else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "Not Found",
-            "no rate limit service domains are configured (--rls FILE)",
-        );
+    let rls = match rls_of(&app) {
+        Ok(rls) => rls,
+        Err(response) => return response,
     };
     let body = match body {
         Ok(axum::Json(body)) => body,
         Err(rejection) => return bad_body(&rejection),
     };
-    let descriptors = body.descriptors.into_iter().map(|d| RateLimitDescriptor {
-        entries: d
-            .entries
-            .into_iter()
-            .map(|e| Entry {
-                key: e.key,
-                value: e.value,
-            })
-            .collect(),
-        ..RateLimitDescriptor::default()
-    });
     let request = RateLimitRequest {
         domain: body.domain,
-        descriptors: descriptors.collect(),
+        descriptors: descriptors_of(body.descriptors),
         hits_addend: body.hits_addend,
     };
     let response = match rls.answer(request).await {
         Ok(response) => response,
-        Err(status) => {
-            let code = match status.code() {
-                tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
-                tonic::Code::NotFound => StatusCode::NOT_FOUND,
-                tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            return problem(code, "Rate Limit Request Refused", status.message());
-        }
+        Err(status) => return refused(&status),
     };
-    let code_name = |code: i32| Code::try_from(code).unwrap_or(Code::Unknown).as_str_name();
-    let statuses: Vec<Value> = response
-        .statuses
-        .iter()
-        .map(|s| {
-            let mut status = json!({
-                "code": code_name(s.code),
-                "limitRemaining": s.limit_remaining,
-            });
-            if let Some(limit) = &s.current_limit {
-                let unit = Unit::try_from(limit.unit).unwrap_or(Unit::Unknown);
-                status["currentLimit"] = json!({
-                    "name": limit.name,
-                    "requestsPerUnit": limit.requests_per_unit,
-                    "unit": unit.as_str_name(),
-                });
-            }
-            if let Some(reset) = &s.duration_until_reset {
-                status["durationUntilReset"] = json!(format!("{}s", reset.seconds));
-            }
-            status
-        })
-        .collect();
-    let mut headers = HeaderMap::new();
-    for header in &response.response_headers_to_add {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(header.key.as_bytes()),
-            HeaderValue::from_str(&header.value),
-        ) {
-            headers.insert(name, value);
-        }
-    }
     let status = if response.overall_code == Code::OverLimit as i32 {
         StatusCode::TOO_MANY_REQUESTS
     } else {
@@ -528,9 +682,9 @@ async fn rls_json<S: Store>(
     };
     let body = json!({
         "overallCode": code_name(response.overall_code),
-        "statuses": statuses,
+        "statuses": statuses_json(&response),
     });
-    (status, headers, axum::Json(body)).into_response()
+    (status, headers_to_add(&response), axum::Json(body)).into_response()
 }
 
 /// `GET /metrics`: the OpenMetrics text of the registry.
@@ -557,7 +711,14 @@ async fn peek<S: Store>(
         Ok(axum::Json(body)) => body,
         Err(rejection) => return bad_body(&rejection),
     };
-    match app.limiter.peek(&body.identifier, &body.rule).await {
+    let peeked = match &app.adaptive {
+        Some(adaptive) if adaptive.rule().name() == body.rule => {
+            let limit = adaptive.limit_for(&body.identifier);
+            adaptive.rule().peek_at_limit(&body.identifier, limit).await
+        }
+        _ => app.limiter.peek(&body.identifier, &body.rule).await,
+    };
+    match peeked {
         Ok(status) => decided(&status),
         Err(error) => failed(&error),
     }

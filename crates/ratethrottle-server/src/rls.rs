@@ -368,6 +368,15 @@ impl<S: Store> Rls<S> {
         &self,
         request: RateLimitRequest,
     ) -> Result<RateLimitResponse, tonic::Status> {
+        Ok(self.decide(request).await?.0)
+    }
+
+    /// The answer to `request`, and the status of its tightest limit (none when no limit
+    /// applied).
+    pub async fn decide(
+        &self,
+        request: RateLimitRequest,
+    ) -> Result<(RateLimitResponse, Option<Status>), tonic::Status> {
         if request.domain.is_empty() {
             return Err(tonic::Status::invalid_argument(
                 "rate limit domain must not be empty",
@@ -411,7 +420,7 @@ impl<S: Store> Rls<S> {
         let mut tightest: Option<Status> = None;
         for (descriptor, entries, node) in matched {
             let status = self
-                .decide(
+                .decide_descriptor(
                     &request,
                     descriptor,
                     &entries,
@@ -425,7 +434,7 @@ impl<S: Store> Rls<S> {
             }
             response.statuses.push(status);
         }
-        if let Some(status) = tightest {
+        if let Some(status) = &tightest {
             for (name, value) in status.header_values().iter() {
                 if let Some(name) = HeaderValues::lower_case(name)
                     .filter(|n| n.starts_with("x-ratelimit") || *n == "retry-after")
@@ -438,11 +447,11 @@ impl<S: Store> Rls<S> {
                 }
             }
         }
-        Ok(response)
+        Ok((response, tightest))
     }
 
     /// One descriptor's status: each of its limits decided, the tightest reported.
-    async fn decide(
+    async fn decide_descriptor(
         &self,
         request: &RateLimitRequest,
         descriptor: &RateLimitDescriptor,

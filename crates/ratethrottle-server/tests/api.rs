@@ -1,14 +1,28 @@
 //! The HTTP API over loopback, with reqwest.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use ratethrottle::store::MemoryStore;
 use ratethrottle::{Limiter, Rule};
 use ratethrottle_server::{Server, ServerOptions};
 use serde_json::{Value, json};
 
 async fn start(
     token: Option<&str>,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    start_with(token, |server| server).await
+}
+
+/// A server over rule `api` (3 a minute), changed by `with` before it runs.
+async fn start_with(
+    token: Option<&str>,
+    with: impl FnOnce(Server<MemoryStore>) -> Server<MemoryStore>,
 ) -> (
     SocketAddr,
     tokio::sync::oneshot::Sender<()>,
@@ -23,7 +37,7 @@ async fn start(
         token: token.map(str::to_owned),
         ..ServerOptions::default()
     };
-    let server = Server::bind(limiter, &options).await.unwrap();
+    let server = with(Server::bind(limiter, &options).await.unwrap());
     let address = server.http_address();
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
@@ -340,21 +354,7 @@ async fn metrics_are_a_prometheus_target() {
             .starts_with("application/openmetrics-text")
     );
     let text = response.text().await.unwrap();
-    let lines = text.lines().map(|line| Ok(line.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
-    let value = |name: &str| -> f64 {
-        scrape
-            .samples
-            .iter()
-            .filter(|s| s.metric == name && s.labels.get("rule").is_none_or(|r| r == "api"))
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                _ => 0.0,
-            })
-            .sum()
-    };
+    let value = |name: &str| sample(&text, name, "api");
     // m: 3 admitted (the third at 3 of 3 used: near the limit), 1 refused; n: 2 units,
     // 2 of 3 used: not near (80 % is 2.4); bad blacklisted; vip whitelisted.
     assert_eq!(value("ratethrottle_total_hits_total"), 8.0, "{text}");
@@ -370,4 +370,112 @@ async fn metrics_are_a_prometheus_target() {
         "{text}"
     );
     assert!(text.ends_with("# EOF\n"));
+}
+
+/// The sum of the samples of `name` (those of `rule`, for a series per rule) in a scrape,
+/// parsed by a Prometheus text parser.
+fn sample(text: &str, name: &str, rule: &str) -> f64 {
+    let lines = text.lines().map(|line| Ok(line.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && s.labels.get("rule").is_none_or(|r| r == rule))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+async fn scrape(address: SocketAddr) -> String {
+    reqwest::get(url(address, "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Whether each of `checks` of rule `api` by `identifier` was admitted, and the last answer.
+async fn admitted(address: SocketAddr, body: Value, checks: usize) -> (Vec<bool>, Value) {
+    let mut answers = Vec::new();
+    let mut last = Value::Null;
+    for _ in 0..checks {
+        last = post(address, "/v1/check", body.clone())
+            .await
+            .json()
+            .await
+            .unwrap();
+        answers.push(last["allowed"] == true);
+    }
+    (answers, last)
+}
+
+#[tokio::test]
+async fn ddos_protection_blacklists_a_flooding_identifier() {
+    use ratethrottle_protect::ddos::{DdosProtection, DdosSettings};
+    let mut settings = DdosSettings::default();
+    // No user agent (0.1) is suspicious here; three suspicious requests in 5 minutes block.
+    settings.suspicious_threshold = 0.1;
+    settings.block_duration = Duration::from_secs(60);
+    let ddos = Arc::new(DdosProtection::new(settings).unwrap());
+    let (address, _stop, _task) = start_with(None, |server| server.ddos(ddos)).await;
+    let flood = json!({"rule": "api", "identifier": "203.0.113.9", "endpoint": "/login"});
+    let (answers, last) = admitted(address, flood, 4).await;
+    assert_eq!(answers, [true, true, false, false]);
+    assert_eq!(last["verdict"], "blacklisted", "{last}");
+    let listed: Value = reqwest::get(url(address, "/v1/lists/blacklist"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["entries"][0]["identifier"], "203.0.113.9", "{listed}");
+    assert!(listed["entries"][0]["expires_at"].is_number(), "a block expires");
+    let text = scrape(address).await;
+    assert_eq!(sample(&text, "ratethrottle_ddos_analyzed_total", ""), 4.0, "{text}");
+    assert_eq!(sample(&text, "ratethrottle_ddos_blocks_total", ""), 1.0, "{text}");
+    assert_eq!(sample(&text, "ratethrottle_ddos_tracked_clients", ""), 1.0, "{text}");
+    assert_eq!(sample(&text, "ratethrottle_blocked_total", "api"), 2.0, "{text}");
+}
+
+#[tokio::test]
+async fn the_adaptive_rule_is_decided_at_each_identifiers_learned_limit() {
+    use ratethrottle_protect::adaptive::{AdaptiveLimiter, AdaptiveSettings};
+    let limiter = Limiter::in_memory();
+    let mut settings = AdaptiveSettings::default();
+    settings.base_limit = 10;
+    let adaptive = Arc::new(AdaptiveLimiter::new(limiter.clone(), settings).unwrap());
+    let options = ServerOptions {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        ..ServerOptions::default()
+    };
+    let server = Server::bind(limiter, &options)
+        .await
+        .unwrap()
+        .adaptive(adaptive);
+    let address = server.http_address();
+    tokio::spawn(server.run(std::future::pending()));
+    // A new client: 10 × 1.75 (max multiplier) × 0.5 (trust) = 8.
+    let peeked: Value = post(
+        address,
+        "/v1/peek",
+        json!({"rule": "adaptive", "identifier": "new"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(peeked["limit"], 8, "{peeked}");
+    let check = json!({"rule": "adaptive", "identifier": "new"});
+    let (answers, last) = admitted(address, check, 9).await;
+    assert_eq!(answers, [true, true, true, true, true, true, true, true, false]);
+    assert_eq!((last["limit"].as_u64(), last["verdict"].as_str()), (Some(8), Some("limited")));
+    let text = scrape(address).await;
+    assert_eq!(sample(&text, "ratethrottle_adaptive_checks_total", ""), 9.0, "{text}");
+    assert_eq!(sample(&text, "ratethrottle_adaptive_profiles", ""), 1.0, "{text}");
+    assert_eq!(sample(&text, "ratethrottle_over_limit_total", "adaptive"), 1.0, "{text}");
 }

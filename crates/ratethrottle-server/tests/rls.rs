@@ -476,3 +476,71 @@ async fn the_json_endpoint_answers_as_the_reference() {
     let (status, _) = ask(serde_json::json!({"domain": "mongo_cps"})).await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn v1_check_takes_descriptors_and_answers_with_the_tightest_limit() {
+    let (_, http) = start_both().await;
+    let client = reqwest::Client::new();
+    let check = |body: serde_json::Value| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .post(format!("http://{http}/v1/check"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let remaining = response
+                .headers()
+                .get("x-ratelimit-remaining")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = response.json::<serde_json::Value>().await.unwrap();
+            (status, remaining, body)
+        }
+    };
+    let request = serde_json::json!({
+        "domain": "mongo_cps",
+        "descriptors": [{"entries": [{"key": "database", "value": "default"}]}],
+        "cost": 2
+    });
+    let (status, remaining, body) = check(request.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["allowed"].as_bool(), body["limit"].as_u64()),
+        (Some(true), Some(3))
+    );
+    assert_eq!(body["remaining"], 1, "2 of 3 used: {body}");
+    assert_eq!(remaining.as_deref(), Some("1"), "{body}");
+    assert_eq!(body["overallCode"], "OK");
+    assert_eq!(body["statuses"][0]["currentLimit"]["requestsPerUnit"], 3);
+    // A check is answered 200, over the limit or not, as by rule.
+    let (status, _, body) = check(request).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (body["allowed"].as_bool(), body["overallCode"].as_str()),
+        (Some(false), Some("OVER_LIMIT")),
+        "{body}"
+    );
+    // A descriptor no limit matches: allowed, with nothing to report.
+    let (_, _, body) = check(serde_json::json!({
+        "domain": "mongo_cps",
+        "descriptors": [{"entries": [{"key": "nothing"}]}]
+    }))
+    .await;
+    assert_eq!((body["allowed"].as_bool(), body.get("limit")), (Some(true), None), "{body}");
+    // Half of each form, or both: 400 naming the two forms.
+    for bad in [
+        serde_json::json!({"domain": "mongo_cps"}),
+        serde_json::json!({"rule": "api"}),
+        serde_json::json!({"domain": "mongo_cps", "descriptors": [], "identifier": "x"}),
+    ] {
+        let (status, _, body) = check(bad).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body["detail"].as_str().unwrap().contains("descriptors"), "{body}");
+    }
+    let (status, _, body) =
+        check(serde_json::json!({"domain": "nowhere", "descriptors": [{"entries": [{"key": "a"}]}]}))
+            .await;
+    assert_eq!(status, 404, "{body}");
+}

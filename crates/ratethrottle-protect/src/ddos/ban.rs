@@ -66,3 +66,97 @@ pub async fn ban<S: Store + KeyValueStore>(
     limiter.blacklist_add(identifier, Some(duration)).await?;
     Ok(Some(Ban { offence, duration }))
 }
+
+/// The future of a [`Screen`]'s ban.
+pub type BanFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = ratethrottle::Result<Option<Ban>>> + Send>>;
+
+/// DDoS protection in front of a limiter: it scores each request of a client, and a client
+/// it calls for blocking goes on the limiter's blacklist ([`ban`]: on Redis, for the whole
+/// fleet). The store's type is resolved here, so holders need not know it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use ratethrottle::Limiter;
+/// use ratethrottle_protect::ddos::{DdosProtection, DdosSettings, Screen};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let limiter = Limiter::in_memory();
+/// let protection = Arc::new(DdosProtection::new(DdosSettings::default()).unwrap());
+/// let screen = Screen::new(limiter.clone(), protection);
+/// assert!(!screen.calls_for_block("203.0.113.7", "/", Some("curl/8"), limiter.now()));
+/// screen.block("203.0.113.7").await; // as it would after a flood
+/// assert!(limiter.is_blacklisted("203.0.113.7").await?);
+/// # Ok::<(), ratethrottle::Error>(())
+/// # }).unwrap();
+/// ```
+pub struct Screen {
+    protection: std::sync::Arc<super::DdosProtection>,
+    ban: Box<dyn Fn(&str) -> BanFuture + Send + Sync>,
+}
+
+impl std::fmt::Debug for Screen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Screen").finish_non_exhaustive()
+    }
+}
+
+impl Screen {
+    /// Screens with `protection`, blocking on `limiter`'s blacklist.
+    pub fn new<S: Store + KeyValueStore>(
+        limiter: Limiter<S>,
+        protection: std::sync::Arc<super::DdosProtection>,
+    ) -> Self {
+        let settings = std::sync::Arc::clone(&protection);
+        let ban = Box::new(move |client: &str| -> BanFuture {
+            let (limiter, settings, client) = (
+                limiter.clone(),
+                std::sync::Arc::clone(&settings),
+                client.to_owned(),
+            );
+            Box::pin(async move { ban(&limiter, settings.settings(), &client).await })
+        });
+        Screen { protection, ban }
+    }
+
+    /// The protection that scores.
+    pub fn protection(&self) -> &std::sync::Arc<super::DdosProtection> {
+        &self.protection
+    }
+
+    /// Scores one request of `client` (to `endpoint`, with `user_agent`) at `now`: whether it
+    /// calls for blocking the client (logged at WARN).
+    pub fn calls_for_block(
+        &self,
+        client: &str,
+        endpoint: &str,
+        user_agent: Option<&str>,
+        now: ratethrottle::clock::Nanos,
+    ) -> bool {
+        let analysis = self.protection.analyze(client, endpoint, user_agent, now);
+        if analysis.block_for.is_none() {
+            return false;
+        }
+        tracing::warn!(
+            client,
+            score = analysis.pattern.suspicious_score,
+            "DDoS protection: the client's traffic calls for a block"
+        );
+        true
+    }
+
+    /// Blacklists `client` for as long as its offences call for (logged; a failure is logged
+    /// too, and the rules still answer).
+    pub async fn block(&self, client: &str) {
+        match (self.ban)(client).await {
+            Ok(None) => {}
+            Ok(Some(ban)) => tracing::warn!(
+                client,
+                offence = ban.offence,
+                "DDoS protection: blocking the client for {:?}",
+                ban.duration
+            ),
+            Err(error) => tracing::error!(client, "could not blacklist the client: {error}"),
+        }
+    }
+}

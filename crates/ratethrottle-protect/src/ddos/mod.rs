@@ -26,7 +26,7 @@ mod ban;
 mod settings;
 mod summary;
 
-pub use ban::{Ban, ban, offence_key};
+pub use ban::{Ban, BanFuture, Screen, ban, offence_key};
 pub use settings::{DdosSettings, SettingsError};
 pub use summary::{Factors, Scale, Score, TrafficSummary};
 
