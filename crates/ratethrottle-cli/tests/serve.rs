@@ -36,6 +36,15 @@ fn spawn_serve(env: &[(&str, &str)]) -> (Child, String, String) {
 
 /// A check of `rule` for `identifier` at `address`, with `token` when given.
 fn check(address: &str, rule: &str, identifier: &str, token: Option<&str>) -> (u16, Value) {
+    ask(
+        address,
+        &json!({"rule": rule, "identifier": identifier}),
+        token,
+    )
+}
+
+/// A check with `body` at `address`, with `token` when given.
+fn ask(address: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -43,7 +52,7 @@ fn check(address: &str, rule: &str, identifier: &str, token: Option<&str>) -> (u
     runtime.block_on(async {
         let mut request = reqwest::Client::new()
             .post(format!("http://{address}/v1/check"))
-            .json(&json!({"rule": rule, "identifier": identifier}));
+            .json(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -116,6 +125,9 @@ fn serve_runs_the_configured_ddos_protection_and_adaptive_limiter() {
         ("RT_DDOS_ENABLED", "true"),
     ]);
     let (_, body) = check(&address, "adaptive", "new", None);
+    // Scored: it describes a client's request.
+    let request = json!({"rule": "api", "identifier": "203.0.113.9", "endpoint": "/", "user_agent": "curl/8"});
+    assert_eq!(ask(&address, &request, None).0, 200);
     let metrics = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -127,7 +139,11 @@ fn serve_runs_the_configured_ddos_protection_and_adaptive_limiter() {
     let _ = child.kill();
     let _ = child.wait();
     // A new client's learned limit: 10 × 1.75 × 0.5.
-    assert_eq!((body["allowed"].as_bool(), body["limit"].as_u64()), (Some(true), Some(8)), "{body}");
+    assert_eq!(
+        (body["allowed"].as_bool(), body["limit"].as_u64()),
+        (Some(true), Some(8)),
+        "{body}"
+    );
     for line in [
         "ratethrottle_adaptive_checks_total 1",
         "ratethrottle_adaptive_profiles 1.0",

@@ -288,11 +288,21 @@ fn encode_figures(encoder: &mut DescriptorEncoder<'_>, figures: &[Figure]) -> fm
         match *figure {
             Figure::Counter(name, help, value) => {
                 let counter = ConstCounter::new(value);
-                counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+                counter.encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    counter.metric_type(),
+                )?)?;
             }
             Figure::Gauge(name, help, value) => {
                 let gauge = ConstGauge::new(value);
-                gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+                gauge.encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    gauge.metric_type(),
+                )?)?;
             }
         }
     }

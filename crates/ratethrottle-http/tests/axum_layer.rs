@@ -948,6 +948,8 @@ async fn an_adaptive_rule_limits_each_client_at_its_learned_limit() {
         .config(&config)
         .layer()
         .unwrap();
+    let prometheus = ratethrottle_http::prometheus::PrometheusMetrics::new(&limiter);
+    prometheus.watch_policy(layer.policy());
     let base = serve_axum(app(layer)).await;
     let client = client_from("127.0.6.1");
     let mut codes = Vec::new();
@@ -967,6 +969,14 @@ async fn an_adaptive_rule_limits_each_client_at_its_learned_limit() {
     let metrics = limiter.metrics();
     let adaptive = metrics.rules.iter().find(|r| r.rule == "adaptive").unwrap();
     assert_eq!((adaptive.allowed, adaptive.denied), (9, 1));
+    // The learning is in the Prometheus figures too.
+    let text = prometheus.encode();
+    for line in [
+        "ratethrottle_adaptive_checks_total 10",
+        "ratethrottle_adaptive_profiles 2.0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
 }
 
 #[tokio::test]

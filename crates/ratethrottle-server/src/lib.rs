@@ -38,14 +38,14 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
+use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use ratethrottle::store::{KeyValueStore, ListKind, Store};
 use ratethrottle::{Error, HeaderValues, Limiter, Status};
 use ratethrottle_protect::adaptive::AdaptiveLimiter;
 use ratethrottle_protect::ddos::{DdosProtection, Screen};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
-use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use subtle::ConstantTimeEq;
 
 pub mod rls;
@@ -174,10 +174,11 @@ impl<S: Store> Server<S> {
 }
 
 impl<S: Store + KeyValueStore> Server<S> {
-    /// Scores the identifier of every `POST /v1/check` naming a rule with `ddos` (by the
-    /// body's `endpoint`, the rule's name when absent, and `user_agent`); an identifier it
-    /// calls for blocking goes on the limiter's blacklist (on Redis, for the whole fleet),
-    /// escalating for repeat offences. Its figures join `/metrics`.
+    /// Scores with `ddos` the identifier of every `POST /v1/check` by rule that describes a
+    /// client's request: one with an `endpoint` or a `user_agent` (checks without them, whose
+    /// identifier need not be a client, are not scored). An identifier it calls for blocking
+    /// goes on the limiter's blacklist (on Redis, for the whole fleet), escalating for repeat
+    /// offences. Its figures join `/metrics`.
     pub fn ddos(mut self, ddos: Arc<DdosProtection>) -> Self {
         self.app.prometheus.watch_ddos(Arc::clone(&ddos));
         self.app.ddos = Some(Screen::new(self.app.limiter.clone(), ddos));
@@ -453,7 +454,10 @@ async fn check<S: Store>(
             endpoint,
             user_agent,
         } => {
-            if let Some(screen) = &app.ddos {
+            // A check that describes a client's request (its endpoint or user agent) is
+            // scored; others (an identifier that need not be a client) are not.
+            let describes_request = endpoint.is_some() || user_agent.is_some();
+            if let Some(screen) = app.ddos.as_ref().filter(|_| describes_request) {
                 let endpoint = endpoint.as_deref().unwrap_or(&rule);
                 let now = app.limiter.now();
                 if screen.calls_for_block(&identifier, endpoint, user_agent.as_deref(), now) {
@@ -461,18 +465,21 @@ async fn check<S: Store>(
                 }
             }
             let started = Instant::now();
-            let decided = match &app.adaptive {
+            let answer = match &app.adaptive {
                 Some(adaptive) if adaptive.rule().name() == rule => adaptive
                     .check_n(&identifier, cost, None)
                     .await
                     .map(|decision| decision.status),
                 _ => app.limiter.check_n(&identifier, &rule, cost).await,
             };
-            match decided {
+            match answer {
                 Ok(status) => {
-                    app.prometheus
-                        .decisions()
-                        .record(&rule, &status, cost, Some(started.elapsed()));
+                    app.prometheus.decisions().record(
+                        &rule,
+                        &status,
+                        cost,
+                        Some(started.elapsed()),
+                    );
                     decided(&status)
                 }
                 Err(error) => failed(&error),
@@ -496,15 +503,13 @@ async fn check<S: Store>(
     }
 }
 
-/// The rate limit service's domains, or the 404 saying there are none.
-fn rls_of<S: Store>(app: &App<S>) -> Result<&Rls<S>, Response> {
-    app.rls.as_deref().ok_or_else(|| {
-        problem(
-            StatusCode::NOT_FOUND,
-            "Not Found",
-            "no rate limit service domains are configured (--rls FILE)",
-        )
-    })
+/// The 404 for a rate limit service call when no domains are configured.
+fn no_domains() -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "Not Found",
+        "no rate limit service domains are configured (--rls FILE)",
+    )
 }
 
 /// A request's descriptors, from JSON.
@@ -595,9 +600,8 @@ async fn check_descriptors<S: Store>(
     descriptors: Vec<JsonDescriptor>,
     cost: u64,
 ) -> Response {
-    let rls = match rls_of(app) {
-        Ok(rls) => rls,
-        Err(response) => return response,
+    let Some(rls) = app.rls.as_deref() else {
+        return no_domains();
     };
     let Ok(hits_addend) = u32::try_from(cost) else {
         return problem(
@@ -658,9 +662,8 @@ async fn rls_json<S: Store>(
     State(app): State<Arc<App<S>>>,
     body: Result<axum::Json<JsonRequest>, JsonRejection>,
 ) -> Response {
-    let rls = match rls_of(&app) {
-        Ok(rls) => rls,
-        Err(response) => return response,
+    let Some(rls) = app.rls.as_deref() else {
+        return no_domains();
     };
     let body = match body {
         Ok(axum::Json(body)) => body,

@@ -433,13 +433,38 @@ async fn ddos_protection_blacklists_a_flooding_identifier() {
         .json()
         .await
         .unwrap();
-    assert_eq!(listed["entries"][0]["identifier"], "203.0.113.9", "{listed}");
-    assert!(listed["entries"][0]["expires_at"].is_number(), "a block expires");
+    assert_eq!(
+        listed["entries"][0]["identifier"], "203.0.113.9",
+        "{listed}"
+    );
+    assert!(
+        listed["entries"][0]["expires_at"].is_number(),
+        "a block expires"
+    );
+    // A check that does not describe a client's request is not scored.
+    let batch = json!({"rule": "api", "identifier": "user:42"});
+    assert_eq!(admitted(address, batch, 3).await.0, [true, true, true]);
     let text = scrape(address).await;
-    assert_eq!(sample(&text, "ratethrottle_ddos_analyzed_total", ""), 4.0, "{text}");
-    assert_eq!(sample(&text, "ratethrottle_ddos_blocks_total", ""), 1.0, "{text}");
-    assert_eq!(sample(&text, "ratethrottle_ddos_tracked_clients", ""), 1.0, "{text}");
-    assert_eq!(sample(&text, "ratethrottle_blocked_total", "api"), 2.0, "{text}");
+    assert_eq!(
+        sample(&text, "ratethrottle_ddos_analyzed_total", ""),
+        4.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "ratethrottle_ddos_blocks_total", ""),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "ratethrottle_ddos_tracked_clients", ""),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "ratethrottle_blocked_total", "api"),
+        2.0,
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -472,10 +497,28 @@ async fn the_adaptive_rule_is_decided_at_each_identifiers_learned_limit() {
     assert_eq!(peeked["limit"], 8, "{peeked}");
     let check = json!({"rule": "adaptive", "identifier": "new"});
     let (answers, last) = admitted(address, check, 9).await;
-    assert_eq!(answers, [true, true, true, true, true, true, true, true, false]);
-    assert_eq!((last["limit"].as_u64(), last["verdict"].as_str()), (Some(8), Some("limited")));
+    assert_eq!(
+        answers,
+        [true, true, true, true, true, true, true, true, false]
+    );
+    assert_eq!(
+        (last["limit"].as_u64(), last["verdict"].as_str()),
+        (Some(8), Some("limited"))
+    );
     let text = scrape(address).await;
-    assert_eq!(sample(&text, "ratethrottle_adaptive_checks_total", ""), 9.0, "{text}");
-    assert_eq!(sample(&text, "ratethrottle_adaptive_profiles", ""), 1.0, "{text}");
-    assert_eq!(sample(&text, "ratethrottle_over_limit_total", "adaptive"), 1.0, "{text}");
+    assert_eq!(
+        sample(&text, "ratethrottle_adaptive_checks_total", ""),
+        9.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "ratethrottle_adaptive_profiles", ""),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "ratethrottle_over_limit_total", "adaptive"),
+        1.0,
+        "{text}"
+    );
 }

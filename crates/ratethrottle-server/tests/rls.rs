@@ -528,7 +528,11 @@ async fn v1_check_takes_descriptors_and_answers_with_the_tightest_limit() {
         "descriptors": [{"entries": [{"key": "nothing"}]}]
     }))
     .await;
-    assert_eq!((body["allowed"].as_bool(), body.get("limit")), (Some(true), None), "{body}");
+    assert_eq!(
+        (body["allowed"].as_bool(), body.get("limit")),
+        (Some(true), None),
+        "{body}"
+    );
     // Half of each form, or both: 400 naming the two forms.
     for bad in [
         serde_json::json!({"domain": "mongo_cps"}),
@@ -537,10 +541,14 @@ async fn v1_check_takes_descriptors_and_answers_with_the_tightest_limit() {
     ] {
         let (status, _, body) = check(bad).await;
         assert_eq!(status, 400, "{body}");
-        assert!(body["detail"].as_str().unwrap().contains("descriptors"), "{body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("descriptors"),
+            "{body}"
+        );
     }
-    let (status, _, body) =
-        check(serde_json::json!({"domain": "nowhere", "descriptors": [{"entries": [{"key": "a"}]}]}))
-            .await;
+    let (status, _, body) = check(
+        serde_json::json!({"domain": "nowhere", "descriptors": [{"entries": [{"key": "a"}]}]}),
+    )
+    .await;
     assert_eq!(status, 404, "{body}");
 }
