@@ -363,7 +363,22 @@ fn failed(error: &Error) -> Response {
 /// A decision as JSON, its rate-limit headers on the response too.
 fn decided(status: &Status) -> Response {
     let values = status.header_values();
-    let mut headers = HeaderMap::new();
+    let mut json = Vec::with_capacity(512);
+    if let Err(error) = serde_json::to_writer(&mut json, &Decision::of(status, &values)) {
+        return problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            &error.to_string(),
+        );
+    }
+    // Straight into the response's own map (no second map to merge).
+    let mut response = Response::new(axum::body::Body::from(json));
+    let headers = response.headers_mut();
+    headers.reserve(8);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     for (name, value) in values.iter() {
         if let (Some(name), Ok(value)) = (
             HeaderValues::lower_case(name).map(HeaderName::from_static),
@@ -372,23 +387,7 @@ fn decided(status: &Status) -> Response {
             headers.insert(name, value);
         }
     }
-    let body = Decision::of(status, &values);
-    match serde_json::to_vec(&body) {
-        Ok(json) => (
-            headers,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            json,
-        )
-            .into_response(),
-        Err(error) => problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal Server Error",
-            &error.to_string(),
-        ),
-    }
+    response
 }
 
 /// The body of a decision.
