@@ -152,3 +152,24 @@ fn serve_runs_the_configured_ddos_protection_and_adaptive_limiter() {
         assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
     }
 }
+
+#[test]
+fn serve_refuses_a_bad_rate_limit_service_file_naming_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.yaml");
+    std::fs::write(
+        &path,
+        "domain: edge\ndescriptors:\n  - key: remote_address\n    rate_limit: {unit: fortnight, requests_per_unit: 5}\n",
+    )
+    .unwrap();
+    let output = Command::new(assert_cmd::cargo::cargo_bin("ratethrottle"))
+        .args(["serve", "--http", "127.0.0.1:0", "--rls"])
+        .arg(&path)
+        .env_remove("RT_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("edge.yaml:4"), "{stderr}");
+    assert!(stderr.contains("fortnight"), "{stderr}");
+}

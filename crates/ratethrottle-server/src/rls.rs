@@ -71,9 +71,9 @@ struct DescriptorDocument {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LimitDocument {
-    #[serde(default)]
-    unit: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unit_named")]
+    unit: Option<(PbUnit, Duration)>,
+    #[serde(default, deserialize_with = "at_least_one")]
     requests_per_unit: Option<u64>,
     #[serde(default)]
     name: Option<String>,
@@ -82,8 +82,8 @@ struct LimitDocument {
     #[serde(default)]
     replaces: Vec<Replaced>,
     /// One of the six strategies (fixed_window, as the reference, by default).
-    #[serde(default)]
-    strategy: Option<String>,
+    #[serde(default, deserialize_with = "strategy_named")]
+    strategy: Option<Strategy>,
     #[serde(default)]
     burst: Option<u64>,
     /// Seconds a client is blocked after going over (none by default).
@@ -133,6 +133,39 @@ struct Limit {
 pub struct RlsConfig {
     domains: BTreeMap<String, Vec<Node>>,
     rules: Vec<Rule>,
+}
+
+// Values checked as they are read, so that an error names its line and column.
+
+fn unit_named<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<(PbUnit, Duration)>, D::Error> {
+    let unit = String::deserialize(deserializer)?;
+    unit_of(&unit).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "unit {unit:?}: give second, minute, hour, day or week"
+        ))
+    })
+}
+
+fn at_least_one<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    match u64::deserialize(deserializer)? {
+        0 => Err(serde::de::Error::custom(
+            "requests_per_unit must be at least 1",
+        )),
+        n => Ok(Some(n)),
+    }
+}
+
+fn strategy_named<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Strategy>, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    name.parse()
+        .map(Some)
+        .map_err(|e: ratethrottle::RuleError| serde::de::Error::custom(e))
 }
 
 fn unit_of(text: &str) -> Option<(PbUnit, Duration)> {
@@ -218,12 +251,8 @@ impl RlsConfig {
         let mut limits = Vec::new();
         for (i, limit) in documents.enumerate() {
             let fault = |what: &str| RlsConfigError(format!("{origin}: {domain} {path}: {what}"));
-            let (unit, window) = match limit.unit.as_deref() {
-                Some(unit) => unit_of(unit).ok_or_else(|| {
-                    fault(&format!(
-                        "unit {unit:?}: give second, minute, hour, day or week"
-                    ))
-                })?,
+            let (unit, window) = match limit.unit {
+                Some(unit) => unit,
                 None if limit.unlimited => (PbUnit::Unknown, Duration::from_secs(1)),
                 None => return Err(fault("a rate_limit needs a unit")),
             };
@@ -235,12 +264,7 @@ impl RlsConfig {
                     return Err(fault("requests_per_unit must be at least 1"));
                 }
                 let name = format!("rls:{domain}:{path}#{i}");
-                let strategy: Strategy = match &limit.strategy {
-                    Some(s) => s
-                        .parse()
-                        .map_err(|e: ratethrottle::RuleError| fault(&e.to_string()))?,
-                    None => Strategy::FixedWindow,
-                };
+                let strategy = limit.strategy.unwrap_or(Strategy::FixedWindow);
                 let mut rule = Rule::new(&name, per_unit, window)
                     .strategy(strategy)
                     .block_duration(Duration::from_secs(limit.block_duration.unwrap_or(0)));

@@ -410,11 +410,15 @@ fn bad_configurations_are_refused_with_their_place() {
     let cases = [
         (
             "domain: a\ndescriptors:\n  - key: k\n    rate_limit:\n      unit: fortnight\n      requests_per_unit: 1\n",
-            "unit \"fortnight\"",
+            "t:5:7: descriptors[0].rate_limit: unit \"fortnight\"",
         ),
         (
             "domain: b\ndescriptors:\n  - key: k\n    rate_limit:\n      unit: second\n",
-            "requests_per_unit must be at least 1",
+            "t: b k=*: requests_per_unit must be at least 1",
+        ),
+        (
+            "domain: z\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 0}\n",
+            "t:4:17: descriptors[0].rate_limit: requests_per_unit must be at least 1",
         ),
         (
             "domain: c\ndescriptors:\n  - key: k\n    rate_limt: {}\n",
@@ -423,7 +427,7 @@ fn bad_configurations_are_refused_with_their_place() {
         ("domain: ''\n", "the domain must not be empty"),
         (
             "domain: e\ndescriptors:\n  - key: k\n    rate_limit:\n      unit: second\n      requests_per_unit: 1\n      strategy: fastest\n",
-            "fastest",
+            "t:5:7: descriptors[0].rate_limit: unknown strategy \"fastest\"",
         ),
     ];
     for (text, expected) in cases {
