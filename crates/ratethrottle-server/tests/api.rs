@@ -354,17 +354,21 @@ async fn metrics_are_a_prometheus_target() {
             .starts_with("application/openmetrics-text")
     );
     let text = response.text().await.unwrap();
-    let value = |name: &str| sample(&text, name, "api");
     // m: 3 admitted (the third at 3 of 3 used: near the limit), 1 refused; n: 2 units,
     // 2 of 3 used: not near (80 % is 2.4); bad blacklisted; vip whitelisted.
-    assert_eq!(value("ratethrottle_total_hits_total"), 8.0, "{text}");
-    assert_eq!(value("ratethrottle_over_limit_total"), 1.0, "{text}");
-    assert_eq!(value("ratethrottle_near_limit_total"), 1.0, "{text}");
-    assert_eq!(value("ratethrottle_blocked_total"), 1.0, "{text}");
-    assert_eq!(value("ratethrottle_whitelisted_total"), 1.0, "{text}");
-    assert_eq!(value("ratethrottle_store_errors_total"), 0.0, "{text}");
-    assert_eq!(value("ratethrottle_store_circuit_open"), 0.0, "{text}");
-    assert_eq!(value("ratethrottle_rules"), 1.0, "{text}");
+    expect_samples(
+        &text,
+        &[
+            ("ratethrottle_total_hits_total", "api", 8.0),
+            ("ratethrottle_over_limit_total", "api", 1.0),
+            ("ratethrottle_near_limit_total", "api", 1.0),
+            ("ratethrottle_blocked_total", "api", 1.0),
+            ("ratethrottle_whitelisted_total", "api", 1.0),
+            ("ratethrottle_store_errors_total", "api", 0.0),
+            ("ratethrottle_store_circuit_open", "api", 0.0),
+            ("ratethrottle_rules", "api", 1.0),
+        ],
+    );
     assert!(
         text.contains("ratethrottle_decision_seconds_count{rule=\"api\"} 7"),
         "{text}"
@@ -388,6 +392,13 @@ fn sample(text: &str, name: &str, rule: &str) -> f64 {
             _ => 0.0,
         })
         .sum()
+}
+
+/// Asserts the value of each `(metric, rule, value)` in a scrape.
+fn expect_samples(text: &str, expected: &[(&str, &str, f64)]) {
+    for &(name, rule, value) in expected {
+        assert_eq!(sample(text, name, rule), value, "{name} {rule:?} in {text}");
+    }
 }
 
 async fn scrape(address: SocketAddr) -> String {
@@ -445,25 +456,14 @@ async fn ddos_protection_blacklists_a_flooding_identifier() {
     let batch = json!({"rule": "api", "identifier": "user:42"});
     assert_eq!(admitted(address, batch, 3).await.0, [true, true, true]);
     let text = scrape(address).await;
-    assert_eq!(
-        sample(&text, "ratethrottle_ddos_analyzed_total", ""),
-        4.0,
-        "{text}"
-    );
-    assert_eq!(
-        sample(&text, "ratethrottle_ddos_blocks_total", ""),
-        1.0,
-        "{text}"
-    );
-    assert_eq!(
-        sample(&text, "ratethrottle_ddos_tracked_clients", ""),
-        1.0,
-        "{text}"
-    );
-    assert_eq!(
-        sample(&text, "ratethrottle_blocked_total", "api"),
-        2.0,
-        "{text}"
+    expect_samples(
+        &text,
+        &[
+            ("ratethrottle_ddos_analyzed_total", "", 4.0),
+            ("ratethrottle_ddos_blocks_total", "", 1.0),
+            ("ratethrottle_ddos_tracked_clients", "", 1.0),
+            ("ratethrottle_blocked_total", "api", 2.0),
+        ],
     );
 }
 
@@ -506,19 +506,12 @@ async fn the_adaptive_rule_is_decided_at_each_identifiers_learned_limit() {
         (Some(8), Some("limited"))
     );
     let text = scrape(address).await;
-    assert_eq!(
-        sample(&text, "ratethrottle_adaptive_checks_total", ""),
-        9.0,
-        "{text}"
-    );
-    assert_eq!(
-        sample(&text, "ratethrottle_adaptive_profiles", ""),
-        1.0,
-        "{text}"
-    );
-    assert_eq!(
-        sample(&text, "ratethrottle_over_limit_total", "adaptive"),
-        1.0,
-        "{text}"
+    expect_samples(
+        &text,
+        &[
+            ("ratethrottle_adaptive_checks_total", "", 9.0),
+            ("ratethrottle_adaptive_profiles", "", 1.0),
+            ("ratethrottle_over_limit_total", "adaptive", 1.0),
+        ],
     );
 }
