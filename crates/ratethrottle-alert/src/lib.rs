@@ -1,4 +1,5 @@
-//! Alerts for ratethrottle: a [`Dispatcher`] reads a limiter's figures ([`Reading`]), checks
+//! Monitoring and alerts for ratethrottle: a [`Monitor`] takes periodic snapshots of a limiter
+//! (logged, written as JSON), and a [`Dispatcher`] reads a limiter's figures ([`Reading`]), checks
 //! them against [`Thresholds`] (block rate, violations per minute, the DDoS detection rate,
 //! store errors, circuit openings), and sends each alert to Slack, a webhook (JSON, signed
 //! with HMAC-SHA256 when given a secret), email over SMTP (STARTTLS) and PagerDuty Events v2.
@@ -15,11 +16,13 @@
 mod alert;
 mod channel;
 mod dispatcher;
+mod monitor;
 mod settings;
 
 pub use alert::Alert;
 pub use channel::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 pub use dispatcher::{AlertStatistics, Dispatcher, Outcome, Reading, cooldown_key};
+pub use monitor::{Monitor, MonitorSettings, MonitorTask, limiter_json};
 pub use settings::{
     AlertSettings, Email, Levels, PAGERDUTY_EVENTS_URL, PagerDuty, Severity, Slack, Thresholds,
     Webhook,

@@ -550,3 +550,77 @@ async fn two_processes_of_eight_dispatchers_send_one_alert_per_cooldown() {
         server::redis_cli(redis.port, &["DEL", &key]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_snapshots_writes_json_and_alerts_on_what_it_reads() {
+    use ratethrottle_alert::{Monitor, MonitorSettings};
+    let (receiver, http) = http_receiver().await;
+    let mut settings = settings(http, None);
+    settings.slack = None;
+    settings.pagerduty = None;
+    let (dispatcher, _clock) = dispatcher(settings);
+    let limiter = dispatcher.limiter().clone();
+    limiter
+        .add_rule(ratethrottle::Rule::new("api", 5, Duration::from_secs(60)))
+        .unwrap();
+    for _ in 0..10 {
+        limiter.check("client", "api").await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut monitoring = MonitorSettings::default();
+    monitoring.export_json = true;
+    monitoring.export_path = dir.path().join("metrics").join("metrics.json");
+    let monitor = Monitor::new(limiter, monitoring.clone()).alerts(dispatcher.clone());
+    let snapshot = monitor.tick().await;
+    assert_eq!(snapshot["limiter"]["block_rate"], 50.0);
+    assert_eq!(snapshot["limiter"]["rules"]["api"]["denied"], 5);
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(&monitoring.export_path).unwrap()).unwrap();
+    assert_eq!(written, snapshot);
+    dispatcher.flush().await;
+    // Half the checks refused; one violation (the rule then blocks the client) within the
+    // first second, counted as a second: 60 a minute.
+    let mut events: Vec<(String, String)> = at(&receiver, "webhook")
+        .iter()
+        .map(|r| {
+            let alert = r.json();
+            (
+                alert["event"].as_str().unwrap().to_owned(),
+                alert["severity"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            ("block_rate_exceeded".to_owned(), "critical".to_owned()),
+            (
+                "violations_per_minute_exceeded".to_owned(),
+                "warning".to_owned()
+            ),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_started_monitor_ticks_every_interval_until_dropped() {
+    use ratethrottle_alert::{Monitor, MonitorSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let mut monitoring = MonitorSettings::default();
+    monitoring.export_json = true;
+    monitoring.log_metrics = false;
+    monitoring.export_path = dir.path().join("metrics.json");
+    let task = Monitor::new(Limiter::in_memory(), monitoring.clone()).start();
+    tokio::time::sleep(Duration::from_secs(59)).await;
+    assert!(
+        !monitoring.export_path.exists(),
+        "not before the first interval"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(monitoring.export_path.exists());
+    drop(task);
+    std::fs::remove_file(&monitoring.export_path).unwrap();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert!(!monitoring.export_path.exists(), "stopped");
+}
