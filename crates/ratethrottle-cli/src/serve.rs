@@ -70,10 +70,15 @@ pub(crate) async fn run(config: &Config, args: &ServeArgs) -> Outcome {
         }
         server = server.adaptive(adaptive);
     }
-    if config.ddos_protection.enabled {
-        let ddos = DdosProtection::new(config.ddos_protection.settings()).map_err(usage)?;
-        server = server.ddos(Arc::new(ddos));
-    }
+    let ddos = if config.ddos_protection.enabled {
+        let ddos = Arc::new(DdosProtection::new(config.ddos_protection.settings()).map_err(usage)?);
+        server = server.ddos(Arc::clone(&ddos));
+        Some(ddos)
+    } else {
+        None
+    };
+    // Snapshots, and alerts on them, as `monitoring` and `alerting` say.
+    let _monitor = config.start_monitor(&limiter, ddos, None).map_err(usage)?;
     println!(
         "ratethrottle serve: HTTP API on http://{} ({rules} rules, {store} store{guarded}); \
          SIGTERM or Ctrl-C stops it",

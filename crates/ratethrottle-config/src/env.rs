@@ -325,6 +325,14 @@ const OVERRIDES: &[Override] = &[
         },
     },
     Override {
+        name: "RT_WEBHOOK_SECRET",
+        secret: true,
+        apply: |c, v| {
+            c.alerting.webhook.secret = Secret::new(v);
+            Ok(())
+        },
+    },
+    Override {
         name: "RT_EMAIL_PASSWORD",
         secret: true,
         apply: |c, v| {

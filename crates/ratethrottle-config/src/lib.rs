@@ -175,10 +175,6 @@ impl Config {
         env::apply_overrides(&mut config, env)?;
         config.validate().map_err(|(p, m)| fail(&p, m))?;
         config.note_ignored_settings();
-        config.note_inactive_sections(|path| {
-            locate::locate(&text, path).is_some()
-                || locate::locate(&text, &path.replacen("ddos_protection", "ddos", 1)).is_some()
-        });
         Ok(config)
     }
 
@@ -242,6 +238,41 @@ impl Config {
             limiter: limiter.clone(),
             task,
         })
+    }
+
+    /// Starts the `monitoring` section's monitor of `limiter` (with DDoS protection's and
+    /// analytics' figures when given): a snapshot every `interval`, logged and written as JSON
+    /// as the section says, and checked against `alerting`'s thresholds when alerting is
+    /// enabled, its cooldowns kept in the limiter's store (on Redis, shared by the fleet).
+    /// `None` when monitoring is disabled. Runs on tokio until the handle is dropped.
+    pub fn start_monitor(
+        &self,
+        limiter: &Limiter<ConfiguredStore>,
+        ddos: Option<Arc<ratethrottle_protect::ddos::DdosProtection>>,
+        analytics: Option<Arc<ratethrottle_protect::analytics::Analytics>>,
+    ) -> Result<Option<ratethrottle_alert::MonitorTask>, ConfigError> {
+        if !self.monitoring.enabled {
+            return Ok(None);
+        }
+        let mut monitor =
+            ratethrottle_alert::Monitor::new(limiter.clone(), self.monitoring.settings());
+        if let Some(ddos) = ddos {
+            monitor = monitor.ddos(ddos);
+        }
+        if let Some(analytics) = analytics {
+            monitor = monitor.analytics(analytics);
+        }
+        if self.alerting.enabled {
+            let dispatcher =
+                ratethrottle_alert::Dispatcher::new(self.alerting.settings(), limiter.clone())
+                    .map_err(|message| ConfigError::Invalid {
+                        origin: "alerting".into(),
+                        location: None,
+                        message,
+                    })?;
+            monitor = monitor.alerts(dispatcher);
+        }
+        Ok(Some(monitor.start()))
     }
 
     /// Makes `limiter` follow this configuration: its rule set is replaced at once (unchanged
@@ -630,6 +661,11 @@ impl Config {
                 t.ddos_score_warning.0,
                 t.ddos_score_critical.0,
             ),
+            (
+                "store_errors_per_minute",
+                t.store_errors_per_minute_warning,
+                t.store_errors_per_minute_critical,
+            ),
         ] {
             if warning > critical || warning < 0.0 {
                 return at(
@@ -671,25 +707,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    /// One warning naming the sections, `present` in the file and enabled, of features this
-    /// version does not have yet: they are validated and kept (a file written by the
-    /// original's `ConfigManager` holds them all), and take effect once those features exist.
-    fn note_inactive_sections(&mut self, present: impl Fn(&str) -> bool) {
-        let not_yet = [("alerting", self.alerting.enabled)];
-        let found: Vec<&str> = not_yet
-            .into_iter()
-            .filter(|&(path, enabled)| enabled && present(path))
-            .map(|(path, _)| path)
-            .collect();
-        if !found.is_empty() {
-            self.warnings.push(format!(
-                "recognised but not active yet: {} (validated and kept; these features come \
-                 in later versions, and do nothing until then)",
-                found.join(", ")
-            ));
-        }
     }
 
     /// Warnings for settings that are accepted for compatibility but change nothing here.

@@ -1062,6 +1062,10 @@ pub struct AlertThresholds {
     pub ddos_score_warning: Fraction,
     /// DDoS score (0–1) for a critical alert.
     pub ddos_score_critical: Fraction,
+    /// Store errors per minute for a warning (not in the original).
+    pub store_errors_per_minute_warning: f64,
+    /// Store errors per minute for a critical alert (not in the original).
+    pub store_errors_per_minute_critical: f64,
 }
 
 impl Default for AlertThresholds {
@@ -1073,6 +1077,8 @@ impl Default for AlertThresholds {
             violations_per_minute_critical: 200.0,
             ddos_score_warning: Fraction(0.5),
             ddos_score_critical: Fraction(0.8),
+            store_errors_per_minute_warning: 1.0,
+            store_errors_per_minute_critical: 60.0,
         }
     }
 }
@@ -1116,6 +1122,10 @@ pub struct WebhookConfig {
     pub headers: BTreeMap<String, Secret>,
     /// Request timeout.
     pub timeout: Seconds,
+    /// Signs each body with HMAC-SHA256 (`X-RateThrottle-Signature: sha256=<hex>` of
+    /// `<X-RateThrottle-Timestamp>.<body>`) when set (a secret; or `RT_WEBHOOK_SECRET`; not in
+    /// the original).
+    pub secret: Secret,
 }
 
 impl Default for WebhookConfig {
@@ -1125,6 +1135,7 @@ impl Default for WebhookConfig {
             url: Secret::default(),
             headers: BTreeMap::new(),
             timeout: Seconds::new(10),
+            secret: Secret::default(),
         }
     }
 }
@@ -1169,7 +1180,7 @@ impl Default for EmailConfig {
 }
 
 /// `alerting.pagerduty`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct PagerDutyConfig {
@@ -1177,6 +1188,83 @@ pub struct PagerDutyConfig {
     pub enabled: bool,
     /// The Events API v2 routing key (a secret; or `RT_PAGERDUTY_KEY`).
     pub routing_key: Secret,
+    /// The Events API endpoint (PagerDuty's; the original cannot change it).
+    pub url: String,
+}
+
+impl Default for PagerDutyConfig {
+    fn default() -> Self {
+        PagerDutyConfig {
+            enabled: false,
+            routing_key: Secret::default(),
+            url: ratethrottle_alert::PAGERDUTY_EVENTS_URL.to_owned(),
+        }
+    }
+}
+
+impl MonitoringConfig {
+    /// The monitor's settings.
+    pub fn settings(&self) -> ratethrottle_alert::MonitorSettings {
+        let mut settings = ratethrottle_alert::MonitorSettings::default();
+        settings.interval = self.interval.0;
+        settings.log_metrics = self.log_metrics;
+        settings.export_json = self.export_json;
+        settings.export_path = self.export_path.clone();
+        settings
+    }
+}
+
+impl AlertingConfig {
+    /// The dispatcher's settings: the enabled channels, with their secrets.
+    pub fn settings(&self) -> ratethrottle_alert::AlertSettings {
+        use ratethrottle_alert::{Email, Levels, PagerDuty, Slack, Webhook};
+        let levels = |warning: f64, critical: f64| Levels { warning, critical };
+        let secret = |s: &Secret| (!s.is_empty()).then(|| s.expose().to_owned());
+        let t = &self.thresholds;
+        let mut settings = ratethrottle_alert::AlertSettings::default();
+        settings.enabled = self.enabled;
+        settings.cooldown = self.cooldown_seconds.0;
+        settings.thresholds.block_rate = levels(t.block_rate_warning, t.block_rate_critical);
+        settings.thresholds.violations_per_minute = levels(
+            t.violations_per_minute_warning,
+            t.violations_per_minute_critical,
+        );
+        settings.thresholds.ddos_score = levels(t.ddos_score_warning.0, t.ddos_score_critical.0);
+        settings.thresholds.store_errors_per_minute = levels(
+            t.store_errors_per_minute_warning,
+            t.store_errors_per_minute_critical,
+        );
+        settings.timeout = self.webhook.timeout.0;
+        settings.slack = self.slack.enabled.then(|| Slack {
+            webhook_url: self.slack.webhook_url.expose().to_owned(),
+            channel: self.slack.channel.clone(),
+            username: self.slack.username.clone(),
+        });
+        settings.webhook = self.webhook.enabled.then(|| Webhook {
+            url: self.webhook.url.expose().to_owned(),
+            headers: self
+                .webhook
+                .headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.expose().to_owned()))
+                .collect(),
+            secret: secret(&self.webhook.secret),
+        });
+        settings.email = self.email.enabled.then(|| Email {
+            smtp_host: self.email.smtp_host.clone(),
+            smtp_port: self.email.smtp_port,
+            use_tls: self.email.use_tls,
+            username: self.email.username.clone(),
+            password: secret(&self.email.password),
+            from_address: self.email.from_address.clone(),
+            to_addresses: self.email.to_addresses.clone(),
+        });
+        settings.pagerduty = self.pagerduty.enabled.then(|| PagerDuty {
+            routing_key: self.pagerduty.routing_key.expose().to_owned(),
+            url: self.pagerduty.url.clone(),
+        });
+        settings
+    }
 }
 
 #[cfg(all(test, feature = "redis"))]
