@@ -40,21 +40,29 @@ pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
     hex
 }
 
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
 /// The channels of some settings, ready to send.
 pub(crate) struct Channels {
-    http: reqwest::Client,
+    http: HttpClient,
     settings: AlertSettings,
 }
 
 impl Channels {
     pub(crate) fn new(settings: AlertSettings) -> Result<Self, String> {
-        // reqwest and lettre use rustls; ring is the provider this workspace builds.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .user_agent(concat!("ratethrottle/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        // HTTPS with rustls on ring (the workspace's provider) and the system's roots.
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_platform_verifier(rustls::crypto::ring::default_provider())
+            .map_err(|e| format!("cannot set up TLS for alerts: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https);
         Ok(Channels { http, settings })
     }
 
@@ -148,16 +156,21 @@ impl Channels {
         body: Vec<u8>,
         headers: &[(String, String)],
     ) -> Result<(), String> {
-        let mut request = self
-            .http
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
+        let mut request = http::Request::post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::USER_AGENT,
+                concat!("ratethrottle/", env!("CARGO_PKG_VERSION")),
+            );
         for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
         }
-        let response = request
-            .send()
+        let request = request
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| format!("POST {}: {e}", redact(url)))?;
+        let response = self
+            .http
+            .request(request)
             .await
             .map_err(|e| format!("POST {}: {e}", redact(url)))?;
         let status = response.status();
@@ -215,12 +228,12 @@ impl Channels {
 
 /// A URL for a log line: scheme, host and port only (webhook paths carry secrets).
 fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(url) => format!(
+    match url.parse::<http::Uri>() {
+        Ok(uri) => format!(
             "{}://{}{}",
-            url.scheme(),
-            url.host_str().unwrap_or(""),
-            url.port().map(|p| format!(":{p}")).unwrap_or_default()
+            uri.scheme_str().unwrap_or("?"),
+            uri.host().unwrap_or(""),
+            uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default()
         ),
         Err(_) => "(an invalid URL)".into(),
     }
