@@ -248,8 +248,8 @@ impl Config {
     pub fn start_monitor(
         &self,
         limiter: &Limiter<ConfiguredStore>,
-        ddos: Option<Arc<ratethrottle_protect::ddos::DdosProtection>>,
-        analytics: Option<Arc<ratethrottle_protect::analytics::Analytics>>,
+        ddos: Option<std::sync::Arc<ratethrottle_protect::ddos::DdosProtection>>,
+        analytics: Option<std::sync::Arc<ratethrottle_protect::analytics::Analytics>>,
     ) -> Result<Option<ratethrottle_alert::MonitorTask>, ConfigError> {
         if !self.monitoring.enabled {
             return Ok(None);
