@@ -8,6 +8,8 @@ use anyhow::anyhow;
 use ratethrottle_config::Config;
 use ratethrottle_protect::adaptive::AdaptiveLimiter;
 use ratethrottle_protect::ddos::DdosProtection;
+use ratethrottle_redis::telemetry::read_fleet;
+use ratethrottle_server::dashboard::Source;
 use ratethrottle_server::{RlsConfig, Server, ServerOptions, shutdown_signal};
 
 use crate::{Outcome, usage};
@@ -40,7 +42,7 @@ pub(crate) async fn run(config: &Config, args: &ServeArgs) -> Outcome {
     config.storage.require_connection = false;
     let config = &config;
     let limiter = config.build_limiter().await.map_err(usage)?;
-    let _telemetry = config.start_telemetry(&limiter);
+    let telemetry = config.start_telemetry(&limiter);
     let rules = limiter.rules().len();
     let store = config.storage.kind;
     let rls = RlsConfig::load(&args.rls).map_err(usage)?;
@@ -77,6 +79,14 @@ pub(crate) async fn run(config: &Config, args: &ServeArgs) -> Outcome {
     } else {
         None
     };
+    // On Redis with telemetry, the dashboard follows the whole fleet.
+    if let (Some(_), Some(store)) = (&telemetry, limiter.store().as_redis()) {
+        let store = store.clone();
+        server = server.dashboard_source(Source::Fleet(Box::new(move || {
+            let store = store.clone();
+            Box::pin(async move { read_fleet(&store, 120).await })
+        })));
+    }
     // Snapshots, and alerts on them, as `monitoring` and `alerting` say.
     let _monitor = config.start_monitor(&limiter, ddos, None).map_err(usage)?;
     println!(
@@ -90,6 +100,11 @@ pub(crate) async fn run(config: &Config, args: &ServeArgs) -> Outcome {
             domains.join(", ")
         );
     }
+    println!(
+        "ratethrottle serve: dashboard on http://{}/dashboard ({})",
+        server.http_address(),
+        if telemetry.is_some() { "the fleet, through Redis" } else { "this process" }
+    );
     let _ = std::io::stdout().flush();
     server.run(shutdown_signal()).await?;
     eprintln!("ratethrottle serve: stopped");

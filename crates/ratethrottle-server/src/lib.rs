@@ -48,6 +48,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+pub mod dashboard;
 pub mod rls;
 
 pub use ratethrottle_http::prometheus::{DecisionMetrics, PrometheusMetrics, StoreHealth};
@@ -72,6 +73,8 @@ pub struct Server<S: Store> {
     listener: tokio::net::TcpListener,
     app: App<S>,
     rls: Option<(tokio::net::TcpListener, Arc<Rls<S>>)>,
+    /// Told `true` when the server stops (ends the dashboard's event streams).
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl<S: Store> std::fmt::Debug for Server<S> {
@@ -109,6 +112,7 @@ impl<S: Store> Server<S> {
             }
             _ => None,
         };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let app = App {
             limiter,
             token: options.token.clone(),
@@ -116,8 +120,22 @@ impl<S: Store> Server<S> {
             rls: rls.as_ref().map(|(_, rls)| Arc::clone(rls)),
             ddos: None,
             adaptive: None,
+            view: Arc::new(dashboard::View::new(dashboard::Source::Local)),
+            stopped,
         };
-        Ok(Server { listener, app, rls })
+        Ok(Server {
+            listener,
+            app,
+            rls,
+            stop,
+        })
+    }
+
+    /// Where the dashboard's figures come from ([`dashboard::Source::Local`], this server's
+    /// limiter, unless told otherwise: a fleet's telemetry).
+    pub fn dashboard_source(mut self, source: dashboard::Source) -> Self {
+        self.app.view = Arc::new(dashboard::View::new(source));
+        self
     }
 
     /// Decides the checks of `adaptive`'s rule (`POST /v1/check` and `/v1/peek` naming it) at
@@ -145,11 +163,12 @@ impl<S: Store> Server<S> {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (stop, stopped) = (self.stop, self.app.stopped.clone());
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop.send(true);
         });
+        tokio::spawn(Arc::clone(&self.app.view).follow(self.app.limiter.clone(), stopped.clone()));
         let until = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
@@ -223,18 +242,10 @@ struct App<S: Store> {
     ddos: Option<Screen>,
     /// Decides its rule's checks at learned limits.
     adaptive: Option<Arc<AdaptiveLimiter<S>>>,
-}
-
-/// The API's routes over `limiter`, `/v1` behind `token` when one is given.
-pub fn router<S: Store>(limiter: Limiter<S>, token: Option<String>) -> Router {
-    routes(Arc::new(App {
-        prometheus: PrometheusMetrics::new(&limiter),
-        limiter,
-        token,
-        rls: None,
-        ddos: None,
-        adaptive: None,
-    }))
+    /// The dashboard's figures.
+    view: Arc<dashboard::View>,
+    /// Whether the server is stopping.
+    stopped: tokio::sync::watch::Receiver<bool>,
 }
 
 fn routes<S: Store>(app: Arc<App<S>>) -> Router {
@@ -261,6 +272,8 @@ fn routes<S: Store>(app: Arc<App<S>>) -> Router {
     Router::new()
         .route("/healthcheck", get(|| async { "OK" }))
         .route("/metrics", get(prometheus::<S>))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/events", get(dashboard_events::<S>))
         .merge(api)
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "Not Found", "no such endpoint") })
         .with_state(app)
@@ -687,6 +700,16 @@ async fn rls_json<S: Store>(
         "statuses": statuses_json(&response),
     });
     (status, headers_to_add(&response), axum::Json(body)).into_response()
+}
+
+/// `GET /dashboard/events`: the dashboard's frames.
+async fn dashboard_events<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
+    dashboard::events(
+        Arc::clone(&app.view),
+        app.limiter.clone(),
+        app.token.is_some(),
+        app.stopped.clone(),
+    )
 }
 
 /// `GET /metrics`: the OpenMetrics text of the registry.
