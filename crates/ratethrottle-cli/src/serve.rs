@@ -103,7 +103,11 @@ pub(crate) async fn run(config: &Config, args: &ServeArgs) -> Outcome {
     println!(
         "ratethrottle serve: dashboard on http://{}/dashboard ({})",
         server.http_address(),
-        if telemetry.is_some() { "the fleet, through Redis" } else { "this process" }
+        if telemetry.is_some() {
+            "the fleet, through Redis"
+        } else {
+            "this process"
+        }
     );
     let _ = std::io::stdout().flush();
     server.run(shutdown_signal()).await?;

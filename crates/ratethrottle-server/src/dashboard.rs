@@ -98,7 +98,11 @@ impl View {
     }
 
     /// One frame: the figures, the lists and the store's health now.
-    pub(crate) async fn frame<S: Store>(&self, limiter: &Limiter<S>, token_required: bool) -> Value {
+    pub(crate) async fn frame<S: Store>(
+        &self,
+        limiter: &Limiter<S>,
+        token_required: bool,
+    ) -> Value {
         let snapshot = self.snapshot.lock().clone();
         let metrics = limiter.metrics();
         let definitions: std::collections::HashMap<String, String> = limiter
@@ -211,19 +215,24 @@ pub(crate) fn events<S: Store>(
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Response {
     let state = (view, limiter, stopped, true);
-    let frames = futures_util::stream::unfold(state, move |(view, limiter, mut stopped, first)| async move {
-        if !first {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = stopped.wait_for(|stop| *stop) => return None,
+    let frames = futures_util::stream::unfold(
+        state,
+        move |(view, limiter, mut stopped, first)| async move {
+            if !first {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stopped.wait_for(|stop| *stop) => return None,
+                }
             }
-        }
-        if *stopped.borrow() {
-            return None;
-        }
-        let frame = view.frame(&limiter, token_required).await;
-        let event = Event::default().event("frame").data(frame.to_string());
-        Some((Ok::<_, Infallible>(event), (view, limiter, stopped, false)))
-    });
-    Sse::new(frames).keep_alive(KeepAlive::default()).into_response()
+            if *stopped.borrow() {
+                return None;
+            }
+            let frame = view.frame(&limiter, token_required).await;
+            let event = Event::default().event("frame").data(frame.to_string());
+            Some((Ok::<_, Infallible>(event), (view, limiter, stopped, false)))
+        },
+    );
+    Sse::new(frames)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }

@@ -53,7 +53,9 @@ impl Driver {
                 std::env::var_os("CI").is_none(),
                 "chromedriver is required in CI (apt-get install chromium chromium-driver)"
             );
-            eprintln!("skipped: chromedriver is not installed (apt-get install chromium chromium-driver)");
+            eprintln!(
+                "skipped: chromedriver is not installed (apt-get install chromium chromium-driver)"
+            );
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -75,7 +77,11 @@ impl Driver {
         // Waits for chromedriver to listen (a process starting, not a time window).
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ready = driver.http.get(format!("{}/status", driver.base)).send().await;
+            let ready = driver
+                .http
+                .get(format!("{}/status", driver.base))
+                .send()
+                .await;
             if let Ok(response) = ready {
                 let status: Value = response.json().await.unwrap();
                 if status["value"]["ready"] == true {
@@ -150,14 +156,16 @@ impl Session<'_> {
 
     async fn type_into(&self, css: &str, text: &str) {
         let element = self.element(css).await;
-        self.post(&format!("/element/{element}/clear"), json!({})).await;
+        self.post(&format!("/element/{element}/clear"), json!({}))
+            .await;
         self.post(&format!("/element/{element}/value"), json!({"text": text}))
             .await;
     }
 
     async fn click(&self, css: &str) {
         let element = self.element(css).await;
-        self.post(&format!("/element/{element}/click"), json!({})).await;
+        self.post(&format!("/element/{element}/click"), json!({}))
+            .await;
     }
 
     /// Waits until `script` returns `expected` (the page updates each second).
@@ -176,7 +184,16 @@ impl Session<'_> {
 
     async fn screenshot(&self, path: &str) {
         let url = format!("{}/session/{}/screenshot", self.driver.base, self.id);
-        let answer: Value = self.driver.http.get(url).send().await.unwrap().json().await.unwrap();
+        let answer: Value = self
+            .driver
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let png = base64_decode(answer["value"].as_str().unwrap());
         std::fs::write(path, png).unwrap();
     }
@@ -238,21 +255,28 @@ async fn the_dashboard_shows_the_rules_updates_live_and_manages_the_blacklist() 
         token: Some(TOKEN.into()),
         ..ServerOptions::default()
     };
-    let server = Server::bind(limiter, &options).await.unwrap();
+    let server = Server::bind(limiter.clone(), &options).await.unwrap();
     let address = server.http_address();
     tokio::spawn(server.run(std::future::pending()));
 
     let session = driver.session().await;
     session.open(&format!("http://{address}/dashboard")).await;
-    let rules = "return [...document.querySelectorAll('#rules tr')].map(r => r.dataset.rule || null)";
+    let rules =
+        "return [...document.querySelectorAll('#rules tr')].map(r => r.dataset.rule || null)";
     // Before any traffic the rules are listed by the server's figures once a check was seen;
     // the first frame arrives at once.
     session
-        .until("return Number(document.body.dataset.frames) > 0", json!(true))
+        .until(
+            "return Number(document.body.dataset.frames) > 0",
+            json!(true),
+        )
         .await;
     assert!(
         session
-            .script("return document.getElementById('source').textContent", json!([]))
+            .script(
+                "return document.getElementById('source').textContent",
+                json!([])
+            )
             .await
             .as_str()
             .unwrap()
@@ -269,10 +293,16 @@ async fn the_dashboard_shows_the_rules_updates_live_and_manages_the_blacklist() 
     }
     session.until(rules, json!(["api", "login"])).await;
     session
-        .until("return document.getElementById('total-denied').textContent", json!("4"))
+        .until(
+            "return document.getElementById('total-denied').textContent",
+            json!("4"),
+        )
         .await;
     session
-        .until("return document.getElementById('total-allowed').textContent", json!("8"))
+        .until(
+            "return document.getElementById('total-allowed').textContent",
+            json!("8"),
+        )
         .await;
     session
         .until(
@@ -287,7 +317,10 @@ async fn the_dashboard_shows_the_rules_updates_live_and_manages_the_blacklist() 
         )
         .await;
     session
-        .until("return document.querySelectorAll('#violations tr').length", json!(4))
+        .until(
+            "return document.querySelectorAll('#violations tr').length",
+            json!(4),
+        )
         .await;
 
     // Blacklisting through the page without the token is refused.
@@ -295,15 +328,24 @@ async fn the_dashboard_shows_the_rules_updates_live_and_manages_the_blacklist() 
     session.type_into("#list-duration", "600").await;
     session.click("#list-submit").await;
     session
-        .until("return document.getElementById('list-status').dataset.status", json!("401"))
+        .until(
+            "return document.getElementById('list-status').dataset.status",
+            json!("401"),
+        )
         .await;
-    assert_eq!(check(address, "api", "198.51.100.66").await["allowed"], true);
+    assert_eq!(
+        check(address, "api", "198.51.100.66").await["allowed"],
+        true
+    );
 
     // With the token it is added, enforced, and shown among the active blocks.
     session.type_into("#token", TOKEN).await;
     session.click("#list-submit").await;
     session
-        .until("return document.getElementById('list-status').dataset.status", json!("201"))
+        .until(
+            "return document.getElementById('list-status').dataset.status",
+            json!("201"),
+        )
         .await;
     let refused = check(address, "api", "198.51.100.66").await;
     assert_eq!(refused["verdict"], "blacklisted", "{refused}");
@@ -314,41 +356,71 @@ async fn the_dashboard_shows_the_rules_updates_live_and_manages_the_blacklist() 
         )
         .await;
     let expires = session
-        .script("return document.querySelector('#blocks tr[data-identifier] td.num').textContent", json!([]))
+        .script(
+            "return document.querySelector('#blocks tr[data-identifier] td.num').textContent",
+            json!([]),
+        )
         .await;
-    assert!(["10 min", "9 min"].contains(&expires.as_str().unwrap()), "{expires}");
+    assert!(
+        ["10 min", "9 min"].contains(&expires.as_str().unwrap()),
+        "{expires}"
+    );
 
     // Removed through the page (with the token), it is enforced no more.
     session
         .click("#blocks button[data-identifier='198.51.100.66']")
         .await;
     session
-        .until("return document.getElementById('list-status').textContent", json!("removed 198.51.100.66"))
+        .until(
+            "return document.getElementById('list-status').textContent",
+            json!("removed 198.51.100.66"),
+        )
         .await;
-    assert_eq!(check(address, "login", "198.51.100.66").await["allowed"], true);
+    assert_eq!(
+        check(address, "login", "198.51.100.66").await["allowed"],
+        true
+    );
 
     if let Ok(path) = std::env::var("RT_DASHBOARD_SCREENSHOT") {
-        simulated_load(address, Duration::from_secs(20)).await;
+        limiter
+            .add_rule(Rule::new("search", 3000, Duration::from_secs(60)))
+            .unwrap();
+        limiter
+            .blacklist_add("203.0.113.66", Some(Duration::from_secs(900)))
+            .await
+            .unwrap();
+        limiter
+            .blacklist_add("198.51.100.7", Some(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        limiter.whitelist_add("10.0.0.1").await.unwrap();
+        simulated_load(address, Duration::from_secs(30)).await;
         session.screenshot(&path).await;
     }
     session.close().await;
 }
 
-/// A load for screenshots: steady clients on both rules and two abusive ones.
+/// A load for screenshots: steady clients searching, a few on the API, two abusive ones.
 async fn simulated_load(address: SocketAddr, length: Duration) {
     let end = Instant::now() + length;
     let mut round = 0u64;
     while Instant::now() < end {
         round += 1;
-        let mut calls = Vec::new();
-        for client in 0..20 {
-            calls.push(check(address, "api", &format!("10.0.0.{client}")));
+        let steady = 20 + 10 * (round % 7);
+        let mut calls: Vec<(&str, String)> = (0..steady)
+            .map(|client| ("search", format!("10.0.0.{}", client % 40)))
+            .collect();
+        calls.extend((0..4).map(|client| ("api", format!("10.0.1.{client}"))));
+        for _ in 0..(2 + round % 5) {
+            calls.push(("api", "203.0.113.9".into()));
+            calls.push(("login", "mallory".into()));
         }
-        for _ in 0..(6 + round % 5) {
-            calls.push(check(address, "api", "203.0.113.9"));
-            calls.push(check(address, "login", "mallory"));
-        }
-        futures_util::future::join_all(calls).await;
+        futures_util::future::join_all(
+            calls
+                .iter()
+                .map(|(rule, identifier)| check(address, rule, identifier)),
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
