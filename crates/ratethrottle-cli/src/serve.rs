@@ -89,18 +89,18 @@ pub(crate) async fn run(config: &Config, args: &ServeArgs) -> Outcome {
     }
     // Snapshots, and alerts on them, as `monitoring` and `alerting` say.
     let _monitor = config.start_monitor(&limiter, ddos, None).map_err(usage)?;
-    println!(
+    say(format_args!(
         "ratethrottle serve: HTTP API on http://{} ({rules} rules, {store} store{guarded}); \
          SIGTERM or Ctrl-C stops it",
         server.http_address()
-    );
+    ));
     if let Some(grpc) = server.grpc_address() {
-        println!(
+        say(format_args!(
             "ratethrottle serve: Envoy rate limit service on {grpc} (domains: {})",
             domains.join(", ")
-        );
+        ));
     }
-    println!(
+    say(format_args!(
         "ratethrottle serve: dashboard on http://{}/dashboard ({})",
         server.http_address(),
         if telemetry.is_some() {
@@ -108,9 +108,15 @@ pub(crate) async fn run(config: &Config, args: &ServeArgs) -> Outcome {
         } else {
             "this process"
         }
-    );
+    ));
     let _ = std::io::stdout().flush();
     server.run(shutdown_signal()).await?;
-    eprintln!("ratethrottle serve: stopped");
+    let _ = writeln!(std::io::stderr(), "ratethrottle serve: stopped");
     Ok(())
+}
+
+/// Prints a line of the server's own; a closed stdout (a supervisor that read what it
+/// needed) must not stop the server, as `println!` would by panicking.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
