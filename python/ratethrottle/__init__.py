@@ -15,6 +15,7 @@ from typing import Optional
 from ._native import ClientIpResolver, ManualClock
 from ._native import __version__ as __version__
 from .adaptive import AdaptiveRateLimiter, UserProfile
+from .alerting import AlertDispatcher
 from .async_core import AsyncRateThrottleCore
 from .async_middleware import AsyncFastAPIRateLimiter, AsyncStarletteRateLimitMiddleware
 from .async_storage import AsyncInMemoryStorage, AsyncRedisStorage, AsyncStorageBackend
@@ -50,6 +51,7 @@ from .helpers import (
     parse_rate,
     parse_rate_limit,
 )
+from .monitoring import RateThrottleMonitor
 from .middleware import (
     DjangoRateLimitMiddleware,
     FastAPIRateLimiter,
@@ -120,6 +122,7 @@ def configure_logging(level: int = logging.INFO, handler: Optional[logging.Handl
 
 __all__ = [
     "AdaptiveRateLimiter",
+    "AlertDispatcher",
     "AriadneRateLimiter",
     "AsyncFastAPIRateLimiter",
     "AsyncInMemoryStorage",
@@ -153,6 +156,7 @@ __all__ = [
     "RateThrottleAnalytics",
     "RateThrottleCore",
     "RateThrottleException",
+    "RateThrottleMonitor",
     "RateThrottleRule",
     "RateThrottleStatus",
     "RateThrottleViolation",

@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Dict, FrozenSet, List, Optional
 
 if TYPE_CHECKING:
     from .adaptive import AdaptiveRateLimiter
+    from .alerting import AlertDispatcher
     from .analytics import RateThrottleAnalytics
     from .ddos import DDoSProtection
     from .graphQL import GraphQLRateLimiter
+    from .monitoring import RateThrottleMonitor
     from .websocket import WebSocketRateLimiter
 
 from ._native import Configuration
@@ -402,6 +404,52 @@ class ConfigManager:
         )
         kwargs.setdefault("custom_field_costs", dict(section.get("field_costs") or {}))
         return GraphQLRateLimiter(limits, storage=_configured_storage(self._native), **kwargs)
+
+    def create_alert_dispatcher(self, storage: Any = None) -> "AlertDispatcher":
+        """An AlertDispatcher with the `alerting` section's settings and secrets (from the
+        file or the `RT_*` variables), its cooldowns in `storage` (default: the configured
+        storage, so a fleet on Redis sends one alert per cooldown)."""
+        from .alerting import AlertDispatcher
+
+        section = self._section("alerting")
+        secrets = self._native.alerting_secrets()
+        section["slack"] = {**section.get("slack", {}), "webhook_url": secrets["slack_webhook_url"]}
+        section["webhook"] = {
+            **section.get("webhook", {}),
+            "url": secrets["webhook_url"],
+            "secret": secrets["webhook_secret"],
+            "headers": self._native.webhook_headers(),
+        }
+        section["email"] = {**section.get("email", {}), "password": secrets["email_password"]}
+        section["pagerduty"] = {
+            **section.get("pagerduty", {}),
+            "routing_key": secrets["pagerduty_routing_key"],
+        }
+        if storage is None:
+            storage = _configured_storage(self._native)
+        return AlertDispatcher(section, storage)
+
+    def create_monitor(
+        self,
+        limiter: Optional[RateThrottleCore] = None,
+        ddos: Any = None,
+        analytics: Any = None,
+    ) -> "RateThrottleMonitor":
+        """A RateThrottleMonitor with the `monitoring` section's settings over `limiter`
+        (default: `create_limiter()`'s), checked by `create_alert_dispatcher()` when
+        `alerting.enabled`. Call `start()` on it."""
+        from .monitoring import RateThrottleMonitor
+
+        dispatcher = (
+            self.create_alert_dispatcher() if self._section("alerting").get("enabled") else None
+        )
+        return RateThrottleMonitor(
+            self.get_monitoring_config(),
+            limiter=limiter or self.create_limiter(),
+            ddos=ddos,
+            analytics=analytics,
+            dispatcher=dispatcher,
+        )
 
     def create_analytics(self) -> "RateThrottleAnalytics":
         """A RateThrottleAnalytics with the `analytics` section's settings."""

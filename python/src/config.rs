@@ -160,6 +160,33 @@ impl Configuration {
         serde_json::to_string(&self.config).map_err(|e| Raise::Configuration.err(e.to_string()))
     }
 
+    /// The alerting section's secrets, unmasked (`RT_*` variables applied): what the alert
+    /// dispatcher needs and the JSON view masks.
+    fn alerting_secrets(&self) -> std::collections::HashMap<&'static str, String> {
+        let a = &self.config.alerting;
+        [
+            ("slack_webhook_url", a.slack.webhook_url.expose()),
+            ("webhook_url", a.webhook.url.expose()),
+            ("webhook_secret", a.webhook.secret.expose()),
+            ("email_password", a.email.password.expose()),
+            ("pagerduty_routing_key", a.pagerduty.routing_key.expose()),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name, value.to_owned()))
+        .collect()
+    }
+
+    /// The alert webhook's headers, values unmasked.
+    fn webhook_headers(&self) -> std::collections::HashMap<String, String> {
+        self.config
+            .alerting
+            .webhook
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), value.expose().to_owned()))
+            .collect()
+    }
+
     /// The YAML text (secrets included): what `save_config` writes.
     #[getter]
     fn text(&self) -> &str {

@@ -9,6 +9,7 @@
 use pyo3::prelude::*;
 
 mod adaptive;
+mod alerting;
 mod args;
 mod backend;
 mod clock;
@@ -74,6 +75,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<protect::TrafficPattern>()?;
     module.add_class::<protect::NativeAnalytics>()?;
     module.add_class::<adaptive::NativeAdaptive>()?;
+    module.add_class::<alerting::NativeAlerts>()?;
     module.add_class::<websocket::NativeWebSocket>()?;
     module.add_class::<graphql::NativeGraphQL>()?;
     module.add_function(wrap_pyfunction!(parse_rate, module)?)?;
