@@ -2,8 +2,8 @@
 //! resources), and `GET /dashboard/events`, server-sent events carrying a frame of figures
 //! each second: per rule and per second allowed and denied, the most limited identifiers,
 //! the blacklist (active blocks with their expiry), the latest violations, the store's
-//! health, and the lists. The page manages the lists through `/v1/lists` (with the token
-//! when one is set).
+//! health, and the lists. With a token, the events need it as the API does (they name
+//! clients), and the page sends it; it manages the lists through `/v1/lists`.
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -259,7 +259,9 @@ fn routes<S: Store>(app: Arc<App<S>>) -> Router {
             get(list_entries::<S>).post(list_add::<S>),
         )
         .route("/v1/lists/{list}/{identifier}", delete(list_remove::<S>))
-        .route("/json", post(rls_json::<S>));
+        .route("/json", post(rls_json::<S>))
+        // The dashboard's figures name clients: behind the token too.
+        .route("/dashboard/events", get(dashboard_events::<S>));
     // Without a token there is nothing to check: no layer at all.
     let api = if app.token.is_some() {
         api.route_layer(middleware::from_fn_with_state(
@@ -273,7 +275,6 @@ fn routes<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/healthcheck", get(|| async { "OK" }))
         .route("/metrics", get(prometheus::<S>))
         .route("/dashboard", get(dashboard::page))
-        .route("/dashboard/events", get(dashboard_events::<S>))
         .merge(api)
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "Not Found", "no such endpoint") })
         .with_state(app)

@@ -305,6 +305,23 @@ async fn a_token_guards_the_api_but_not_the_healthcheck() {
         .await
         .unwrap();
     assert_eq!(entries.status(), 401, "reads need it too");
+    // The dashboard's page is open; its figures (they name clients) need the token.
+    let page = client.get(url(address, "/dashboard")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let events = client
+        .get(url(address, "/dashboard/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 401);
+    let events = client
+        .get(url(address, "/dashboard/events"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
     let allowed = client
         .post(url(address, "/v1/lists/blacklist"))
         .bearer_auth("s3cret")

@@ -263,8 +263,18 @@ async fn the_dashboard_shows_the_rules_updates_live_and_manages_the_blacklist() 
     session.open(&format!("http://{address}/dashboard")).await;
     let rules =
         "return [...document.querySelectorAll('#rules tr')].map(r => r.dataset.rule || null)";
-    // Before any traffic the rules are listed by the server's figures once a check was seen;
-    // the first frame arrives at once.
+    // The figures name clients: with a token set, the page needs it before they flow (the
+    // first frame comes at once then).
+    session
+        .until(
+            "return document.body.dataset.connection",
+            json!("unauthorized"),
+        )
+        .await;
+    let frames = "return Number(document.body.dataset.frames)";
+    assert_eq!(session.script(frames, json!([])).await, json!(0));
+    session.type_into("#token", TOKEN).await;
+    session.click("#connect").await;
     session
         .until(
             "return Number(document.body.dataset.frames) > 0",
@@ -324,6 +334,7 @@ async fn the_dashboard_shows_the_rules_updates_live_and_manages_the_blacklist() 
         .await;
 
     // Blacklisting through the page without the token is refused.
+    session.type_into("#token", "").await;
     session.type_into("#list-identifier", "198.51.100.66").await;
     session.type_into("#list-duration", "600").await;
     session.click("#list-submit").await;
