@@ -171,6 +171,14 @@ fn settings(http: SocketAddr, smtp: Option<SocketAddr>) -> AlertSettings {
     settings
 }
 
+/// [`settings`] with the webhook only.
+fn webhook_only(http: SocketAddr) -> AlertSettings {
+    let mut settings = settings(http, None);
+    settings.slack = None;
+    settings.pagerduty = None;
+    settings
+}
+
 fn dispatcher(settings: AlertSettings) -> (Dispatcher, ManualClock) {
     let clock = ManualClock::new();
     let limiter = Limiter::builder().clock(clock.clone()).build();
@@ -277,9 +285,7 @@ async fn an_alert_reaches_slack_the_webhook_pagerduty_and_email() {
 #[tokio::test]
 async fn each_event_and_severity_is_sent_once_per_cooldown() {
     let (receiver, http) = http_receiver().await;
-    let mut settings = settings(http, None);
-    settings.slack = None;
-    settings.pagerduty = None;
+    let settings = webhook_only(http);
     let (dispatcher, clock) = dispatcher(settings);
     let alert = || {
         Alert::new(
@@ -321,9 +327,7 @@ async fn each_event_and_severity_is_sent_once_per_cooldown() {
 #[tokio::test]
 async fn failures_are_retried_and_an_alert_no_channel_took_gives_its_cooldown_back() {
     let (receiver, http) = http_receiver().await;
-    let mut settings = settings(http, None);
-    settings.slack = None;
-    settings.pagerduty = None;
+    let settings = webhook_only(http);
     let (dispatcher, clock) = dispatcher(settings);
     let alert = || {
         Alert::new(
@@ -360,9 +364,7 @@ async fn failures_are_retried_and_an_alert_no_channel_took_gives_its_cooldown_ba
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_that_hangs_holds_up_neither_the_caller_nor_checks() {
     let (receiver, http) = http_receiver().await;
-    let mut settings = settings(http, None);
-    settings.slack = None;
-    settings.pagerduty = None;
+    let mut settings = webhook_only(http);
     settings.webhook.as_mut().unwrap().url = format!("http://{http}/hang");
     let (dispatcher, clock) = dispatcher(settings);
     let limiter = dispatcher.limiter().clone();
@@ -461,9 +463,7 @@ fn fleet_member() {
                 .await
                 .unwrap();
             let limiter = Limiter::builder().store(store).build();
-            let mut settings = settings(http.parse().unwrap(), None);
-            settings.slack = None;
-            settings.pagerduty = None;
+            let settings = webhook_only(http.parse().unwrap());
             dispatchers.push(Dispatcher::new(settings, limiter).unwrap());
         }
         let sends: Vec<_> = dispatchers
@@ -555,9 +555,7 @@ async fn two_processes_of_eight_dispatchers_send_one_alert_per_cooldown() {
 async fn a_monitor_snapshots_writes_json_and_alerts_on_what_it_reads() {
     use ratethrottle_alert::{Monitor, MonitorSettings};
     let (receiver, http) = http_receiver().await;
-    let mut settings = settings(http, None);
-    settings.slack = None;
-    settings.pagerduty = None;
+    let settings = webhook_only(http);
     let (dispatcher, _clock) = dispatcher(settings);
     let limiter = dispatcher.limiter().clone();
     limiter

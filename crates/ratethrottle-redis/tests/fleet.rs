@@ -101,9 +101,16 @@ fn fleet_admits(
                         MEMBER,
                         format!("{}|{prefix}|{strategy}{limit}", server.url()),
                     )
-                    .output()
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
                     .expect("the test binary runs as a worker")
             })
+            .collect();
+        // All started before any is waited for: they check at the same time.
+        let workers: Vec<_> = workers
+            .into_iter()
+            .map(|worker| worker.wait_with_output().expect("a worker ends"))
             .collect();
         let admitted: u64 = workers
             .iter()

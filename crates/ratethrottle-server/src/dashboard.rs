@@ -129,20 +129,10 @@ impl View {
             })
             .collect();
         let entries = |list| async move {
-            limiter.list_entries(list).await.map(|entries| {
-                entries
-                    .iter()
-                    .map(|e| {
-                        let expires = e.expires_at.map(|at| {
-                            at.to_system_time()
-                                .duration_since(UNIX_EPOCH)
-                                .unwrap_or_default()
-                                .as_secs_f64()
-                        });
-                        json!({"identifier": e.identifier, "expires_at": expires})
-                    })
-                    .collect::<Vec<Value>>()
-            })
+            limiter
+                .list_entries(list)
+                .await
+                .map(|entries| crate::entries_json(&entries))
         };
         let (whitelist, blacklist) = (
             entries(ListKind::Whitelist).await,

@@ -803,6 +803,22 @@ async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
     .into_response()
 }
 
+/// List entries as JSON: `identifier`, and `expires_at` (Unix seconds, or null for good).
+pub(crate) fn entries_json(entries: &[ratethrottle::store::ListEntry]) -> Vec<Value> {
+    entries
+        .iter()
+        .map(|e| {
+            let expires = e.expires_at.map(|at| {
+                at.to_system_time()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+            });
+            json!({ "identifier": e.identifier, "expires_at": expires })
+        })
+        .collect()
+}
+
 /// The list named in a path.
 fn list_of(name: &str) -> Option<ListKind> {
     match name {
@@ -829,21 +845,7 @@ async fn list_entries<S: Store>(
         return unknown_list(&name);
     };
     match app.limiter.list_entries(list).await {
-        Ok(entries) => {
-            let entries: Vec<Value> = entries
-                .iter()
-                .map(|e| {
-                    let expires = e.expires_at.map(|at| {
-                        at.to_system_time()
-                            .duration_since(UNIX_EPOCH)
-                            .unwrap_or_default()
-                            .as_secs_f64()
-                    });
-                    json!({ "identifier": e.identifier, "expires_at": expires })
-                })
-                .collect();
-            axum::Json(json!({ "entries": entries })).into_response()
-        }
+        Ok(entries) => axum::Json(json!({ "entries": entries_json(&entries) })).into_response(),
         Err(error) => failed(&error),
     }
 }
