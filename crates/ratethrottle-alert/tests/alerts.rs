@@ -179,6 +179,13 @@ fn webhook_only(http: SocketAddr) -> AlertSettings {
     settings
 }
 
+/// A receiver, and a dispatcher sending to its webhook only.
+async fn webhook_dispatcher() -> (Arc<Receiver>, Dispatcher, ManualClock) {
+    let (receiver, http) = http_receiver().await;
+    let (dispatcher, clock) = dispatcher(webhook_only(http));
+    (receiver, dispatcher, clock)
+}
+
 fn dispatcher(settings: AlertSettings) -> (Dispatcher, ManualClock) {
     let clock = ManualClock::new();
     let limiter = Limiter::builder().clock(clock.clone()).build();
@@ -284,9 +291,7 @@ async fn an_alert_reaches_slack_the_webhook_pagerduty_and_email() {
 
 #[tokio::test]
 async fn each_event_and_severity_is_sent_once_per_cooldown() {
-    let (receiver, http) = http_receiver().await;
-    let settings = webhook_only(http);
-    let (dispatcher, clock) = dispatcher(settings);
+    let (receiver, dispatcher, clock) = webhook_dispatcher().await;
     let alert = || {
         Alert::new(
             Severity::Warning,
@@ -326,9 +331,7 @@ async fn each_event_and_severity_is_sent_once_per_cooldown() {
 
 #[tokio::test]
 async fn failures_are_retried_and_an_alert_no_channel_took_gives_its_cooldown_back() {
-    let (receiver, http) = http_receiver().await;
-    let settings = webhook_only(http);
-    let (dispatcher, clock) = dispatcher(settings);
+    let (receiver, dispatcher, clock) = webhook_dispatcher().await;
     let alert = || {
         Alert::new(
             Severity::Warning,

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use ratethrottle::{Limiter, Rule};
 use ratethrottle_server::{Server, ServerOptions};
 use serde_json::{Value, json};
@@ -194,7 +195,9 @@ impl Session<'_> {
             .json()
             .await
             .unwrap();
-        let png = base64_decode(answer["value"].as_str().unwrap());
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(answer["value"].as_str().unwrap())
+            .unwrap();
         std::fs::write(path, png).unwrap();
     }
 
@@ -202,27 +205,6 @@ impl Session<'_> {
         let path = format!("/session/{}", self.id);
         self.driver.call(reqwest::Method::DELETE, &path, None).await;
     }
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    let mut table = [255u8; 256];
-    for (i, c) in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-        .iter()
-        .enumerate()
-    {
-        table[usize::from(*c)] = u8::try_from(i).unwrap();
-    }
-    let mut bytes = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut buffer, mut bits) = (0u32, 0);
-    for c in text.bytes().filter(|c| table[usize::from(*c)] != 255) {
-        buffer = (buffer << 6) | u32::from(table[usize::from(c)]);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            bytes.push(u8::try_from((buffer >> bits) & 0xff).unwrap());
-        }
-    }
-    bytes
 }
 
 async fn check(address: SocketAddr, rule: &str, identifier: &str) -> Value {
