@@ -195,6 +195,10 @@ pub struct SecondCounts {
     pub denied: u64,
 }
 
+/// The most identifiers a snapshot kept in memory counts ([`FleetSnapshot::record`]): a
+/// process that runs for months against random clients stays bounded.
+pub const TOP_KEPT: usize = 500;
+
 /// What a fleet (or one process) did: totals, per rule, per second, who is limited most, and
 /// the latest violations.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -292,13 +296,23 @@ impl FleetSnapshot {
             }),
         }
         for v in violations {
-            match self
+            let known = self
                 .top_limited
-                .iter_mut()
-                .find(|(id, _)| *id == v.identifier)
-            {
-                Some((_, count)) => *count += 1,
-                None => self.top_limited.push((v.identifier.clone(), 1)),
+                .iter()
+                .position(|(id, _)| *id == v.identifier);
+            match known {
+                Some(i) => self.top_limited[i].1 += 1,
+                None if self.top_limited.len() < TOP_KEPT => {
+                    self.top_limited.push((v.identifier.clone(), 1));
+                }
+                None => {
+                    // Full: the least counted gives way and its count carries over (the
+                    // space-saving sketch), so a heavy newcomer still rises.
+                    if let Some(least) = self.top_limited.iter_mut().min_by_key(|(_, count)| *count)
+                    {
+                        *least = (v.identifier.clone(), least.1 + 1);
+                    }
+                }
             }
             self.recent_violations.insert(0, v.clone());
         }
@@ -663,5 +677,30 @@ mod tests {
         assert_eq!(snapshot.rules[0].block_rate(), 25.0);
         assert_eq!(snapshot.top_limited, [("x".to_owned(), 10)]);
         assert_eq!(snapshot.recent_violations.len(), 3);
+    }
+
+    #[test]
+    fn a_snapshot_in_memory_counts_a_bounded_number_of_identifiers() {
+        let mut snapshot = FleetSnapshot::default();
+        let violation = |identifier: String| ViolationRecord {
+            at_ms: 0,
+            identifier,
+            rule: "api".to_owned(),
+            limit: 1,
+            retry_after_ms: 1,
+        };
+        // A flood of distinct clients, and one heavy hitter arriving late.
+        for second in 0..20 {
+            let round: Vec<_> = (0..1000)
+                .map(|i| violation(format!("10.{second}.{}.{}", i / 256, i % 256)))
+                .collect();
+            snapshot.record(second, &Delta::default(), &round, 60, 10);
+        }
+        for second in 20..25 {
+            let heavy = vec![violation("203.0.113.9".to_owned()); 50];
+            snapshot.record(second, &Delta::default(), &heavy, 60, 10);
+        }
+        assert!(snapshot.top_limited.len() <= TOP_KEPT);
+        assert_eq!(snapshot.top_limited[0].0, "203.0.113.9");
     }
 }
