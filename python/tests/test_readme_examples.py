@@ -20,6 +20,9 @@ def _blocks():
 
 
 @pytest.mark.parametrize("code", list(_blocks()))
-def test_readme_example_runs(code):
+def test_readme_example_runs(code, tmp_path, monkeypatch):
     pytest.importorskip("flask")
+    # In a scratch directory: an example may write files (ConfigManager writes a default
+    # configuration where none exists), and must not write them into the repository.
+    monkeypatch.chdir(tmp_path)
     exec(compile(code, "<readme>", "exec"), {"__name__": "readme_example"})
