@@ -45,8 +45,45 @@ struct RuleSeries {
     near_limit: Counter,
     blocked: Counter,
     whitelisted: Counter,
+    shadow_mode: Counter,
     latency: Histogram,
 }
+
+impl RuleSeries {
+    /// Counts a decision of `cost` units that took `elapsed` (when timed).
+    fn count(&self, status: &Status, cost: u64, elapsed: Option<Duration>) {
+        self.total_hits.inc_by(cost);
+        match status.verdict {
+            Verdict::Whitelisted => {
+                self.whitelisted.inc();
+            }
+            Verdict::Blocked | Verdict::Blacklisted => {
+                self.blocked.inc();
+            }
+            Verdict::Limited => {
+                self.over_limit.inc_by(cost);
+            }
+            _ if status.allowed => {
+                let used = status.limit.saturating_sub(status.remaining);
+                if u128::from(used) * 5 >= u128::from(status.limit) * 4 {
+                    self.near_limit.inc_by(cost);
+                }
+            }
+            _ => {}
+        }
+        if let Some(elapsed) = elapsed {
+            self.latency.observe(elapsed.as_secs_f64());
+        }
+    }
+}
+
+/// The most series [`DecisionMetrics`] keeps: detailed metrics name each descriptor value,
+/// and a service that runs for months must stay bounded. Past it, new rules count together
+/// under [`OTHER_SERIES`].
+pub const MAX_SERIES: usize = 10_000;
+
+/// The series that rules past [`MAX_SERIES`] count under.
+pub const OTHER_SERIES: &str = "(other)";
 
 /// Counts of decisions per rule, as envoyproxy/ratelimit names them, and their latency.
 #[derive(Clone, Debug)]
@@ -105,6 +142,11 @@ impl DecisionMetrics {
                 "Checks of whitelisted identifiers",
                 &metrics.whitelisted,
             ),
+            (
+                "shadow_mode",
+                "Units over the limit answered OK (shadow mode)",
+                &metrics.shadow_mode,
+            ),
         ];
         for (name, help, family) in counters {
             registry.register(name, help, family.clone());
@@ -119,63 +161,48 @@ impl DecisionMetrics {
 
     /// Counts `cost` units over the limit of `rule` answered OK (shadow mode).
     pub fn record_shadow(&self, rule: &str, cost: u64) {
-        let label = RuleLabel {
-            rule: rule.to_owned(),
-        };
-        self.shadow_mode.get_or_create(&label).inc_by(cost);
+        self.with_series(rule, |series| {
+            series.shadow_mode.inc_by(cost);
+        });
     }
 
-    /// Creates the series of `rule`.
-    fn create(&self, rule: &str) {
+    /// Counts a decision under `rule` of `cost` units that took `elapsed` (when timed).
+    pub fn record(&self, rule: &str, status: &Status, cost: u64, elapsed: Option<Duration>) {
+        self.with_series(rule, |series| series.count(status, cost, elapsed));
+    }
+
+    /// Calls `count` with the series of `rule`: one read lock when it exists; made the first
+    /// time (under [`OTHER_SERIES`] once there are [`MAX_SERIES`]).
+    fn with_series(&self, rule: &str, count: impl FnOnce(&RuleSeries)) {
+        if let Some(series) = self.series.read().get(rule) {
+            count(series);
+            return;
+        }
+        let mut all = self.series.write();
+        let name = if all.len() < MAX_SERIES || all.contains_key(rule) {
+            rule
+        } else {
+            OTHER_SERIES
+        };
+        let series = all
+            .entry(name.to_owned())
+            .or_insert_with(|| self.series_of(name));
+        count(series);
+    }
+
+    /// The series of `rule` in the families.
+    fn series_of(&self, rule: &str) -> RuleSeries {
         let label = RuleLabel {
             rule: rule.to_owned(),
         };
-        let series = RuleSeries {
+        RuleSeries {
             total_hits: self.total_hits.get_or_create(&label).clone(),
             over_limit: self.over_limit.get_or_create(&label).clone(),
             near_limit: self.near_limit.get_or_create(&label).clone(),
             blocked: self.blocked.get_or_create(&label).clone(),
             whitelisted: self.whitelisted.get_or_create(&label).clone(),
+            shadow_mode: self.shadow_mode.get_or_create(&label).clone(),
             latency: self.latency.get_or_create(&label).clone(),
-        };
-        let mut all = self.series.write();
-        // A bound on the distinct series (detailed metrics name each descriptor value); past
-        // it, new series count in the families only.
-        if all.len() < 10_000 {
-            all.entry(label.rule).or_insert(series);
-        }
-    }
-
-    /// Counts a decision under `rule` of `cost` units that took `elapsed` (when timed).
-    pub fn record(&self, rule: &str, status: &Status, cost: u64, elapsed: Option<Duration>) {
-        if !self.series.read().contains_key(rule) {
-            self.create(rule);
-        }
-        let all = self.series.read();
-        let Some(series) = all.get(rule) else {
-            return;
-        };
-        series.total_hits.inc_by(cost);
-        match status.verdict {
-            Verdict::Whitelisted => {
-                series.whitelisted.inc();
-            }
-            Verdict::Blocked | Verdict::Blacklisted => {
-                series.blocked.inc();
-            }
-            Verdict::Limited => {
-                series.over_limit.inc_by(cost);
-            }
-            _ if status.allowed => {
-                let used = status.limit.saturating_sub(status.remaining);
-                if u128::from(used) * 5 >= u128::from(status.limit) * 4 {
-                    series.near_limit.inc_by(cost);
-                }
-            }
-            _ => {}
-        }
-        if let Some(elapsed) = elapsed {
-            series.latency.observe(elapsed.as_secs_f64());
         }
     }
 }
@@ -456,5 +483,39 @@ impl<S: Store> Collector for StoreHealth<S> {
             Figure::Gauge("rules", "Rules in force", m.active_rules as f64),
         ];
         encode_figures(&mut encoder, &figures)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_past_the_bound_count_together() {
+        let limiter = Limiter::in_memory();
+        let metrics = PrometheusMetrics::new(&limiter);
+        limiter
+            .add_rule(ratethrottle::Rule::new(
+                "api",
+                1000,
+                Duration::from_secs(60),
+            ))
+            .unwrap();
+        let status = limiter.check_now("client", "api", 1).unwrap().unwrap();
+        for n in 0..MAX_SERIES + 5 {
+            metrics
+                .decisions()
+                .record(&format!("rule-{n}"), &status, 2, None);
+        }
+        metrics.decisions().record_shadow("one more", 3);
+        let text = metrics.encode();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("ratethrottle_total_hits_total{"))
+            .count();
+        assert_eq!(series, MAX_SERIES + 1);
+        assert!(text.contains("ratethrottle_total_hits_total{rule=\"(other)\"} 10\n"));
+        assert!(text.contains("ratethrottle_shadow_mode_total{rule=\"(other)\"} 3\n"));
+        assert!(text.contains("ratethrottle_total_hits_total{rule=\"rule-0\"} 2\n"));
     }
 }

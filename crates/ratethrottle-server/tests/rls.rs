@@ -175,7 +175,7 @@ async fn admitted(
 
 #[tokio::test]
 async fn the_reference_examples() {
-    let mut client = start().await;
+    let (mut client, http) = start_both().await;
     assert_eq!(
         admitted(&mut client, "mongo_cps", &[("database", "users")], 7).await,
         5
@@ -249,6 +249,17 @@ async fn the_reference_examples() {
     )
     .await;
     assert_eq!(shadow.overall_code, Code::Ok as i32);
+    let metrics = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = "ratethrottle_shadow_mode_total{rule=\"rls:edge_proxy_per_ip:shadow=*#0\"} 3";
+    assert!(
+        metrics.lines().any(|l| l == counted),
+        "{counted} in {metrics}"
+    );
 }
 
 #[tokio::test]
