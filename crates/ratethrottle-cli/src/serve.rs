@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use anyhow::anyhow;
 use ratethrottle_config::Config;
-use ratethrottle_protect::adaptive::AdaptiveLimiter;
-use ratethrottle_protect::ddos::DdosProtection;
 use ratethrottle_redis::telemetry::read_fleet;
 use ratethrottle_server::dashboard::Source;
 use ratethrottle_server::{RlsConfig, Server, ServerOptions, shutdown_signal};
@@ -63,22 +61,14 @@ pub(crate) async fn run(config: &Config, args: &ServeArgs) -> Outcome {
         .map_err(|error| usage(anyhow!("cannot listen on {}: {error}", args.http)))?;
     // DDoS protection and the adaptive limiter, as the configuration enables them.
     let mut _saver = None;
-    if config.adaptive.enabled {
-        let adaptive = Arc::new(
-            AdaptiveLimiter::new(limiter.clone(), config.adaptive.settings()).map_err(usage)?,
-        );
-        if let Some(persistence) = config.adaptive.persistence.persistence() {
-            _saver = Some(adaptive.persist(persistence).map_err(usage)?);
-        }
+    if let Some((adaptive, saver)) = config.build_adaptive(&limiter).map_err(usage)? {
+        _saver = saver;
         server = server.adaptive(adaptive);
     }
-    let ddos = if config.ddos_protection.enabled {
-        let ddos = Arc::new(DdosProtection::new(config.ddos_protection.settings()).map_err(usage)?);
-        server = server.ddos(Arc::clone(&ddos));
-        Some(ddos)
-    } else {
-        None
-    };
+    let ddos = config.build_ddos().map_err(usage)?;
+    if let Some(ddos) = &ddos {
+        server = server.ddos(Arc::clone(ddos));
+    }
     // On Redis with telemetry, the dashboard follows the whole fleet.
     if let (Some(_), Some(store)) = (&telemetry, limiter.store().as_redis()) {
         let store = store.clone();

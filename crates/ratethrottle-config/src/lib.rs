@@ -240,6 +240,48 @@ impl Config {
         })
     }
 
+    /// The `adaptive` section's limiter on `limiter` (which gains its rule), with the saver
+    /// of its model when `persistence` is enabled; `None` when the section is disabled.
+    #[allow(clippy::type_complexity)]
+    pub fn build_adaptive<S: Store>(
+        &self,
+        limiter: &Limiter<S>,
+    ) -> Result<
+        Option<(
+            std::sync::Arc<ratethrottle_protect::adaptive::AdaptiveLimiter<S>>,
+            Option<ratethrottle_protect::adaptive::Saver>,
+        )>,
+        ratethrottle_protect::adaptive::AdaptiveError,
+    > {
+        if !self.adaptive.enabled {
+            return Ok(None);
+        }
+        let adaptive = std::sync::Arc::new(ratethrottle_protect::adaptive::AdaptiveLimiter::new(
+            limiter.clone(),
+            self.adaptive.settings(),
+        )?);
+        let saver = match self.adaptive.persistence.persistence() {
+            Some(persistence) => Some(adaptive.persist(persistence)?),
+            None => None,
+        };
+        Ok(Some((adaptive, saver)))
+    }
+
+    /// The `ddos_protection` section's protection; `None` when the section is disabled.
+    pub fn build_ddos(
+        &self,
+    ) -> Result<
+        Option<std::sync::Arc<ratethrottle_protect::ddos::DdosProtection>>,
+        ratethrottle_protect::ddos::SettingsError,
+    > {
+        if !self.ddos_protection.enabled {
+            return Ok(None);
+        }
+        let ddos =
+            ratethrottle_protect::ddos::DdosProtection::new(self.ddos_protection.settings())?;
+        Ok(Some(std::sync::Arc::new(ddos)))
+    }
+
     /// Starts the `monitoring` section's monitor of `limiter` (with DDoS protection's and
     /// analytics' figures when given): a snapshot every `interval`, logged and written as JSON
     /// as the section says, and checked against `alerting`'s thresholds when alerting is

@@ -623,17 +623,13 @@ impl<S: Store + KeyValueStore, R> PolicyBuilder<S, R> {
     /// when enabled.
     #[cfg(feature = "config")]
     fn protection_of(mut self, config: &ratethrottle_config::Config) -> Self {
-        if config.adaptive.enabled {
-            self = self.adaptive(config.adaptive.settings());
-            if let (Some(adaptive), Some(persistence)) = (
-                &self.policy.adaptive,
-                config.adaptive.persistence.persistence(),
-            ) {
-                match adaptive.persist(persistence) {
-                    Ok(saver) => self.policy._saver = Some(saver),
-                    Err(error) => self.errors.push(error.into()),
-                }
+        match config.build_adaptive(&self.policy.limiter) {
+            Ok(Some((adaptive, saver))) => {
+                self = self.adaptive_limiter(adaptive);
+                self.policy._saver = saver;
             }
+            Ok(None) => {}
+            Err(error) => self.errors.push(error.into()),
         }
         if config.analytics.enabled {
             match Analytics::new(config.analytics.settings()) {
@@ -641,11 +637,9 @@ impl<S: Store + KeyValueStore, R> PolicyBuilder<S, R> {
                 Err(error) => self.errors.push(error.into()),
             }
         }
-        if !config.ddos_protection.enabled {
-            return self;
-        }
-        match DdosProtection::new(config.ddos_protection.settings()) {
-            Ok(ddos) => self.ddos(Arc::new(ddos)),
+        match config.build_ddos() {
+            Ok(Some(ddos)) => self.ddos(ddos),
+            Ok(None) => self,
             Err(error) => {
                 self.errors.push(error.into());
                 self
