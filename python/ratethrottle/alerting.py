@@ -82,10 +82,9 @@ class AlertDispatcher:
         self._storage = storage
         # Channels enabled but not usable: their error is logged at each send, as 1.4.0's.
         self._misconfigured: List[Tuple[str, str]] = []
-        core = RateThrottleCore(storage, clock=clock) if storage is not None else RateThrottleCore(clock=clock)
-        self._core = core
+        # The cooldowns live in the storage's store, on its clock.
         self._native = NativeAlerts(
-            core,
+            RateThrottleCore(storage, clock=clock),
             self.enabled,
             float(self.cooldown_seconds),
             self.thresholds,
