@@ -36,13 +36,17 @@ pub struct Reading {
 impl Reading {
     /// `limiter`'s figures now.
     pub fn of<S: Store>(limiter: &Limiter<S>) -> Self {
-        let m = limiter.metrics();
+        Self::from_metrics(limiter.now(), &limiter.metrics())
+    }
+
+    /// A limiter's figures `metrics`, read at `at`.
+    pub fn from_metrics(at: Nanos, metrics: &ratethrottle::Metrics) -> Self {
         Reading {
-            at: limiter.now(),
-            block_rate: m.block_rate,
-            violations: m.violations,
-            store_errors: m.store_errors,
-            circuit_opens: m.store_circuit_opens,
+            at,
+            block_rate: metrics.block_rate,
+            violations: metrics.violations,
+            store_errors: metrics.store_errors,
+            circuit_opens: metrics.store_circuit_opens,
             ddos_detection_rate: None,
             ddos_blocked: 0,
         }
@@ -50,12 +54,7 @@ impl Reading {
 
     /// The same, with DDoS protection's figures.
     pub fn with_ddos(mut self, ddos: &ratethrottle_protect::ddos::DdosStatistics) -> Self {
-        let rate = if ddos.total_analyzed == 0 {
-            0.0
-        } else {
-            ddos.suspicious_detected as f64 / ddos.total_analyzed as f64 * 100.0
-        };
-        self.ddos_detection_rate = Some(rate);
+        self.ddos_detection_rate = Some(ddos.detection_rate());
         self.ddos_blocked = ddos.auto_blocked;
         self
     }

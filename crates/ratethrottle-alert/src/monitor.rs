@@ -68,7 +68,11 @@ impl<S: Store + KeyValueStore> std::fmt::Debug for Monitor<S> {
 
 /// A limiter's figures with the original's `get_metrics()` keys.
 pub fn limiter_json<S: Store>(limiter: &Limiter<S>) -> Value {
-    let m = limiter.metrics();
+    metrics_json(&limiter.metrics())
+}
+
+/// Figures `m` of a limiter with the original's `get_metrics()` keys.
+fn metrics_json(m: &ratethrottle::Metrics) -> Value {
     let rules: Map<String, Value> = m
         .rules
         .iter()
@@ -130,48 +134,31 @@ impl<S: Store + KeyValueStore> Monitor<S> {
         self
     }
 
+    /// What the sources say now, each read once.
+    fn figures(&self) -> Figures {
+        Figures {
+            at: self.limiter.now(),
+            metrics: self.limiter.metrics(),
+            ddos: self.ddos.as_ref().map(|ddos| ddos.statistics()),
+            analytics: self.analytics.as_ref().map(|analytics| analytics.summary()),
+        }
+    }
+
     /// A snapshot now.
     pub fn snapshot_now(&self) -> Value {
-        let now = self.limiter.now();
-        let mut snapshot = json!({
-            "timestamp": ratethrottle_protect::analytics::iso_timestamp(now),
-            "limiter": limiter_json(&self.limiter),
-        });
-        if let Some(ddos) = &self.ddos {
-            let s = ddos.statistics();
-            snapshot["ddos"] = json!({
-                "total_analyzed": s.total_analyzed,
-                "suspicious_detected": s.suspicious_detected,
-                "auto_blocked": s.auto_blocked,
-                "detection_rate": detection_rate(&s),
-                "false_positives_prevented": s.false_positives_prevented,
-                "monitored_identifiers": s.tracked_identifiers,
-                "blocked_ips": self.limiter.metrics().blacklisted,
-            });
-        }
-        if let Some(analytics) = &self.analytics {
-            snapshot["analytics"] =
-                ratethrottle_protect::analytics::summary_json(&analytics.summary());
-        }
-        snapshot
+        self.figures().snapshot()
     }
 
     /// What the alerts read now.
     pub fn reading(&self) -> Reading {
-        let mut reading = Reading::of(&self.limiter);
-        if let Some(ddos) = &self.ddos {
-            reading = reading.with_ddos(&ddos.statistics());
-        }
-        if let Some(analytics) = &self.analytics {
-            reading = reading.with_violations(analytics.summary().total_violations);
-        }
-        reading
+        self.figures().reading()
     }
 
     /// One round: a snapshot, logged and written as the settings say, and checked for
     /// alerts. The snapshot.
     pub async fn tick(&self) -> Value {
-        let snapshot = self.snapshot_now();
+        let figures = self.figures();
+        let snapshot = figures.snapshot();
         if self.settings.log_metrics {
             log(&snapshot);
         }
@@ -184,7 +171,7 @@ impl<S: Store + KeyValueStore> Monitor<S> {
             }
         }
         if let Some(dispatcher) = &self.dispatcher {
-            dispatcher.check_and_alert(self.reading()).await;
+            dispatcher.check_and_alert(figures.reading()).await;
         }
         snapshot
     }
@@ -216,11 +203,49 @@ impl Drop for MonitorTask {
     }
 }
 
-fn detection_rate(s: &ratethrottle_protect::ddos::DdosStatistics) -> f64 {
-    if s.total_analyzed == 0 {
-        0.0
-    } else {
-        s.suspicious_detected as f64 / s.total_analyzed as f64 * 100.0
+/// The figures of one round.
+struct Figures {
+    at: ratethrottle::clock::Nanos,
+    metrics: ratethrottle::Metrics,
+    ddos: Option<ratethrottle_protect::ddos::DdosStatistics>,
+    analytics: Option<ratethrottle_protect::analytics::Summary>,
+}
+
+impl Figures {
+    /// The snapshot, with the original's keys.
+    fn snapshot(&self) -> Value {
+        let mut snapshot = json!({
+            "timestamp": ratethrottle_protect::analytics::iso_timestamp(self.at),
+            "limiter": metrics_json(&self.metrics),
+        });
+        if let Some(s) = &self.ddos {
+            snapshot["ddos"] = json!({
+                "total_analyzed": s.total_analyzed,
+                "suspicious_detected": s.suspicious_detected,
+                "auto_blocked": s.auto_blocked,
+                "detection_rate": s.detection_rate(),
+                "false_positives_prevented": s.false_positives_prevented,
+                "monitored_identifiers": s.tracked_identifiers,
+                "blocked_ips": self.metrics.blacklisted,
+            });
+        }
+        if let Some(summary) = &self.analytics {
+            snapshot["analytics"] = ratethrottle_protect::analytics::summary_json(summary);
+        }
+        snapshot
+    }
+
+    /// What the alerts read: analytics' violations when there is analytics, as the
+    /// original reads them.
+    fn reading(&self) -> Reading {
+        let mut reading = Reading::from_metrics(self.at, &self.metrics);
+        if let Some(ddos) = &self.ddos {
+            reading = reading.with_ddos(ddos);
+        }
+        if let Some(summary) = &self.analytics {
+            reading = reading.with_violations(summary.total_violations);
+        }
+        reading
     }
 }
 

@@ -95,6 +95,18 @@ pub struct DdosStatistics {
     pub trusted_identifiers: u64,
 }
 
+impl DdosStatistics {
+    /// The percentage of analysed requests found suspicious (0 before any), the original's
+    /// `detection_rate`.
+    pub fn detection_rate(&self) -> f64 {
+        if self.total_analyzed == 0 {
+            0.0
+        } else {
+            self.suspicious_detected as f64 / self.total_analyzed as f64 * 100.0
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct Client {
     summary: TrafficSummary,
